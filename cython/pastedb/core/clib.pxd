@@ -1,0 +1,145 @@
+# clib.pxd -- every C library and system call pastedb uses, declared once,
+# all nogil.  Modules cimport from here; nothing else declares externs.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from posix.types cimport off_t
+
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum:
+        EINTR
+        EAGAIN
+        EWOULDBLOCK
+        ENOSPC
+        EIO
+        EINVAL
+        ENOMEM
+        EOPNOTSUPP
+        ENOTSUP
+        EEXIST
+        ENOENT
+        EBADF
+
+
+cdef extern from "<sys/mman.h>" nogil:
+    enum:
+        PROT_NONE
+        PROT_READ
+        PROT_WRITE
+        MAP_SHARED
+        MAP_PRIVATE
+        MAP_ANONYMOUS
+        MAP_NORESERVE
+        MAP_FIXED
+        MS_SYNC
+        MS_ASYNC
+        MADV_DONTNEED
+    void *MAP_FAILED
+    void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
+    int munmap(void *addr, size_t length)
+    int msync(void *addr, size_t length, int flags)
+    int madvise(void *addr, size_t length, int advice)
+
+
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #ifndef MAP_SYNC
+    #define MAP_SYNC 0x80000
+    #endif
+    #ifndef MAP_SHARED_VALIDATE
+    #define MAP_SHARED_VALIDATE 0x03
+    #endif
+    """
+    enum:
+        MAP_SYNC
+        MAP_SHARED_VALIDATE
+
+
+cdef extern from "<fcntl.h>" nogil:
+    enum:
+        O_RDONLY
+        O_RDWR
+        O_CREAT
+        O_EXCL
+        O_CLOEXEC
+    int open(const char *path, int flags, ...)
+    int posix_fallocate(int fd, off_t offset, off_t length)
+
+
+cdef extern from "<sys/file.h>" nogil:
+    enum:
+        LOCK_EX
+        LOCK_SH
+        LOCK_NB
+        LOCK_UN
+    int flock(int fd, int op)
+
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+    int fsync(int fd)
+    int fdatasync(int fd)
+    int ftruncate(int fd, off_t length)
+    ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+    ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+    int getpid()
+    long sysconf(int name)
+    enum:
+        _SC_PAGESIZE
+
+
+cdef extern from "<sys/stat.h>" nogil:
+    cdef struct stat:
+        off_t st_size
+    int fstat(int fd, stat *buf)
+
+
+cdef extern from "<sys/statfs.h>" nogil:
+    cdef struct statfs:
+        long f_type
+    int fstatfs(int fd, statfs *buf)
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef struct pthread_rwlock_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *m, void *attr)
+    int pthread_mutex_destroy(pthread_mutex_t *m)
+    int pthread_mutex_lock(pthread_mutex_t *m)
+    int pthread_mutex_unlock(pthread_mutex_t *m)
+    int pthread_cond_init(pthread_cond_t *c, void *attr)
+    int pthread_cond_destroy(pthread_cond_t *c)
+    int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+    int pthread_cond_broadcast(pthread_cond_t *c)
+    int pthread_cond_signal(pthread_cond_t *c)
+    int pthread_rwlock_init(pthread_rwlock_t *l, void *attr)
+    int pthread_rwlock_destroy(pthread_rwlock_t *l)
+    int pthread_rwlock_rdlock(pthread_rwlock_t *l)
+    int pthread_rwlock_wrlock(pthread_rwlock_t *l)
+    int pthread_rwlock_unlock(pthread_rwlock_t *l)
+
+
+cdef extern from "pastedb_hw.h" nogil:
+    enum:
+        PDB_CRC_INIT
+        PDB_FLUSH_NONE
+        PDB_FLUSH_CLFLUSH
+        PDB_FLUSH_CLFLUSHOPT
+        PDB_FLUSH_CLWB
+    uint32_t pdb_crc32c_update(uint32_t crc, const void *buf, size_t n)
+    uint32_t pdb_crc32c_final(uint32_t crc)
+    uint32_t pdb_crc32c(const void *buf, size_t n)
+    int pdb_crc32c_is_hw()
+    int pdb_flush_kind()
+    void pdb_flush_range(int kind, const void *p, size_t n)
+    void pdb_sfence()
+    uint64_t pdb_load_acquire_u64(const uint64_t *p)
+    void pdb_store_release_u64(uint64_t *p, uint64_t v)
+    uint64_t pdb_fetch_add_u64(uint64_t *p, uint64_t v)
+    int64_t pdb_fetch_add_i64(int64_t *p, int64_t v)
