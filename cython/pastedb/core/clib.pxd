@@ -78,6 +78,7 @@ cdef extern from "<sys/file.h>" nogil:
 
 
 cdef extern from "<unistd.h>" nogil:
+    int usleep(unsigned int usec)
     int close(int fd)
     int fsync(int fd)
     int fdatasync(int fd)
@@ -143,3 +144,6 @@ cdef extern from "pastedb_hw.h" nogil:
     void pdb_store_release_u64(uint64_t *p, uint64_t v)
     uint64_t pdb_fetch_add_u64(uint64_t *p, uint64_t v)
     int64_t pdb_fetch_add_i64(int64_t *p, int64_t v)
+    int64_t pdb_xadd_sc(int64_t *p, int64_t v)
+    int64_t pdb_load_sc(const int64_t *p)
+    void pdb_store_sc(int64_t *p, int64_t v)

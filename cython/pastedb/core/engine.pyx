@@ -1,0 +1,1060 @@
+"""The database engine: the embedded API over pool, reflog and index.
+
+A put copies key and value once into a data extent of the pool (the analogue
+of the NIC's DMA), appends one 64-byte record that references them, and waits
+for the group commit that covers it.  Nothing else is written on the way.
+"""
+
+import logging
+import os
+import time
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, memset
+
+from pastedb.core.clib cimport (
+    LOCK_EX, LOCK_NB, pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
+    pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_unlock,
+    pthread_rwlock_wrlock, usleep,
+)
+from pastedb.core.clib cimport flock as c_flock
+from pastedb.core.index cimport Index, Node, Ref, key_compare
+from pastedb.core.persist cimport (
+    PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
+    mode_from_name, mode_name,
+)
+from pastedb.core.pool cimport (
+    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SUPER_SLOT, Pool, Superblock,
+)
+from pastedb.core.reflog cimport (
+    CHUNK_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, RefLog, ReplayResult,
+    key_crc_state,
+)
+from pastedb.core.status cimport (
+    ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NOT_DAX, ST_OK, ST_VERSION, raise_status,
+)
+
+from pastedb.errors import CorruptionError, Error, LockedError
+
+log = logging.getLogger("pastedb")
+
+POOL_FILE = "pool"
+LOCK_FILE = "LOCK"
+INITIAL_POOL_BYTES = 8 << 20
+# Values at least this long are copied with the GIL released even for
+# sync=False puts and gets.
+cdef uint64_t BIG_COPY = 65536
+cdef int ITER_BATCH = 256
+
+# ------------------------------------------------------------------ fork
+# A DB inherited across fork() must refuse to work in the child: the mapping
+# is shared with the parent and the two would interleave log records.
+cdef long fork_generation = 0
+
+
+def _after_fork_in_child():
+    global fork_generation
+    fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ------------------------------------------------------------------ superblock
+cdef uint32_t super_crc(const Superblock *sb) noexcept nogil:
+    return pdb_crc32c(<const char *>sb, <size_t>(<char *>&sb.crc - <char *>sb))
+
+
+cdef int super_slot_state(const Superblock *sb) noexcept nogil:
+    """1 valid, 0 invalid, ST_VERSION a valid slot of an unknown version."""
+    if memcmp8(sb.magic, b"PASTEDB\0") != 0:
+        return 0
+    if sb.crc != super_crc(sb):
+        return 0
+    if sb.version != POOL_VERSION:
+        return ST_VERSION
+    if sb.buf_size != BUF_SIZE:
+        return 0
+    return 1
+
+
+cdef inline int memcmp8(const char *a, const char *b) noexcept nogil:
+    cdef int i
+    for i in range(8):
+        if a[i] != b[i]:
+            return 1
+    return 0
+
+
+cdef int read_superblock(Pool pool, Superblock *out) noexcept nogil:
+    cdef const Superblock *a = <const Superblock *>pool.base
+    cdef const Superblock *b = <const Superblock *>(pool.base + SUPER_SLOT)
+    cdef int va = super_slot_state(a)
+    cdef int vb = super_slot_state(b)
+    if va < 0 or vb < 0:
+        return ST_VERSION
+    if va and (not vb or a.seq > b.seq):
+        memcpy(out, a, sizeof(Superblock))
+    elif vb:
+        memcpy(out, b, sizeof(Superblock))
+    else:
+        return ST_CORRUPT
+    return 0
+
+
+cdef void write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept nogil:
+    """Write the slot `seq` selects; the other slot keeps the previous state
+    until a barrier has made this one durable."""
+    cdef char *dst = pool.base + (sb.seq % 2) * SUPER_SLOT
+    memcpy(sb.magic, b"PASTEDB\0", 8)
+    sb.version = POOL_VERSION
+    sb.buf_size = BUF_SIZE
+    sb.crc = super_crc(sb)
+    memset(dst, 0, SUPER_SLOT)
+    memcpy(dst, sb, sizeof(Superblock))
+    persist.persist_range(dst, SUPER_SLOT)
+
+
+# ------------------------------------------------------------------ replay
+cdef struct ReplayCtx:
+    void *db                          # borrowed DB (GIL held during replay)
+    uint64_t max_end                  # highest byte any record references
+
+
+cdef int replay_apply(void *ctx, const LogRecord *rec) noexcept:
+    cdef ReplayCtx *c = <ReplayCtx *>ctx
+    cdef DB db = <DB>c.db
+    cdef uint64_t end = rec.koff + rec.klen
+    if rec.type == REC_PUT and rec.voff + rec.vlen > end:
+        end = rec.voff + rec.vlen
+    if end > c.max_end:
+        c.max_end = end
+    return db.index_apply(rec)
+
+
+# ------------------------------------------------------------------ helpers
+cdef inline int get_bytes(object o, Py_buffer *view, const char **p, Py_ssize_t *n,
+                          str what) except -1:
+    """Point p/n at the bytes of a bytes-like object.  Returns 1 when a buffer
+    view was taken (release it), 0 for an exact bytes object."""
+    if PyBytes_CheckExact(o):
+        p[0] = PyBytes_AS_STRING(o)
+        n[0] = PyBytes_GET_SIZE(o)
+        return 0
+    if isinstance(o, str) or not PyObject_CheckBuffer(o):
+        raise TypeError(f"{what} must be bytes-like (bytes, bytearray, memoryview), "
+                        f"not {type(o).__name__}")
+    try:
+        PyObject_GetBuffer(o, view, PyBUF_SIMPLE)
+    except BufferError:
+        raise TypeError(f"{what} must be a contiguous bytes-like object") from None
+    p[0] = <const char *>view.buf
+    n[0] = view.len
+    return 1
+
+
+cdef inline bytes successor(bytes prefix):
+    """The smallest key greater than every key starting with prefix, or None."""
+    cdef bytearray b = bytearray(prefix)
+    cdef Py_ssize_t n = len(b)
+    while n and b[n - 1] == 0xFF:
+        n -= 1
+    if n == 0:
+        return None
+    del b[n:]
+    b[n - 1] += 1
+    return bytes(b)
+
+
+cdef class DB:
+    """An open pastedb database.  Create with :func:`pastedb.open`."""
+
+    def __cinit__(self):
+        self.lock_fd = -1
+        self.closed = 1
+        pthread_rwlock_init(&self.index_lock, NULL)
+        pthread_mutex_init(&self.data_lock, NULL)
+
+    def __dealloc__(self):
+        if not self.closed:
+            try:
+                self._shutdown(False)
+            except BaseException:
+                pass
+        if self.pool is not None:
+            self.pool.close_map()
+        pthread_rwlock_destroy(&self.index_lock)
+        pthread_mutex_destroy(&self.data_lock)
+
+    # -------------------------------------------------------------- opening
+    def _open(self, path, bint create, bint sync, str persist_name):
+        cdef PersistMode mode = mode_from_name(persist_name)
+        cdef int created = 0, rc
+        cdef bint emulate = os.environ.get("PASTEDB_PMEM_EMULATE", "") not in ("", "0")
+        self.path = os.fspath(path)
+        self.sync_default = sync
+        if not os.path.isdir(self.path):
+            if os.path.exists(self.path):
+                raise NotADirectoryError(f"{self.path} exists and is not a directory")
+            if not create:
+                raise FileNotFoundError(f"no pastedb database at {self.path}")
+            os.makedirs(self.path, exist_ok=True)
+        self._lock()
+        self.pool_path = os.path.join(self.path, POOL_FILE)
+        fresh = not os.path.exists(self.pool_path)
+        if fresh and not create:
+            raise FileNotFoundError(f"no pastedb database at {self.path}")
+        # A new pool is built under a temporary name and renamed into place
+        # once its superblock is durable, so "pool" always has one.
+        target = os.path.join(self.path, POOL_FILE + ".new") if fresh else self.pool_path
+        if fresh and os.path.exists(target):
+            os.unlink(target)                    # left by a crash during creation
+        want_sync = mode == PERSIST_AUTO or (mode == PERSIST_PMEM and not emulate)
+        self.pool = Pool()
+        rc = self.pool.open_file(os.fsencode(target), 1, want_sync, INITIAL_POOL_BYTES, &created)
+        if rc == -2:
+            if mode == PERSIST_PMEM:
+                raise_status(ST_NOT_DAX, "open", target)
+            self.pool.close_map()
+            self.pool = Pool()
+            rc = self.pool.open_file(os.fsencode(target), 1, 0, INITIAL_POOL_BYTES, &created)
+            if mode == PERSIST_AUTO:
+                mode = PERSIST_FDATASYNC
+        elif mode == PERSIST_AUTO:
+            mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
+        self.persist = Persist(self.pool, mode)
+        self.log = RefLog(self.pool, self.persist)
+        self.index = Index()
+        self.index.set_base(self.pool.base)
+        if fresh:
+            self._create(target)
+        else:
+            self._recover()
+        self.fork_gen = fork_generation
+        pdb_store_sc(&self.closed, 0)
+
+    def _lock(self):
+        lock_path = os.path.join(self.path, LOCK_FILE)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if c_flock(fd, LOCK_EX | LOCK_NB) != 0:
+            os.close(fd)
+            raise LockedError(f"the database {self.path} is open for writing in another "
+                              f"process (or another handle in this one)")
+        self.lock_fd = fd
+
+    def _create(self, str tmp_path):
+        cdef Superblock sb
+        cdef uint64_t off
+        cdef int rc = self.pool.alloc_extent(CHUNK_SIZE, &off)
+        if rc != 0:
+            raise_status(rc, "create", tmp_path)
+        memset(self.pool.base + off, 0, CHUNK_SIZE)
+        memset(&sb, 0, sizeof(Superblock))
+        sb.seq = 1
+        sb.log_head_off = off
+        sb.log_head_size = CHUNK_SIZE
+        sb.log_head_lsn = 1
+        sb.created_ns = <uint64_t>time.time_ns()
+        write_superblock(self.pool, self.persist, &sb)
+        self.sb_seq = 1
+        self.log.set_head(off, 1)
+        rc = self.persist.barrier()
+        if rc != 0:
+            raise_status(rc, "create", tmp_path)
+        os.rename(tmp_path, self.pool_path)
+        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.pool.path = self.pool_path
+
+    def _recover(self):
+        cdef Superblock sb
+        cdef ReplayResult res
+        cdef ReplayCtx ctx
+        memset(&sb, 0, sizeof(Superblock))
+        cdef int rc = read_superblock(self.pool, &sb)
+        if rc != 0:
+            raise_status(rc, "open", self.pool_path)
+        self.sb_seq = sb.seq
+        self.log.set_head(sb.log_head_off, sb.log_head_lsn)
+        ctx.db = <void *>self
+        ctx.max_end = HEADER_SIZE
+        rc = self.log.replay(replay_apply, &ctx, &res)
+        if rc == ST_CORRUPT:
+            raise CorruptionError(
+                f"open: the log in {self.pool_path} is damaged at byte offset "
+                f"{res.damaged_off} (a record that had been acknowledged no longer verifies); "
+                f"run 'pastedb-check --repair {self.path}'", self.pool_path)
+        if rc != 0:
+            raise_status(rc, "open", self.pool_path)
+        self.recovered_records = res.records
+        if res.torn or res.dropped_batch:
+            self.recovery_note = (
+                f"cut a torn log tail at byte offset {res.tail_off} of {self.pool_path}"
+                + (f" (dropped an incomplete batch of {res.dropped_batch} records)"
+                   if res.dropped_batch else ""))
+            log.warning("pastedb: %s; every acknowledged write is intact", self.recovery_note)
+        # New extents start after everything the log references or lives in;
+        # what lay beyond was never acknowledged.
+        cdef uint64_t end = ctx.max_end
+        if self.log.chunk_off + CHUNK_SIZE > end:
+            end = self.log.chunk_off + CHUNK_SIZE
+        if sb.log_head_off + CHUNK_SIZE > end:
+            end = sb.log_head_off + CHUNK_SIZE
+        self.pool.alloc_tail = (end + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
+        rc = self.persist.barrier()              # the zeroed tail, before any new write
+        if rc != 0:
+            raise_status(rc, "open", self.pool_path)
+
+    # -------------------------------------------------------------- C core
+    cdef int enter(self) noexcept nogil:
+        if self.fork_gen != fork_generation:
+            return ST_FORKED
+        pdb_xadd_sc(&self.active, 1)
+        if pdb_load_sc(&self.closed):
+            pdb_xadd_sc(&self.active, -1)
+            return ST_CLOSED
+        return 0
+
+    cdef void leave(self) noexcept nogil:
+        pdb_xadd_sc(&self.active, -1)
+
+    cdef int reserve_data(self, uint64_t n, uint64_t *off) noexcept nogil:
+        cdef int rc
+        cdef uint64_t ext
+        n = (n + 7) & ~(<uint64_t>7)
+        pthread_mutex_lock(&self.data_lock)
+        if self.data_off + n > self.data_end:
+            if n > DATA_EXTENT // 4:
+                # A large value gets an extent of its own size; the current
+                # extent stays open for the small ones.
+                rc = self.pool.alloc_extent(n, off)
+                pthread_mutex_unlock(&self.data_lock)
+                return rc
+            rc = self.pool.alloc_extent(DATA_EXTENT, &ext)
+            if rc != 0:
+                pthread_mutex_unlock(&self.data_lock)
+                return rc
+            self.data_off = ext
+            self.data_end = ext + DATA_EXTENT
+        off[0] = self.data_off
+        self.data_off += n
+        pthread_mutex_unlock(&self.data_lock)
+        return 0
+
+    cdef int stage_put(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                       LogRecord *rec) noexcept nogil:
+        cdef uint64_t off
+        cdef char *dst
+        cdef int rc = self.reserve_data(klen + vlen, &off)
+        if rc != 0:
+            return rc
+        dst = self.pool.base + off
+        memcpy(dst, k, klen)
+        memcpy(dst + klen, v, vlen)
+        self.persist.persist_range(dst, klen + vlen)
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_PUT
+        rec.klen = <uint16_t>klen
+        rec.koff = off
+        rec.voff = off + klen
+        rec.vlen = vlen
+        rec.vcrc = pdb_crc32c(dst + klen, vlen)
+        rec.crc = key_crc_state(dst, klen)
+        return 0
+
+    cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil:
+        cdef uint64_t off
+        cdef char *dst
+        cdef int rc = self.reserve_data(klen, &off)
+        if rc != 0:
+            return rc
+        dst = self.pool.base + off
+        memcpy(dst, k, klen)
+        self.persist.persist_range(dst, klen)
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_DEL
+        rec.klen = <uint16_t>klen
+        rec.koff = off
+        rec.crc = key_crc_state(dst, klen)
+        return 0
+
+    cdef int index_apply(self, const LogRecord *rec) noexcept nogil:
+        """Apply one logged record to the index (caller holds the index write
+        lock, or is replaying)."""
+        cdef Ref ref, old
+        cdef int had
+        cdef const char *key = self.pool.base + rec.koff
+        if rec.type == REC_PUT:
+            ref.koff = rec.koff
+            ref.klen = rec.klen
+            ref.voff = rec.voff
+            ref.vlen = rec.vlen
+            ref.vcrc = rec.vcrc
+            ref.lsn = rec.lsn
+            had = self.index.put(key, rec.klen, &ref, &old)
+            if had < 0:
+                return -12                        # ENOMEM
+            self.live_bytes += <int64_t>(rec.klen + rec.vlen)
+            if had:
+                self.live_bytes -= <int64_t>(old.klen + old.vlen)
+            return 0
+        if self.index.remove(key, rec.klen, &old):
+            self.live_bytes -= <int64_t>(old.klen + old.vlen)
+        return 0
+
+    cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed) noexcept nogil:
+        cdef uint64_t lsn
+        cdef Ref tmp
+        cdef int rc, i
+        existed[0] = 1
+        self.log.lock_log()
+        if n == 1 and recs[0].type == REC_DEL:
+            # Deleting an absent key writes nothing.
+            if not self.index.get(self.pool.base + recs[0].koff, recs[0].klen, &tmp):
+                self.log.unlock_log()
+                existed[0] = 0
+                return 0
+        rc = self.log.append_locked(recs, n, &lsn)
+        if rc != 0:
+            self.log.unlock_log()
+            return rc
+        # The index changes in log order: both happen under the log lock.
+        pthread_rwlock_wrlock(&self.index_lock)
+        for i in range(n):
+            rc = self.index_apply(&recs[i])
+            if rc != 0:
+                # The log holds a record the index could not take: stop
+                # acknowledging anything; reopening rebuilds the index.
+                self.log.failed = rc
+                break
+        pthread_rwlock_unlock(&self.index_lock)
+        self.log.unlock_log()
+        if rc == 0 and sync:
+            rc = self.log.commit(lsn)
+        return rc
+
+    cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.index.get(k, klen, out)
+        pthread_rwlock_unlock(&self.index_lock)
+        return found
+
+    cdef int sync_all(self) noexcept nogil:
+        cdef uint64_t lsn
+        self.log.lock_log()
+        lsn = self.log.next_lsn - 1
+        self.log.unlock_log()
+        return self.log.commit(lsn)
+
+    # -------------------------------------------------------------- API
+    cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
+                  int sync) noexcept nogil:
+        cdef LogRecord rec
+        cdef int rc, existed
+        rc = self.enter()
+        if rc != 0:
+            return rc
+        rc = self.stage_put(k, <uint32_t>klen, v, <uint64_t>vlen, &rec)
+        if rc == 0:
+            rc = self.apply_records(&rec, 1, sync, &existed)
+        self.leave()
+        return rc
+
+    def put(self, key, value):
+        """Store value under key.  With sync=True (the default) the call returns
+        once the write is durable."""
+        cdef Py_buffer kb, vb
+        cdef const char *k
+        cdef const char *v
+        cdef Py_ssize_t klen, vlen
+        cdef int kview = 0, vview = 0, rc = 0
+        cdef int sync = self.sync_default
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            vview = get_bytes(value, &vb, &v, &vlen, "value")
+            try:
+                if klen > MAX_KEY_LEN:
+                    raise ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
+                if vlen > MAX_VALUE_LEN:
+                    raise ValueError(f"value is {vlen} bytes; the limit is {MAX_VALUE_LEN}")
+                if sync or <uint64_t>vlen >= BIG_COPY:
+                    with nogil:
+                        rc = self._put(k, klen, v, vlen, sync)
+                else:
+                    rc = self._put(k, klen, v, vlen, sync)
+            finally:
+                if vview:
+                    PyBuffer_Release(&vb)
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        if rc != 0:
+            raise_status(rc, "put", self.pool_path)
+
+    def __setitem__(self, key, value):
+        self.put(key, value)
+
+    cdef object _get(self, object key, object default, bint raise_missing):
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef int kview, rc, found = 0
+        cdef Ref ref
+        cdef bytes out = None
+        cdef char *dst
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            rc = self.enter()
+            if rc != 0:
+                raise_status(rc, "get", self.pool_path)
+            try:
+                if klen <= MAX_KEY_LEN:
+                    pthread_rwlock_rdlock(&self.index_lock)
+                    try:
+                        found = self.index.get(k, <uint32_t>klen, &ref)
+                        if found:
+                            if ref.vlen < BIG_COPY:
+                                out = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
+                                                                <Py_ssize_t>ref.vlen)
+                            else:
+                                out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>ref.vlen)
+                                dst = PyBytes_AS_STRING(out)
+                                with nogil:
+                                    memcpy(dst, self.pool.base + ref.voff, ref.vlen)
+                    finally:
+                        pthread_rwlock_unlock(&self.index_lock)
+            finally:
+                self.leave()
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        if not found:
+            if raise_missing:
+                raise KeyError(key)
+            return default
+        return out
+
+    def get(self, key, default=None):
+        """The value stored under key (bytes), or default."""
+        return self._get(key, default, False)
+
+    def __getitem__(self, key):
+        return self._get(key, None, True)
+
+    def __contains__(self, key):
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef Ref ref
+        cdef int kview, rc, found = 0
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            rc = self.enter()
+            if rc != 0:
+                raise_status(rc, "contains", self.pool_path)
+            if klen <= MAX_KEY_LEN:
+                found = self.lookup(k, <uint32_t>klen, &ref)
+            self.leave()
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        return found != 0
+
+    cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil:
+        cdef LogRecord rec
+        cdef Ref ref
+        cdef int rc = self.enter()
+        existed[0] = 0
+        if rc != 0:
+            return rc
+        if self.lookup(k, <uint32_t>klen, &ref):
+            rc = self.stage_delete(k, <uint32_t>klen, &rec)
+            if rc == 0:
+                rc = self.apply_records(&rec, 1, sync, existed)
+        self.leave()
+        return rc
+
+    def delete(self, key):
+        """Remove key.  Returns True if it existed."""
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef int kview, rc = 0, existed = 0
+        cdef int sync = self.sync_default
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            if klen <= MAX_KEY_LEN:
+                if sync:
+                    with nogil:
+                        rc = self._delete(k, klen, sync, &existed)
+                else:
+                    rc = self._delete(k, klen, sync, &existed)
+            else:
+                rc = self.enter()
+                if rc == 0:
+                    self.leave()
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        if rc != 0:
+            raise_status(rc, "delete", self.pool_path)
+        return existed != 0
+
+    def __delitem__(self, key):
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def __len__(self):
+        cdef int rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "len", self.pool_path)
+        pthread_rwlock_rdlock(&self.index_lock)
+        n = self.index.count
+        pthread_rwlock_unlock(&self.index_lock)
+        self.leave()
+        return n
+
+    def __iter__(self):
+        return Cursor(self, 0, None, None, False)
+
+    def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """Keys in ascending byte order over [start, stop), or those starting
+        with prefix; reverse=True walks the range descending."""
+        return self._cursor(0, start, stop, prefix, reverse)
+
+    def values(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """Values in key order; arguments as for keys()."""
+        return self._cursor(1, start, stop, prefix, reverse)
+
+    def items(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """(key, value) pairs in key order; arguments as for keys()."""
+        return self._cursor(2, start, stop, prefix, reverse)
+
+    def _cursor(self, int what, start, stop, prefix, reverse):
+        if prefix is not None:
+            if start is not None or stop is not None:
+                raise ValueError("give either prefix or start/stop, not both")
+            start = as_key(prefix, "prefix")
+            stop = successor(start)
+        else:
+            start = None if start is None else as_key(start, "start")
+            stop = None if stop is None else as_key(stop, "stop")
+        return Cursor(self, what, start, stop, bool(reverse))
+
+    def batch(self):
+        """An all-or-nothing group of puts and deletes::
+
+            with db.batch() as b:
+                b.put(b"k1", b"v1")
+                b.delete(b"k2")
+
+        Applied and made durable when the block exits; discarded if it raises.
+        """
+        cdef int rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "batch", self.pool_path)
+        self.leave()
+        return Batch(self)
+
+    def sync(self):
+        """Make every earlier write durable (a barrier for sync=False writes)."""
+        cdef int rc = self.enter()
+        if rc == 0:
+            with nogil:
+                rc = self.sync_all()
+            self.leave()
+        if rc != 0:
+            raise_status(rc, "sync", self.pool_path)
+
+    def checkpoint(self):
+        """Make everything durable and compact the log to one record per live
+        key, so the next open replays no more than the live keys."""
+        cdef int rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "checkpoint", self.pool_path)
+        try:
+            with nogil:
+                rc = self._compact()
+        finally:
+            self.leave()
+        if rc != 0:
+            raise_status(rc, "checkpoint", self.pool_path)
+
+    cdef int _compact(self) noexcept nogil:
+        # Commit order: (1) a new chain holding a PUT record for every live
+        # key, referencing the bytes where they already are; (2) barrier;
+        # (3) the superblock's other slot names the new chain; (4) barrier.
+        # A crash before (4) leaves the old superblock and the old chain,
+        # whose tail is untouched: nothing is lost either way.  Writers wait
+        # on the log lock meanwhile.
+        cdef uint64_t off, lsn, last
+        cdef Node *node
+        cdef const Ref *ref
+        cdef LogRecord rec
+        cdef Superblock sb
+        cdef int rc
+        memset(&sb, 0, sizeof(Superblock))
+        self.log.lock_log()
+        if self.log.failed:
+            self.log.unlock_log()
+            return ST_FAILED
+        rc = self.log.start_chain_locked(&off, &lsn)
+        pthread_rwlock_rdlock(&self.index_lock)
+        node = self.index.first() if rc == 0 else NULL
+        while node != NULL:
+            ref = self.index.node_ref(node)
+            memset(&rec, 0, sizeof(LogRecord))
+            rec.type = REC_PUT
+            rec.klen = <uint16_t>ref.klen
+            rec.koff = ref.koff
+            rec.voff = ref.voff
+            rec.vlen = ref.vlen
+            rec.vcrc = ref.vcrc
+            rec.crc = key_crc_state(self.pool.base + ref.koff, ref.klen)
+            rc = self.log.append_locked(&rec, 1, &last)
+            if rc != 0:
+                break
+            node = self.index.next(node)
+        pthread_rwlock_unlock(&self.index_lock)
+        if rc == 0:
+            rc = self.persist.barrier()
+        if rc == 0:
+            memset(&sb, 0, sizeof(Superblock))
+            sb.seq = self.sb_seq + 1
+            sb.log_head_off = off
+            sb.log_head_size = CHUNK_SIZE
+            sb.log_head_lsn = lsn
+            sb.created_ns = 0
+            write_superblock(self.pool, self.persist, &sb)
+            rc = self.persist.barrier()
+        if rc == 0:
+            self.sb_seq = sb.seq
+            self.log.head_off = off
+            self.log.head_lsn = lsn
+            self.log.durable_lsn = self.log.next_lsn - 1
+        else:
+            self.log.failed = rc
+        self.log.unlock_log()
+        return rc
+
+    def stats(self):
+        """Counters and sizes: keys, live bytes, file bytes, space ratio, the
+        persistence backend in use, barriers and commit groups."""
+        cdef int rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "stats", self.pool_path)
+        try:
+            pthread_rwlock_rdlock(&self.index_lock)
+            keys = self.index.count
+            live = self.live_bytes
+            pthread_rwlock_unlock(&self.index_lock)
+            file_bytes = self.pool.size
+            return {
+                "path": self.path,
+                "keys": keys,
+                "live_bytes": live,
+                "file_bytes": file_bytes,
+                "space_ratio": (file_bytes / live) if live else None,
+                "persist": mode_name(self.persist.mode),
+                "map_sync": bool(self.pool.map_sync),
+                "crc32c": "sse4.2" if pdb_crc32c_is_hw() else "table",
+                "sync": bool(self.sync_default),
+                "barriers": self.persist.barriers,
+                "barrier_errors": self.persist.barrier_errors,
+                "commit_groups": self.log.groups,
+                "log_records": self.log.records,
+                "log_next_lsn": self.log.next_lsn,
+                "log_durable_lsn": self.log.durable_lsn,
+                "log_chunks_allocated": self.log.chunks,
+                "pool_growths": self.pool.growths,
+                "recovered_records": self.recovered_records,
+                "recovery_note": self.recovery_note,
+                "failed": bool(self.log.failed),
+            }
+        finally:
+            self.leave()
+
+    @property
+    def path(self):
+        """The database directory."""
+        return self.path
+
+    @property
+    def closed(self):
+        """True once close() has been called."""
+        return pdb_load_sc(&self.closed) != 0
+
+    def close(self):
+        """Make everything durable and release the database.  Idempotent."""
+        if pdb_load_sc(&self.closed):
+            return
+        self._shutdown(True)
+
+    def _shutdown(self, bint raise_errors):
+        cdef int rc = 0
+        cdef bint forked = self.fork_gen != fork_generation
+        pdb_store_sc(&self.closed, 1)
+        with nogil:
+            while pdb_load_sc(&self.active) != 0:
+                usleep(100)
+            if not forked and self.log is not None and not self.log.failed:
+                rc = self.sync_all()
+        if self.pool is not None:
+            self.pool.close_map()
+        if self.lock_fd >= 0:
+            # Closing (never LOCK_UN) releases our flock; in a forked child the
+            # parent's lock is shared and must stay.
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+        if rc != 0 and raise_errors:
+            raise_status(rc, "close", self.pool_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        state = "closed" if pdb_load_sc(&self.closed) else "open"
+        return f"<pastedb.DB {self.path!r} {state}>"
+
+    def __reduce__(self):
+        raise TypeError("a pastedb.DB cannot be pickled; open the path instead")
+
+
+cdef bytes as_key(object o, str what):
+    if isinstance(o, bytes):
+        return <bytes>o
+    if isinstance(o, str) or not PyObject_CheckBuffer(o):
+        raise TypeError(f"{what} must be bytes-like, not {type(o).__name__}")
+    return bytes(memoryview(o))
+
+
+cdef class Cursor:
+    """Iterator over a key range.  Fetches ITER_BATCH entries at a time under
+    the index read lock and resumes after the last key it returned, so it
+    stays valid (and sees a consistent order) while writers run."""
+
+    cdef DB db
+    cdef int what                     # 0 keys, 1 values, 2 items
+    cdef bytes start                  # inclusive lower bound or None
+    cdef bytes stop                   # exclusive upper bound or None
+    cdef bint reverse
+    cdef bytes last                   # last key returned or None
+    cdef list buf                     # fetched, not yet returned
+    cdef Py_ssize_t pos
+    cdef bint exhausted
+
+    def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse):
+        self.db = db
+        self.what = what
+        self.start = start
+        self.stop = stop
+        self.reverse = reverse
+        self.buf = []
+        self.pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.pos >= len(self.buf):
+            if self.exhausted:
+                raise StopIteration
+            self._fetch()
+            if not self.buf:
+                raise StopIteration
+        item = self.buf[self.pos]
+        self.pos += 1
+        return item
+
+    cdef _fetch(self):
+        cdef DB db = self.db
+        cdef Index index = db.index
+        cdef Node *node
+        cdef const Ref *ref
+        cdef const char *kp
+        cdef int n = 0, rc
+        cdef bytes k
+        cdef list out = []
+        rc = db.enter()
+        if rc != 0:
+            raise_status(rc, "iterate", db.pool_path)
+        pthread_rwlock_rdlock(&db.index_lock)
+        try:
+            if self.last is None:
+                if not self.reverse:
+                    node = index.seek_ge(self.start, <uint32_t>len(self.start)) \
+                        if self.start is not None else index.first()
+                else:
+                    node = index.seek_lt(self.stop, <uint32_t>len(self.stop)) \
+                        if self.stop is not None else index.last()
+            elif not self.reverse:
+                node = index.seek_gt(self.last, <uint32_t>len(self.last))
+            else:
+                node = index.seek_lt(self.last, <uint32_t>len(self.last))
+            while node != NULL and n < ITER_BATCH:
+                ref = index.node_ref(node)
+                kp = db.pool.base + ref.koff
+                if not self.reverse:
+                    if self.stop is not None and key_compare(
+                            kp, ref.klen, self.stop, <uint32_t>len(self.stop)) >= 0:
+                        node = NULL
+                        break
+                elif self.start is not None and key_compare(
+                        kp, ref.klen, self.start, <uint32_t>len(self.start)) < 0:
+                    node = NULL
+                    break
+                k = PyBytes_FromStringAndSize(kp, ref.klen)
+                if self.what == 0:
+                    out.append(k)
+                else:
+                    v = PyBytes_FromStringAndSize(db.pool.base + ref.voff, <Py_ssize_t>ref.vlen)
+                    out.append(v if self.what == 1 else (k, v))
+                self.last = k
+                n += 1
+                node = index.prev(node) if self.reverse else index.next(node)
+        finally:
+            pthread_rwlock_unlock(&db.index_lock)
+            db.leave()
+        if node == NULL:
+            self.exhausted = True
+        self.buf = out
+        self.pos = 0
+
+
+cdef class Batch:
+    """Puts and deletes applied together, all or nothing.  Keys and values are
+    copied into the pool as they are added; the records are appended as one
+    batch when the block exits."""
+
+    cdef DB db
+    cdef LogRecord *recs
+    cdef int n
+    cdef int cap
+    cdef bint done
+
+    def __cinit__(self, DB db):
+        self.db = db
+
+    def __dealloc__(self):
+        free(self.recs)
+
+    cdef int _grow(self) except -1:
+        cdef int cap = self.cap * 2 if self.cap else 16
+        cdef LogRecord *p = <LogRecord *>realloc(self.recs, cap * sizeof(LogRecord))
+        if p == NULL:
+            raise MemoryError()
+        self.recs = p
+        self.cap = cap
+        return 0
+
+    cdef int _stage(self, object key, object value) except -1:
+        cdef Py_buffer kb, vb
+        cdef const char *k
+        cdef const char *v = NULL
+        cdef Py_ssize_t klen, vlen = 0
+        cdef int kview = 0, vview = 0, rc
+        if self.done:
+            raise Error("this batch was already applied or discarded")
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            if value is not None:
+                vview = get_bytes(value, &vb, &v, &vlen, "value")
+            try:
+                if klen > MAX_KEY_LEN:
+                    raise ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
+                if vlen > MAX_VALUE_LEN:
+                    raise ValueError(f"value is {vlen} bytes; the limit is {MAX_VALUE_LEN}")
+                if self.n == self.cap:
+                    self._grow()
+                rc = self.db.enter()
+                if rc == 0:
+                    if value is None:
+                        rc = self.db.stage_delete(k, <uint32_t>klen, &self.recs[self.n])
+                    else:
+                        with nogil:
+                            rc = self.db.stage_put(k, <uint32_t>klen, v, <uint64_t>vlen,
+                                                   &self.recs[self.n])
+                    self.db.leave()
+                if rc != 0:
+                    raise_status(rc, "batch", self.db.pool_path)
+                self.n += 1
+            finally:
+                if vview:
+                    PyBuffer_Release(&vb)
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        return 0
+
+    def put(self, key, value):
+        """Add a put to the batch."""
+        if value is None:
+            raise TypeError("value must be bytes-like, not None")
+        self._stage(key, value)
+
+    def delete(self, key):
+        """Add a delete to the batch (a key that does not exist is fine)."""
+        self._stage(key, None)
+
+    def __len__(self):
+        return self.n
+
+    def commit(self):
+        """Apply the batch now (the with-block does this on a clean exit)."""
+        cdef int rc, existed
+        cdef int sync = self.db.sync_default
+        if self.done:
+            raise Error("this batch was already applied or discarded")
+        self.done = True
+        if self.n == 0:
+            return
+        rc = self.db.enter()
+        if rc == 0:
+            with nogil:
+                rc = self.db.apply_records(self.recs, self.n, sync, &existed)
+            self.db.leave()
+        if rc != 0:
+            raise_status(rc, "batch", self.db.pool_path)
+
+    def discard(self):
+        """Drop the batch; nothing of it is applied."""
+        self.done = True
+        self.n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+        return False
+
+
+def open_db(path, *, bint create=True, bint sync=True, str persist="auto"):
+    db = DB()
+    try:
+        db._open(path, create, sync, persist)
+    except BaseException:
+        db._shutdown(False)
+        raise
+    return db
+
+
+def limits():
+    return {"max_key_len": MAX_KEY_LEN, "max_value_len": MAX_VALUE_LEN}

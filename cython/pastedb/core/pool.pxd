@@ -1,0 +1,61 @@
+# pool.pxd -- the "DAX file": one file of fixed-size packet buffers, mapped
+# shared at a fixed address for the life of the Pool.
+#
+# File layout (all integers little-endian):
+#
+#   [0, 4096)        two superblock slots of 2048 bytes (see Superblock)
+#   [4096, size)     buffers of BUF_SIZE bytes, handed out as extents of
+#                    contiguous buffers: log chunks (reflog) and data extents
+#                    (keys and values, packed back to back)
+#
+# Growth never moves the mapping: at open we reserve a large range of address
+# space (PROT_NONE, no memory is committed) and map each newly grown piece of
+# the file with MAP_FIXED right after the previous one.  A pointer into the
+# pool, and every memoryview handed out, stays valid until close.
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from pastedb.core.clib cimport pthread_mutex_t
+
+cdef enum:
+    BUF_SIZE = 2048                   # one packet buffer (netmap's size)
+    SUPER_SLOT = 2048                 # bytes per superblock slot
+    HEADER_SIZE = 4096                # both slots
+    POOL_VERSION = 1
+    DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
+    MAP_ALIGN = 2097152               # growth granularity (2 MiB)
+
+# One superblock slot.  The slot with the higher `seq` whose crc verifies wins;
+# updates write the other slot, so a torn slot write loses nothing.
+cdef packed struct Superblock:
+    char magic[8]                     # b"PASTEDB\0"
+    uint32_t version                  # POOL_VERSION
+    uint32_t buf_size                 # BUF_SIZE at creation
+    uint64_t seq                      # bumped on every superblock write
+    uint64_t log_head_off             # first log chunk to replay (byte offset)
+    uint64_t log_head_size            # its size in bytes
+    uint64_t log_head_lsn             # LSN of the first record in it
+    uint64_t created_ns               # creation time (informational)
+    uint32_t crc                      # crc32c of the slot bytes before this field
+
+
+cdef class Pool:
+    cdef int fd                       # the pool file, O_RDWR
+    cdef object path                  # its path (for messages)
+    cdef char *base                   # start of the reserved address range
+    cdef uint64_t reserved            # bytes of address space reserved
+    cdef uint64_t size                # bytes of the file mapped (== file size)
+    cdef int map_sync                 # mapped with MAP_SYNC (real DAX)
+    cdef int growths                  # times the file was grown (stats)
+    cdef pthread_mutex_t lock         # serialises growth and extent allocation
+    cdef uint64_t alloc_tail          # next free byte for the bump allocator
+    cdef long live_views              # memoryviews into the mapping still alive
+
+    # Map `path` (creating it with `initial` bytes when new; `created` says so).
+    # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.
+    cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial, int *created) except -1
+    # Make [0, end) part of the file and of the mapping.  -errno on failure
+    # (ENOSPC leaves the file as it was).
+    cdef int ensure(self, uint64_t end) noexcept nogil
+    # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
+    cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    cdef void close_map(self) noexcept

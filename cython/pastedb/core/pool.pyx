@@ -1,0 +1,160 @@
+"""The pool file: packet buffers in one shared mapping that never moves."""
+
+from libc.stdint cimport uint64_t
+from libc.string cimport memset
+from libc.stdlib cimport calloc, free
+
+from pastedb.core.clib cimport (
+    EINTR, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
+    MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
+    PROT_NONE, PROT_READ, PROT_WRITE, close, errno, fdatasync, fstat, ftruncate, mmap,
+    munmap, open as c_open, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
+    pthread_mutex_unlock, pwrite, stat,
+)
+
+# 1 TiB of address space: no memory is committed for PROT_NONE, and the
+# x86-64 user address space is 128 TiB.
+cdef uint64_t RESERVE_BYTES = 1 << 40
+cdef uint64_t ZERO_CHUNK = 1 << 20
+
+
+cdef inline uint64_t round_up(uint64_t n, uint64_t align) noexcept nogil:
+    return (n + align - 1) // align * align
+
+
+cdef class Pool:
+
+    def __cinit__(self):
+        self.fd = -1
+        self.base = NULL
+        pthread_mutex_init(&self.lock, NULL)
+
+    def __dealloc__(self):
+        self.close_map()
+        pthread_mutex_destroy(&self.lock)
+
+    cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial,
+                       int *created) except -1:
+        cdef stat st
+        cdef int flags = O_RDWR | O_CLOEXEC
+        cdef int fd
+        cdef void *p
+        self.path = path.decode("utf-8", "surrogateescape")
+        created[0] = 0
+        fd = c_open(path, flags)
+        if fd < 0 and create and errno == ENOENT:
+            fd = c_open(path, flags | O_CREAT, 0o644)
+            created[0] = 1
+        if fd < 0:
+            raise OSError(errno, f"cannot open pool file {self.path}")
+        self.fd = fd
+        if fstat(fd, &st) != 0:
+            raise OSError(errno, f"cannot stat {self.path}")
+        p = mmap(NULL, RESERVE_BYTES, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if p == MAP_FAILED:
+            raise OSError(errno, "cannot reserve address space for the pool mapping")
+        self.base = <char *>p
+        self.reserved = RESERVE_BYTES
+        self.size = 0
+        self.map_sync = want_sync
+        # A file that is not a whole number of growth steps was cut short: it
+        # is extended with zeros, which recovery reads as the end of the log.
+        cdef uint64_t have = <uint64_t>st.st_size
+        cdef uint64_t want = have if have else initial
+        want = round_up(want, MAP_ALIGN)
+        cdef int rc = self.ensure(want)
+        if rc != 0:
+            if rc == -ENOSPC:
+                raise OSError(ENOSPC, f"no space left to create the pool file {self.path}")
+            if want_sync and (rc == -EOPNOTSUPP or rc == -EINVAL):
+                return -2                            # not a DAX file: caller falls back
+            raise OSError(-rc, f"cannot map pool file {self.path}")
+        self.alloc_tail = round_up(have, BUF_SIZE) if have else HEADER_SIZE
+        return 0
+
+    cdef int ensure(self, uint64_t end) noexcept nogil:
+        """Grow the file and the mapping to cover [0, end).  Zeros are written
+        (not just fallocated) so that later fdatasyncs only flush data blocks
+        and never have to convert unwritten extents in the journal."""
+        cdef uint64_t new_size, off, n
+        cdef stat st
+        cdef void *p
+        cdef ssize_t w
+        cdef char *zeros
+        cdef int flags
+        if end <= self.size:
+            return 0
+        new_size = round_up(end, MAP_ALIGN)
+        if new_size > self.reserved:
+            return -ENOSPC
+        if fstat(self.fd, &st) != 0:
+            return -errno
+        if <uint64_t>st.st_size < new_size:
+            zeros = <char *>calloc(1, ZERO_CHUNK)
+            if zeros == NULL:
+                return -12
+            off = <uint64_t>st.st_size
+            while off < new_size:
+                n = new_size - off
+                if n > ZERO_CHUNK:
+                    n = ZERO_CHUNK
+                w = pwrite(self.fd, zeros, n, <long>off)
+                if w < 0:
+                    if errno == EINTR:
+                        continue
+                    w = -errno
+                    free(zeros)
+                    # Give back what this growth took: nothing that was
+                    # acknowledged lives beyond the old size.
+                    ftruncate(self.fd, st.st_size)
+                    return <int>w
+                off += <uint64_t>w
+            free(zeros)
+            if fdatasync(self.fd) != 0:
+                return -errno
+        flags = MAP_SHARED | MAP_FIXED
+        if self.map_sync:
+            flags = MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
+        p = mmap(self.base + self.size, new_size - self.size, PROT_READ | PROT_WRITE,
+                 flags, self.fd, <long>self.size)
+        if p == MAP_FAILED:
+            return -errno
+        self.size = new_size
+        self.growths += 1
+        return 0
+
+    cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
+        cdef int rc
+        cdef uint64_t start, end, grow_to
+        nbytes = round_up(nbytes if nbytes else 1, BUF_SIZE)
+        pthread_mutex_lock(&self.lock)
+        start = self.alloc_tail
+        end = start + nbytes
+        if end > self.size:
+            # Grow geometrically (at least 8 MiB, at most 1 GiB at a time) so
+            # a growing database pays for few growths.
+            grow_to = self.size + (self.size if self.size < (1 << 30) else (1 << 30))
+            if grow_to < self.size + (8 << 20):
+                grow_to = self.size + (8 << 20)
+            if grow_to < end:
+                grow_to = end
+            rc = self.ensure(grow_to)
+            if rc == -ENOSPC and end < grow_to:
+                rc = self.ensure(end)               # the disk is nearly full: take only what we need
+            if rc != 0:
+                pthread_mutex_unlock(&self.lock)
+                return rc
+        self.alloc_tail = end
+        pthread_mutex_unlock(&self.lock)
+        off[0] = start
+        return 0
+
+    cdef void close_map(self) noexcept:
+        if self.base != NULL:
+            munmap(self.base, self.reserved)
+            self.base = NULL
+            self.size = 0
+        if self.fd >= 0:
+            close(self.fd)
+            self.fd = -1

@@ -1,0 +1,291 @@
+"""The persistent, checksummed log of buffer references, with group commit."""
+
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, memset
+
+from pastedb.core.clib cimport (
+    PDB_CRC_INIT, pdb_crc32c, pdb_crc32c_final, pdb_crc32c_update, pthread_cond_broadcast,
+    pthread_cond_destroy, pthread_cond_init, pthread_cond_wait, pthread_mutex_destroy,
+    pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
+)
+from pastedb.core.persist cimport PERSIST_PMEM
+from pastedb.core.pool cimport BUF_SIZE, HEADER_SIZE
+from pastedb.core.status cimport ST_CORRUPT, ST_FAILED
+
+# The record layout is part of the file format.
+assert sizeof(LogRecord) == REC_SIZE
+
+
+cdef uint32_t key_crc_state(const char *key, uint32_t klen) noexcept nogil:
+    return pdb_crc32c_update(PDB_CRC_INIT, key, klen)
+
+
+cdef inline uint32_t record_crc(uint32_t key_state, const LogRecord *rec) noexcept nogil:
+    return pdb_crc32c_final(pdb_crc32c_update(key_state, (<const char *>rec) + 4, REC_SIZE - 4))
+
+
+cdef int verify_record(Pool pool, const LogRecord *rec, uint64_t expect_lsn,
+                       int check_value) noexcept nogil:
+    cdef uint64_t size = pool.size
+    if rec.lsn != expect_lsn:
+        return 0
+    if rec.type == REC_LINK:
+        if rec.klen != 0 or rec.voff < HEADER_SIZE or rec.voff % BUF_SIZE:
+            return 0
+        if rec.vlen != CHUNK_SIZE or rec.voff + rec.vlen > size:
+            return 0
+        return rec.crc == record_crc(PDB_CRC_INIT, rec)
+    if rec.type != REC_PUT and rec.type != REC_DEL:
+        return 0
+    if rec.klen > MAX_KEY_LEN or rec.koff < HEADER_SIZE or rec.koff + rec.klen > size:
+        return 0
+    if rec.crc != record_crc(key_crc_state(pool.base + rec.koff, rec.klen), rec):
+        return 0
+    if rec.type == REC_PUT:
+        if rec.vlen > MAX_VALUE_LEN or rec.voff < HEADER_SIZE or rec.voff + rec.vlen > size:
+            return 0
+        if check_value and pdb_crc32c(pool.base + rec.voff, rec.vlen) != rec.vcrc:
+            return 0
+    return 1
+
+
+cdef inline LogRecord *slot_at(Pool pool, uint64_t chunk, uint64_t slot) noexcept nogil:
+    return <LogRecord *>(pool.base + chunk + slot * REC_SIZE)
+
+
+cdef class RefLog:
+
+    def __cinit__(self, Pool pool, Persist persist):
+        self.pool = pool
+        self.persist = persist
+        pthread_mutex_init(&self.lock, NULL)
+        pthread_cond_init(&self.durable_cond, NULL)
+
+    def __dealloc__(self):
+        pthread_cond_destroy(&self.durable_cond)
+        pthread_mutex_destroy(&self.lock)
+
+    cdef void set_head(self, uint64_t off, uint64_t lsn) noexcept nogil:
+        self.head_off = off
+        self.head_lsn = lsn
+        self.chunk_off = off
+        self.slot = 0
+        self.next_lsn = lsn
+        self.durable_lsn = lsn - 1
+
+    cdef void lock_log(self) noexcept nogil:
+        pthread_mutex_lock(&self.lock)
+
+    cdef void unlock_log(self) noexcept nogil:
+        pthread_mutex_unlock(&self.lock)
+
+    cdef int replay(self, apply_fn fn, void *ctx, ReplayResult *res) noexcept:
+        cdef Pool pool = self.pool
+        cdef uint64_t chunk = self.head_off, slot = 0, lsn = self.head_lsn
+        cdef uint64_t b_chunk = 0, b_slot = 0, b_lsn = 0, j
+        cdef LogRecord *rec
+        cdef LogRecord *later
+        cdef const LogRecord **batch = NULL
+        cdef size_t nbatch = 0, cap = 0, k
+        cdef uint32_t expect_left = 0
+        cdef int rc = 0, invalid = 0
+        cdef const char *p
+        memset(res, 0, sizeof(ReplayResult))
+        if chunk < HEADER_SIZE or chunk % BUF_SIZE or chunk + CHUNK_SIZE > pool.size:
+            res.damaged_off = chunk
+            return ST_CORRUPT
+        while True:
+            rec = slot_at(pool, chunk, slot)
+            if not verify_record(pool, rec, lsn, 1):
+                invalid = 1
+                break
+            if rec.type == REC_LINK:
+                if slot != CHUNK_SLOTS - 1:
+                    invalid = 1
+                    break
+                chunk = rec.voff
+                slot = 0
+                lsn += 1
+                continue
+            if slot == CHUNK_SLOTS - 1:         # only a LINK may sit in the last slot
+                invalid = 1
+                break
+            if rec.flags & F_BATCH:
+                if nbatch == 0:
+                    b_chunk = chunk
+                    b_slot = slot
+                    b_lsn = lsn
+                elif rec.batch_left + 1 != expect_left:
+                    invalid = 1
+                    break
+                if nbatch == cap:
+                    cap = cap * 2 if cap else 64
+                    batch = <const LogRecord **>realloc(batch, cap * sizeof(LogRecord *))
+                    if batch == NULL:
+                        return -12
+                batch[nbatch] = rec
+                nbatch += 1
+                expect_left = rec.batch_left
+                if rec.batch_left == 0:
+                    for k in range(nbatch):
+                        rc = fn(ctx, batch[k])
+                        if rc != 0:
+                            free(batch)
+                            return rc
+                    res.records += nbatch
+                    nbatch = 0
+            else:
+                if nbatch != 0:
+                    invalid = 1
+                    break
+                rc = fn(ctx, rec)
+                if rc != 0:
+                    free(batch)
+                    return rc
+                res.records += 1
+            slot += 1
+            lsn += 1
+        free(batch)
+
+        # Was the record that ended the log ever acknowledged?  A later record
+        # in this chunk that verifies and carries durable_hint >= lsn says yes.
+        if invalid:
+            rec = slot_at(pool, chunk, slot)
+            p = <const char *>rec
+            for j in range(REC_SIZE):
+                if p[j] != 0:
+                    res.torn = 1
+                    break
+            for j in range(slot + 1, CHUNK_SLOTS):
+                later = slot_at(pool, chunk, j)
+                if later.durable_hint >= lsn and verify_record(pool, later, lsn + (j - slot), 0):
+                    res.damaged_off = chunk + slot * REC_SIZE
+                    return ST_CORRUPT
+        if nbatch != 0:
+            # An incomplete batch at the end never happened: cut back to its start.
+            res.dropped_batch = nbatch
+            res.torn = 1
+            chunk = b_chunk
+            slot = b_slot
+            lsn = b_lsn
+        res.end_lsn = lsn
+        res.tail_off = chunk + slot * REC_SIZE
+        # New records go here.  Zero the rest of the chunk so no stale record
+        # from before the crash can ever follow a new one; the caller issues
+        # the barrier before accepting writes.
+        memset(pool.base + res.tail_off, 0, (CHUNK_SLOTS - slot) * REC_SIZE)
+        self.persist.persist_range(pool.base + res.tail_off, (CHUNK_SLOTS - slot) * REC_SIZE)
+        self.chunk_off = chunk
+        self.slot = slot
+        self.next_lsn = lsn
+        self.durable_lsn = lsn - 1
+        return 0
+
+    cdef void write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil:
+        cdef LogRecord *dst = slot_at(self.pool, self.chunk_off, self.slot)
+        rec.lsn = self.next_lsn
+        rec.durable_hint = self.durable_lsn
+        rec.reserved = 0
+        rec.crc = record_crc(key_state, rec)
+        memcpy(dst, rec, REC_SIZE)
+        self.persist.persist_range(<const char *>dst, REC_SIZE)
+        self.slot += 1
+        self.next_lsn += 1
+        self.records += 1
+
+    cdef int link_new_chunk(self) noexcept nogil:
+        cdef LogRecord link
+        cdef uint64_t off
+        cdef int rc = self.pool.alloc_extent(CHUNK_SIZE, &off)
+        if rc != 0:
+            return rc
+        # Zero the new chunk's first slot before linking to it: a reused
+        # extent may hold a record whose lsn happens to fit.
+        memset(self.pool.base + off, 0, REC_SIZE)
+        self.persist.persist_range(self.pool.base + off, REC_SIZE)
+        memset(&link, 0, sizeof(LogRecord))
+        link.type = REC_LINK
+        link.voff = off
+        link.vlen = CHUNK_SIZE
+        self.write_slot(&link, PDB_CRC_INIT)
+        self.chunk_off = off
+        self.slot = 0
+        self.chunks += 1
+        return 0
+
+    cdef int append_locked(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil:
+        cdef uint64_t save_chunk = self.chunk_off, save_slot = self.slot
+        cdef uint64_t save_lsn = self.next_lsn
+        cdef int i, rc
+        cdef uint32_t key_state
+        if self.failed:
+            return ST_FAILED
+        for i in range(n):
+            if self.slot == CHUNK_SLOTS - 1:
+                rc = self.link_new_chunk()
+                if rc != 0:
+                    # Undo the part of a batch already written: nothing of it
+                    # was acknowledged, and an incomplete batch must not be
+                    # followed by later records.
+                    memset(self.pool.base + save_chunk + save_slot * REC_SIZE, 0,
+                           (CHUNK_SLOTS - save_slot) * REC_SIZE)
+                    self.chunk_off = save_chunk
+                    self.slot = save_slot
+                    self.next_lsn = save_lsn
+                    return rc
+            key_state = recs[i].crc
+            if n > 1:
+                recs[i].flags |= F_BATCH
+                recs[i].batch_left = <uint32_t>(n - 1 - i)
+            else:
+                recs[i].flags &= ~F_BATCH
+                recs[i].batch_left = 0
+            self.write_slot(&recs[i], key_state)
+        last_lsn[0] = self.next_lsn - 1
+        return 0
+
+    cdef int commit(self, uint64_t lsn) noexcept nogil:
+        cdef uint64_t target
+        cdef int rc = 0
+        pthread_mutex_lock(&self.lock)
+        while self.durable_lsn < lsn:
+            if self.failed:
+                rc = ST_FAILED
+                break
+            if not self.flushing:
+                # Lead this group: everything appended so far rides along.
+                self.flushing = 1
+                target = self.next_lsn - 1
+                pthread_mutex_unlock(&self.lock)
+                rc = self.persist.barrier()
+                pthread_mutex_lock(&self.lock)
+                self.flushing = 0
+                if rc != 0:
+                    # After a failed fdatasync the kernel may have dropped the
+                    # dirty pages: nothing from here on can be acknowledged.
+                    self.failed = rc
+                else:
+                    self.durable_lsn = target
+                    self.groups += 1
+                pthread_cond_broadcast(&self.durable_cond)
+                if rc != 0:
+                    break
+            else:
+                pthread_cond_wait(&self.durable_cond, &self.lock)
+        pthread_mutex_unlock(&self.lock)
+        return rc
+
+    cdef int start_chain_locked(self, uint64_t *off, uint64_t *lsn) noexcept nogil:
+        cdef uint64_t new_off
+        cdef int rc = self.pool.alloc_extent(CHUNK_SIZE, &new_off)
+        if rc != 0:
+            return rc
+        memset(self.pool.base + new_off, 0, CHUNK_SIZE)
+        self.persist.persist_range(self.pool.base + new_off, CHUNK_SIZE)
+        self.chunk_off = new_off
+        self.slot = 0
+        self.chunks += 1
+        off[0] = new_off
+        lsn[0] = self.next_lsn
+        return 0

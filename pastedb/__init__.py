@@ -1,0 +1,51 @@
+"""pastedb -- an embedded durable key-value store built on the PASTE design.
+
+Values live in fixed-size buffers of a memory-mapped pool file; a write becomes
+durable through one barrier over those bytes and a small checksummed log record
+that references them -- the value is never copied into a log.
+
+    import pastedb
+    with pastedb.open("/var/lib/mydb") as db:
+        db[b"user:1"] = b"alice"
+        assert db[b"user:1"] == b"alice"
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pastedb.core.engine import DB, Batch, Cursor, limits
+from pastedb.core.engine import open_db as _open_db
+from pastedb.errors import CorruptionError, Error, LockedError
+
+__all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError", "limits"]
+__version__ = "0.1.0"
+
+_OPTIONS = {"persist"}
+
+
+def open(
+    path: str | os.PathLike[str],
+    *,
+    create: bool = True,
+    sync: bool = True,
+    **options: Any,
+) -> DB:
+    """Open (or create) the database in directory ``path``.
+
+    create:  make the directory and database when missing; with ``create=False``
+             a missing database raises :class:`FileNotFoundError`.
+    sync:    ``True`` (default): every write returns once it is durable.
+             ``False``: writes are durable after :meth:`DB.sync` (or close), and
+             meanwhile still survive the process being killed.
+    persist: ``"auto"`` (default; ``"pmem"`` on a DAX file system, else
+             ``"fdatasync"``), ``"pmem"``, ``"fdatasync"``, ``"msync"`` or
+             ``"none"`` (no barrier: survives a process crash, not power loss).
+
+    Raises :class:`LockedError` at once if another process has it open.
+    """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"unknown option(s) for pastedb.open(): {', '.join(sorted(unknown))}")
+    return _open_db(path, create=create, sync=sync, persist=options.get("persist", "auto"))
