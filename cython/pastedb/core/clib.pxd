@@ -79,6 +79,8 @@ cdef extern from "<sys/file.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     int usleep(unsigned int usec)
+    ssize_t read(int fd, void *buf, size_t n)
+    ssize_t write(int fd, const void *buf, size_t n)
     int close(int fd)
     int fsync(int fd)
     int fdatasync(int fd)
@@ -147,3 +149,78 @@ cdef extern from "pastedb_hw.h" nogil:
     int64_t pdb_xadd_sc(int64_t *p, int64_t v)
     int64_t pdb_load_sc(const int64_t *p)
     void pdb_store_sc(int64_t *p, int64_t v)
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    enum:
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+    union epoll_data:
+        void *ptr
+        int fd
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+    int eventfd(unsigned int initval, int flags)
+
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    enum:
+        SIGTERM
+        SIGINT
+        SIGPIPE
+    int sigemptyset(sigset_t *s)
+    int sigaddset(sigset_t *s, int sig)
+
+
+cdef extern from "<sys/signalfd.h>" nogil:
+    enum:
+        SFD_NONBLOCK
+        SFD_CLOEXEC
+    int signalfd(int fd, const sigset_t *mask, int flags)
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    int setsockopt(int fd, int level, int name, const void *val, unsigned int len)
+    enum:
+        MSG_NOSIGNAL
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
+    int accept4(int fd, void *addr, void *addrlen, int flags)
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t *t, void *attr, void *(*fn)(void *) noexcept nogil, void *arg)
+    int pthread_join(pthread_t t, void **ret)
+
+
+cdef extern from "<time.h>" nogil:
+    cdef struct timespec:
+        long tv_sec
+        long tv_nsec
+    enum:
+        CLOCK_REALTIME
+        CLOCK_MONOTONIC
+    int clock_gettime(int clk, timespec *ts)

@@ -43,8 +43,10 @@ cdef class DB:
                        LogRecord *rec) noexcept nogil
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil
     # Append staged records (one batch when n > 1), update the index in log
-    # order, optionally wait for durability.  *existed gets 1 when a DEL hit.
-    cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed) noexcept nogil
+    # order, optionally wait for durability.  *existed gets 1 when a DEL hit;
+    # *last_lsn (may be NULL) the lsn of the last record appended.
+    cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
+                           uint64_t *last_lsn) noexcept nogil
     # Look a key up; 1 and *out filled, or 0.
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
     # Make everything appended so far durable.

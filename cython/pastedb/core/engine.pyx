@@ -411,7 +411,8 @@ cdef class DB:
             self.live_bytes -= <int64_t>(old.klen + old.vlen)
         return 0
 
-    cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed) noexcept nogil:
+    cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
+                           uint64_t *last_lsn) noexcept nogil:
         cdef uint64_t lsn
         cdef Ref tmp
         cdef int rc, i
@@ -427,6 +428,8 @@ cdef class DB:
         if rc != 0:
             self.log.unlock_log()
             return rc
+        if last_lsn != NULL:
+            last_lsn[0] = lsn
         # The index changes in log order: both happen under the log lock.
         pthread_rwlock_wrlock(&self.index_lock)
         for i in range(n):
@@ -466,7 +469,7 @@ cdef class DB:
             return rc
         rc = self.stage_put(k, <uint32_t>klen, v, <uint64_t>vlen, &rec)
         if rc == 0:
-            rc = self.apply_records(&rec, 1, sync, &existed)
+            rc = self.apply_records(&rec, 1, sync, &existed, NULL)
         self.leave()
         return rc
 
@@ -580,7 +583,7 @@ cdef class DB:
         if self.lookup(k, <uint32_t>klen, &ref):
             rc = self.stage_delete(k, <uint32_t>klen, &rec)
             if rc == 0:
-                rc = self.apply_records(&rec, 1, sync, existed)
+                rc = self.apply_records(&rec, 1, sync, existed, NULL)
         self.leave()
         return rc
 
@@ -1025,7 +1028,7 @@ cdef class Batch:
         rc = self.db.enter()
         if rc == 0:
             with nogil:
-                rc = self.db.apply_records(self.recs, self.n, sync, &existed)
+                rc = self.db.apply_records(self.recs, self.n, sync, &existed, NULL)
             self.db.leave()
         if rc != 0:
             raise_status(rc, "batch", self.db.pool_path)

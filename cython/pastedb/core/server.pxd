@@ -1,0 +1,160 @@
+# server.pxd -- the network front end: an epoll loop that receives requests
+# straight into pool extents, and a flusher thread that makes them durable.
+#
+# Zero-copy PUT path (the PASTE idea): a connection's receive window IS an
+# extent of the pool file.  recv() writes the request bytes there; a SET's
+# key and value are never moved -- the log record references them where they
+# landed.  Only an incomplete request at the end of a full window is moved to
+# the next window (and a value larger than a window gets a window of its own
+# size, so it too is received in place).
+#
+# Durability: the loop appends records and hands the highest lsn to the
+# flusher thread, which runs the group commit (one barrier for everything
+# appended so far) while the loop goes on receiving and parsing the next
+# group.  A reply is sent only once everything appended before it is durable,
+# so no reply -- not even a GET -- reveals a write that could still be lost.
+
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from pastedb.core.clib cimport epoll_event, pthread_cond_t, pthread_mutex_t
+from pastedb.core.engine cimport DB
+from pastedb.core.index cimport Ref
+from pastedb.core.reflog cimport LogRecord
+from pastedb.core.resp cimport OutBuf, RespParser
+
+
+cdef struct QueuedCmd:                # a command queued inside MULTI (copied)
+    int argc
+    char *blob                        # malloc'ed: the argument bytes back to back
+    size_t *lens                      # malloc'ed: argument lengths
+
+
+cdef struct Conn:
+    int fd                            # the socket
+    uint64_t id                       # CLIENT ID
+    int resp3                         # HELLO 3 was negotiated
+    int authed                        # AUTH passed (or no password set)
+    int closing                       # close once the output is flushed
+    int in_multi                      # between MULTI and EXEC/DISCARD
+    int multi_error                   # a queued command was rejected: EXEC aborts
+    int want_out                      # EPOLLOUT is armed
+    int waiting                       # on the server's list of held connections
+    char *win                         # receive window (pool extent or heap)
+    uint64_t win_off                  # its pool offset (zero-copy mode)
+    size_t win_size                   # window bytes
+    size_t win_len                    # bytes received into it
+    size_t win_keep                   # [0, win_keep) holds referenced values: never reused
+    RespParser parser                 # request parser state
+    OutBuf out                        # replies
+    size_t out_ready                  # replies before this offset may be sent
+    uint64_t hold_lsn                 # replies after out_ready wait for this lsn
+    QueuedCmd *queue                  # MULTI queue
+    int qlen
+    int qcap
+    char name[128]                    # CLIENT SETNAME
+    int name_len
+
+
+cdef struct Args:                     # the current command's arguments
+    int argc
+    int cap
+    const char **ptr
+    size_t *len
+    int in_pool                       # the bytes lie in the pool (may be referenced)
+
+
+cdef class Server:
+    cdef DB db                        # the engine
+    cdef int listen_fd
+    cdef int epoll_fd
+    cdef int event_fd                 # the flusher's "durable progress" doorbell
+    cdef int signal_fd                # SIGTERM / SIGINT
+    cdef Conn **conns                 # by fd
+    cdef int conns_cap
+    cdef int nclients
+    cdef uint64_t next_client_id
+    # configuration
+    cdef int sync_acks                # 1: reply only after durable (default)
+    cdef int copy_mode                # 1: the copying baseline (heap windows + memcpy)
+    cdef size_t window                # receive window bytes
+    cdef int maxclients
+    cdef uint64_t max_bulk_len
+    cdef size_t max_query             # per-client query buffer limit
+    cdef bytes requirepass            # b"" = none
+    cdef int has_password             # requirepass is set
+    cdef object port
+    cdef object bind
+    # group commit hand-off to the flusher thread
+    cdef pthread_mutex_t flush_lock
+    cdef pthread_cond_t flush_cond
+    cdef uint64_t appended_lsn        # highest lsn appended by the loop
+    cdef uint64_t flushed_lsn         # highest lsn the flusher made durable
+    cdef int flush_error              # a barrier failed
+    cdef int stopping                 # loop is shutting down
+    cdef int flusher_done
+    # per-command scratch
+    cdef Args args
+    cdef LogRecord *recs              # records staged by the current command / EXEC
+    cdef int nrecs
+    cdef int recs_cap
+    cdef int shutdown_requested
+    # stats
+    cdef readonly uint64_t total_commands
+    cdef readonly uint64_t total_connections
+    cdef readonly uint64_t rejected_connections
+    cdef readonly uint64_t protocol_errors
+    cdef readonly uint64_t bytes_received
+    cdef readonly uint64_t zero_copy_puts
+    cdef readonly uint64_t copied_puts
+    cdef double start_time
+    cdef object scans                 # SCAN cursor table
+
+    cdef int loop(self) noexcept nogil
+    cdef void flusher(self) noexcept nogil
+    cdef int watch(self, int fd, uint32_t events, int mod) noexcept nogil
+    cdef void kick_flusher(self, uint64_t lsn) noexcept nogil
+    cdef void drain_signalfd(self) noexcept nogil
+    cdef int all_replies_sent(self) noexcept nogil
+    cdef void after_events(self) noexcept nogil
+    cdef void fail_all(self) noexcept nogil
+    cdef void accept_all(self) noexcept nogil
+    cdef void free_conn(self, Conn *c) noexcept nogil
+    cdef void close_conn(self, Conn *c) noexcept nogil
+    cdef int new_window(self, Conn *c, size_t need) noexcept nogil
+    cdef int make_room(self, Conn *c) noexcept nogil
+    cdef void on_readable(self, Conn *c) noexcept nogil
+    cdef void process_input(self, Conn *c) noexcept nogil
+    cdef int grow_args(self, int n) noexcept nogil
+    cdef void flush_output(self, Conn *c) noexcept nogil
+    cdef void reply_done(self, Conn *c) noexcept nogil
+    cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
+                          size_t vlen, int in_pool) noexcept nogil
+    cdef int commit_staged(self) noexcept nogil
+    cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
+    cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
+    cdef int lookup_command(self, const char *name, size_t n) noexcept nogil
+    cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil
+    cdef void unknown_command(self, Conn *c) noexcept nogil
+    cdef void wrong_arity(self, Conn *c, const char *name) noexcept nogil
+    cdef int queue_command(self, Conn *c) noexcept nogil
+    cdef void run_command(self, Conn *c, int cid) noexcept nogil
+    cdef void cmd_set(self, Conn *c, int setnx) noexcept nogil
+    cdef void keep_window(self, Conn *c, const char *end) noexcept nogil
+    cdef void cmd_get(self, Conn *c, int delete) noexcept nogil
+    cdef void cmd_mset(self, Conn *c) noexcept nogil
+    cdef void cmd_mget(self, Conn *c) noexcept nogil
+    cdef void cmd_del(self, Conn *c) noexcept nogil
+    cdef void cmd_exists(self, Conn *c) noexcept nogil
+    cdef void cmd_strlen(self, Conn *c) noexcept nogil
+    cdef void cmd_type(self, Conn *c) noexcept nogil
+    cdef void cmd_incr(self, Conn *c, int sign, int has_arg) noexcept nogil
+    cdef void cmd_exec(self, Conn *c) noexcept nogil
+    cdef void cmd_time(self, Conn *c) noexcept nogil
+    cdef void cmd_flush(self, Conn *c) noexcept nogil
+    cdef void cmd_save(self, Conn *c, int bg) noexcept nogil
+    cdef void run_python_command(self, Conn *c, int cid)
+    cdef object py_command(self, Conn *c, int cid, list args)
+    cdef object cmd_hello(self, Conn *c, list args)
+    cdef object config_get(self, list patterns)
+    cdef list keys_matching(self, bytes pattern)
+    cdef object scan(self, list args)
+    cdef object _scan_table(self)

@@ -1,0 +1,1586 @@
+"""Redis-protocol server over the engine: epoll, nogil, zero-copy SET."""
+
+import os
+import socket
+import threading
+import time
+
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc, strtoll
+from libc.string cimport memcmp, memcpy, memmove, memset, strlen
+
+from pastedb.core.clib cimport (
+    EAGAIN, EINTR, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
+    EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
+    SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_REALTIME, accept4,
+    clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
+    pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
+    pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
+    pthread_mutex_lock, pthread_mutex_unlock, pthread_rwlock_rdlock, pthread_rwlock_unlock,
+    recv, send, setsockopt, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
+)
+from pastedb.core.clib cimport read as c_read, write as c_write
+from pastedb.core.engine cimport DB
+from pastedb.core.index cimport Index, Node, Ref, key_compare
+from pastedb.core.pool cimport BUF_SIZE
+from pastedb.core.reflog cimport (
+    MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, key_crc_state,
+)
+from pastedb.core.resp cimport (
+    PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
+    out_error, out_free, out_init, out_int, out_map, out_null, out_null_array, out_raw,
+    out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
+)
+from pastedb.core.status cimport ST_OK, raise_status
+
+VERSION = "7.2.0"          # the Redis version we answer to (clients probe it)
+
+# ---------------------------------------------------------------- command table
+# name, arity (negative: at least -arity), flags, id.  Data, not code: the
+# dispatcher switches on the id; COMMAND reports this table.
+cdef enum CmdFlag:
+    F_WRITE = 1
+    F_READONLY = 2
+    F_NOAUTH = 4            # allowed before AUTH
+    F_NOMULTI = 8           # executed at once even inside MULTI
+
+cdef enum CmdId:
+    C_PING = 1
+    C_ECHO
+    C_HELLO
+    C_AUTH
+    C_SELECT
+    C_QUIT
+    C_CLIENT
+    C_COMMAND
+    C_CONFIG
+    C_INFO
+    C_DBSIZE
+    C_FLUSHDB
+    C_FLUSHALL
+    C_SET
+    C_GET
+    C_GETDEL
+    C_SETNX
+    C_MSET
+    C_MGET
+    C_DEL
+    C_UNLINK
+    C_EXISTS
+    C_STRLEN
+    C_INCR
+    C_DECR
+    C_INCRBY
+    C_DECRBY
+    C_KEYS
+    C_SCAN
+    C_TYPE
+    C_MULTI
+    C_EXEC
+    C_DISCARD
+    C_SAVE
+    C_BGSAVE
+    C_SHUTDOWN
+    C_TIME
+    C_RESET
+
+cdef struct CmdSpec:
+    const char *name
+    int arity
+    int flags
+    int id
+
+cdef CmdSpec COMMANDS[38]
+COMMAND_TABLE = [
+    (b"ping", -1, F_READONLY | F_NOAUTH, C_PING),
+    (b"echo", 2, F_READONLY, C_ECHO),
+    (b"hello", -1, F_NOAUTH | F_NOMULTI, C_HELLO),
+    (b"auth", -2, F_NOAUTH | F_NOMULTI, C_AUTH),
+    (b"select", 2, F_READONLY, C_SELECT),
+    (b"quit", -1, F_NOAUTH | F_NOMULTI, C_QUIT),
+    (b"client", -2, F_READONLY, C_CLIENT),
+    (b"command", -1, F_READONLY, C_COMMAND),
+    (b"config", -2, F_READONLY, C_CONFIG),
+    (b"info", -1, F_READONLY, C_INFO),
+    (b"dbsize", 1, F_READONLY, C_DBSIZE),
+    (b"flushdb", -1, F_WRITE, C_FLUSHDB),
+    (b"flushall", -1, F_WRITE, C_FLUSHALL),
+    (b"set", -3, F_WRITE, C_SET),
+    (b"get", 2, F_READONLY, C_GET),
+    (b"getdel", 2, F_WRITE, C_GETDEL),
+    (b"setnx", 3, F_WRITE, C_SETNX),
+    (b"mset", -3, F_WRITE, C_MSET),
+    (b"mget", -2, F_READONLY, C_MGET),
+    (b"del", -2, F_WRITE, C_DEL),
+    (b"unlink", -2, F_WRITE, C_UNLINK),
+    (b"exists", -2, F_READONLY, C_EXISTS),
+    (b"strlen", 2, F_READONLY, C_STRLEN),
+    (b"incr", 2, F_WRITE, C_INCR),
+    (b"decr", 2, F_WRITE, C_DECR),
+    (b"incrby", 3, F_WRITE, C_INCRBY),
+    (b"decrby", 3, F_WRITE, C_DECRBY),
+    (b"keys", 2, F_READONLY, C_KEYS),
+    (b"scan", -2, F_READONLY, C_SCAN),
+    (b"type", 2, F_READONLY, C_TYPE),
+    (b"multi", 1, F_READONLY | F_NOMULTI, C_MULTI),
+    (b"exec", 1, F_NOMULTI, C_EXEC),
+    (b"discard", 1, F_READONLY | F_NOMULTI, C_DISCARD),
+    (b"save", 1, F_WRITE, C_SAVE),
+    (b"bgsave", -1, F_WRITE, C_BGSAVE),
+    (b"shutdown", -1, F_NOMULTI, C_SHUTDOWN),
+    (b"time", 1, F_READONLY, C_TIME),
+    (b"reset", 1, F_NOAUTH | F_NOMULTI, C_RESET),
+]
+cdef int NCOMMANDS = len(COMMAND_TABLE)
+assert NCOMMANDS == sizeof(COMMANDS) // sizeof(CmdSpec)
+for _i, (_n, _a, _f, _id) in enumerate(COMMAND_TABLE):
+    COMMANDS[_i].name = <const char *>_n          # the bytes objects live in COMMAND_TABLE
+    COMMANDS[_i].arity = _a
+    COMMANDS[_i].flags = _f
+    COMMANDS[_i].id = _id
+
+cdef enum:
+    MAX_EVENTS = 256
+    READS_PER_EVENT = 16
+    SCAN_DEFAULT_COUNT = 10
+    KEYS_BATCH = 1024
+
+
+# ---------------------------------------------------------------- small helpers
+cdef inline int ieq(const char *a, size_t alen, const char *lit) noexcept nogil:
+    """Case-insensitive equality of a counted string with a C literal."""
+    cdef size_t i
+    cdef char x
+    for i in range(alen):
+        if lit[i] == 0:
+            return 0
+        x = a[i]
+        if 65 <= x <= 90:
+            x = x + 32
+        if x != lit[i]:
+            return 0
+    return lit[alen] == 0
+
+
+cdef int parse_i64(const char *s, size_t n, int64_t *out) noexcept nogil:
+    """Strict decimal int64 (Redis string2ll): 1 ok, 0 not an integer."""
+    cdef size_t i = 0
+    cdef int neg = 0
+    cdef uint64_t v = 0, d, lim
+    if n == 0 or n > 20:
+        return 0
+    if s[0] == 45:                                # '-'
+        neg = 1
+        i = 1
+        if n == 1:
+            return 0
+    if s[i] == 48 and n > i + 1:                  # leading zero
+        return 0
+    lim = (<uint64_t>1 << 63) if neg else ((<uint64_t>1 << 63) - 1)
+    while i < n:
+        if s[i] < 48 or s[i] > 57:
+            return 0
+        d = <uint64_t>(s[i] - 48)
+        if v > (lim - d) // 10:
+            return 0
+        v = v * 10 + d
+        i += 1
+    if neg:
+        out[0] = <int64_t>(0 - v)
+    else:
+        out[0] = <int64_t>v
+    return 1
+
+
+cdef int glob_match(const char *p, size_t plen, const char *s, size_t slen, int depth) noexcept nogil:
+    """Redis's stringmatchlen: * ? [abc] [^a-z] and \\ escapes, byte-wise."""
+    cdef int nt, match
+    cdef char start, end, c
+    if depth > 1000:
+        return 0
+    while plen and slen:
+        c = p[0]
+        if c == 42:                               # '*'
+            while plen > 1 and p[1] == 42:
+                p += 1
+                plen -= 1
+            if plen == 1:
+                return 1
+            while slen:
+                if glob_match(p + 1, plen - 1, s, slen, depth + 1):
+                    return 1
+                s += 1
+                slen -= 1
+            return 0
+        elif c == 63:                             # '?'
+            s += 1
+            slen -= 1
+        elif c == 91:                             # '['
+            p += 1
+            plen -= 1
+            nt = plen > 0 and p[0] == 94
+            if nt:
+                p += 1
+                plen -= 1
+            match = 0
+            while plen:
+                if p[0] == 92 and plen >= 2:
+                    p += 1
+                    plen -= 1
+                    if p[0] == s[0]:
+                        match = 1
+                elif p[0] == 93:
+                    break
+                elif plen >= 3 and p[1] == 45:
+                    start = p[0]
+                    end = p[2]
+                    if start > end:
+                        start, end = end, start
+                    p += 2
+                    plen -= 2
+                    if start <= s[0] <= end:
+                        match = 1
+                elif p[0] == s[0]:
+                    match = 1
+                p += 1
+                plen -= 1
+            if plen == 0:                         # unterminated [: treat as literal end
+                return 0
+            if nt:
+                match = not match
+            if not match:
+                return 0
+            s += 1
+            slen -= 1
+        else:
+            if c == 92 and plen >= 2:
+                p += 1
+                plen -= 1
+            if p[0] != s[0]:
+                return 0
+            s += 1
+            slen -= 1
+        p += 1
+        plen -= 1
+    while plen and p[0] == 42:
+        p += 1
+        plen -= 1
+    return plen == 0 and slen == 0
+
+
+cdef inline int out_err_fmt(OutBuf *o, bytes msg) noexcept:
+    return out_error(o, <const char *>msg)
+
+
+cdef void free_queue(Conn *c) noexcept nogil:
+    cdef int i
+    for i in range(c.qlen):
+        free(c.queue[i].blob)
+        free(c.queue[i].lens)
+    c.qlen = 0
+    c.in_multi = 0
+    c.multi_error = 0
+
+
+cdef class Server:
+
+    def __cinit__(self):
+        self.listen_fd = -1
+        self.epoll_fd = -1
+        self.event_fd = -1
+        self.signal_fd = -1
+        pthread_mutex_init(&self.flush_lock, NULL)
+        pthread_cond_init(&self.flush_cond, NULL)
+
+    def __dealloc__(self):
+        cdef int fd
+        if self.conns != NULL:
+            for fd in range(self.conns_cap):
+                if self.conns[fd] != NULL:
+                    self.free_conn(self.conns[fd])
+            free(self.conns)
+        free(<void *>self.args.ptr)
+        free(self.args.len)
+        free(self.recs)
+        for fd in (self.listen_fd, self.epoll_fd, self.event_fd, self.signal_fd):
+            if fd >= 0:
+                close(fd)
+        pthread_cond_destroy(&self.flush_cond)
+        pthread_mutex_destroy(&self.flush_lock)
+
+    def __init__(self, DB db, *, host="127.0.0.1", int port=6380, requirepass=None,
+                 int maxclients=10000, bint sync=True, bint copy=False,
+                 int window=65536, max_bulk_len=MAX_VALUE_LEN,
+                 max_query=1 << 30):
+        self.db = db
+        self.sync_acks = sync
+        self.copy_mode = copy
+        self.window = max(4096, (window + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE)
+        self.maxclients = maxclients
+        self.max_bulk_len = min(int(max_bulk_len), MAX_VALUE_LEN)
+        self.max_query = int(max_query)
+        self.requirepass = (requirepass.encode() if isinstance(requirepass, str)
+                            else (requirepass or b""))
+        self.has_password = len(self.requirepass) > 0
+        self.bind = host
+        self.next_client_id = 1
+        self.args.cap = 16
+        self.args.ptr = <const char **>malloc(16 * sizeof(char *))
+        self.args.len = <size_t *>malloc(16 * sizeof(size_t))
+        self.recs_cap = 16
+        self.recs = <LogRecord *>malloc(16 * sizeof(LogRecord))
+        if self.args.ptr == NULL or self.args.len == NULL or self.recs == NULL:
+            raise MemoryError()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(511)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self.listen_fd = sock.detach()
+        self.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        self.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.epoll_fd < 0 or self.event_fd < 0:
+            raise OSError(errno, "cannot create epoll/eventfd")
+        self.conns_cap = 1024
+        self.conns = <Conn **>calloc(self.conns_cap, sizeof(Conn *))
+        if self.conns == NULL:
+            raise MemoryError()
+        self.watch(self.listen_fd, EPOLLIN, 0)
+        self.watch(self.event_fd, EPOLLIN, 0)
+        self.start_time = time.time()
+
+    @property
+    def address(self):
+        return (self.bind, self.port)
+
+    cdef int watch(self, int fd, uint32_t events, int mod) noexcept nogil:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.fd = fd
+        return epoll_ctl(self.epoll_fd, EPOLL_CTL_MOD if mod else EPOLL_CTL_ADD, fd, &ev)
+
+    def serve_forever(self, handle_signals=True):
+        """Run until SHUTDOWN, SIGTERM or SIGINT.  Returns 0, or 1 if a
+        durability barrier failed (nothing after it was acknowledged)."""
+        cdef sigset_t mask
+        cdef int rc
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            import signal
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            sigemptyset(&mask)
+            sigaddset(&mask, SIGTERM)
+            sigaddset(&mask, SIGINT)
+            self.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)
+            if self.signal_fd < 0:
+                raise OSError(errno, "signalfd")
+            self.watch(self.signal_fd, EPOLLIN, 0)
+        flusher = threading.Thread(target=self._run_flusher, name="pastedb-flusher", daemon=True)
+        flusher.start()
+        try:
+            with nogil:
+                rc = self.loop()
+        finally:
+            pthread_mutex_lock(&self.flush_lock)
+            self.stopping = 1
+            pthread_cond_signal(&self.flush_cond)
+            pthread_mutex_unlock(&self.flush_lock)
+            flusher.join()
+        if rc == 0:
+            self.db.checkpoint()
+        return rc
+
+    def _run_flusher(self):
+        with nogil:
+            self.flusher()
+
+    # ------------------------------------------------------------ flusher
+    cdef void flusher(self) noexcept nogil:
+        cdef uint64_t target
+        cdef uint64_t one = 1
+        cdef int rc
+        pthread_mutex_lock(&self.flush_lock)
+        while True:
+            while self.appended_lsn <= self.flushed_lsn and not self.stopping:
+                pthread_cond_wait(&self.flush_cond, &self.flush_lock)
+            if self.appended_lsn <= self.flushed_lsn and self.stopping:
+                break
+            target = self.appended_lsn
+            pthread_mutex_unlock(&self.flush_lock)
+            rc = self.db.log.commit(target)
+            pthread_mutex_lock(&self.flush_lock)
+            if rc != 0:
+                self.flush_error = rc
+                self.flushed_lsn = target         # stop retrying; the loop fails the group
+            else:
+                self.flushed_lsn = target
+            c_write(self.event_fd, &one, 8)
+            if rc != 0:
+                break
+        self.flusher_done = 1
+        pthread_mutex_unlock(&self.flush_lock)
+        c_write(self.event_fd, &one, 8)
+
+    cdef void kick_flusher(self, uint64_t lsn) noexcept nogil:
+        pthread_mutex_lock(&self.flush_lock)
+        if lsn > self.appended_lsn:
+            self.appended_lsn = lsn
+            pthread_cond_signal(&self.flush_cond)
+        pthread_mutex_unlock(&self.flush_lock)
+
+    # ------------------------------------------------------------ the loop
+    cdef int loop(self) noexcept nogil:
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int n, i, fd
+        cdef uint64_t junk
+        cdef uint32_t ev
+        cdef Conn *c
+        cdef int draining = 0
+        while True:
+            n = epoll_wait(self.epoll_fd, events, MAX_EVENTS, 100 if draining else 1000)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                return 1
+            for i in range(n):
+                fd = events[i].data.fd
+                ev = events[i].events
+                if fd == self.listen_fd:
+                    if not draining:
+                        self.accept_all()
+                elif fd == self.event_fd:
+                    c_read(self.event_fd, &junk, 8)
+                elif fd == self.signal_fd:
+                    self.drain_signalfd()
+                    self.shutdown_requested = 1
+                elif fd < self.conns_cap and self.conns[fd] != NULL:
+                    c = self.conns[fd]
+                    if ev & (EPOLLIN | EPOLLHUP | EPOLLERR):
+                        self.on_readable(c)
+                    if self.conns[fd] != NULL and (ev & EPOLLOUT):
+                        self.flush_output(self.conns[fd])
+            self.after_events()
+            if self.flush_error:
+                self.fail_all()
+                return 1
+            if self.shutdown_requested and not draining:
+                draining = 1
+                epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, self.listen_fd, NULL)
+            if draining and self.all_replies_sent():
+                return 0
+
+    cdef void drain_signalfd(self) noexcept nogil:
+        cdef char buf[128]
+        while c_read(self.signal_fd, buf, 128) > 0:
+            pass
+
+    cdef int all_replies_sent(self) noexcept nogil:
+        cdef int fd
+        cdef Conn *c
+        if pdb_load_acquire_u64(&self.flushed_lsn) < self.appended_lsn:
+            return 0
+        for fd in range(self.conns_cap):
+            c = self.conns[fd]
+            if c != NULL and c.out.len > c.out.sent:
+                return 0
+        return 1
+
+    cdef void after_events(self) noexcept nogil:
+        """Release replies whose writes are durable, and send what is ready."""
+        cdef uint64_t durable
+        cdef int fd
+        cdef Conn *c
+        cdef uint64_t appended = self.appended_lsn
+        pthread_mutex_lock(&self.flush_lock)
+        durable = self.flushed_lsn
+        pthread_mutex_unlock(&self.flush_lock)
+        for fd in range(self.conns_cap):
+            c = self.conns[fd]
+            if c == NULL:
+                continue
+            if c.out_ready < c.out.len and (not self.sync_acks or c.hold_lsn <= durable):
+                c.out_ready = c.out.len
+            if c.out_ready > c.out.sent:
+                self.flush_output(c)
+            elif c.closing and c.out.len == c.out.sent:
+                self.close_conn(c)
+
+    cdef void fail_all(self) noexcept nogil:
+        """A barrier failed: what it covered may be lost.  Close every
+        connection without sending replies that were waiting for it."""
+        cdef int fd
+        for fd in range(self.conns_cap):
+            if self.conns[fd] != NULL:
+                self.close_conn(self.conns[fd])
+
+    cdef void accept_all(self) noexcept nogil:
+        cdef int fd
+        cdef Conn *c
+        cdef Conn **bigger
+        cdef int newcap
+        cdef const char *msg = b"-ERR max number of clients reached\r\n"
+        while True:
+            fd = accept4(self.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                return
+            if self.nclients >= self.maxclients:
+                send(fd, msg, strlen(msg), MSG_NOSIGNAL)
+                close(fd)
+                self.rejected_connections += 1
+                continue
+            if fd >= self.conns_cap:
+                newcap = self.conns_cap
+                while newcap <= fd:
+                    newcap *= 2
+                bigger = <Conn **>realloc(self.conns, newcap * sizeof(Conn *))
+                if bigger == NULL:
+                    close(fd)
+                    continue
+                memset(bigger + self.conns_cap, 0, (newcap - self.conns_cap) * sizeof(Conn *))
+                self.conns = bigger
+                self.conns_cap = newcap
+            c = <Conn *>calloc(1, sizeof(Conn))
+            if c == NULL or parser_init(&c.parser, self.max_bulk_len, 1024 * 1024, 65536) != 0 \
+                    or out_init(&c.out, 16384) != 0:
+                if c != NULL:
+                    parser_free(&c.parser)
+                    free(c)
+                close(fd)
+                continue
+            c.fd = fd
+            c.id = self.next_client_id
+            self.next_client_id += 1
+            c.authed = not self.has_password
+            self.conns[fd] = c
+            self.nclients += 1
+            self.total_connections += 1
+            set_nodelay(fd)
+            self.watch(fd, EPOLLIN, 0)
+
+    cdef void free_conn(self, Conn *c) noexcept nogil:
+        parser_free(&c.parser)
+        out_free(&c.out)
+        free_queue(c)
+        free(c.queue)
+        if self.copy_mode and c.win != NULL:
+            free(c.win)
+        free(c)
+
+    cdef void close_conn(self, Conn *c) noexcept nogil:
+        epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, c.fd, NULL)
+        close(c.fd)
+        self.conns[c.fd] = NULL
+        self.nclients -= 1
+        self.free_conn(c)
+
+    # ------------------------------------------------------------ receiving
+    cdef int new_window(self, Conn *c, size_t need) noexcept nogil:
+        """Give c a fresh window of at least `need` bytes, moving the
+        incomplete command [cmd_start, win_len) to its start."""
+        cdef size_t size = self.window
+        cdef size_t keep = c.win_len - c.parser.cmd_start
+        cdef uint64_t off
+        cdef char *w
+        cdef int rc
+        if need > size:
+            size = (need + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
+        if self.copy_mode:
+            w = <char *>malloc(size)
+            if w == NULL:
+                return -12
+        else:
+            rc = self.db.pool.alloc_extent(size, &off)
+            if rc != 0:
+                return rc
+            w = self.db.pool.base + off
+            c.win_off = off
+        if keep:
+            memcpy(w, c.win + c.parser.cmd_start, keep)
+        if self.copy_mode and c.win != NULL:
+            free(c.win)
+        c.win = w
+        c.win_size = size
+        c.win_len = keep
+        c.win_keep = 0
+        parser_moved(&c.parser, 0)
+        return 0
+
+    cdef int make_room(self, Conn *c) noexcept nogil:
+        """Ensure the window has free space for the next recv()."""
+        cdef size_t start, keep, need
+        if c.win == NULL:
+            return self.new_window(c, 0)
+        if c.win_len < c.win_size:
+            return 0
+        keep = c.win_len - c.parser.cmd_start
+        need = c.parser.need_total if c.parser.need_total > keep else keep
+        if need >= self.max_query:
+            return -7                             # E2BIG: reported as a query limit
+        # Reuse the space before the command when nothing there is referenced
+        # and the rest of the command fits comfortably.
+        start = (c.win_keep + 7) & ~(<size_t>7)
+        if start < c.parser.cmd_start and need + self.window // 4 <= c.win_size - start:
+            memmove(c.win + start, c.win + c.parser.cmd_start, keep)
+            c.win_len = start + keep
+            parser_moved(&c.parser, start)
+            return 0
+        if need < self.window // 2:
+            need = 0
+        else:
+            need = need + 64
+        return self.new_window(c, need)
+
+    cdef void on_readable(self, Conn *c) noexcept nogil:
+        cdef ssize_t got
+        cdef int i, rc
+        cdef int fd = c.fd
+        for i in range(READS_PER_EVENT):
+            rc = self.make_room(c)
+            if rc != 0:
+                if rc == -7:
+                    out_error(&c.out, b"ERR Protocol error: query buffer limit exceeded")
+                else:
+                    out_error(&c.out, b"ERR server out of memory or disk space for the request")
+                c.closing = 1
+                c.out_ready = c.out.len
+                return
+            got = recv(fd, c.win + c.win_len, c.win_size - c.win_len, 0)
+            if got == 0:
+                self.close_conn(c)
+                return
+            if got < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    return
+                self.close_conn(c)
+                return
+            c.win_len += <size_t>got
+            self.bytes_received += <uint64_t>got
+            self.process_input(c)
+            if self.conns[fd] == NULL or c.closing:
+                return
+            if <size_t>got < c.win_size - (c.win_len - <size_t>got):
+                return                            # socket drained (short read)
+
+    cdef void process_input(self, Conn *c) noexcept nogil:
+        cdef int r, i
+        cdef RespParser *p = &c.parser
+        while not c.closing:
+            r = parse_command(p, c.win, c.win_len)
+            if r == PARSE_NEED_MORE:
+                break
+            if r == PARSE_ERROR:
+                self.protocol_errors += 1
+                out_error(&c.out, p.error)
+                c.closing = 1
+                self.reply_done(c)
+                break
+            if p.argc > 0:
+                if p.argc > self.args.cap and self.grow_args(p.argc) != 0:
+                    out_error(&c.out, b"ERR out of memory")
+                    c.closing = 1
+                    break
+                for i in range(p.argc):
+                    self.args.ptr[i] = c.win + p.cmd_start + p.arg_off[i]
+                    self.args.len[i] = p.arg_len[i]
+                self.args.argc = p.argc
+                self.args.in_pool = not self.copy_mode
+                self.execute(c, p.cmd_start)
+            parser_rebase(p, p.pos)
+        # Everything consumed: the next request may reuse the window from
+        # the end of the last referenced value.
+        if p.cmd_start == c.win_len and p.state == 0:
+            c.win_len = (c.win_keep + 7) & ~(<size_t>7)
+            if c.win_len > c.win_size:
+                c.win_len = c.win_size
+            parser_rebase(p, c.win_len)
+
+    cdef int grow_args(self, int n) noexcept nogil:
+        cdef const char **pp = <const char **>realloc(<void *>self.args.ptr, n * sizeof(char *))
+        if pp == NULL:
+            return -1
+        self.args.ptr = pp
+        cdef size_t *ll = <size_t *>realloc(self.args.len, n * sizeof(size_t))
+        if ll == NULL:
+            return -1
+        self.args.len = ll
+        self.args.cap = n
+        return 0
+
+    # ------------------------------------------------------------ sending
+    cdef void flush_output(self, Conn *c) noexcept nogil:
+        cdef ssize_t n
+        while c.out.sent < c.out_ready:
+            n = send(c.fd, c.out.data + c.out.sent, c.out_ready - c.out.sent, MSG_NOSIGNAL)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    if not c.want_out:
+                        c.want_out = 1
+                        self.watch(c.fd, EPOLLIN | EPOLLOUT, 1)
+                    return
+                self.close_conn(c)
+                return
+            c.out.sent += <size_t>n
+        if c.out.sent == c.out.len:
+            c.out.sent = 0
+            c.out.len = 0
+            c.out_ready = 0
+        if c.want_out:
+            c.want_out = 0
+            self.watch(c.fd, EPOLLIN, 1)
+        if c.closing and c.out.len == 0:
+            self.close_conn(c)
+
+    cdef void reply_done(self, Conn *c) noexcept nogil:
+        """A reply was appended: it may go out at once only if nothing that
+        is not yet durable has been appended before it."""
+        cdef uint64_t durable
+        if not self.sync_acks:
+            c.out_ready = c.out.len
+            return
+        pthread_mutex_lock(&self.flush_lock)
+        durable = self.flushed_lsn
+        pthread_mutex_unlock(&self.flush_lock)
+        if self.appended_lsn > durable:
+            c.hold_lsn = self.appended_lsn
+        else:
+            c.out_ready = c.out.len               # nothing pending: all may go
+
+    # ------------------------------------------------------------ engine glue
+    cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
+                          size_t vlen, int in_pool) noexcept nogil:
+        """Stage a PUT or DEL for the current command.  Bytes already in the
+        pool are referenced where they are (the zero-copy path); anything else
+        is copied into a data extent first."""
+        cdef LogRecord *rec
+        cdef LogRecord *grown
+        cdef int rc
+        if self.nrecs == self.recs_cap:
+            grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
+            if grown == NULL:
+                return -12
+            self.recs = grown
+            self.recs_cap *= 2
+        rec = &self.recs[self.nrecs]
+        if in_pool and rtype == REC_PUT:
+            memset(rec, 0, sizeof(LogRecord))
+            rec.type = REC_PUT
+            rec.klen = <uint16_t>klen
+            rec.koff = <uint64_t>(k - self.db.pool.base)
+            rec.voff = <uint64_t>(v - self.db.pool.base)
+            rec.vlen = vlen
+            rec.vcrc = pdb_crc32c(v, vlen)
+            rec.crc = key_crc_state(k, <uint32_t>klen)
+            self.db.persist.persist_range(k, klen)
+            self.db.persist.persist_range(v, vlen)
+            self.zero_copy_puts += 1
+            rc = 0
+        elif rtype == REC_PUT:
+            rc = self.db.stage_put(k, <uint32_t>klen, v, vlen, rec)
+            self.copied_puts += 1
+        else:
+            rc = self.db.stage_delete(k, <uint32_t>klen, rec)
+        if rc == 0:
+            self.nrecs += 1
+        return rc
+
+    cdef int commit_staged(self) noexcept nogil:
+        cdef int existed, rc
+        cdef uint64_t lsn
+        if self.nrecs == 0:
+            return 0
+        rc = self.db.apply_records(self.recs, self.nrecs, 0, &existed, &lsn)
+        self.nrecs = 0
+        if rc == 0:
+            self.kick_flusher(lsn)
+        return rc
+
+    cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
+        """Look a key up, seeing records staged by this command/transaction
+        first.  1 found (vp/vlen set), 0 missing."""
+        cdef int i
+        cdef LogRecord *r
+        cdef Ref ref
+        cdef char *base = self.db.pool.base
+        for i in range(self.nrecs - 1, -1, -1):
+            r = &self.recs[i]
+            if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
+                if r.type == REC_DEL:
+                    return 0
+                vp[0] = base + r.voff
+                vlen[0] = r.vlen
+                return 1
+        if klen > MAX_KEY_LEN or not self.db.lookup(k, <uint32_t>klen, &ref):
+            return 0
+        vp[0] = base + ref.voff
+        vlen[0] = ref.vlen
+        return 1
+
+    cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil:
+        if klen > MAX_KEY_LEN:
+            out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
+            return 0
+        return 1
+
+    # ------------------------------------------------------------ dispatch
+    cdef int lookup_command(self, const char *name, size_t n) noexcept nogil:
+        cdef int i
+        for i in range(NCOMMANDS):
+            if ieq(name, n, COMMANDS[i].name):
+                return i
+        return -1
+
+    cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil:
+        cdef int idx, rc
+        cdef Args *a = &self.args
+        cdef CmdSpec *spec
+        self.total_commands += 1
+        idx = self.lookup_command(a.ptr[0], a.len[0])
+        if idx < 0:
+            self.unknown_command(c)
+            if c.in_multi:
+                c.multi_error = 1
+            self.reply_done(c)
+            return
+        spec = &COMMANDS[idx]
+        if (spec.arity > 0 and a.argc != spec.arity) or (spec.arity < 0 and a.argc < -spec.arity):
+            self.wrong_arity(c, spec.name)
+            if c.in_multi:
+                c.multi_error = 1
+            self.reply_done(c)
+            return
+        if not c.authed and not (spec.flags & F_NOAUTH):
+            out_error(&c.out, b"NOAUTH Authentication required.")
+            self.reply_done(c)
+            return
+        if c.in_multi and not (spec.flags & F_NOMULTI):
+            if self.queue_command(c) != 0:
+                out_error(&c.out, b"ERR out of memory")
+            else:
+                out_simple(&c.out, b"QUEUED")
+            self.reply_done(c)
+            return
+        self.run_command(c, spec.id)
+        rc = self.commit_staged()
+        if rc != 0:
+            out_error(&c.out, b"ERR the write could not be logged (out of space, or the "
+                              b"database failed); nothing was applied")
+        self.reply_done(c)
+
+    cdef void unknown_command(self, Conn *c) noexcept nogil:
+        cdef char msg[256]
+        cdef size_t n = self.args.len[0]
+        cdef size_t k = 0, i
+        cdef const char *pre = b"ERR unknown command '"
+        cdef const char *post = b"', with args beginning with: "
+        memcpy(msg, pre, strlen(pre))
+        k = strlen(pre)
+        if n > 64:
+            n = 64
+        for i in range(n):
+            msg[k] = self.args.ptr[0][i] if 32 <= self.args.ptr[0][i] < 127 else 63
+            k += 1
+        memcpy(msg + k, post, strlen(post))
+        k += strlen(post)
+        msg[k] = 0
+        out_error(&c.out, msg)
+
+    cdef void wrong_arity(self, Conn *c, const char *name) noexcept nogil:
+        cdef char msg[128]
+        cdef const char *pre = b"ERR wrong number of arguments for '"
+        cdef const char *post = b"' command"
+        cdef size_t k = strlen(pre), n = strlen(name)
+        memcpy(msg, pre, k)
+        memcpy(msg + k, name, n)
+        memcpy(msg + k + n, post, strlen(post) + 1)
+        out_error(&c.out, msg)
+
+    cdef int queue_command(self, Conn *c) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef size_t total = 0, off = 0
+        cdef int i
+        cdef QueuedCmd *q
+        cdef QueuedCmd *grown
+        if c.qlen == c.qcap:
+            grown = <QueuedCmd *>realloc(c.queue, (c.qcap * 2 + 4) * sizeof(QueuedCmd))
+            if grown == NULL:
+                return -1
+            c.queue = grown
+            c.qcap = c.qcap * 2 + 4
+        for i in range(a.argc):
+            total += a.len[i]
+        q = &c.queue[c.qlen]
+        q.argc = a.argc
+        q.blob = <char *>malloc(total + 1)
+        q.lens = <size_t *>malloc(a.argc * sizeof(size_t))
+        if q.blob == NULL or q.lens == NULL:
+            free(q.blob)
+            free(q.lens)
+            return -1
+        for i in range(a.argc):
+            memcpy(q.blob + off, a.ptr[i], a.len[i])
+            q.lens[i] = a.len[i]
+            off += a.len[i]
+        c.qlen += 1
+        return 0
+
+    cdef void run_command(self, Conn *c, int cid) noexcept nogil:
+        cdef Args *a = &self.args
+        if cid == C_PING:
+            if a.argc == 1:
+                out_simple(&c.out, b"PONG")
+            elif a.argc == 2:
+                out_bulk(&c.out, a.ptr[1], a.len[1])
+            else:
+                self.wrong_arity(c, b"ping")
+        elif cid == C_ECHO:
+            out_bulk(&c.out, a.ptr[1], a.len[1])
+        elif cid == C_SET:
+            self.cmd_set(c, 0)
+        elif cid == C_SETNX:
+            self.cmd_set(c, 1)
+        elif cid == C_GET:
+            self.cmd_get(c, 0)
+        elif cid == C_GETDEL:
+            self.cmd_get(c, 1)
+        elif cid == C_MSET:
+            self.cmd_mset(c)
+        elif cid == C_MGET:
+            self.cmd_mget(c)
+        elif cid == C_DEL or cid == C_UNLINK:
+            self.cmd_del(c)
+        elif cid == C_EXISTS:
+            self.cmd_exists(c)
+        elif cid == C_STRLEN:
+            self.cmd_strlen(c)
+        elif cid == C_INCR:
+            self.cmd_incr(c, 1, 0)
+        elif cid == C_DECR:
+            self.cmd_incr(c, -1, 0)
+        elif cid == C_INCRBY:
+            self.cmd_incr(c, 1, 1)
+        elif cid == C_DECRBY:
+            self.cmd_incr(c, -1, 1)
+        elif cid == C_TYPE:
+            self.cmd_type(c)
+        elif cid == C_DBSIZE:
+            out_int(&c.out, <int64_t>self.db.index.count)
+        elif cid == C_SELECT:
+            if a.len[1] == 1 and a.ptr[1][0] == 48:
+                out_simple(&c.out, b"OK")
+            else:
+                out_error(&c.out, b"ERR DB index is out of range (pastedb has database 0 only)")
+        elif cid == C_QUIT:
+            out_simple(&c.out, b"OK")
+            c.closing = 1
+        elif cid == C_MULTI:
+            if c.in_multi:
+                out_error(&c.out, b"ERR MULTI calls can not be nested")
+            else:
+                c.in_multi = 1
+                c.multi_error = 0
+                out_simple(&c.out, b"OK")
+        elif cid == C_DISCARD:
+            if not c.in_multi:
+                out_error(&c.out, b"ERR DISCARD without MULTI")
+            else:
+                free_queue(c)
+                out_simple(&c.out, b"OK")
+        elif cid == C_EXEC:
+            self.cmd_exec(c)
+        elif cid == C_TIME:
+            self.cmd_time(c)
+        elif cid == C_FLUSHDB or cid == C_FLUSHALL:
+            self.cmd_flush(c)
+        elif cid == C_SAVE or cid == C_BGSAVE:
+            self.cmd_save(c, cid == C_BGSAVE)
+        elif cid == C_SHUTDOWN:
+            self.shutdown_requested = 1
+            c.closing = 1
+        elif cid == C_RESET:
+            free_queue(c)
+            c.resp3 = 0
+            c.authed = not self.has_password
+            c.name_len = 0
+            out_simple(&c.out, b"RESET")
+        else:
+            with gil:
+                self.run_python_command(c, cid)
+
+    # --------------------------------------------------------- data commands
+    cdef void cmd_set(self, Conn *c, int setnx) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef int nx = setnx, xx = 0, get = 0, i, found
+        cdef const char *old = NULL
+        cdef size_t oldlen = 0
+        cdef char msg[160]
+        cdef size_t n
+        for i in range(3, a.argc):
+            if ieq(a.ptr[i], a.len[i], b"nx"):
+                nx = 1
+            elif ieq(a.ptr[i], a.len[i], b"xx"):
+                xx = 1
+            elif ieq(a.ptr[i], a.len[i], b"get"):
+                get = 1
+            else:
+                n = a.len[i] if a.len[i] < 40 else 40
+                memcpy(msg, b"ERR SET option '", 16)
+                memcpy(msg + 16, a.ptr[i], n)
+                memcpy(msg + 16 + n, b"' is not supported by pastedb (no expiry; NX, XX and GET are)\0", 63)
+                out_error(&c.out, msg)
+                return
+        if nx and xx:
+            out_error(&c.out, b"ERR syntax error")
+            return
+        if not self.key_ok(c, a.len[1]):
+            return
+        found = self.find(a.ptr[1], a.len[1], &old, &oldlen)
+        if get:
+            if found:
+                out_bulk(&c.out, old, oldlen)
+            else:
+                out_null(&c.out, c.resp3)
+        if (nx and found) or (xx and not found):
+            if setnx:
+                out_int(&c.out, 0)
+            elif not get:
+                out_null(&c.out, c.resp3)
+            return
+        if self.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
+            self.nrecs = 0
+            out_error(&c.out, b"ERR out of space for the value")
+            return
+        if a.in_pool:
+            self.keep_window(c, a.ptr[2] + a.len[2])
+        if setnx:
+            out_int(&c.out, 1)
+        elif not get:
+            out_simple(&c.out, b"OK")
+
+    cdef void keep_window(self, Conn *c, const char *end) noexcept nogil:
+        cdef size_t upto = <size_t>(end - c.win)
+        if upto > c.win_keep:
+            c.win_keep = upto
+
+    cdef void cmd_get(self, Conn *c, int delete) noexcept nogil:
+        cdef const char *v
+        cdef size_t vlen
+        if not self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
+            out_null(&c.out, c.resp3)
+            return
+        out_bulk(&c.out, v, vlen)
+        if delete:
+            self.stage_record(REC_DEL, self.args.ptr[1], self.args.len[1], NULL, 0, 0)
+
+    cdef void cmd_mset(self, Conn *c) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef int i
+        if a.argc % 2 == 0:
+            self.wrong_arity(c, b"mset")
+            return
+        for i in range(1, a.argc, 2):
+            if not self.key_ok(c, a.len[i]):
+                self.nrecs = 0
+                return
+        for i in range(1, a.argc, 2):
+            if self.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
+                                 a.in_pool) != 0:
+                self.nrecs = 0
+                out_error(&c.out, b"ERR out of space for the values")
+                return
+            if a.in_pool:
+                self.keep_window(c, a.ptr[i + 1] + a.len[i + 1])
+        out_simple(&c.out, b"OK")
+
+    cdef void cmd_mget(self, Conn *c) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef int i
+        cdef const char *v
+        cdef size_t vlen
+        out_array(&c.out, a.argc - 1)
+        for i in range(1, a.argc):
+            if self.find(a.ptr[i], a.len[i], &v, &vlen):
+                out_bulk(&c.out, v, vlen)
+            else:
+                out_null(&c.out, c.resp3)
+
+    cdef void cmd_del(self, Conn *c) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef int i
+        cdef int64_t n = 0
+        cdef const char *v
+        cdef size_t vlen
+        for i in range(1, a.argc):
+            if self.find(a.ptr[i], a.len[i], &v, &vlen):
+                if self.stage_record(REC_DEL, a.ptr[i], a.len[i], NULL, 0, 0) != 0:
+                    self.nrecs = 0
+                    out_error(&c.out, b"ERR out of space")
+                    return
+                n += 1
+        out_int(&c.out, n)
+
+    cdef void cmd_exists(self, Conn *c) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef int i
+        cdef int64_t n = 0
+        cdef const char *v
+        cdef size_t vlen
+        for i in range(1, a.argc):
+            n += self.find(a.ptr[i], a.len[i], &v, &vlen)
+        out_int(&c.out, n)
+
+    cdef void cmd_strlen(self, Conn *c) noexcept nogil:
+        cdef const char *v
+        cdef size_t vlen = 0
+        if not self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
+            vlen = 0
+        out_int(&c.out, <int64_t>vlen)
+
+    cdef void cmd_type(self, Conn *c) noexcept nogil:
+        cdef const char *v
+        cdef size_t vlen
+        if self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
+            out_simple(&c.out, b"string")
+        else:
+            out_simple(&c.out, b"none")
+
+    cdef void cmd_incr(self, Conn *c, int sign, int has_arg) noexcept nogil:
+        cdef Args *a = &self.args
+        cdef const char *v
+        cdef size_t vlen
+        cdef int64_t cur = 0, by = 1
+        cdef char buf[32]
+        cdef int n
+        if has_arg and not parse_i64(a.ptr[2], a.len[2], &by):
+            out_error(&c.out, b"ERR value is not an integer or out of range")
+            return
+        if sign < 0:
+            if by == INT64_MIN:
+                out_error(&c.out, b"ERR decrement would overflow")
+                return
+            by = -by
+        if not self.key_ok(c, a.len[1]):
+            return
+        if self.find(a.ptr[1], a.len[1], &v, &vlen):
+            if not parse_i64(v, vlen, &cur):
+                out_error(&c.out, b"ERR value is not an integer or out of range")
+                return
+        if (by > 0 and cur > INT64_MAX - by) or \
+                (by < 0 and cur < INT64_MIN - by):
+            out_error(&c.out, b"ERR increment or decrement would overflow")
+            return
+        cur += by
+        n = format_i64(buf, cur)
+        if self.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
+            self.nrecs = 0
+            out_error(&c.out, b"ERR out of space")
+            return
+        out_int(&c.out, cur)
+
+    cdef void cmd_exec(self, Conn *c) noexcept nogil:
+        cdef int i, j, idx
+        cdef size_t off
+        cdef QueuedCmd *q
+        if not c.in_multi:
+            out_error(&c.out, b"ERR EXEC without MULTI")
+            return
+        if c.multi_error:
+            free_queue(c)
+            out_error(&c.out, b"EXECABORT Transaction discarded because of previous errors.")
+            return
+        # Every queued command runs against the staged records of the ones
+        # before it; all their writes are appended as ONE batch afterwards.
+        out_array(&c.out, c.qlen)
+        for i in range(c.qlen):
+            q = &c.queue[i]
+            if q.argc > self.args.cap and self.grow_args(q.argc) != 0:
+                break
+            off = 0
+            for j in range(q.argc):
+                self.args.ptr[j] = q.blob + off
+                self.args.len[j] = q.lens[j]
+                off += q.lens[j]
+            self.args.argc = q.argc
+            self.args.in_pool = 0
+            idx = self.lookup_command(self.args.ptr[0], self.args.len[0])
+            self.run_command(c, COMMANDS[idx].id)
+        free_queue(c)
+
+    cdef void cmd_time(self, Conn *c) noexcept nogil:
+        cdef timespec ts
+        cdef char buf[32]
+        cdef int n
+        clock_gettime(CLOCK_REALTIME, &ts)
+        out_array(&c.out, 2)
+        n = format_i64(buf, ts.tv_sec)
+        out_bulk(&c.out, buf, <size_t>n)
+        n = format_i64(buf, ts.tv_nsec // 1000)
+        out_bulk(&c.out, buf, <size_t>n)
+
+    cdef void cmd_flush(self, Conn *c) noexcept nogil:
+        cdef Node *node
+        cdef const Ref *ref
+        cdef char *base = self.db.pool.base
+        cdef int rc = 0
+        pthread_rwlock_rdlock(&self.db.index_lock)
+        node = self.db.index.first()
+        while node != NULL and rc == 0:
+            ref = self.db.index.node_ref(node)
+            rc = self.stage_record(REC_DEL, base + ref.koff, ref.klen, NULL, 0, 0)
+            node = self.db.index.next(node)
+        pthread_rwlock_unlock(&self.db.index_lock)
+        if rc != 0:
+            self.nrecs = 0
+            out_error(&c.out, b"ERR out of space")
+            return
+        out_simple(&c.out, b"OK")
+
+    cdef void cmd_save(self, Conn *c, int bg) noexcept nogil:
+        cdef int rc
+        if self.commit_staged() != 0:
+            out_error(&c.out, b"ERR the database failed")
+            return
+        rc = self.db._compact()
+        if rc != 0:
+            out_error(&c.out, b"ERR checkpoint failed")
+        elif bg:
+            out_simple(&c.out, b"Background saving started")
+        else:
+            out_simple(&c.out, b"OK")
+
+    # ------------------------------------------------ rare commands in Python
+    cdef void run_python_command(self, Conn *c, int cid):
+        cdef Args *a = &self.args
+        args = [a.ptr[i][:a.len[i]] for i in range(a.argc)]
+        try:
+            reply = self.py_command(c, cid, args)
+        except Exception as e:                       # never let a command kill the loop
+            reply = RError(f"ERR internal error: {type(e).__name__}: {e}")
+        encode_reply(&c.out, reply, c.resp3)
+
+    cdef object py_command(self, Conn *c, int cid, list args):
+        sub = args[1].lower() if len(args) > 1 else b""
+        if cid == C_HELLO:
+            return self.cmd_hello(c, args)
+        if cid == C_AUTH:
+            password = args[len(args) - 1]
+            if len(args) > 3:
+                return RError("ERR syntax error")
+            if not self.requirepass:
+                return RError("ERR AUTH <password> called without any password configured "
+                              "for the default user. Are you sure your configuration is correct?")
+            if len(args) == 3 and args[1] != b"default":
+                return RError("WRONGPASS invalid username-password pair or user is disabled.")
+            if password != self.requirepass:
+                return RError("WRONGPASS invalid username-password pair or user is disabled.")
+            c.authed = 1
+            return ROK
+        if cid == C_CLIENT:
+            if sub == b"setname" and len(args) == 3:
+                name = args[2]
+                if len(name) >= 128 or any(ch <= 32 or ch >= 127 for ch in name):
+                    return RError("ERR Client names cannot contain spaces, newlines or special "
+                                  "characters.")
+                memcpy(c.name, <const char *>name, len(name))
+                c.name_len = len(name)
+                return ROK
+            if sub == b"getname":
+                return c.name[:c.name_len] if c.name_len else None
+            if sub == b"setinfo":
+                return ROK
+            if sub == b"id":
+                return int(c.id)
+            if sub == b"info":
+                return f"id={c.id} name={c.name[:c.name_len].decode('latin-1')} resp={3 if c.resp3 else 2}\n".encode()
+            return RError(f"ERR unknown subcommand '{sub.decode('latin-1')}'. Try CLIENT HELP.")
+        if cid == C_COMMAND:
+            if sub == b"count":
+                return NCOMMANDS
+            if sub == b"docs":
+                return {}
+            if sub in (b"info", b""):
+                wanted = [x.lower() for x in args[2:]]
+                out = []
+                for name, arity, flags, _ in COMMAND_TABLE:
+                    if wanted and name not in wanted:
+                        continue
+                    fl = [RStatus("write" if flags & F_WRITE else "readonly")]
+                    first = 1 if name in (b"get", b"set", b"getdel", b"setnx", b"mset", b"mget",
+                                          b"del", b"unlink", b"exists", b"strlen", b"incr",
+                                          b"decr", b"incrby", b"decrby", b"type") else 0
+                    last = -1 if name in (b"mget", b"del", b"unlink", b"exists", b"mset") else first
+                    step = 2 if name == b"mset" else 1
+                    out.append([name, arity, fl, first, last, step if first else 0])
+                return out
+            return RError(f"ERR unknown subcommand '{sub.decode('latin-1')}'. Try COMMAND HELP.")
+        if cid == C_CONFIG:
+            if sub == b"get":
+                return self.config_get(args[2:])
+            if sub == b"resetstat":
+                return ROK
+            return RError(f"ERR CONFIG {sub.decode('latin-1').upper()} is not supported by pastedb "
+                          f"(CONFIG GET is)")
+        if cid == C_INFO:
+            return self.info_text([x.lower() for x in args[1:]]).encode()
+        if cid == C_KEYS:
+            return self.keys_matching(args[1])
+        if cid == C_SCAN:
+            return self.scan(args)
+        return RError("ERR command not implemented")
+
+    cdef object cmd_hello(self, Conn *c, list args):
+        cdef int proto = 3 if c.resp3 else 2
+        i = 1
+        if len(args) > 1:
+            try:
+                proto = int(args[1])
+            except ValueError:
+                return RError("ERR Protocol version is not an integer or out of range")
+            if proto not in (2, 3):
+                return RError("NOPROTO unsupported protocol version")
+            i = 2
+        name = None
+        while i < len(args):
+            opt = args[i].lower()
+            if opt == b"auth" and i + 2 < len(args):
+                if not self.requirepass or args[i + 2] != self.requirepass:
+                    return RError("WRONGPASS invalid username-password pair or user is disabled.")
+                c.authed = 1
+                i += 3
+            elif opt == b"setname" and i + 1 < len(args):
+                name = args[i + 1]
+                i += 2
+            else:
+                return RError(f"ERR Syntax error in HELLO option '{opt.decode('latin-1')}'")
+        if not c.authed:
+            return RError("NOAUTH HELLO must be called with the client already authenticated, "
+                          "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                          "authenticate the client and select the RESP protocol version at the "
+                          "same time")
+        if name is not None and len(name) < 128:
+            memcpy(c.name, <const char *>name, len(name))
+            c.name_len = len(name)
+        c.resp3 = proto == 3
+        return {b"server": b"redis", b"version": VERSION.encode(), b"proto": proto,
+                b"id": int(c.id), b"mode": b"standalone", b"role": b"master",
+                b"modules": [], b"engine": b"pastedb"}
+
+    def config_values(self):
+        return {
+            b"save": b"", b"appendonly": b"yes",
+            b"appendfsync": b"always" if self.sync_acks else b"no",
+            b"port": str(self.port).encode(), b"bind": str(self.bind).encode(),
+            b"maxclients": str(self.maxclients).encode(),
+            b"proto-max-bulk-len": str(self.max_bulk_len).encode(),
+            b"client-query-buffer-limit": str(self.max_query).encode(),
+            b"databases": b"1", b"requirepass": b"", b"maxmemory": b"0",
+            b"dir": os.fsencode(self.db.path),
+        }
+
+    cdef object config_get(self, list patterns):
+        cdef bytes pat
+        values = self.config_values()
+        out = {}
+        for pat in patterns:
+            for k, v in values.items():
+                if glob_match(pat, len(pat), k, len(k), 0):
+                    out[k] = v
+        return out
+
+    def info_text(self, sections=()):
+        st = self.db.stats()
+        want = set(sections) or {b"server", b"clients", b"persistence", b"stats", b"keyspace"}
+        if b"all" in want or b"everything" in want or b"default" in want:
+            want = {b"server", b"clients", b"persistence", b"stats", b"keyspace"}
+        parts = []
+        if b"server" in want:
+            parts.append(
+                "# Server\r\nredis_version:%s\r\npastedb_version:0.1.0\r\nredis_mode:standalone\r\n"
+                "process_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nexecutable:pastedb\r\n"
+                % (VERSION, os.getpid(), self.port, int(time.time() - self.start_time)))
+        if b"clients" in want:
+            parts.append("# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n"
+                         % (self.nclients, self.maxclients))
+        if b"persistence" in want:
+            parts.append(
+                "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersist_backend:%s\r\n"
+                "ack_after_durable:%d\r\nreceive_mode:%s\r\nbarriers:%d\r\ncommit_groups:%d\r\n"
+                "log_records:%d\r\nlog_durable_lsn:%d\r\nlive_bytes:%d\r\nfile_bytes:%d\r\n"
+                % (st["persist"], self.sync_acks, "copy" if self.copy_mode else "zero-copy",
+                   st["barriers"], st["commit_groups"], st["log_records"],
+                   st["log_durable_lsn"], st["live_bytes"], st["file_bytes"]))
+        if b"stats" in want:
+            parts.append(
+                "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
+                "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
+                "zero_copy_puts:%d\r\ncopied_puts:%d\r\n"
+                % (self.total_connections, self.total_commands, self.rejected_connections,
+                   self.bytes_received, self.protocol_errors, self.zero_copy_puts,
+                   self.copied_puts))
+        if b"keyspace" in want:
+            parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
+                                             if st["keys"] else ""))
+        return "\r\n".join(parts)
+
+    cdef list keys_matching(self, bytes pattern):
+        cdef list out = []
+        cdef bytes k
+        for k in self.db.keys():
+            if glob_match(pattern, len(pattern), k, len(k), 0):
+                out.append(k)
+        return out
+
+    cdef object scan(self, list args):
+        # The cursor is the key to resume after, hex-encoded into an integer
+        # string would overflow 64 bits; instead cursor N names an entry of a
+        # small table of resume keys.  A stale cursor restarts from the top,
+        # which SCAN's guarantees allow (it may return duplicates).
+        try:
+            cursor = int(args[1])
+        except ValueError:
+            return RError("ERR invalid cursor")
+        count = SCAN_DEFAULT_COUNT
+        pattern = None
+        i = 2
+        while i < len(args):
+            opt = args[i].lower()
+            if opt == b"count" and i + 1 < len(args):
+                try:
+                    count = int(args[i + 1])
+                except ValueError:
+                    return RError("ERR value is not an integer or out of range")
+                if count < 1:
+                    return RError("ERR syntax error")
+                i += 2
+            elif opt == b"match" and i + 1 < len(args):
+                pattern = args[i + 1]
+                i += 2
+            elif opt == b"type" and i + 1 < len(args):
+                if args[i + 1].lower() != b"string":
+                    return [b"0", []]
+                i += 2
+            else:
+                return RError("ERR syntax error")
+        table = self._scan_table()
+        start = None
+        if cursor != 0:
+            start = table.get(cursor)
+        keys = []
+        last = None
+        n = 0
+        it = self.db.keys(start=start) if start is not None else self.db.keys()
+        for k in it:
+            if start is not None and k == start:
+                continue
+            n += 1
+            last = k
+            if pattern is None or glob_match(pattern, len(pattern), k, len(k), 0):
+                keys.append(k)
+            if n >= count:
+                break
+        else:
+            return [b"0", keys]
+        nxt = table.put(last)
+        return [str(nxt).encode(), keys]
+
+    cdef object _scan_table(self):
+        if self.scans is None:
+            self.scans = ScanTable()
+        return self.scans
+
+
+
+cdef inline int set_nodelay(int fd) noexcept nogil:
+    cdef int one = 1
+    return setsockopt(fd, 6, 1, &one, sizeof(int))      # IPPROTO_TCP, TCP_NODELAY
+
+
+cdef int format_i64(char *buf, int64_t v) noexcept nogil:
+    cdef char tmp[24]
+    cdef int n = 0, i
+    cdef uint64_t u
+    cdef int neg = v < 0
+    u = <uint64_t>(-(v + 1)) + 1 if neg else <uint64_t>v
+    while True:
+        tmp[n] = <char>(48 + u % 10)
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    i = 0
+    if neg:
+        buf[0] = 45
+        i = 1
+    while n:
+        n -= 1
+        buf[i] = tmp[n]
+        i += 1
+    return i
+
+
+class ScanTable:
+    """Cursor ids for SCAN: a bounded map from id to the key to resume after."""
+
+    def __init__(self, size=4096):
+        self.size = size
+        self.keys = {}
+        self.next = 1
+
+    def put(self, key):
+        cid = self.next
+        self.next += 1
+        self.keys[cid] = key
+        if len(self.keys) > self.size:
+            self.keys.pop(next(iter(self.keys)))
+        return cid
+
+    def get(self, cid):
+        return self.keys.get(cid)
+
+
+class RError(str):
+    """An error reply."""
+
+
+class RStatus(str):
+    """A simple-string reply."""
+
+
+ROK = RStatus("OK")
+
+
+cdef int encode_reply(OutBuf *o, object r, int resp3) except -1:
+    cdef bytes b
+    if r is None:
+        out_null(o, resp3)
+    elif isinstance(r, RError):
+        b = str(r).encode()
+        out_error(o, b)
+    elif isinstance(r, RStatus):
+        b = str(r).encode()
+        out_simple(o, b)
+    elif isinstance(r, bool):
+        out_int(o, 1 if r else 0)
+    elif isinstance(r, int):
+        out_int(o, r)
+    elif isinstance(r, bytes):
+        out_bulk(o, r, len(r))
+    elif isinstance(r, str):
+        b = r.encode()
+        out_bulk(o, b, len(b))
+    elif isinstance(r, dict):
+        out_map(o, len(r), resp3)
+        for k, v in r.items():
+            encode_reply(o, k, resp3)
+            encode_reply(o, v, resp3)
+    elif isinstance(r, (list, tuple)):
+        out_array(o, len(r))
+        for v in r:
+            encode_reply(o, v, resp3)
+    else:
+        raise TypeError(f"cannot encode {type(r).__name__} as a reply")
+    return 0

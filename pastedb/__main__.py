@@ -1,0 +1,3 @@
+from pastedb.cli import main
+
+main()
