@@ -32,6 +32,11 @@ cdef class Index:
     cdef size_t table_used              # occupied slots
     cdef readonly size_t count          # live keys
     cdef uint64_t rng                   # xorshift state for node levels
+    cdef uint64_t hash_seed             # per-index random hash seed (no crafted collisions)
+
+    # Point the index at the pool mapping; must be set before the first put
+    # and again whenever the mapping moves.
+    cdef void set_base(self, const char *base) noexcept nogil
 
     # Insert or replace.  Returns 1 if the key existed (its previous Ref is
     # copied to *old when old != NULL), 0 if it was new, -1 on out of memory.
