@@ -68,7 +68,5 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     sys.exit(rc)
 
 
-def check_main() -> None:
-    from pastedb.check import main as check
-
-    check()
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ from pastedb.core.clib cimport (
 from pastedb.core.clib cimport flock as c_flock
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.persist cimport (
-    PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
+    PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
     mode_from_name, mode_name,
 )
 from pastedb.core.pool cimport (
@@ -229,6 +229,8 @@ cdef class DB:
         elif mode == PERSIST_AUTO:
             mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
         self.persist = Persist(self.pool, mode)
+        # Ordinary files: write with pwrite() (see Pool.write_at for why).
+        self.pool.write_syscall = mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC
         self.log = RefLog(self.pool, self.persist)
         self.index = Index()
         self.index.set_base(self.pool.base)
@@ -358,8 +360,11 @@ cdef class DB:
         if rc != 0:
             return rc
         dst = self.pool.base + off
-        memcpy(dst, k, klen)
-        memcpy(dst + klen, v, vlen)
+        rc = self.pool.write_at(off, k, klen)
+        if rc == 0:
+            rc = self.pool.write_at(off + klen, v, vlen)
+        if rc != 0:
+            return rc
         self.persist.persist_range(dst, klen + vlen)
         memset(rec, 0, sizeof(LogRecord))
         rec.type = REC_PUT
@@ -367,8 +372,8 @@ cdef class DB:
         rec.koff = off
         rec.voff = off + klen
         rec.vlen = vlen
-        rec.vcrc = pdb_crc32c(dst + klen, vlen)
-        rec.crc = key_crc_state(dst, klen)
+        rec.vcrc = pdb_crc32c(v, vlen)
+        rec.crc = key_crc_state(k, klen)
         return 0
 
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil:
@@ -378,7 +383,9 @@ cdef class DB:
         if rc != 0:
             return rc
         dst = self.pool.base + off
-        memcpy(dst, k, klen)
+        rc = self.pool.write_at(off, k, klen)
+        if rc != 0:
+            return rc
         self.persist.persist_range(dst, klen)
         memset(rec, 0, sizeof(LogRecord))
         rec.type = REC_DEL

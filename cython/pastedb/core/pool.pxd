@@ -49,6 +49,7 @@ cdef class Pool:
     cdef pthread_mutex_t lock         # serialises growth and extent allocation
     cdef uint64_t alloc_tail          # next free byte for the bump allocator
     cdef long live_views              # memoryviews into the mapping still alive
+    cdef int write_syscall            # write with pwrite() instead of stores (see write_at)
 
     # Map `path` (creating it with `initial` bytes when new; `created` says so).
     # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.
@@ -58,4 +59,7 @@ cdef class Pool:
     cdef int ensure(self, uint64_t end) noexcept nogil
     # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    # Write bytes into the pool at `off`: stores through the mapping, or
+    # pwrite() when write_syscall is set.  0 or -errno.
+    cdef int write_at(self, uint64_t off, const void *p, size_t n) noexcept nogil
     cdef void close_map(self) noexcept

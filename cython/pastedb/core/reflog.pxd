@@ -101,7 +101,7 @@ cdef class RefLog:
     # Start a fresh chain in a new chunk (for log compaction); returns its
     # offset and first lsn.  Caller holds the log lock.
     cdef int start_chain_locked(self, uint64_t *off, uint64_t *lsn) noexcept nogil
-    cdef void write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil
+    cdef int write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil
     cdef int link_new_chunk(self) noexcept nogil
 
 

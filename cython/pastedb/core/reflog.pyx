@@ -182,33 +182,43 @@ cdef class RefLog:
         self.durable_lsn = lsn - 1
         return 0
 
-    cdef void write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil:
-        cdef LogRecord *dst = slot_at(self.pool, self.chunk_off, self.slot)
+    cdef int write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil:
+        cdef uint64_t off = self.chunk_off + self.slot * REC_SIZE
+        cdef int rc
         rec.lsn = self.next_lsn
         rec.durable_hint = self.durable_lsn
         rec.reserved = 0
         rec.crc = record_crc(key_state, rec)
-        memcpy(dst, rec, REC_SIZE)
-        self.persist.persist_range(<const char *>dst, REC_SIZE)
+        rc = self.pool.write_at(off, rec, REC_SIZE)
+        if rc != 0:
+            return rc
+        self.persist.persist_range(self.pool.base + off, REC_SIZE)
         self.slot += 1
         self.next_lsn += 1
         self.records += 1
+        return 0
 
     cdef int link_new_chunk(self) noexcept nogil:
         cdef LogRecord link
         cdef uint64_t off
+        cdef char zeros[REC_SIZE]
         cdef int rc = self.pool.alloc_extent(CHUNK_SIZE, &off)
         if rc != 0:
             return rc
         # Zero the new chunk's first slot before linking to it: a reused
         # extent may hold a record whose lsn happens to fit.
-        memset(self.pool.base + off, 0, REC_SIZE)
+        memset(zeros, 0, REC_SIZE)
+        rc = self.pool.write_at(off, zeros, REC_SIZE)
+        if rc != 0:
+            return rc
         self.persist.persist_range(self.pool.base + off, REC_SIZE)
         memset(&link, 0, sizeof(LogRecord))
         link.type = REC_LINK
         link.voff = off
         link.vlen = CHUNK_SIZE
-        self.write_slot(&link, PDB_CRC_INIT)
+        rc = self.write_slot(&link, PDB_CRC_INIT)
+        if rc != 0:
+            return rc
         self.chunk_off = off
         self.slot = 0
         self.chunks += 1
@@ -241,7 +251,11 @@ cdef class RefLog:
             else:
                 recs[i].flags &= ~F_BATCH
                 recs[i].batch_left = 0
-            self.write_slot(&recs[i], key_state)
+            rc = self.write_slot(&recs[i], key_state)
+            if rc != 0:
+                # An I/O error while appending: nothing after this can be trusted.
+                self.failed = rc
+                return rc
         last_lsn[0] = self.next_lsn - 1
         return 0
 

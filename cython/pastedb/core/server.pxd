@@ -91,6 +91,9 @@ cdef class Server:
     cdef int flush_error              # a barrier failed
     cdef int stopping                 # loop is shutting down
     cdef int flusher_done
+    cdef int waiting_conns            # connections holding replies (set by the loop)
+    cdef int last_group_conns         # waiting connections the last barrier covered
+    cdef int64_t last_barrier_ns      # how long the last barrier took
     # per-command scratch
     cdef Args args
     cdef LogRecord *recs              # records staged by the current command / EXEC
@@ -108,6 +111,12 @@ cdef class Server:
     cdef double start_time
     cdef object scans                 # SCAN cursor table
 
+    # the shared receive arena (zero-copy mode)
+    cdef char *arena                  # current arena extent
+    cdef uint64_t arena_off           # its pool offset
+    cdef size_t arena_size
+    cdef size_t arena_tail            # next byte to receive into
+
     cdef int loop(self) noexcept nogil
     cdef void flusher(self) noexcept nogil
     cdef int watch(self, int fd, uint32_t events, int mod) noexcept nogil
@@ -122,6 +131,7 @@ cdef class Server:
     cdef int new_window(self, Conn *c, size_t need) noexcept nogil
     cdef int make_room(self, Conn *c) noexcept nogil
     cdef void on_readable(self, Conn *c) noexcept nogil
+    cdef int arena_room(self, Conn *c) noexcept nogil
     cdef void process_input(self, Conn *c) noexcept nogil
     cdef int grow_args(self, int n) noexcept nogil
     cdef void flush_output(self, Conn *c) noexcept nogil

@@ -12,7 +12,8 @@ from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 from pastedb.core.clib cimport (
     EAGAIN, EINTR, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
-    SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_REALTIME, accept4,
+    SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
+    accept4, pthread_cond_timedwait,
     clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
     pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
@@ -142,6 +143,7 @@ for _i, (_n, _a, _f, _id) in enumerate(COMMAND_TABLE):
 cdef enum:
     MAX_EVENTS = 256
     READS_PER_EVENT = 16
+    ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
     KEYS_BATCH = 1024
 
@@ -399,22 +401,44 @@ cdef class Server:
     cdef void flusher(self) noexcept nogil:
         cdef uint64_t target
         cdef uint64_t one = 1
-        cdef int rc
+        cdef int rc, group_conns
+        cdef int64_t t0, t1, linger
+        cdef timespec deadline
         pthread_mutex_lock(&self.flush_lock)
         while True:
             while self.appended_lsn <= self.flushed_lsn and not self.stopping:
                 pthread_cond_wait(&self.flush_cond, &self.flush_lock)
             if self.appended_lsn <= self.flushed_lsn and self.stopping:
                 break
+            # Linger: the clients the last group released are sending their
+            # next writes right now.  Wait (at most half a barrier, at most
+            # 2 ms) until as many connections wait as the last group had, so
+            # one barrier covers them all instead of every other half.  One
+            # client never waits: its group had one connection.
+            if self.last_group_conns > 1 and not self.stopping:
+                linger = self.last_barrier_ns // 2
+                if linger > 2000000:
+                    linger = 2000000
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_nsec += linger
+                if deadline.tv_nsec >= 1000000000:
+                    deadline.tv_sec += 1
+                    deadline.tv_nsec -= 1000000000
+                while self.waiting_conns < self.last_group_conns and not self.stopping:
+                    if pthread_cond_timedwait(&self.flush_cond, &self.flush_lock, &deadline) != 0:
+                        break
             target = self.appended_lsn
+            group_conns = self.waiting_conns
             pthread_mutex_unlock(&self.flush_lock)
+            t0 = now_ns()
             rc = self.db.log.commit(target)
+            t1 = now_ns()
             pthread_mutex_lock(&self.flush_lock)
+            self.last_barrier_ns = t1 - t0
+            self.last_group_conns = group_conns
             if rc != 0:
                 self.flush_error = rc
-                self.flushed_lsn = target         # stop retrying; the loop fails the group
-            else:
-                self.flushed_lsn = target
+            self.flushed_lsn = target
             c_write(self.event_fd, &one, 8)
             if rc != 0:
                 break
@@ -492,6 +516,7 @@ cdef class Server:
         cdef int fd
         cdef Conn *c
         cdef uint64_t appended = self.appended_lsn
+        cdef int waiting = 0
         pthread_mutex_lock(&self.flush_lock)
         durable = self.flushed_lsn
         pthread_mutex_unlock(&self.flush_lock)
@@ -505,6 +530,14 @@ cdef class Server:
                 self.flush_output(c)
             elif c.closing and c.out.len == c.out.sent:
                 self.close_conn(c)
+                continue
+            if self.conns[fd] != NULL and c.out_ready < c.out.len:
+                waiting += 1
+        pthread_mutex_lock(&self.flush_lock)
+        if waiting != self.waiting_conns:
+            self.waiting_conns = waiting
+            pthread_cond_signal(&self.flush_cond)
+        pthread_mutex_unlock(&self.flush_lock)
 
     cdef void fail_all(self) noexcept nogil:
         """A barrier failed: what it covered may be lost.  Close every
@@ -631,12 +664,60 @@ cdef class Server:
             need = need + 64
         return self.new_window(c, need)
 
+    cdef int arena_room(self, Conn *c) noexcept nogil:
+        """Zero-copy mode: every connection receives at the tail of one shared
+        arena (a pool extent), so the bytes a commit group dirties are
+        contiguous and one barrier writes them back in few device requests.
+        A connection's incomplete command must end at the tail to be
+        continued in place; if another connection received since, the
+        incomplete command is moved to the tail (the only copy on this path).
+        A command that needs more than the arena has left (a large value) gets
+        a new arena of at least its size, so the value is received in place."""
+        cdef size_t pending = 0, need, want, room
+        cdef char *tail = self.arena + self.arena_tail
+        cdef uint64_t off
+        cdef int rc
+        if c.win != NULL:
+            pending = c.win_len - c.parser.cmd_start
+        need = c.parser.need_total if c.parser.need_total > pending else pending
+        if need >= self.max_query:
+            return -7
+        room = self.arena_size - self.arena_tail
+        if c.win != NULL and c.win + c.win_len == tail and need - pending <= room and room >= 4096:
+            return 0                              # contiguous at the tail: recv appends
+        want = need + self.window
+        if want > room:
+            if want < ARENA_BYTES:
+                want = ARENA_BYTES
+            want = (want + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
+            rc = self.db.pool.alloc_extent(want, &off)
+            if rc != 0:
+                return rc
+            self.arena = self.db.pool.base + off
+            self.arena_off = off
+            self.arena_size = want
+            self.arena_tail = 0
+            tail = self.arena
+        if pending:
+            memmove(tail, c.win + c.parser.cmd_start, pending)
+        c.win = tail
+        c.win_off = self.arena_off + self.arena_tail
+        c.win_len = pending
+        c.win_keep = 0
+        parser_moved(&c.parser, 0)
+        self.arena_tail += pending
+        return 0
+
     cdef void on_readable(self, Conn *c) noexcept nogil:
         cdef ssize_t got
+        cdef size_t space
         cdef int i, rc
         cdef int fd = c.fd
         for i in range(READS_PER_EVENT):
-            rc = self.make_room(c)
+            if self.copy_mode:
+                rc = self.make_room(c)
+            else:
+                rc = self.arena_room(c)
             if rc != 0:
                 if rc == -7:
                     out_error(&c.out, b"ERR Protocol error: query buffer limit exceeded")
@@ -645,7 +726,11 @@ cdef class Server:
                 c.closing = 1
                 c.out_ready = c.out.len
                 return
-            got = recv(fd, c.win + c.win_len, c.win_size - c.win_len, 0)
+            if self.copy_mode:
+                space = c.win_size - c.win_len
+            else:
+                space = self.arena_size - self.arena_tail
+            got = recv(fd, c.win + c.win_len, space, 0)
             if got == 0:
                 self.close_conn(c)
                 return
@@ -657,11 +742,13 @@ cdef class Server:
                 self.close_conn(c)
                 return
             c.win_len += <size_t>got
+            if not self.copy_mode:
+                self.arena_tail += <size_t>got
             self.bytes_received += <uint64_t>got
             self.process_input(c)
             if self.conns[fd] == NULL or c.closing:
                 return
-            if <size_t>got < c.win_size - (c.win_len - <size_t>got):
+            if <size_t>got < space:
                 return                            # socket drained (short read)
 
     cdef void process_input(self, Conn *c) noexcept nogil:
@@ -689,12 +776,14 @@ cdef class Server:
                 self.args.in_pool = not self.copy_mode
                 self.execute(c, p.cmd_start)
             parser_rebase(p, p.pos)
-        # Everything consumed: the next request may reuse the window from
-        # the end of the last referenced value.
+        # Everything consumed: the bytes after the last referenced value are
+        # dead and may be received into again.
         if p.cmd_start == c.win_len and p.state == 0:
-            c.win_len = (c.win_keep + 7) & ~(<size_t>7)
-            if c.win_len > c.win_size:
-                c.win_len = c.win_size
+            if self.copy_mode:
+                c.win_len = 0
+            elif c.win + c.win_len == self.arena + self.arena_tail:
+                self.arena_tail = <size_t>(c.win - self.arena) + c.win_keep
+                c.win_len = c.win_keep
             parser_rebase(p, c.win_len)
 
     cdef int grow_args(self, int n) noexcept nogil:
@@ -1492,6 +1581,12 @@ cdef class Server:
             self.scans = ScanTable()
         return self.scans
 
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef inline int set_nodelay(int fd) noexcept nogil:
