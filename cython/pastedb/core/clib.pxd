@@ -124,6 +124,7 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_rwlock_init(pthread_rwlock_t *l, void *attr)
     int pthread_rwlock_destroy(pthread_rwlock_t *l)
     int pthread_rwlock_rdlock(pthread_rwlock_t *l)
+    int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
     int pthread_rwlock_wrlock(pthread_rwlock_t *l)
     int pthread_rwlock_unlock(pthread_rwlock_t *l)
 

@@ -20,7 +20,8 @@ from libc.string cimport memcpy, memset
 from pastedb.core.clib cimport (
     LOCK_EX, LOCK_NB, pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
-    pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_unlock,
+    pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
+    pthread_rwlock_unlock,
     pthread_rwlock_wrlock, usleep,
 )
 from pastedb.core.clib cimport flock as c_flock
@@ -170,6 +171,15 @@ cdef inline bytes successor(bytes prefix):
     del b[n:]
     b[n - 1] += 1
     return bytes(b)
+
+
+cdef inline void read_lock_gil(pthread_rwlock_t *lock) noexcept:
+    """Take the index read lock from code that holds the GIL: never wait for
+    it with the GIL held (a writer may be waiting on its log lock behind us,
+    and every other Python thread would stall meanwhile)."""
+    if pthread_rwlock_tryrdlock(lock) != 0:
+        with nogil:
+            pthread_rwlock_rdlock(lock)
 
 
 cdef class DB:
@@ -529,7 +539,7 @@ cdef class DB:
                 raise_status(rc, "get", self.pool_path)
             try:
                 if klen <= MAX_KEY_LEN:
-                    pthread_rwlock_rdlock(&self.index_lock)
+                    read_lock_gil(&self.index_lock)
                     try:
                         found = self.index.get(k, <uint32_t>klen, &ref)
                         if found:
@@ -573,7 +583,9 @@ cdef class DB:
             if rc != 0:
                 raise_status(rc, "contains", self.pool_path)
             if klen <= MAX_KEY_LEN:
-                found = self.lookup(k, <uint32_t>klen, &ref)
+                read_lock_gil(&self.index_lock)
+                found = self.index.get(k, <uint32_t>klen, &ref)
+                pthread_rwlock_unlock(&self.index_lock)
             self.leave()
         finally:
             if kview:
@@ -628,7 +640,7 @@ cdef class DB:
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "len", self.pool_path)
-        pthread_rwlock_rdlock(&self.index_lock)
+        read_lock_gil(&self.index_lock)
         n = self.index.count
         pthread_rwlock_unlock(&self.index_lock)
         self.leave()
@@ -764,7 +776,7 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, "stats", self.pool_path)
         try:
-            pthread_rwlock_rdlock(&self.index_lock)
+            read_lock_gil(&self.index_lock)
             keys = self.index.count
             live = self.live_bytes
             pthread_rwlock_unlock(&self.index_lock)
@@ -902,7 +914,7 @@ cdef class Cursor:
         rc = db.enter()
         if rc != 0:
             raise_status(rc, "iterate", db.pool_path)
-        pthread_rwlock_rdlock(&db.index_lock)
+        read_lock_gil(&db.index_lock)
         try:
             if self.last is None:
                 if not self.reverse:
