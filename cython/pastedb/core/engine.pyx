@@ -344,7 +344,9 @@ cdef class DB:
         cdef uint64_t ext
         n = (n + 7) & ~(<uint64_t>7)
         pthread_mutex_lock(&self.data_lock)
-        if self.data_off + n > self.data_end:
+        # data_end == 0: no extent yet this session (offset 0 is the
+        # superblock, never a place for data -- even a 0-byte key).
+        if self.data_end == 0 or self.data_off + n > self.data_end:
             if n > DATA_EXTENT // 4:
                 # A large value gets an extent of its own size; the current
                 # extent stays open for the small ones.
@@ -507,10 +509,10 @@ cdef class DB:
                     raise ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
                 if vlen > MAX_VALUE_LEN:
                     raise ValueError(f"value is {vlen} bytes; the limit is {MAX_VALUE_LEN}")
-                if sync or <uint64_t>vlen >= BIG_COPY:
-                    with nogil:
-                        rc = self._put(k, klen, v, vlen, sync)
-                else:
+                # Always without the GIL: a writer may wait for the index
+                # write lock, and a reader holding the read lock may need the
+                # GIL to finish.
+                with nogil:
                     rc = self._put(k, klen, v, vlen, sync)
             finally:
                 if vview:
@@ -616,10 +618,7 @@ cdef class DB:
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             if klen <= MAX_KEY_LEN:
-                if sync:
-                    with nogil:
-                        rc = self._delete(k, klen, sync, &existed)
-                else:
+                with nogil:
                     rc = self._delete(k, klen, sync, &existed)
             else:
                 rc = self.enter()
@@ -1005,7 +1004,8 @@ cdef class Batch:
                 rc = self.db.enter()
                 if rc == 0:
                     if value is None:
-                        rc = self.db.stage_delete(k, <uint32_t>klen, &self.recs[self.n])
+                        with nogil:
+                            rc = self.db.stage_delete(k, <uint32_t>klen, &self.recs[self.n])
                     else:
                         with nogil:
                             rc = self.db.stage_put(k, <uint32_t>klen, v, <uint64_t>vlen,

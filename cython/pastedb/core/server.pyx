@@ -491,8 +491,14 @@ cdef class Server:
             if self.shutdown_requested and not draining:
                 draining = 1
                 epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, self.listen_fd, NULL)
-            if draining and self.all_replies_sent():
-                return 0
+            if draining:
+                draining += 1
+                # Replies get 50 loop turns (5 s when idle) to drain (a client that stops reading must
+                # not keep the server up); the writes behind them are durable
+                # once the flusher has caught up.
+                if self.all_replies_sent() or (
+                        draining > 50 and pdb_load_acquire_u64(&self.flushed_lsn) >= self.appended_lsn):
+                    return 0
 
     cdef void drain_signalfd(self) noexcept nogil:
         cdef char buf[128]
@@ -1314,7 +1320,7 @@ cdef class Server:
         cdef Node *node
         cdef const Ref *ref
         cdef char *base = self.db.pool.base
-        cdef int rc = 0
+        cdef int rc = 0, i, n
         pthread_rwlock_rdlock(&self.db.index_lock)
         node = self.db.index.first()
         while node != NULL and rc == 0:
@@ -1322,6 +1328,13 @@ cdef class Server:
             rc = self.stage_record(REC_DEL, base + ref.koff, ref.klen, NULL, 0, 0)
             node = self.db.index.next(node)
         pthread_rwlock_unlock(&self.db.index_lock)
+        # Keys written earlier in the same transaction are not in the index
+        # yet: delete them too (a DEL after a PUT in one batch wins).
+        n = self.nrecs
+        for i in range(n):
+            if rc == 0 and self.recs[i].type == REC_PUT:
+                rc = self.stage_record(REC_DEL, base + self.recs[i].koff, self.recs[i].klen,
+                                       NULL, 0, 0)
         if rc != 0:
             self.nrecs = 0
             out_error(&c.out, b"ERR out of space")
@@ -1436,7 +1449,8 @@ cdef class Server:
         while i < len(args):
             opt = args[i].lower()
             if opt == b"auth" and i + 2 < len(args):
-                if not self.requirepass or args[i + 2] != self.requirepass:
+                if (not self.requirepass or args[i + 1] != b"default"
+                        or args[i + 2] != self.requirepass):
                     return RError("WRONGPASS invalid username-password pair or user is disabled.")
                 c.authed = 1
                 i += 3
