@@ -8,12 +8,18 @@ so the default run stays short.
 (default: a short run, or a long one with ``--slow``).
 
 Fixtures: ``db_path`` (a database directory that does not exist yet) and
-``db`` (that database opened with the default options, closed afterwards).
+``db`` (that database opened with the default options, closed afterwards);
+``server``, a factory that starts the real ``pastedb serve`` process (see
+ServerProcess) and stops it with SIGTERM, asserting exit code 0.
 """
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +77,258 @@ def db(db_path):
         yield handle
     finally:
         handle.close()
+
+
+# ---------------------------------------------------------------- server process
+# The network tests drive the REAL server: `python -m pastedb serve` in a child
+# process, on a free port, stopped with SIGTERM (which must exit 0) or killed
+# with SIGKILL by the crash tests.
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_START_TIMEOUT = 20.0      # seconds until the port must accept connections
+SERVER_STOP_TIMEOUT = 30.0       # seconds a SIGTERMed server may take to drain
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the server may still lose a race
+    for it; ServerProcess.start retries then)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """One `pastedb serve DIR` child process, restartable on the same DIR.
+
+    ``args`` are extra command-line options (``"--requirepass", "pw"``).  Every
+    (re)start picks a new free port; ``port``/``pid`` describe the current one.
+    stderr of every start goes to ``log_path``, quoted in failures.
+    """
+
+    def __init__(self, directory: Path, args, log_path: Path):
+        self.directory = Path(directory)
+        self.args = [str(a) for a in args]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.clients: list = []
+
+    # -- life cycle
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> "ServerProcess":
+        assert not self.running, "server already running"
+        for _attempt in range(5):
+            self.port = free_port()
+            with open(self.log_path, "ab") as log:
+                log.write(f"--- start on port {self.port}\n".encode())
+                log.flush()
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "pastedb", "serve", str(self.directory),
+                     "--port", str(self.port), *self.args],
+                    cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            if self._wait_ready():
+                return self
+            if "cannot listen" not in self.log():     # a real failure, not a port race
+                break
+        pytest.fail(f"server did not start (exit code {self.proc.returncode}):\n{self.log()}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.01)
+        self.proc.kill()
+        self.proc.wait()
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop with SIGTERM (or SIGINT) and assert a clean exit (code 0)."""
+        self.close_clients()
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=SERVER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"server ignored signal {sig} for {SERVER_STOP_TIMEOUT}s:\n{self.log()}")
+        assert rc == 0, f"server exited with {rc} after signal {sig}:\n{self.log()}"
+        return rc
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush, close or say goodbye."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.close_clients()
+
+    def restart(self) -> "ServerProcess":
+        if self.running:
+            self.stop()
+        return self.start()
+
+    # -- helpers
+    def client(self, protocol: int = 2, **kwargs):
+        """A redis-py client for this server (closed before the server stops).
+        It never retries: a dropped connection or refused AUTH must surface."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs.setdefault("socket_timeout", 60)
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+        r = redis.Redis(host="127.0.0.1", port=self.port, protocol=protocol, **kwargs)
+        self.clients.append(r)
+        return r
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        """A raw TCP connection for mangling RESP by hand."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def raw(self, timeout: float = 10.0) -> "RespConn":
+        """A connection speaking RESP by hand: exact bytes, pipelining at will."""
+        return RespConn(self.connect(timeout))
+
+    def close_clients(self) -> None:
+        for r in self.clients:
+            try:
+                r.close()
+            except Exception:
+                pass
+        self.clients.clear()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def rss_kib(self) -> int:
+        """Resident set size of the server process (VmRSS), KiB."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS line")
+
+
+class RespError(str):
+    """An error reply, as RespConn.read_reply returns it (not raised)."""
+
+
+class RespConn:
+    """A minimal RESP2/RESP3 client over a socket: ``send(*args)`` writes one
+    command (or many, before any reply is read), ``read_reply()`` returns the
+    next reply -- bytes, int, None, list, dict, RespError -- and raises
+    ConnectionError when the server closes the connection."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = bytearray()
+
+    @staticmethod
+    def encode(*args) -> bytes:
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, int):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def send(self, *args) -> None:
+        self.sock.sendall(self.encode(*args))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def call(self, *args):
+        self.send(*args)
+        return self.read_reply()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            self._fill()
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            self._fill()
+        data = bytes(self.buf[:n])
+        assert self.buf[n:n + 2] == b"\r\n", "bulk reply not followed by CRLF"
+        del self.buf[:n + 2]
+        return data
+
+    def read_reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+",):
+            return rest
+        if kind == b"-":
+            return RespError(rest.decode("latin-1"))
+        if kind == b":":
+            return int(rest)
+        if kind in (b"$", b"=", b"!"):
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind in (b"*", b"~", b">"):
+            n = int(rest)
+            return None if n < 0 else [self.read_reply() for _ in range(n)]
+        if kind == b"%":
+            return {self.read_reply(): self.read_reply() for _ in range(int(rest))}
+        if kind == b"_":
+            return None
+        if kind == b",":
+            return float(rest)
+        if kind == b"#":
+            return rest == b"t"
+        raise AssertionError(f"unexpected reply line {line!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Factory: ``server(*cli_args, directory=None)`` starts a real pastedb
+    server process and returns its ServerProcess once the port accepts
+    connections.  At teardown every server still running gets SIGTERM and must
+    exit 0 (a test that kill -9s a server and does not restart it is exempt)."""
+    started: list[ServerProcess] = []
+
+    def start(*args, directory=None) -> ServerProcess:
+        n = len(started)
+        srv = ServerProcess(directory if directory is not None else tmp_path / f"server{n}",
+                            args, tmp_path / f"server{n}.log")
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        if srv.running:
+            srv.stop()
