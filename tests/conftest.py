@@ -145,11 +145,17 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
+            # A reply, not just an accepted connection: the kernel accepts as
+            # soon as the socket listens, before the event loop runs and
+            # before SIGTERM is handled.
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64):
+                        return True
             except OSError:
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
         self.proc.kill()
         self.proc.wait()
         return False
@@ -317,8 +323,9 @@ class RespConn:
 def server(tmp_path):
     """Factory: ``server(*cli_args, directory=None)`` starts a real pastedb
     server process and returns its ServerProcess once the port accepts
-    connections.  At teardown every server still running gets SIGTERM and must
-    exit 0 (a test that kill -9s a server and does not restart it is exempt)."""
+    connections and answers a PING.  At teardown every server still running
+    gets SIGTERM and must exit 0 (a test that kill -9s a server and does not
+    restart it is exempt)."""
     started: list[ServerProcess] = []
 
     def start(*args, directory=None) -> ServerProcess:

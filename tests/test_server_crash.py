@@ -13,8 +13,9 @@ An observer thread reads other threads' keys while they are written: a value
 it saw must survive too (the server holds every reply, GETs included, until
 what was appended before it is durable).
 
-Default: a short run (8 kills, plus 2 for pipelines and transactions);
-``--slow``: 100 (+33); ``--crash-runs N``: N (+N//3).
+Default: a short run (8 kills in each receive mode, zero-copy and --copy,
+plus 2 for pipelines and transactions); ``--slow``: 100 (+33);
+``--crash-runs N``: N (+N//3).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def make_value(key: bytes, seq: int) -> bytes:
         size = rng.randrange(0, 64)
     elif pick < 0.97:
         size = rng.randrange(64, 4096)
-    else:
+    elif pick < 0.997:
         size = rng.randrange(40_000, 300_000)         # crosses receive arenas
+    else:
+        size = rng.randrange(1 << 20, 6 << 20)        # an arena of its own, pool growth
     head = b"%s|%d|%d|" % (key, seq, size)
     seed = hashlib.blake2b(head, digest_size=32).digest()
     body = (seed * (size // 32 + 1))[:size]
@@ -305,11 +308,12 @@ def check_embedded_view(srv, recovered: dict[bytes, bytes | None]) -> None:
     srv.start()
 
 
-def test_kill9_under_concurrent_sets(server, request):
+@pytest.mark.parametrize("receive", ["zero-copy", "copy"])
+def test_kill9_under_concurrent_sets(server, request, receive):
     """8 connections, one SET at a time each, plus an observer; kill -9 at a
     random moment (now and then just after a SIGTERM; once in a while a clean
     SIGTERM instead), restart, verify; many times over the same directory."""
-    srv = server()
+    srv = server(*(["--copy"] if receive == "copy" else []))
     rng = random.Random(0xC0FFEE)
     writers = [Writer(t, "plain", [b"t%d:k%d" % (t, j) for j in range(KEYS_PER_THREAD)])
                for t in range(THREADS)]
