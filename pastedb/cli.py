@@ -49,6 +49,11 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
         db = pastedb.open(directory, persist=persist)
     except pastedb.Error as e:
         raise click.ClickException(str(e)) from e
+    # Block SIGTERM/SIGINT before the port opens: the loop takes them from a
+    # signalfd, and one arriving in between must not kill the process.
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
                      sync=sync_mode == "yes", copy=copy, window=window,

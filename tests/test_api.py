@@ -954,11 +954,6 @@ def test_db_inherited_across_fork_refuses_to_work(db_path):
         assert dict(db.items()) == {b"k": b"parent", b"after": b"fork"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the LOCK file descriptor (DB._lock, engine.pyx) is inherited by fork(); a child "
-    "that never touches the database keeps the parent's flock alive after the parent's "
-    "close(), so reopening raises LockedError ('open for writing in another process') for "
-    "as long as the child lives"))
 def test_forked_child_does_not_keep_the_lock(db_path):
     db = pastedb.open(db_path, persist="none")
     db[b"k"] = b"v"
@@ -1039,12 +1034,6 @@ def test_stats(db_path):
         assert st["recovered_records"] >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: on a non-DAX file system persist='auto' first maps pool.new with MAP_SYNC; "
-    "Pool.open_file has already grown the new file to 8 MiB when MAP_SYNC is refused, and "
-    "the fallback open in DB._open (engine.pyx) then takes the existing 8 MiB as used "
-    "(alloc_tail = file size), so the log and all data start at 8 MiB: a fresh database "
-    "is 16 MiB with its first 8 MiB dead"))
 def test_fresh_database_in_auto_mode_wastes_no_space(tmp_path):
     with pastedb.open(tmp_path / "explicit", persist="fdatasync") as db:
         db[b"k"] = b"v"
@@ -1302,13 +1291,6 @@ def put_while_mutating(db, key, buf, seconds):
         t.join()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: DB.stage_put (engine.pyx) computes the record's vcrc from the caller's buffer "
-    "after copying it into the pool (since the pwrite change), so a bytearray another "
-    "thread mutates during put() is stored with a checksum of different bytes; the next "
-    "open treats that record as damage -- CorruptionError, or (sync=False: every "
-    "durable_hint is stale) a silent cut of every later write, including ones made "
-    "durable by close()"))
 def test_value_mutated_during_put_does_not_break_the_database(db_path):
     # What a racing writer stores is its own business; it must not cost the
     # database anything else.

@@ -372,12 +372,6 @@ def test_truncated_pool_file(db_path):
     assert_never_wrong(open_or_corruption(db_path), expect)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: RefLog.replay (reflog.pyx) tells damage from a torn tail only by a LATER record "
-    "that verifies; when the damage also covers the key bytes of every later record (a "
-    "truncated pool file, a lost data page), every acknowledged record from the first "
-    "damaged one on is cut silently and DB._recover logs 'every acknowledged write is "
-    "intact'"))
 def test_truncated_pool_file_loses_nothing_silently(db_path):
     # The log chunk itself is intact: only the data extent holding the keys and
     # values of the last ten acknowledged puts was cut off.
@@ -430,11 +424,6 @@ def test_incomplete_batch_spanning_a_chunk_link(db_path):
         assert dict(db.items()) == expect
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: RefLog.replay (reflog.pyx) looks for a later verifying record only in the rest of "
-    "the chunk where the log ended; a damaged LINK record sits in a chunk's last slot, so "
-    "nothing is checked and every acknowledged record in the following chunks is cut "
-    "silently ('every acknowledged write is intact')"))
 def test_flipped_bit_in_a_link_record(db_path):
     expect = {}
     with pastedb.open(db_path, persist="none") as db:

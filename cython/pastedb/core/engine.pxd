@@ -14,7 +14,8 @@ from pastedb.core.reflog cimport LogRecord, RefLog
 cdef class DB:
     cdef object path                  # the database directory (str)
     cdef object pool_path             # the pool file inside it
-    cdef int lock_fd                  # flock()ed LOCK file: one writer process
+    cdef int lock_fd                  # LOCK file, fcntl-locked: one writer process
+    cdef object lock_ident            # its (st_dev, st_ino), in _held_locks while held
     cdef Pool pool                    # the mapped buffers
     cdef Persist persist              # barriers
     cdef RefLog log                   # the reference log
@@ -31,6 +32,7 @@ cdef class DB:
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging
     cdef uint64_t sb_seq              # seq of the superblock slot in force
+    cdef object __weakref__           # for the after-fork registry
 
     # Operation bracket: enter() returns 0 or ST_CLOSED / ST_FORKED.
     cdef int enter(self) noexcept nogil

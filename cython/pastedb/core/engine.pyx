@@ -5,9 +5,12 @@ of the NIC's DMA), appends one 64-byte record that references them, and waits
 for the group commit that covers it.  Nothing else is written on the way.
 """
 
+import fcntl
 import logging
 import os
+import threading
 import time
+import weakref
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport (
@@ -18,13 +21,12 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.clib cimport (
-    LOCK_EX, LOCK_NB, pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
     pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
     pthread_rwlock_unlock,
     pthread_rwlock_wrlock, usleep,
 )
-from pastedb.core.clib cimport flock as c_flock
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.persist cimport (
     PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
@@ -59,9 +61,22 @@ cdef int ITER_BATCH = 256
 cdef long fork_generation = 0
 
 
+_open_dbs = weakref.WeakSet()
+_held_locks = set()                 # (st_dev, st_ino) of LOCK files this process holds
+_held_locks_guard = threading.Lock()
+
+
 def _after_fork_in_child():
-    global fork_generation
+    # The child shares the parent's flock (same open file description); its
+    # copy of the descriptor would keep the database locked after the parent
+    # closes it.  Closing the copy (never LOCK_UN) releases nothing the
+    # parent holds.
+    global fork_generation, _held_locks_guard
     fork_generation += 1
+    _held_locks_guard = threading.Lock()     # may have been held by another thread
+    _held_locks.clear()
+    for db in list(_open_dbs):
+        (<DB>db)._drop_lock_fd()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -232,6 +247,8 @@ cdef class DB:
             if mode == PERSIST_PMEM:
                 raise_status(ST_NOT_DAX, "open", target)
             self.pool.close_map()
+            if fresh:
+                os.unlink(target)                # grown by the MAP_SYNC attempt: start over
             self.pool = Pool()
             rc = self.pool.open_file(os.fsencode(target), 1, 0, INITIAL_POOL_BYTES, &created)
             if mode == PERSIST_AUTO:
@@ -250,14 +267,43 @@ cdef class DB:
             self._recover()
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
+        _open_dbs.add(self)
+
+    def _drop_lock_fd(self):
+        _held_locks.discard(self.lock_ident)
+        if self.lock_fd >= 0:
+            try:
+                os.close(self.lock_fd)
+            except OSError:
+                pass
+            self.lock_fd = -1
 
     def _lock(self):
+        # A POSIX record lock (fcntl), not flock: it belongs to this process
+        # and is not inherited by fork(), so a forked child can never keep
+        # the database locked after the parent closes it.  POSIX locks do
+        # not exclude a second handle in the same process, so this process's
+        # held locks are also kept in _held_locks -- and a second handle never
+        # opens (then closes) the LOCK file, which would drop the first
+        # handle's lock.
         lock_path = os.path.join(self.path, LOCK_FILE)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        if c_flock(fd, LOCK_EX | LOCK_NB) != 0:
-            os.close(fd)
-            raise LockedError(f"the database {self.path} is open for writing in another "
-                              f"process (or another handle in this one)")
+        with _held_locks_guard:
+            try:
+                st = os.stat(lock_path)
+                if (st.st_dev, st.st_ino) in _held_locks:
+                    raise LockedError(f"the database {self.path} is already open in this process")
+            except FileNotFoundError:
+                pass
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise LockedError(f"the database {self.path} is open for writing in another "
+                                  f"process") from None
+            st = os.fstat(fd)
+            self.lock_ident = (st.st_dev, st.st_ino)
+            _held_locks.add(self.lock_ident)
         self.lock_fd = fd
 
     def _create(self, str tmp_path):
@@ -384,8 +430,11 @@ cdef class DB:
         rec.koff = off
         rec.voff = off + klen
         rec.vlen = vlen
-        rec.vcrc = pdb_crc32c(v, vlen)
-        rec.crc = key_crc_state(k, klen)
+        # Checksum what is in the pool, not the caller's buffer: a bytearray
+        # another thread changes during the call must not leave bytes and
+        # checksum disagreeing (the log would end there at the next open).
+        rec.vcrc = pdb_crc32c(dst + klen, vlen)
+        rec.crc = key_crc_state(dst, klen)
         return 0
 
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil:
@@ -832,11 +881,10 @@ cdef class DB:
                 rc = self.sync_all()
         if self.pool is not None:
             self.pool.close_map()
-        if self.lock_fd >= 0:
-            # Closing (never LOCK_UN) releases our flock; in a forked child the
-            # parent's lock is shared and must stay.
-            os.close(self.lock_fd)
-            self.lock_fd = -1
+        # Closing the descriptor releases the POSIX lock (a forked child holds
+        # none: its descriptor copy was closed after the fork).
+        with _held_locks_guard:
+            self._drop_lock_fd()
         if rc != 0 and raise_errors:
             raise_status(rc, "close", self.pool_path)
 

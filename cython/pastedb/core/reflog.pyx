@@ -157,11 +157,31 @@ cdef class RefLog:
                 if p[j] != 0:
                     res.torn = 1
                     break
+            # The header of a later record at its exact position is evidence
+            # enough (its crc may fail too: a cut file or lost data page takes
+            # the key bytes of every later record with it).  A 64-bit lsn in
+            # the right slot with durable_hint >= lsn says record `lsn` had
+            # been made durable -- so it is damaged, not torn.
             for j in range(slot + 1, CHUNK_SLOTS):
                 later = slot_at(pool, chunk, j)
-                if later.durable_hint >= lsn and verify_record(pool, later, lsn + (j - slot), 0):
+                if later.lsn == lsn + (j - slot) and later.durable_hint >= lsn:
                     res.damaged_off = chunk + slot * REC_SIZE
                     return ST_CORRUPT
+            if slot == CHUNK_SLOTS - 1 and res.torn:
+                # A LINK slot that holds something but does not verify: the
+                # chunk it named may still be there.  Look for a chunk whose
+                # first record continues the sequence and says the LINK was
+                # durable.
+                j = HEADER_SIZE
+                while j + CHUNK_SIZE <= pool.size:
+                    later = <LogRecord *>(pool.base + j)
+                    if later.lsn == lsn + 1:
+                        for k in range(CHUNK_SLOTS):
+                            later = slot_at(pool, j, k)
+                            if later.lsn == lsn + 1 + k and later.durable_hint >= lsn:
+                                res.damaged_off = chunk + slot * REC_SIZE
+                                return ST_CORRUPT
+                    j += BUF_SIZE
         if nbatch != 0:
             # An incomplete batch at the end never happened: cut back to its start.
             res.dropped_batch = nbatch

@@ -141,6 +141,9 @@ cdef class Server:
     cdef int commit_staged(self) noexcept nogil
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
+    cdef int64_t staged_dbsize(self) noexcept nogil
+    cdef object staged_overlay(self)
+    cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
     cdef int lookup_command(self, const char *name, size_t n) noexcept nogil
     cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil
     cdef void unknown_command(self, Conn *c) noexcept nogil

@@ -44,6 +44,7 @@ cdef enum CmdFlag:
     F_READONLY = 2
     F_NOAUTH = 4            # allowed before AUTH
     F_NOMULTI = 8           # executed at once even inside MULTI
+    F_DENYMULTI = 16        # refused inside MULTI (it would commit part of the transaction)
 
 cdef enum CmdId:
     C_PING = 1
@@ -126,8 +127,8 @@ COMMAND_TABLE = [
     (b"multi", 1, F_READONLY | F_NOMULTI, C_MULTI),
     (b"exec", 1, F_NOMULTI, C_EXEC),
     (b"discard", 1, F_READONLY | F_NOMULTI, C_DISCARD),
-    (b"save", 1, F_WRITE, C_SAVE),
-    (b"bgsave", -1, F_WRITE, C_BGSAVE),
+    (b"save", 1, F_WRITE | F_DENYMULTI, C_SAVE),
+    (b"bgsave", -1, F_WRITE | F_DENYMULTI, C_BGSAVE),
     (b"shutdown", -1, F_NOMULTI, C_SHUTDOWN),
     (b"time", 1, F_READONLY, C_TIME),
     (b"reset", 1, F_NOAUTH | F_NOMULTI, C_RESET),
@@ -143,6 +144,8 @@ for _i, (_n, _a, _f, _id) in enumerate(COMMAND_TABLE):
 cdef enum:
     MAX_EVENTS = 256
     READS_PER_EVENT = 16
+    UNAUTH_MAX_BULK = 16384
+    UNAUTH_MAX_ARGS = 10240
     ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
     KEYS_BATCH = 1024
@@ -446,6 +449,12 @@ cdef class Server:
         pthread_mutex_unlock(&self.flush_lock)
         c_write(self.event_fd, &one, 8)
 
+    cdef void lift_unauth_limits(self, Conn *c) noexcept nogil:
+        # Before AUTH a client may not make the server reserve a large value
+        # (Redis: 16 KiB bulks, 10240 arguments); after it, the configured limits.
+        c.parser.max_bulk_len = self.max_bulk_len
+        c.parser.max_args = 1024 * 1024
+
     cdef void kick_flusher(self, uint64_t lsn) noexcept nogil:
         pthread_mutex_lock(&self.flush_lock)
         if lsn > self.appended_lsn:
@@ -461,6 +470,7 @@ cdef class Server:
         cdef uint32_t ev
         cdef Conn *c
         cdef int draining = 0
+        cdef int64_t drain_deadline = 0
         while True:
             n = epoll_wait(self.epoll_fd, events, MAX_EVENTS, 100 if draining else 1000)
             if n < 0:
@@ -490,14 +500,15 @@ cdef class Server:
                 return 1
             if self.shutdown_requested and not draining:
                 draining = 1
+                drain_deadline = now_ns() + <int64_t>5 * 1000000000
                 epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, self.listen_fd, NULL)
             if draining:
-                draining += 1
-                # Replies get 50 loop turns (5 s when idle) to drain (a client that stops reading must
+                # Replies get 5 s to drain (a client that stops reading must
                 # not keep the server up); the writes behind them are durable
                 # once the flusher has caught up.
                 if self.all_replies_sent() or (
-                        draining > 50 and pdb_load_acquire_u64(&self.flushed_lsn) >= self.appended_lsn):
+                        now_ns() > drain_deadline
+                        and pdb_load_acquire_u64(&self.flushed_lsn) >= self.appended_lsn):
                     return 0
 
     cdef void drain_signalfd(self) noexcept nogil:
@@ -580,7 +591,10 @@ cdef class Server:
                 self.conns = bigger
                 self.conns_cap = newcap
             c = <Conn *>calloc(1, sizeof(Conn))
-            if c == NULL or parser_init(&c.parser, self.max_bulk_len, 1024 * 1024, 65536) != 0 \
+            if c == NULL or parser_init(&c.parser, self.max_bulk_len if not self.has_password
+                                        else UNAUTH_MAX_BULK,
+                                        1024 * 1024 if not self.has_password else UNAUTH_MAX_ARGS,
+                                        65536) != 0 \
                     or out_init(&c.out, 16384) != 0:
                 if c != NULL:
                     parser_free(&c.parser)
@@ -915,6 +929,38 @@ cdef class Server:
         vlen[0] = ref.vlen
         return 1
 
+    cdef int64_t staged_dbsize(self) noexcept nogil:
+        """The key count as the index will have it once the records staged
+        by this transaction are applied."""
+        cdef int64_t n = <int64_t>self.db.index.count
+        cdef int i, j, later
+        cdef LogRecord *r
+        cdef Ref ref
+        cdef char *base = self.db.pool.base
+        for i in range(self.nrecs):
+            r = &self.recs[i]
+            later = 0
+            for j in range(i + 1, self.nrecs):
+                if self.recs[j].klen == r.klen and \
+                        memcmp(base + self.recs[j].koff, base + r.koff, r.klen) == 0:
+                    later = 1
+                    break
+            if later:
+                continue                          # only the last record for a key counts
+            n += (r.type == REC_PUT) - self.db.lookup(base + r.koff, r.klen, &ref)
+        return n
+
+    cdef object staged_overlay(self):
+        """{key: present?} for keys written by records staged so far."""
+        cdef int i
+        cdef LogRecord *r
+        cdef char *base = self.db.pool.base
+        overlay = {}
+        for i in range(self.nrecs):
+            r = &self.recs[i]
+            overlay[base[r.koff:r.koff + r.klen]] = r.type == REC_PUT
+        return overlay
+
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil:
         if klen > MAX_KEY_LEN:
             out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
@@ -950,6 +996,11 @@ cdef class Server:
             return
         if not c.authed and not (spec.flags & F_NOAUTH):
             out_error(&c.out, b"NOAUTH Authentication required.")
+            self.reply_done(c)
+            return
+        if c.in_multi and (spec.flags & F_DENYMULTI):
+            out_error(&c.out, b"ERR Command not allowed inside a transaction")
+            c.multi_error = 1
             self.reply_done(c)
             return
         if c.in_multi and not (spec.flags & F_NOMULTI):
@@ -1063,7 +1114,7 @@ cdef class Server:
         elif cid == C_TYPE:
             self.cmd_type(c)
         elif cid == C_DBSIZE:
-            out_int(&c.out, <int64_t>self.db.index.count)
+            out_int(&c.out, self.staged_dbsize())
         elif cid == C_SELECT:
             if a.len[1] == 1 and a.ptr[1][0] == 48:
                 out_simple(&c.out, b"OK")
@@ -1100,6 +1151,9 @@ cdef class Server:
             free_queue(c)
             c.resp3 = 0
             c.authed = not self.has_password
+            if self.has_password:
+                c.parser.max_bulk_len = UNAUTH_MAX_BULK
+                c.parser.max_args = UNAUTH_MAX_ARGS
             c.name_len = 0
             out_simple(&c.out, b"RESET")
         else:
@@ -1380,6 +1434,7 @@ cdef class Server:
             if password != self.requirepass:
                 return RError("WRONGPASS invalid username-password pair or user is disabled.")
             c.authed = 1
+            self.lift_unauth_limits(c)
             return ROK
         if cid == C_CLIENT:
             if sub == b"setname" and len(args) == 3:
@@ -1453,6 +1508,7 @@ cdef class Server:
                         or args[i + 2] != self.requirepass):
                     return RError("WRONGPASS invalid username-password pair or user is disabled.")
                 c.authed = 1
+                self.lift_unauth_limits(c)
                 i += 3
             elif opt == b"setname" and i + 1 < len(args):
                 name = args[i + 1]
@@ -1532,8 +1588,12 @@ cdef class Server:
     cdef list keys_matching(self, bytes pattern):
         cdef list out = []
         cdef bytes k
+        overlay = self.staged_overlay()         # writes earlier in this transaction
         for k in self.db.keys():
-            if glob_match(pattern, len(pattern), k, len(k), 0):
+            if overlay.get(k, True) and glob_match(pattern, len(pattern), k, len(k), 0):
+                out.append(k)
+        for k, present in overlay.items():
+            if present and k not in self.db and glob_match(pattern, len(pattern), k, len(k), 0):
                 out.append(k)
         return out
 
