@@ -22,7 +22,7 @@ from pastedb.errors import CorruptionError, Error, LockedError
 __all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError", "limits"]
 __version__ = "0.1.0"
 
-_OPTIONS = {"persist"}
+_OPTIONS = {"persist", "faults"}
 
 
 def open(
@@ -42,10 +42,16 @@ def open(
     persist: ``"auto"`` (default; ``"pmem"`` on a DAX file system, else
              ``"fdatasync"``), ``"pmem"``, ``"fdatasync"``, ``"msync"`` or
              ``"none"`` (no barrier: survives a process crash, not power loss).
+             ``"crashsim"`` is for tests: barriers update an in-memory durable
+             image, and ``db._crash_image(path, seed)`` writes a pool file a
+             power loss could leave behind.
+    faults:  tests only: ``{"write"|"barrier"|"grow": n, "persistent": bool,
+             "errno": "EIO"|"ENOSPC"}`` makes the n-th such operation fail.
 
     Raises :class:`LockedError` at once if another process has it open.
     """
     unknown = set(options) - _OPTIONS
     if unknown:
         raise TypeError(f"unknown option(s) for pastedb.open(): {', '.join(sorted(unknown))}")
-    return _open_db(path, create=create, sync=sync, persist=options.get("persist", "auto"))
+    return _open_db(path, create=create, sync=sync, persist=options.get("persist", "auto"),
+                    faults=options.get("faults"))

@@ -29,11 +29,11 @@ from pastedb.core.clib cimport (
 )
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.persist cimport (
-    PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
+    PERSIST_AUTO, PERSIST_CRASHSIM, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
     mode_from_name, mode_name,
 )
 from pastedb.core.pool cimport (
-    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SUPER_SLOT, Pool, Superblock,
+    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SUPER_SLOT, Fault, Pool, Superblock,
 )
 from pastedb.core.reflog cimport (
     CHUNK_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, RefLog, ReplayResult,
@@ -256,6 +256,8 @@ cdef class DB:
         elif mode == PERSIST_AUTO:
             mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
         self.persist = Persist(self.pool, mode)
+        if mode == PERSIST_CRASHSIM:
+            self.persist.start_crashsim()
         # Ordinary files: write with pwrite() (see Pool.write_at for why).
         self.pool.write_syscall = mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC
         self.log = RefLog(self.pool, self.persist)
@@ -277,6 +279,44 @@ cdef class DB:
             except OSError:
                 pass
             self.lock_fd = -1
+
+    def _arm_faults(self, dict faults):
+        """Test hook: fail the n-th write, barrier or growth from now on
+        (SQLite-style fault injection).  faults = {"write": n, "barrier": n,
+        "grow": n, "persistent": bool, "errno": "EIO" | "ENOSPC"}."""
+        import errno as _errno
+        unknown = set(faults) - {"write", "barrier", "grow", "persistent", "errno"}
+        if unknown:
+            raise TypeError(f"unknown fault kind(s): {', '.join(sorted(unknown))}")
+        persistent = 1 if faults.get("persistent") else 0
+        err = faults.get("errno")
+        code = getattr(_errno, err) if err else 0
+        cdef Fault *f
+        cdef Fault *slots[3]
+        slots[0] = &self.pool.write_fault
+        slots[1] = &self.persist.barrier_fault
+        slots[2] = &self.pool.grow_fault
+        for i, name in enumerate(("write", "barrier", "grow")):
+            n = int(faults.get(name, 0))
+            if n < 0:
+                raise ValueError("a fault position is a positive operation number")
+            f = slots[i]
+            f.at = n
+            f.count = 0
+            f.fired = 0
+            f.persistent = persistent
+            f.err = code or (_errno.ENOSPC if name == "grow" else _errno.EIO)
+
+    def _faults_fired(self):
+        return {"write": self.pool.write_fault.fired, "barrier": self.persist.barrier_fault.fired,
+                "grow": self.pool.grow_fault.fired}
+
+    def _crash_image(self, path, seed, double keep=0.5, double torn=0.25):
+        """Test hook (persist="crashsim"): write to `path` a pool file that a
+        power loss at this instant could leave behind."""
+        if self.persist is None or self.persist.mode != PERSIST_CRASHSIM:
+            raise Error("crash images need persist='crashsim'")
+        return self.persist.crash_image(os.fspath(path), seed, keep, torn)
 
     def _lock(self):
         # A POSIX record lock (fcntl), not flock: it belongs to this process
@@ -1116,10 +1156,12 @@ cdef class Batch:
         return False
 
 
-def open_db(path, *, bint create=True, bint sync=True, str persist="auto"):
+def open_db(path, *, bint create=True, bint sync=True, str persist="auto", faults=None):
     db = DB()
     try:
         db._open(path, create, sync, persist)
+        if faults:
+            db._arm_faults(dict(faults))
     except BaseException:
         db._shutdown(False)
         raise

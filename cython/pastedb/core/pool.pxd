@@ -24,6 +24,27 @@ cdef enum:
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
     MAP_ALIGN = 2097152               # growth granularity (2 MiB)
 
+# Injected I/O failure (tests, SQLite style): operation number `at` (1-based,
+# counted from when the fault is armed) fails with -err; with `persistent`
+# every later one fails too.  at == 0: disarmed.
+cdef struct Fault:
+    long at                           # which operation fails
+    long count                        # operations seen since armed
+    int persistent                    # keep failing after the first
+    int err                           # errno to fail with
+    long fired                        # failures injected
+
+
+cdef inline int fault_hit(Fault *f) noexcept nogil:
+    if f.at == 0:
+        return 0
+    f.count += 1
+    if f.count == f.at or (f.persistent and f.count > f.at):
+        f.fired += 1
+        return -f.err
+    return 0
+
+
 # One superblock slot.  The slot with the higher `seq` whose crc verifies wins;
 # updates write the other slot, so a torn slot write loses nothing.
 cdef packed struct Superblock:
@@ -50,6 +71,8 @@ cdef class Pool:
     cdef uint64_t alloc_tail          # next free byte for the bump allocator
     cdef long live_views              # memoryviews into the mapping still alive
     cdef int write_syscall            # write with pwrite() instead of stores (see write_at)
+    cdef Fault write_fault            # injected failures of write_at
+    cdef Fault grow_fault             # injected failures of growth (ENOSPC)
 
     # Map `path` (creating it with `initial` bytes when new; `created` says so).
     # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.

@@ -82,9 +82,12 @@ cdef class Pool:
         cdef void *p
         cdef ssize_t w
         cdef char *zeros
-        cdef int flags
+        cdef int flags, rc
         if end <= self.size:
             return 0
+        rc = fault_hit(&self.grow_fault)
+        if rc != 0:
+            return rc
         new_size = round_up(end, MAP_ALIGN)
         if new_size > self.reserved:
             return -ENOSPC
@@ -158,6 +161,9 @@ cdef class Pool:
         # mapping sees them at once (one page cache) and serves every read.
         cdef ssize_t w
         cdef const char *src = <const char *>p
+        cdef int rc = fault_hit(&self.write_fault)
+        if rc != 0:
+            return rc
         if not self.write_syscall:
             memcpy(self.base + off, p, n)
             return 0

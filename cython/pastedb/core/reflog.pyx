@@ -232,6 +232,7 @@ cdef class RefLog:
         if rc != 0:
             return rc
         self.persist.persist_range(self.pool.base + off, REC_SIZE)
+        self.persist.persist_range(self.pool.base + off, REC_SIZE)
         memset(&link, 0, sizeof(LogRecord))
         link.type = REC_LINK
         link.voff = off
