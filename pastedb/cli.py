@@ -33,13 +33,18 @@ def main() -> None:
 @click.option("--copy", is_flag=True,
               help="Receive into ordinary buffers and copy values into the pool: the copying "
                    "baseline, kept for the ablation benchmark only.")
+@click.option("--receive", type=click.Choice(["auto", "splice", "recv"]), default="auto",
+              show_default=True,
+              help="Zero-copy receive path: splice() socket->pool file (auto on ordinary "
+                   "files: keeps fdatasync cheap), or recv() straight into the mapping "
+                   "(auto on DAX).")
 @click.option("--window", default=65536, show_default=True, type=int,
               help="Receive window (pool extent) per connection, bytes.")
 @click.option("--proto-max-bulk-len", default=pastedb.limits()["max_value_len"],
               show_default=True, type=int, help="Largest bulk string accepted.")
 @click.option("--client-query-buffer-limit", default=1 << 30, show_default=True, type=int)
 def serve(directory: str, host: str, port: int, requirepass: str | None, maxclients: int,
-          sync_mode: str, persist: str, copy: bool, window: int, proto_max_bulk_len: int,
+          sync_mode: str, persist: str, copy: bool, receive: str, window: int, proto_max_bulk_len: int,
           client_query_buffer_limit: int) -> None:
     """Serve the database in DIRECTORY over the Redis protocol."""
     from pastedb.core.server import Server
@@ -56,7 +61,7 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
-                     sync=sync_mode == "yes", copy=copy, window=window,
+                     sync=sync_mode == "yes", copy=copy, window=window, receive=receive,
                      max_bulk_len=proto_max_bulk_len, max_query=client_query_buffer_limit)
     except OSError as e:
         db.close()
@@ -64,7 +69,7 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     st = db.stats()
     click.echo(f"pastedb {pastedb.__version__} serving {directory} on {host}:{srv.address[1]} "
                f"(persist={st['persist']}, acks={'after durable' if sync_mode == 'yes' else 'before durable'}, "
-               f"receive={'copy' if copy else 'zero-copy'}, keys={st['keys']})", err=True)
+               f"receive={srv.receive_path()}, keys={st['keys']})", err=True)
     rc = srv.serve_forever()
     db.close()
     click.echo("pastedb: shut down cleanly" if rc == 0 else

@@ -1070,3 +1070,27 @@ def test_save_inside_multi_is_refused_and_aborts_the_transaction(srv):
         pipe.execute()
     assert r.get("tx-a") is None
     assert r.ping()
+
+
+@pytest.mark.parametrize("path, info", [("splice", b"receive_path:splice"),
+                                        ("recv", b"receive_path:recv-mapping")])
+def test_zero_copy_receive_paths(server, path, info):
+    # Both zero-copy receive paths: splice() socket->pool file, and recv()
+    # straight into the mapping.  Values of every size, across many windows,
+    # and a restart.
+    srv = server("--receive", path)
+    conn = srv.raw()
+    assert info in conn.call("INFO", "stats")
+    conn.close()
+    r = srv.client()
+    expect = {}
+    pipe = r.pipeline(transaction=False)
+    for i, size in enumerate([0, 1, 100, 1023, 4096, 70000, 300000, 2 * MIB] * 4):
+        k = f"v{i}"
+        expect[k] = binary_value(size, seed=i)
+        pipe.set(k, expect[k])
+    assert all(pipe.execute())
+    srv.restart()
+    r = srv.client()
+    for k, v in expect.items():
+        assert r.get(k) == v

@@ -200,6 +200,18 @@ cdef extern from "<sys/signalfd.h>" nogil:
     int signalfd(int fd, const sigset_t *mask, int flags)
 
 
+cdef extern from "<fcntl.h>" nogil:
+    enum:
+        SPLICE_F_MOVE
+        SPLICE_F_NONBLOCK
+        F_SETPIPE_SZ
+        O_NONBLOCK
+    ssize_t splice(int fd_in, long *off_in, int fd_out, long *off_out, size_t len,
+                   unsigned int flags)
+    int pipe2(int fds[2], int flags)
+    int fcntl(int fd, int cmd, ...)
+
+
 cdef extern from "<sys/socket.h>" nogil:
     int setsockopt(int fd, int level, int name, const void *val, unsigned int len)
     enum:

@@ -116,6 +116,8 @@ cdef class Server:
     cdef uint64_t arena_off           # its pool offset
     cdef size_t arena_size
     cdef size_t arena_tail            # next byte to receive into
+    cdef int splice_pipe[2]           # socket -> pipe -> pool file (ordinary files)
+    cdef size_t splice_max            # pipe capacity
 
     cdef int loop(self) noexcept nogil
     cdef void flusher(self) noexcept nogil
@@ -132,6 +134,7 @@ cdef class Server:
     cdef int make_room(self, Conn *c) noexcept nogil
     cdef void on_readable(self, Conn *c) noexcept nogil
     cdef int arena_room(self, Conn *c) noexcept nogil
+    cdef ssize_t splice_in(self, int fd, char *dst, size_t space) noexcept nogil
     cdef void process_input(self, Conn *c) noexcept nogil
     cdef int grow_args(self, int n) noexcept nogil
     cdef void flush_output(self, Conn *c) noexcept nogil

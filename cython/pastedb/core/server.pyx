@@ -18,7 +18,8 @@ from pastedb.core.clib cimport (
     pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
     pthread_mutex_lock, pthread_mutex_unlock, pthread_rwlock_rdlock, pthread_rwlock_unlock,
-    recv, send, setsockopt, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
+    recv, send, setsockopt, splice, pipe2, fcntl, F_SETPIPE_SZ, O_CLOEXEC, SPLICE_F_MOVE,
+    SPLICE_F_NONBLOCK, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
 from pastedb.core.engine cimport DB
@@ -294,6 +295,8 @@ cdef class Server:
         self.epoll_fd = -1
         self.event_fd = -1
         self.signal_fd = -1
+        self.splice_pipe[0] = -1
+        self.splice_pipe[1] = -1
         pthread_mutex_init(&self.flush_lock, NULL)
         pthread_cond_init(&self.flush_cond, NULL)
 
@@ -307,7 +310,8 @@ cdef class Server:
         free(<void *>self.args.ptr)
         free(self.args.len)
         free(self.recs)
-        for fd in (self.listen_fd, self.epoll_fd, self.event_fd, self.signal_fd):
+        for fd in (self.listen_fd, self.epoll_fd, self.event_fd, self.signal_fd,
+                   self.splice_pipe[0], self.splice_pipe[1]):
             if fd >= 0:
                 close(fd)
         pthread_cond_destroy(&self.flush_cond)
@@ -316,7 +320,7 @@ cdef class Server:
     def __init__(self, DB db, *, host="127.0.0.1", int port=6380, requirepass=None,
                  int maxclients=10000, bint sync=True, bint copy=False,
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
-                 max_query=1 << 30):
+                 max_query=1 << 30, str receive="auto"):
         self.db = db
         self.sync_acks = sync
         self.copy_mode = copy
@@ -354,6 +358,15 @@ cdef class Server:
             raise MemoryError()
         self.watch(self.listen_fd, EPOLLIN, 0)
         self.watch(self.event_fd, EPOLLIN, 0)
+        # Zero-copy receive on an ordinary file goes through splice(); on
+        # DAX (stores are the persistence path) and with persist=none it is
+        # recv() straight into the mapping.
+        if not copy and (receive == "splice" or (receive == "auto" and db.pool.write_syscall)):
+            if pipe2(self.splice_pipe, O_CLOEXEC) != 0:
+                raise OSError(errno, "pipe2")
+            self.splice_max = fcntl(self.splice_pipe[1], F_SETPIPE_SZ, 1 << 20)
+            if <long>self.splice_max <= 0:
+                self.splice_max = 65536
         self.start_time = time.time()
 
     @property
@@ -684,6 +697,35 @@ cdef class Server:
             need = need + 64
         return self.new_window(c, need)
 
+    cdef ssize_t splice_in(self, int fd, char *dst, size_t space) noexcept nogil:
+        """Receive into the pool without a user-space copy and without
+        dirtying pages through the mapping: socket -> pipe -> pool file at
+        dst's offset.  The kernel copies once, into the page cache, as recv()
+        into the mapping would -- but the pages are dirtied the way write()
+        dirties them, which keeps the next fdatasync cheap (see Pool.write_at).
+        The bytes are then read (never written) through the mapping."""
+        cdef long off = <long>(dst - self.db.pool.base)
+        cdef ssize_t got, moved, n
+        if space > self.splice_max:
+            space = self.splice_max
+        got = splice(fd, NULL, self.splice_pipe[1], NULL, space,
+                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+        if got <= 0:
+            return got
+        moved = 0
+        while moved < got:
+            n = splice(self.splice_pipe[0], NULL, self.db.pool.fd, &off, <size_t>(got - moved),
+                       SPLICE_F_MOVE)
+            if n <= 0:
+                if n < 0 and errno == EINTR:
+                    continue
+                # The pipe now holds bytes of this connection we cannot place:
+                # the server cannot go on safely.
+                self.flush_error = -errno if n < 0 else -5
+                return -1
+            moved += n
+        return got
+
     cdef int arena_room(self, Conn *c) noexcept nogil:
         """Zero-copy mode: every connection receives at the tail of one shared
         arena (a pool extent), so the bytes a commit group dirties are
@@ -750,7 +792,10 @@ cdef class Server:
                 space = c.win_size - c.win_len
             else:
                 space = self.arena_size - self.arena_tail
-            got = recv(fd, c.win + c.win_len, space, 0)
+            if self.splice_pipe[0] >= 0 and not self.copy_mode:
+                got = self.splice_in(fd, c.win + c.win_len, space)
+            else:
+                got = recv(fd, c.win + c.win_len, space, 0)
             if got == 0:
                 self.close_conn(c)
                 return
@@ -1528,6 +1573,11 @@ cdef class Server:
                 b"id": int(c.id), b"mode": b"standalone", b"role": b"master",
                 b"modules": [], b"engine": b"pastedb"}
 
+    def receive_path(self):
+        if self.copy_mode:
+            return "recv-heap+copy"
+        return "splice" if self.splice_pipe[0] >= 0 else "recv-mapping"
+
     def config_values(self):
         return {
             b"save": b"", b"appendonly": b"yes",
@@ -1576,10 +1626,10 @@ cdef class Server:
             parts.append(
                 "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
                 "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
-                "zero_copy_puts:%d\r\ncopied_puts:%d\r\n"
+                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreceive_path:%s\r\n"
                 % (self.total_connections, self.total_commands, self.rejected_connections,
                    self.bytes_received, self.protocol_errors, self.zero_copy_puts,
-                   self.copied_puts))
+                   self.copied_puts, self.receive_path()))
         if b"keyspace" in want:
             parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
                                              if st["keys"] else ""))
