@@ -92,6 +92,8 @@ cdef class Server:
     cdef int stopping                 # loop is shutting down
     cdef int flusher_done
     cdef int waiting_conns            # connections holding replies (set by the loop)
+    cdef uint64_t flush_requested     # the loop asked the flusher to cover up to here
+    cdef int flusher_busy             # a barrier is running (flusher or loop)
     cdef int last_group_conns         # waiting connections the last barrier covered
     cdef int64_t last_barrier_ns      # how long the last barrier took
     # per-command scratch
@@ -126,6 +128,7 @@ cdef class Server:
     cdef void drain_signalfd(self) noexcept nogil
     cdef int all_replies_sent(self) noexcept nogil
     cdef void after_events(self) noexcept nogil
+    cdef int release_replies(self, uint64_t durable) noexcept nogil
     cdef void fail_all(self) noexcept nogil
     cdef void accept_all(self) noexcept nogil
     cdef void free_conn(self, Conn *c) noexcept nogil

@@ -422,10 +422,16 @@ cdef class Server:
         cdef timespec deadline
         pthread_mutex_lock(&self.flush_lock)
         while True:
-            while self.appended_lsn <= self.flushed_lsn and not self.stopping:
+            while (self.flush_requested <= self.flushed_lsn or self.flusher_busy) \
+                    and not self.stopping:
                 pthread_cond_wait(&self.flush_cond, &self.flush_lock)
-            if self.appended_lsn <= self.flushed_lsn and self.stopping:
-                break
+            if self.stopping and self.flusher_busy:
+                pthread_cond_wait(&self.flush_cond, &self.flush_lock)
+                continue
+            if self.appended_lsn <= self.flushed_lsn:
+                if self.stopping:
+                    break
+                continue
             # Linger: the clients the last group released are sending their
             # next writes right now.  Wait (at most half a barrier, at most
             # 2 ms) until as many connections wait as the last group had, so
@@ -445,11 +451,13 @@ cdef class Server:
                         break
             target = self.appended_lsn
             group_conns = self.waiting_conns
+            self.flusher_busy = 1
             pthread_mutex_unlock(&self.flush_lock)
             t0 = now_ns()
             rc = self.db.log.commit(target)
             t1 = now_ns()
             pthread_mutex_lock(&self.flush_lock)
+            self.flusher_busy = 0
             self.last_barrier_ns = t1 - t0
             self.last_group_conns = group_conns
             if rc != 0:
@@ -469,10 +477,10 @@ cdef class Server:
         c.parser.max_args = 1024 * 1024
 
     cdef void kick_flusher(self, uint64_t lsn) noexcept nogil:
+        # Only record it: after_events decides who runs the barrier.
         pthread_mutex_lock(&self.flush_lock)
         if lsn > self.appended_lsn:
             self.appended_lsn = lsn
-            pthread_cond_signal(&self.flush_cond)
         pthread_mutex_unlock(&self.flush_lock)
 
     # ------------------------------------------------------------ the loop
@@ -541,15 +549,51 @@ cdef class Server:
         return 1
 
     cdef void after_events(self) noexcept nogil:
-        """Release replies whose writes are durable, and send what is ready."""
-        cdef uint64_t durable
-        cdef int fd
-        cdef Conn *c
-        cdef uint64_t appended = self.appended_lsn
-        cdef int waiting = 0
+        """Release replies whose writes are durable, send what is ready, and
+        start the next group commit.  With at most one connection waiting the
+        loop runs the barrier itself: handing it to the flusher thread and
+        being woken back costs two thread switches for nothing to overlap."""
+        cdef uint64_t durable, target
+        cdef int waiting, rc
+        cdef int64_t t0
         pthread_mutex_lock(&self.flush_lock)
         durable = self.flushed_lsn
         pthread_mutex_unlock(&self.flush_lock)
+        waiting = self.release_replies(durable)
+        pthread_mutex_lock(&self.flush_lock)
+        if waiting != self.waiting_conns:
+            self.waiting_conns = waiting
+            pthread_cond_signal(&self.flush_cond)
+        if self.appended_lsn > self.flushed_lsn and self.flush_requested <= self.flushed_lsn:
+            if waiting <= 1 and not self.flusher_busy and self.sync_acks:
+                target = self.appended_lsn
+                self.flusher_busy = 1
+                pthread_mutex_unlock(&self.flush_lock)
+                t0 = now_ns()
+                rc = self.db.log.commit(target)
+                pthread_mutex_lock(&self.flush_lock)
+                self.flusher_busy = 0
+                self.last_barrier_ns = now_ns() - t0
+                self.last_group_conns = waiting
+                if rc != 0:
+                    self.flush_error = rc
+                self.flushed_lsn = target
+                durable = target
+                pthread_mutex_unlock(&self.flush_lock)
+                waiting = self.release_replies(durable)
+                pthread_mutex_lock(&self.flush_lock)
+                self.waiting_conns = waiting
+            else:
+                self.flush_requested = self.appended_lsn
+                pthread_cond_signal(&self.flush_cond)
+        pthread_mutex_unlock(&self.flush_lock)
+
+    cdef int release_replies(self, uint64_t durable) noexcept nogil:
+        """Let out every reply whose writes are durable; returns how many
+        connections still hold replies."""
+        cdef int fd
+        cdef Conn *c
+        cdef int waiting = 0
         for fd in range(self.conns_cap):
             c = self.conns[fd]
             if c == NULL:
@@ -563,11 +607,7 @@ cdef class Server:
                 continue
             if self.conns[fd] != NULL and c.out_ready < c.out.len:
                 waiting += 1
-        pthread_mutex_lock(&self.flush_lock)
-        if waiting != self.waiting_conns:
-            self.waiting_conns = waiting
-            pthread_cond_signal(&self.flush_cond)
-        pthread_mutex_unlock(&self.flush_lock)
+        return waiting
 
     cdef void fail_all(self) noexcept nogil:
         """A barrier failed: what it covered may be lost.  Close every
