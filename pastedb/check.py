@@ -1,0 +1,1576 @@
+"""pastedb-check: verify a pastedb database directory and, on request, repair it.
+
+Pure Python: it reads the pool file directly (a read-only mapping) with the
+layouts documented in ``cython/pastedb/core/pool.pxd`` (superblock slots) and
+``cython/pastedb/core/reflog.pxd`` (64-byte log records in 256 KiB chunks), and
+never imports the engine, so it works on a database the engine refuses to open.
+
+What is verified
+  * both superblock slots (magic, version, buffer size, CRC32C) and which one is
+    in force (the valid one with the higher seq, as the engine reads them);
+  * the log chain from the head the superblock names: every record's LSN, type,
+    bounds, CRC (key || record[4:64]) and, for a PUT, the value CRC; LINK
+    records (last slot only, a chunk inside the file); where the log ends and
+    why: clean (an empty slot or a stale LSN), a torn tail (normal after a
+    crash; open() cuts it), or damage -- an invalid record that a later
+    verifying record's ``durable_hint`` says had been acknowledged.  Evidence is
+    looked for further than open() looks (in later chunks, and in records
+    anywhere in the file), so damage that open() would cut silently (a broken
+    LINK, a lost superblock slot, a truncated file) is reported too;
+  * the index the log implies (keys, live bytes) and the space accounting
+    (file, log, referenced, live and unreferenced bytes);
+  * live entries whose key or value bytes overlap another live entry's, a log
+    chunk of the chain, or each other (doubly-owned bytes).
+
+What ``--repair`` does (with the database's LOCK held)
+  Replays every record of the chosen chain that verifies, skipping damaged
+  ones: a key whose last write no longer verifies is dropped and reported as
+  LOST (never rolled back to an older value, which would be wrong bytes); a
+  later valid write of the same key supersedes the damage.  Then it writes a
+  fresh compacted chain -- one PUT per surviving key, referencing the bytes
+  where they are, exactly as ``DB.checkpoint()`` does -- in new chunks at the
+  end of the file, fsyncs, writes the superblock slot that is not in force
+  (seq + 1, so slot == seq % 2 as the engine expects) and fsyncs again.  A
+  crash at any point leaves the old superblock in force.  Live entries whose
+  bytes overlap something else are copied to fresh space first.  When no
+  superblock slot can be trusted, the chain is found by scanning the file for
+  records that verify (see ``Scan``).  Repair never invents data and lists
+  every key and record it dropped.
+
+Exit codes: 0 consistent, 1 problems found (or left after a repair), 2 cannot
+run (not a pastedb directory, database open elsewhere, usage error).
+
+Speed: the CRC32C here is pure Python (the engine's is C and not exposed).
+Large buffers are checksummed as many lanes at once with ``bytes.translate``
+and big-integer XOR, and many small ones likewise in parallel: about 40-70 MB/s
+of value bytes and 2-3 us per small record on the development VM, i.e. a few
+seconds per few hundred MB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import fcntl
+import json
+import mmap
+import os
+import struct
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import click
+
+# ------------------------------------------------------------------ on-disk format
+# Mirrors pool.pxd and reflog.pxd (the single source of truth).
+
+HEADER_SIZE = 4096
+SUPER_SLOT = 2048
+BUF_SIZE = 2048
+POOL_VERSION = 1
+MAP_ALIGN = 2 << 20
+MAGIC = b"PASTEDB\0"
+
+REC_SIZE = 64
+CHUNK_SIZE = 262144
+CHUNK_SLOTS = 4096
+REC_PUT, REC_DEL, REC_LINK = 1, 2, 3
+F_BATCH = 1
+MAX_KEY_LEN = 1024
+MAX_VALUE_LEN = 512 << 20
+
+POOL_FILE = "pool"
+LOCK_FILE = "LOCK"
+
+SB = struct.Struct("<8sIIQQQQQI")          # Superblock; crc covers bytes [0, 56)
+SB_CRC_COVER = 56
+REC = struct.Struct("<IBBHIIQQQQQQ")       # LogRecord
+# LogRecord field indexes
+CRC, TYPE, FLAGS, KLEN, VCRC, BLEFT, LSN, KOFF, VOFF, VLEN, HINT, RESERVED = range(12)
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+
+
+# ------------------------------------------------------------------ CRC32C
+# Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF (as
+# pastedb_hw.h).  "raw" functions work on the internal (pre-inverted) register.
+#
+# Speed without a C extension: the CRC register update is linear over GF(2),
+# so a buffer is cut into K lanes of L bytes whose registers are computed side
+# by side -- byte j of every lane at once: one strided slice, four
+# bytes.translate() table lookups and big-integer XORs per step -- and then
+# folded: reg = Z_L(reg) ^ lane, Z_L being "append L zero bytes" (four 256-entry
+# tables).  Many small buffers are done the same way, each left-padded with
+# zeros to a common lane length (leading zeros do not change a register that
+# starts at 0) and corrected by the register that L zero bytes give from init.
+
+_MASK = 0xFFFFFFFF
+_POLY = 0x82F63B78
+
+
+def _make_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_T = _make_table()
+_TB = [bytes((_T[i] >> (8 * k)) & 0xFF for i in range(256)) for k in range(4)]
+_SMALL = 4096                 # below this a plain byte loop is as fast
+_BLOCK = 4 << 20              # bytes per lane pass over a large buffer
+_LANE = 512                   # lane length for large buffers
+_MANY_MAX = 65536             # items up to this size are batched by length class
+
+
+def _raw_bytewise(reg: int, data: Iterable[int]) -> int:
+    t = _T
+    for b in data:
+        reg = t[(reg ^ b) & 0xFF] ^ (reg >> 8)
+    return reg
+
+
+def _lanes_raw(buf: bytes, lane_len: int, lanes: int) -> array:
+    """Registers (from 0) of `lanes` consecutive lanes of `lane_len` bytes."""
+    fb = int.from_bytes
+    t0, t1, t2, t3 = _TB
+    r0 = r1 = r2 = r3 = 0
+    for j in range(lane_len):
+        idx = (r0 ^ fb(buf[j::lane_len], "little")).to_bytes(lanes, "little")
+        r0 = fb(idx.translate(t0), "little") ^ r1
+        r1 = fb(idx.translate(t1), "little") ^ r2
+        r2 = fb(idx.translate(t2), "little") ^ r3
+        r3 = fb(idx.translate(t3), "little")
+    out = bytearray(4 * lanes)
+    out[0::4] = r0.to_bytes(lanes, "little")
+    out[1::4] = r1.to_bytes(lanes, "little")
+    out[2::4] = r2.to_bytes(lanes, "little")
+    out[3::4] = r3.to_bytes(lanes, "little")
+    regs = array("I")
+    regs.frombytes(bytes(out))
+    if sys.byteorder != "little":
+        regs.byteswap()
+    return regs
+
+
+def _op_tables(f: Callable[[int], int]) -> list[list[int]]:
+    basis = [f(1 << b) for b in range(32)]
+    tabs = []
+    for k in range(4):
+        tab = [0] * 256
+        for v in range(1, 256):
+            low = v & -v
+            tab[v] = tab[v ^ low] ^ basis[8 * k + low.bit_length() - 1]
+        tabs.append(tab)
+    return tabs
+
+
+_ZOPS: dict[int, list[list[int]]] = {}
+
+
+def _zero_op(n: int) -> list[list[int]]:
+    """Tables of the linear map "append n zero bytes" (n a power of two)."""
+    z = _ZOPS.get(n)
+    if z is None:
+        if n == 1:
+            z = _op_tables(lambda r: _T[r & 0xFF] ^ (r >> 8))
+        else:
+            h0, h1, h2, h3 = _zero_op(n // 2)
+
+            def half(r: int) -> int:
+                return h0[r & 255] ^ h1[(r >> 8) & 255] ^ h2[(r >> 16) & 255] ^ h3[r >> 24]
+
+            z = _op_tables(lambda r: half(half(r)))
+        _ZOPS[n] = z
+    return z
+
+
+_ZINIT = [_MASK]              # _ZINIT[n]: register after n zero bytes from init
+
+
+def _zinit_upto(n: int) -> list[int]:
+    z = _ZINIT
+    if n >= len(z):
+        t = _T
+        r = z[-1]
+        for _ in range(len(z), n + 1):
+            r = t[r & 0xFF] ^ (r >> 8)
+            z.append(r)
+    return z
+
+
+def _raw(reg: int, data: bytes | bytearray | memoryview) -> int:
+    n = len(data)
+    if n < _SMALL:
+        return _raw_bytewise(reg, data)
+    mv = memoryview(data)
+    pos = 0
+    z0, z1, z2, z3 = _zero_op(_LANE)
+    while n - pos >= _SMALL:
+        lanes = min(n - pos, _BLOCK) // _LANE
+        for lane in _lanes_raw(bytes(mv[pos:pos + lanes * _LANE]), _LANE, lanes):
+            reg = z0[reg & 255] ^ z1[(reg >> 8) & 255] ^ z2[(reg >> 16) & 255] ^ z3[reg >> 24] ^ lane
+        pos += lanes * _LANE
+    return _raw_bytewise(reg, mv[pos:])
+
+
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """CRC32C of `data`; pass a previous result as `crc` to continue it."""
+    return _raw(crc ^ _MASK, data) ^ _MASK
+
+
+def crc32c_many(items: Sequence[bytes]) -> list[int]:
+    """CRC32C of each item (fast for many small ones)."""
+    out = [0] * len(items)
+    classes: dict[int, list[int]] = {}
+    for i, x in enumerate(items):
+        n = len(x)
+        if n > _MANY_MAX:
+            out[i] = crc32c(x)
+            continue
+        width = 16
+        while width < n:
+            width *= 2
+        classes.setdefault(width, []).append(i)
+    for width, idxs in classes.items():
+        if len(idxs) < 16 or len(idxs) * width < 8192:
+            for i in idxs:
+                out[i] = _raw_bytewise(_MASK, items[i]) ^ _MASK
+            continue
+        zi = _zinit_upto(width)
+        zeros = bytes(width)
+        per = max(16, (4 << 20) // width)
+        for s in range(0, len(idxs), per):
+            sub = idxs[s:s + per]
+            parts = []
+            for i in sub:
+                x = items[i]
+                parts.append(zeros[:width - len(x)])
+                parts.append(x)
+            regs = _lanes_raw(b"".join(parts), width, len(sub))
+            for i, r in zip(sub, regs, strict=True):
+                out[i] = zi[len(items[i])] ^ r ^ _MASK
+    return out
+
+
+# ------------------------------------------------------------------ report items
+
+
+@dataclass
+class Finding:
+    """A problem (makes the check fail) or a note (information)."""
+    file: str
+    offset: int | None
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "offset": self.offset, "kind": self.kind,
+                "message": self.message}
+
+
+def key_text(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def key_dict(key: bytes) -> dict[str, str]:
+    return {"key": key_text(key), "key_hex": key.hex()}
+
+
+def human_bytes(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def round_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Any = None
+        self.label = ""
+
+    def start(self, label: str, total: int) -> None:
+        self.finish()
+        if self.enabled and total > 0:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_eta=True, show_percent=True)
+            self.bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+# ------------------------------------------------------------------ superblock
+
+
+@dataclass
+class SuperSlot:
+    index: int
+    state: str                        # valid, empty, bad-magic, bad-crc, bad-version, bad-buf-size, short
+    seq: int = 0
+    head_off: int = 0
+    head_size: int = 0
+    head_lsn: int = 0
+    created_ns: int = 0
+    version: int = 0
+    head_error: str | None = None     # the head it names cannot be a log chunk
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"slot": self.index, "state": self.state}
+        if self.state in ("valid", "bad-version"):
+            d.update(seq=self.seq, log_head_off=self.head_off, log_head_lsn=self.head_lsn,
+                     version=self.version)
+            if self.head_error:
+                d["head_error"] = self.head_error
+        return d
+
+
+def read_slot(data: bytes, index: int, file_size: int) -> SuperSlot:
+    whole = data[index * SUPER_SLOT:(index + 1) * SUPER_SLOT]
+    raw = whole[:SB.size]
+    if len(raw) < SB.size:
+        return SuperSlot(index, "short")
+    if not any(whole):
+        return SuperSlot(index, "empty")
+    magic, version, buf_size, seq, head_off, head_size, head_lsn, created, crc = SB.unpack(raw)
+    slot = SuperSlot(index, "valid", seq, head_off, head_size, head_lsn, created, version)
+    if magic != MAGIC:
+        slot.state = "bad-magic"
+    elif crc != crc32c(raw[:SB_CRC_COVER]):
+        slot.state = "bad-crc"
+    elif version != POOL_VERSION:
+        slot.state = "bad-version"
+    elif buf_size != BUF_SIZE:
+        slot.state = "bad-buf-size"
+    else:
+        slot.head_error = chunk_error(head_off, file_size)
+        if slot.head_error is None and head_size != CHUNK_SIZE:
+            slot.head_error = f"log head size {head_size} is not {CHUNK_SIZE}"
+        if slot.head_error is None and head_lsn < 1:
+            slot.head_error = "log head LSN 0"
+    return slot
+
+
+def chunk_error(off: int, file_size: int) -> str | None:
+    if off < HEADER_SIZE:
+        return f"log chunk offset {off} lies in the header"
+    if off % BUF_SIZE:
+        return f"log chunk offset {off} is not {BUF_SIZE}-byte aligned"
+    if off + CHUNK_SIZE > file_size:
+        return f"log chunk at {off} ends beyond the end of the file ({file_size} bytes)"
+    return None
+
+
+def pack_superblock(seq: int, head_off: int, head_lsn: int, created_ns: int) -> bytes:
+    body = SB.pack(MAGIC, POOL_VERSION, BUF_SIZE, seq, head_off, CHUNK_SIZE, head_lsn,
+                   created_ns, 0)[:SB_CRC_COVER]
+    slot = body + struct.pack("<I", crc32c(body))
+    return slot + bytes(SUPER_SLOT - len(slot))
+
+
+# ------------------------------------------------------------------ log chain walk
+
+# Slot states, in the order verify_record (reflog.pyx) tests them.
+ZERO = "empty"                # all 64 bytes zero
+STALE = "stale-lsn"           # lsn is not the one this position must carry
+LINK_POS = "link-position"    # a LINK outside the last slot, or a non-LINK in it
+BAD_LINK = "bad-link"         # LINK fields impossible
+BAD_TYPE = "bad-type"
+KEY_BOUNDS = "key-bounds"     # key inside the header, or too long
+KEY_EOF = "key-beyond-eof"    # key (partly) beyond the end of the file
+BAD_CRC = "bad-crc"           # crc32c(key || record[4:64]) mismatch
+VALUE_BOUNDS = "value-beyond-eof"
+BAD_VCRC = "bad-value-crc"
+PENDING = "pending"           # structurally fine, checksums not yet computed
+OK = "ok"
+LINK = "link"                 # a valid LINK
+CRC_OK = frozenset((OK, LINK, BAD_VCRC, VALUE_BOUNDS))   # record and key verify
+
+REASONS = {
+    STALE: "the LSN is not the next one",
+    LINK_POS: "a LINK record outside the chunk's last slot, or another record in it",
+    BAD_LINK: "an impossible LINK record",
+    BAD_TYPE: "an unknown record type",
+    KEY_BOUNDS: "the key lies outside the file",
+    KEY_EOF: "the key lies beyond the end of the file (was the file cut short?)",
+    BAD_CRC: "the record or its key fails its CRC",
+    VALUE_BOUNDS: "the value lies beyond the end of the file (was the file cut short?)",
+    BAD_VCRC: "the value fails its CRC",
+    ZERO: "an empty slot",
+}
+
+
+class Slot:
+    __slots__ = ("off", "lsn", "f", "state")
+
+    def __init__(self, off: int, lsn: int, f: tuple, state: str):
+        self.off = off                # file offset of the 64-byte slot
+        self.lsn = lsn                # the LSN this position must carry
+        self.f = f                    # the unpacked LogRecord fields
+        self.state = state
+
+
+@dataclass
+class Walk:
+    head_off: int
+    head_lsn: int
+    slots: list[Slot] = field(default_factory=list)
+    chunks: list[int] = field(default_factory=list)
+    relinked: list[tuple[int, int]] = field(default_factory=list)   # (bad LINK slot, chunk found)
+    stop: str | None = None           # why the walk could not go on (bad chunk, loop)
+
+
+def classify(f: tuple, raw: bytes, expect_lsn: int, last_slot: bool, size: int) -> str:
+    if f[LSN] != expect_lsn:
+        return ZERO if raw.count(0) == REC_SIZE else STALE
+    rtype = f[TYPE]
+    if rtype == REC_LINK:
+        if not last_slot:
+            return LINK_POS
+        if f[KLEN] != 0 or f[VLEN] != CHUNK_SIZE or chunk_error(f[VOFF], size):
+            return BAD_LINK
+        return PENDING
+    if last_slot:
+        return LINK_POS if rtype in (REC_PUT, REC_DEL) else BAD_TYPE
+    if rtype not in (REC_PUT, REC_DEL):
+        return BAD_TYPE
+    if f[KLEN] > MAX_KEY_LEN or f[KOFF] < HEADER_SIZE:
+        return KEY_BOUNDS
+    if f[KOFF] + f[KLEN] > size:
+        return KEY_EOF
+    return PENDING
+
+
+def plausible(f: tuple, size: int) -> bool:
+    """Could this be a record at all (cheap filter for the file scan)?"""
+    rtype = f[TYPE]
+    if rtype not in (REC_PUT, REC_DEL, REC_LINK) or f[RESERVED] != 0 or f[LSN] < 1:
+        return False
+    if f[FLAGS] & ~F_BATCH or (not f[FLAGS] and f[BLEFT]) or f[HINT] >= f[LSN]:
+        return False
+    if rtype == REC_LINK:
+        return f[KLEN] == 0 and f[VLEN] == CHUNK_SIZE and chunk_error(f[VOFF], size) is None
+    if f[KLEN] > MAX_KEY_LEN or f[KOFF] < HEADER_SIZE or f[KOFF] + f[KLEN] > size:
+        return False
+    if rtype == REC_PUT and f[VLEN] > MAX_VALUE_LEN:
+        return False
+    return True
+
+
+@dataclass
+class Run:
+    """Records found by the scan: consecutive slots with consecutive LSNs,
+    starting at a BUF_SIZE-aligned offset, ending after a LINK."""
+    off: int
+    first_lsn: int
+    count: int
+    max_hint: int
+    link_to: int | None               # the chunk its final LINK names
+
+    @property
+    def end(self) -> int:
+        return self.off + self.count * REC_SIZE
+
+    @property
+    def last_lsn(self) -> int:
+        return self.first_lsn + self.count - 1
+
+
+# ------------------------------------------------------------------ replay
+
+
+@dataclass
+class Entry:
+    lsn: int
+    koff: int
+    klen: int
+    voff: int
+    vlen: int
+    vcrc: int
+
+
+@dataclass
+class Replay:
+    """The outcome of replaying one chain, tolerantly."""
+    walk: Walk
+    state: dict[bytes, Entry]
+    lost: dict[bytes, tuple[int, int, str]]          # key -> (lsn, offset, why)
+    damaged: list[Slot]                              # invalid slots before the end
+    superseded: list[tuple[Slot, bytes]]             # damaged values that did not matter
+    end_index: int                                   # first slot not replayed
+    end_lsn: int
+    end_off: int
+    end_kind: str                                    # clean, torn, chain-end
+    torn_slots: int
+    dropped_batch: int
+    engine_end_lsn: int                              # where open() stops
+    engine_detects: bool                             # open() raises CorruptionError
+    counts: dict[str, int]
+    max_hint: int
+    max_lsn: int
+    alloc_end: int
+    referenced: list[tuple[int, int]]
+
+
+# ------------------------------------------------------------------ the checker
+
+
+class CannotRun(Exception):
+    """The directory cannot be checked (exit code 2)."""
+
+
+class Checker:
+    """One verification pass over a database directory (the caller holds LOCK)."""
+
+    def __init__(self, directory: str, progress: Progress | None = None):
+        self.dir = directory
+        self.path = os.path.join(directory, POOL_FILE)
+        self.progress = progress or Progress(False)
+        self.problems: list[Finding] = []
+        self.notes: list[Finding] = []
+        self.crc_bytes = 0
+        self._runs: list[Run] | None = None
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self.fd).st_size
+        self.mm: Any = mmap.mmap(self.fd, self.size, access=mmap.ACCESS_READ) if self.size else b""
+
+    def close(self) -> None:
+        if isinstance(self.mm, mmap.mmap):
+            self.mm.close()
+        os.close(self.fd)
+
+    # -- findings
+    def problem(self, offset: int | None, kind: str, message: str) -> None:
+        self.problems.append(Finding(self.path, offset, kind, message))
+
+    def note(self, offset: int | None, kind: str, message: str) -> None:
+        self.notes.append(Finding(self.path, offset, kind, message))
+
+    # -- superblock
+    def read_superblock(self) -> tuple[list[SuperSlot], SuperSlot | None]:
+        head = self.mm[:HEADER_SIZE]
+        slots = [read_slot(head, 0, self.size), read_slot(head, 1, self.size)]
+        for s in slots:
+            if s.state == "bad-version":
+                raise CannotRun(f"{self.path}: superblock slot {s.index} is format version "
+                                f"{s.version}; this pastedb-check reads version {POOL_VERSION}")
+        valid = [s for s in slots if s.state == "valid"]
+        in_force = max(valid, key=lambda s: s.seq) if valid else None
+        if self.size < HEADER_SIZE:
+            self.problem(self.size, "header",
+                         f"the pool file is {self.size} bytes, shorter than its "
+                         f"{HEADER_SIZE}-byte header")
+        for s in slots:
+            off = s.index * SUPER_SLOT
+            if s.state == "valid":
+                if s.seq % 2 != s.index:
+                    self.note(off, "superblock",
+                              f"superblock slot {s.index} holds seq {s.seq}; the engine writes "
+                              f"seq {s.seq} to slot {s.seq % 2}")
+                continue
+            if s is in_force:
+                continue
+            what = {"empty": "is empty (all zeros)", "bad-magic": "has no PASTEDB magic",
+                    "bad-crc": "fails its CRC", "bad-buf-size": "names a wrong buffer size",
+                    "short": "is cut short"}[s.state]
+            if in_force is None:
+                continue                      # reported below, as one problem
+            if s.state == "empty" and in_force.seq == 1:
+                self.note(off, "superblock",
+                          f"superblock slot {s.index} was never written (the database has not "
+                          f"been checkpointed yet)")
+                continue
+            self.note(off, "superblock",
+                      f"superblock slot {s.index} {what}; slot {in_force.index} (seq "
+                      f"{in_force.seq}) is in force, so nothing depends on it (an interrupted "
+                      f"checkpoint, or a database never checkpointed, leaves this)")
+        if in_force is None:
+            states = ", ".join(f"slot {s.index} {s.state}" for s in slots)
+            self.problem(0, "superblock",
+                         f"no superblock slot verifies ({states}); open() refuses the database")
+        elif in_force.head_error:
+            self.problem(in_force.index * SUPER_SLOT, "superblock",
+                         f"superblock slot {in_force.index} (seq {in_force.seq}, in force) names "
+                         f"an impossible log head: {in_force.head_error}")
+        return slots, in_force
+
+    # -- the file scan
+    def runs(self) -> list[Run]:
+        """Every run of plausible records that starts at a BUF_SIZE-aligned
+        offset (computed once).  Cheap: one struct unpack per aligned offset
+        plus one per record found; no checksums (see verify_at)."""
+        if self._runs is not None:
+            return self._runs
+        mm, size, unpack = self.mm, self.size, REC.unpack_from
+        runs: list[Run] = []
+        self.progress.start("scanning the file", size)
+        done = HEADER_SIZE
+        pos = HEADER_SIZE
+        while pos + REC_SIZE <= size:
+            f = unpack(mm, pos)
+            if not plausible(f, size):
+                pos += BUF_SIZE
+                continue
+            lsn, count, max_hint, link_to = f[LSN], 1, f[HINT], None
+            q = pos + REC_SIZE
+            if f[TYPE] == REC_LINK:
+                link_to = f[VOFF]
+            else:
+                while q + REC_SIZE <= size:
+                    g = unpack(mm, q)
+                    if g[LSN] != lsn + count or not plausible(g, size):
+                        break
+                    count += 1
+                    max_hint = max(max_hint, g[HINT])
+                    q += REC_SIZE
+                    if g[TYPE] == REC_LINK:
+                        link_to = g[VOFF]
+                        break
+            runs.append(Run(pos, lsn, count, max_hint, link_to))
+            pos = round_up(q, BUF_SIZE)
+            if pos - done > (8 << 20):
+                self.progress.advance(pos - done)
+                done = pos
+        self.progress.finish()
+        self._runs = runs
+        return runs
+
+    def runs_outside(self, chunks: Sequence[int]) -> list[Run]:
+        """The runs that do not start inside any of the given log chunks."""
+        starts = sorted(chunks)
+        out = []
+        for run in self.runs():
+            k = bisect.bisect_right(starts, run.off) - 1
+            if k >= 0 and run.off < starts[k] + CHUNK_SIZE:
+                continue
+            out.append(run)
+        return out
+
+    def verify_at(self, off: int) -> tuple | None:
+        """The record at `off` if its CRC (record and key) verifies."""
+        f = REC.unpack_from(self.mm, off)
+        if not plausible(f, self.size):
+            return None
+        key = self.mm[f[KOFF]:f[KOFF] + f[KLEN]] if f[TYPE] != REC_LINK else b""
+        self.crc_bytes += REC_SIZE - 4 + len(key)
+        if crc32c(key + self.mm[off + 4:off + REC_SIZE]) != f[CRC]:
+            return None
+        return f
+
+    def one_bit_fix(self, s: Slot) -> tuple | None:
+        """The record as it was, if exactly one flipped bit explains its
+        damage (used only to name the key of a dropped record)."""
+        raw = bytearray(self.mm[s.off:s.off + REC_SIZE])
+        found = None
+        for bit in range(REC_SIZE * 8):
+            raw[bit >> 3] ^= 1 << (bit & 7)
+            f = REC.unpack_from(raw)
+            if f[LSN] == s.lsn and f[TYPE] in (REC_PUT, REC_DEL) and f[KLEN] <= MAX_KEY_LEN \
+                    and f[KOFF] >= HEADER_SIZE and f[KOFF] + f[KLEN] <= self.size:
+                key = self.mm[f[KOFF]:f[KOFF] + f[KLEN]]
+                if _raw_bytewise(_raw_bytewise(_MASK, key), raw[4:]) ^ _MASK == f[CRC]:
+                    if found is not None:
+                        return None            # ambiguous
+                    found = f
+            raw[bit >> 3] ^= 1 << (bit & 7)
+        return found
+
+    def run_records(self, run: Run) -> Iterable[tuple[int, tuple]]:
+        for i in range(run.count):
+            off = run.off + i * REC_SIZE
+            yield off, REC.unpack_from(self.mm, off)
+
+    # -- walking a chain
+    def walk(self, head_off: int, head_lsn: int) -> Walk:
+        """Every slot of every chunk of the chain, classified structurally.
+        A LINK that does not verify is bridged when the scan finds a chunk that
+        starts with the next LSN (the replay then decides, from durable_hint,
+        whether that was damage or a torn LINK)."""
+        w = Walk(head_off, head_lsn)
+        mm, size = self.mm, self.size
+        chunk, base = head_off, head_lsn
+        seen: set[int] = set()
+        while True:
+            err = chunk_error(chunk, size)
+            if err:
+                w.stop = err
+                break
+            if any(abs(chunk - c) < CHUNK_SIZE for c in seen):
+                w.stop = f"the chain links back to the chunk at {chunk}"
+                break
+            seen.add(chunk)
+            w.chunks.append(chunk)
+            data = mm[chunk:chunk + CHUNK_SIZE]
+            for j, f in enumerate(REC.iter_unpack(data)):
+                raw = data[j * REC_SIZE:(j + 1) * REC_SIZE]
+                w.slots.append(Slot(chunk + j * REC_SIZE, base + j, f,
+                                    classify(f, raw, base + j, j == CHUNK_SLOTS - 1, size)))
+            last = w.slots[-1]
+            next_lsn = base + CHUNK_SLOTS
+            if last.state == PENDING:
+                if self.verify_at(last.off) is not None:
+                    last.state = LINK
+                    chunk, base = last.f[VOFF], next_lsn
+                    continue
+                last.state = BAD_CRC
+            # No valid LINK.  Did the log go on in a chunk the scan can find?
+            # (Only a chunk whose first record carries exactly the LSN after
+            # this LINK qualifies: a checkpoint's chain never starts there.)
+            found = None
+            for run in self.runs():
+                if run.first_lsn == next_lsn and run.off not in seen \
+                        and chunk_error(run.off, size) is None:
+                    found = run.off
+                    break
+            if found is None:
+                break
+            w.relinked.append((last.off, found))
+            chunk, base = found, next_lsn
+        return w
+
+    def checksums(self, w: Walk) -> None:
+        """Compute record and value CRCs for every PENDING slot, in bulk."""
+        mm = self.mm
+        pending = [s for s in w.slots if s.state == PENDING]
+        total = sum(REC_SIZE + s.f[KLEN] for s in pending) + sum(
+            s.f[VLEN] for s in pending if s.f[TYPE] == REC_PUT)
+        self.progress.start("verifying checksums", total)
+        batch = 65536
+        for i in range(0, len(pending), batch):
+            part = pending[i:i + batch]
+            items = [mm[s.f[KOFF]:s.f[KOFF] + s.f[KLEN]] + mm[s.off + 4:s.off + REC_SIZE]
+                     for s in part]
+            n = sum(map(len, items))
+            for s, crc in zip(part, crc32c_many(items), strict=True):
+                if crc != s.f[CRC]:
+                    s.state = BAD_CRC
+                elif s.f[TYPE] == REC_DEL:
+                    s.state = OK
+                elif s.f[VOFF] < HEADER_SIZE or s.f[VLEN] > MAX_VALUE_LEN \
+                        or s.f[VOFF] + s.f[VLEN] > self.size:
+                    s.state = VALUE_BOUNDS
+            self.crc_bytes += n
+            self.progress.advance(n)
+        puts = [s for s in pending if s.state == PENDING]
+        group: list[Slot] = []
+        group_bytes = 0
+
+        def flush() -> None:
+            nonlocal group, group_bytes
+            if group:
+                crcs = crc32c_many([mm[s.f[VOFF]:s.f[VOFF] + s.f[VLEN]] for s in group])
+                for s, crc in zip(group, crcs, strict=True):
+                    s.state = OK if crc == s.f[VCRC] else BAD_VCRC
+                self.crc_bytes += group_bytes
+                self.progress.advance(group_bytes)
+            group, group_bytes = [], 0
+
+        for s in puts:
+            vlen = s.f[VLEN]
+            if vlen > _MANY_MAX:
+                crc = 0
+                for a in range(s.f[VOFF], s.f[VOFF] + vlen, _BLOCK):
+                    crc = crc32c(mm[a:min(a + _BLOCK, s.f[VOFF] + vlen)], crc)
+                s.state = OK if crc == s.f[VCRC] else BAD_VCRC
+                self.crc_bytes += vlen
+                self.progress.advance(vlen)
+                continue
+            group.append(s)
+            group_bytes += vlen
+            if group_bytes > (16 << 20) or len(group) >= 65536:
+                flush()
+        flush()
+        self.progress.finish()
+
+    def stray_evidence(self, w: Walk, from_lsn: int) -> list[tuple[int, int, int]]:
+        """Verifying records outside the chain whose durable_hint is at least
+        from_lsn: (lsn, hint, offset).  Such a record says every LSN up to its
+        hint had been acknowledged."""
+        out = []
+        for run in self.runs_outside(w.chunks):
+            if run.max_hint < from_lsn or run.last_lsn <= from_lsn:
+                continue
+            for off, f in self.run_records(run):
+                if f[HINT] >= from_lsn and f[LSN] > from_lsn and self.verify_at(off) is not None:
+                    out.append((f[LSN], f[HINT], off))
+        return out
+
+    def replay(self, w: Walk) -> Replay:
+        """Replay the chain as open() does, but past damage: an invalid record
+        that a later verifying record's durable_hint covers was acknowledged,
+        so it is damage (skipped, its key reported) and not the end of the log."""
+        mm = self.mm
+        slots = w.slots
+        n = len(slots)
+        engine_end = next((i for i, s in enumerate(slots) if s.state not in (OK, LINK)), n)
+        # Suffix maximum of durable_hint over the later slots that carry the
+        # LSN of their position -- the engine's rule (reflog.pyx): a 64-bit LSN
+        # in the right slot is evidence enough even if that record's own CRC
+        # fails (a cut file takes the key bytes of every later record with it).
+        # Only this chain's slots count: a record of another chain with a
+        # higher hint shows that this whole chain is stale (see verify()).
+        suffix = [0] * (n + 1)
+        best = -1
+        for i in range(n - 1, -1, -1):
+            suffix[i + 1] = best
+            s = slots[i]
+            if s.state not in (ZERO, STALE) and s.f[HINT] > best:
+                best = s.f[HINT]
+        suffix[0] = best
+
+        def acknowledged(i: int) -> bool:
+            s = slots[i]
+            if s.state == KEY_EOF or (s.state == VALUE_BOUNDS and s.f[VOFF] + s.f[VLEN] > self.size):
+                # The record is there, with its LSN; the bytes it names are not.
+                # Data is made durable (and the file grown) before the record
+                # that names it: the file was cut short afterwards.
+                return True
+            return suffix[i + 1] >= s.lsn
+
+        state: dict[bytes, Entry] = {}
+        lost: dict[bytes, tuple[int, int, str]] = {}
+        damaged: list[Slot] = []
+        superseded_pending: dict[bytes, Slot] = {}
+        superseded: list[tuple[Slot, bytes]] = []
+        counts = dict(puts=0, dels=0, links=0, batches=0, records=0)
+        batch: list[Slot] = []
+        batch_start = 0
+        batch_damaged = False
+        expect_left = 0
+        end = n
+        max_lsn = w.head_lsn - 1
+        max_hint = 0
+        alloc_end = max((c + CHUNK_SIZE for c in w.chunks), default=HEADER_SIZE)
+        referenced: list[tuple[int, int]] = []
+
+        def key_of(f: tuple) -> bytes:
+            return mm[f[KOFF]:f[KOFF] + f[KLEN]]
+
+        def apply(s: Slot) -> None:
+            f = s.f
+            key = key_of(f)
+            lost.pop(key, None)
+            old = superseded_pending.pop(key, None)
+            if old is not None:
+                superseded.append((old, key))
+            if f[TYPE] == REC_PUT:
+                state[key] = Entry(f[LSN], f[KOFF], f[KLEN], f[VOFF], f[VLEN], f[VCRC])
+                counts["puts"] += 1
+            else:
+                state.pop(key, None)
+                counts["dels"] += 1
+            counts["records"] += 1
+
+        def damage(s: Slot) -> None:
+            damaged.append(s)
+            f = s.f
+            if s.state in (BAD_VCRC, VALUE_BOUNDS):
+                key = key_of(f)               # the record verifies: the key is certain
+                state.pop(key, None)
+                lost[key] = (f[LSN], f[VOFF], REASONS[s.state])
+                superseded_pending[key] = s
+                return
+            if s.state in (ZERO, BAD_LINK, LINK_POS) or f[TYPE] == REC_LINK:
+                return
+            # The record does not verify.  Its key's newest write is unreadable:
+            # report the key, and do not keep an older value of it (that would
+            # be wrong bytes).  Which key?  If flipping one bit makes the record
+            # verify, that one; else the key the damaged record names (unverified).
+            fixed = self.one_bit_fix(s) if len(damaged) <= 1000 else None
+            if fixed is not None:
+                key = key_of(fixed)
+                why = (f"its newest record does not verify ({REASONS[s.state]}); the key was "
+                       f"identified by the one flipped bit that makes the record verify")
+            elif f[KLEN] <= MAX_KEY_LEN and HEADER_SIZE <= f[KOFF] \
+                    and f[KOFF] + f[KLEN] <= self.size:
+                key = key_of(f)
+                why = (f"its newest record does not verify ({REASONS[s.state]}); the key is "
+                       f"as that record names it, unverified")
+            else:
+                return
+            state.pop(key, None)
+            lost[key] = (s.lsn, s.off, why)
+            superseded_pending[key] = s
+
+        def close_batch() -> None:
+            nonlocal batch, batch_damaged
+            for b in batch:
+                if b.state == OK:
+                    apply(b)
+                else:
+                    damage(b)
+            counts["batches"] += 1
+            batch, batch_damaged = [], False
+
+        i = 0
+        while i < n:
+            s = slots[i]
+            if s.state == LINK:
+                counts["links"] += 1
+                i += 1
+                continue
+            valid = s.state == OK
+            if valid:
+                f = s.f
+                if batch:
+                    fits = bool(f[FLAGS] & F_BATCH) and f[BLEFT] + 1 == expect_left
+                    if not fits and batch_damaged:
+                        close_batch()          # a damaged batch ended early; take what verifies
+                    elif not fits:
+                        valid = False
+            if not valid:
+                if acknowledged(i):
+                    if batch:
+                        batch.append(s)
+                        batch_damaged = True
+                        expect_left -= 1
+                        if expect_left <= 0:
+                            close_batch()
+                    else:
+                        damage(s)
+                    i += 1
+                    continue
+                end = i
+                break
+            f = s.f
+            if f[FLAGS] & F_BATCH:
+                if not batch:
+                    batch_start = i
+                batch.append(s)
+                expect_left = f[BLEFT]
+                if f[BLEFT] == 0:
+                    close_batch()
+            else:
+                apply(s)
+            i += 1
+        dropped_batch = 0
+        if batch and not batch_damaged:
+            # An incomplete batch at the end never happened (as open() does).
+            dropped_batch = len(batch)
+            end = batch_start
+        elif batch:
+            close_batch()
+        # what lies at and after the end (in its chunk: slots are positional)
+        if end < n:
+            end_slot = slots[end]
+            chunk_end = (end // CHUNK_SLOTS + 1) * CHUNK_SLOTS
+            tail = slots[end:chunk_end]
+            torn = sum(1 for s in tail if s.state != ZERO)
+            end_lsn, end_off = end_slot.lsn, end_slot.off
+            kind = "torn" if (torn or dropped_batch) else "clean"
+        else:
+            torn = 0
+            end_lsn = slots[-1].lsn + 1 if slots else w.head_lsn
+            end_off = slots[-1].off + REC_SIZE if slots else w.head_off
+            kind = "chain-end"
+        for s in slots[:end]:
+            if s.state in CRC_OK:
+                f = s.f
+                max_lsn = max(max_lsn, f[LSN])
+                max_hint = max(max_hint, f[HINT])
+                if f[TYPE] != REC_LINK:
+                    referenced.append((f[KOFF], f[KOFF] + f[KLEN]))
+                    alloc_end = max(alloc_end, f[KOFF] + f[KLEN])
+                    if f[TYPE] == REC_PUT and s.state != VALUE_BOUNDS:
+                        referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
+                        alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
+        # open() stops at the first invalid record and raises CorruptionError
+        # only if a later record in the same chunk verifies with a covering hint.
+        engine_detects = False
+        if engine_end < end:
+            es = slots[engine_end]
+            for s in slots[engine_end + 1:(engine_end // CHUNK_SLOTS + 1) * CHUNK_SLOTS]:
+                if s.state not in (ZERO, STALE) and s.f[HINT] >= es.lsn:
+                    engine_detects = True
+                    break
+            if not engine_detects and es.state != ZERO \
+                    and any(bad == es.off for bad, _ in w.relinked):
+                # open() scans for the chunk a non-empty bad LINK slot named
+                engine_detects = acknowledged(engine_end)
+        e0 = slots[engine_end].lsn if engine_end < n else end_lsn
+        return Replay(w, state, lost, damaged, superseded, end, end_lsn, end_off, kind, torn,
+                      dropped_batch, e0, engine_detects, counts, max_hint, max_lsn,
+                      round_up(alloc_end, BUF_SIZE), referenced)
+
+    def analyse(self, w: Walk) -> Replay:
+        self.checksums(w)
+        return self.replay(w)
+
+    # -- candidate chains (when the superblock cannot be trusted)
+    def candidates(self, slots: list[SuperSlot]) -> list[tuple[int, int, str]]:
+        cands: list[tuple[int, int, str]] = []
+        for s in sorted((s for s in slots if s.state == "valid" and not s.head_error),
+                        key=lambda s: -s.seq):
+            cands.append((s.head_off, s.head_lsn, f"superblock slot {s.index} (seq {s.seq})"))
+        runs = self.runs()
+        targets = {r.link_to for r in runs if r.link_to is not None}
+        by_off = {r.off: r for r in runs}
+        scored = []
+        for r in runs:
+            if r.off in targets or chunk_error(r.off, self.size):
+                continue
+            # structural score: follow LINKs through the runs
+            max_hint, last, seen, cur = r.max_hint, r.last_lsn, {r.off}, r
+            while cur.link_to is not None and cur.link_to in by_off and cur.link_to not in seen:
+                cur = by_off[cur.link_to]
+                seen.add(cur.off)
+                max_hint, last = max(max_hint, cur.max_hint), max(last, cur.last_lsn)
+            scored.append(((max_hint, last, -r.first_lsn), r))
+        scored.sort(key=lambda x: x[0], reverse=True)
+        for _, r in scored[:4]:
+            if self.verify_at(r.off) is not None and all(c[0] != r.off for c in cands):
+                cands.append((r.off, r.first_lsn, f"a log chunk found by scanning, at {r.off}"))
+        return cands
+
+    def max_lsn_anywhere(self) -> int:
+        """The highest LSN of any verifying record in the file (scan)."""
+        best = 0
+        for run in self.runs():
+            for k in range(run.count - 1, -1, -1):
+                off = run.off + k * REC_SIZE
+                if run.first_lsn + k <= best:
+                    break
+                if self.verify_at(off) is not None:
+                    best = run.first_lsn + k
+                    break
+        return best
+
+
+# ------------------------------------------------------------------ verification
+
+
+@dataclass
+class Result:
+    """Everything one verification found."""
+    checker: Checker
+    slots: list[SuperSlot]
+    in_force: SuperSlot | None
+    replay: Replay | None
+    source: str | None                         # which chain the replay is of
+    chain_trusted: bool                        # the superblock's chain, not contradicted
+    overlaps: list[tuple[bytes, str, int, int, str]]   # (key, what, start, end, other owner)
+    elapsed: float = 0.0
+
+    @property
+    def problems(self) -> list[Finding]:
+        return self.checker.problems
+
+    @property
+    def notes(self) -> list[Finding]:
+        return self.checker.notes
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def choose_chain(ck: Checker, slots: list[SuperSlot], exclude: Replay | None) -> tuple[Replay, str] | None:
+    """The best chain the file holds: most recent durable_hint, then the
+    highest end LSN, then the longest (lowest head LSN)."""
+    best: tuple[tuple, Replay, str] | None = None
+    for head_off, head_lsn, why in ck.candidates(slots):
+        if exclude is not None and head_off == exclude.walk.head_off \
+                and head_lsn == exclude.walk.head_lsn:
+            rp = exclude
+        else:
+            rp = ck.analyse(ck.walk(head_off, head_lsn))
+        if rp.counts["records"] == 0 and not rp.lost:
+            continue
+        score = (rp.max_hint, rp.end_lsn, -head_lsn)
+        if best is None or score > best[0]:
+            best = (score, rp, why)
+    return (best[1], best[2]) if best else None
+
+
+def verify(directory: str, progress: Progress | None = None) -> Result:
+    t0 = time.perf_counter()
+    ck = Checker(directory, progress)
+    slots, in_force = ck.read_superblock()
+    replay: Replay | None = None
+    source: str | None = None
+    trusted = False
+    if in_force is not None and not in_force.head_error:
+        replay = ck.analyse(ck.walk(in_force.head_off, in_force.head_lsn))
+        source = f"superblock slot {in_force.index} (seq {in_force.seq})"
+        trusted = True
+        report_chain(ck, replay)
+        # Acknowledged records beyond the end of this chain, elsewhere in the
+        # file: a newer superblock slot or a LINK was lost.
+        strays = ck.stray_evidence(replay.walk, replay.end_lsn)
+        if strays:
+            trusted = False
+            lo = min(s[0] for s in strays)
+            hi = max(s[0] for s in strays)
+            off = min(s[2] for s in strays)
+            ck.problem(off, "lost-chain",
+                       f"records with LSN {lo}..{hi} at byte offset {off} verify and say LSN "
+                       f"{replay.end_lsn} and later had been acknowledged, but the log chain "
+                       f"named by {source} ends at LSN {replay.end_lsn}: a newer superblock "
+                       f"slot or a LINK record was lost; open() would silently use the older "
+                       f"state")
+    if not trusted:
+        chosen = choose_chain(ck, slots, replay)
+        if chosen is not None:
+            rp, why = chosen
+            if replay is None or rp is not replay:
+                ck.note(rp.walk.head_off, "rebuild-source",
+                        f"the best log chain in the file starts at byte offset "
+                        f"{rp.walk.head_off} (LSN {rp.walk.head_lsn}, {why}): "
+                        f"{len(rp.state)} keys, LSN up to {rp.end_lsn - 1}; --repair rebuilds "
+                        f"from it")
+                if replay is None:
+                    report_chain(ck, rp, quiet_end=True)
+                replay, source = rp, why
+        elif replay is None:
+            ck.problem(None, "no-log",
+                       "no log record in the file verifies: there is nothing to rebuild from")
+    overlaps: list = []
+    if replay is not None:
+        overlaps = check_ownership(ck, replay)
+    res = Result(ck, slots, in_force, replay, source, trusted, overlaps)
+    res.elapsed = time.perf_counter() - t0
+    return res
+
+
+def report_chain(ck: Checker, rp: Replay, quiet_end: bool = False) -> None:
+    """Findings about one replayed chain."""
+    w = rp.walk
+    if w.stop:
+        ck.problem(w.slots[-1].off if w.slots else w.head_off, "link",
+                   f"the log chain cannot go on: {w.stop}")
+    for bad, found in w.relinked:
+        ck.note(bad, "link",
+                f"the LINK record at byte offset {bad} does not verify; the chunk that "
+                f"continues the log (LSN {REC.unpack_from(ck.mm, found)[LSN]}) was found at "
+                f"byte offset {found} by scanning")
+    kinds = {BAD_VCRC: "value-crc", VALUE_BOUNDS: "truncated", KEY_EOF: "truncated",
+             BAD_CRC: "record-crc",
+             ZERO: "record-missing", STALE: "record-lsn", LINK_POS: "link", BAD_LINK: "link"}
+    groups: list[list[Slot]] = []
+    for s in rp.damaged:
+        g = groups[-1] if groups else None
+        if g and s.state == g[-1].state and s.lsn == g[-1].lsn + 1 \
+                and s.state not in (BAD_VCRC, VALUE_BOUNDS):
+            g.append(s)
+        else:
+            groups.append([s])
+    for n, g in enumerate(groups):
+        s = g[0]
+        f = s.f
+        where = s.off
+        what = REASONS.get(s.state, s.state)
+        if s.state in (BAD_VCRC, VALUE_BOUNDS):
+            where = f[VOFF]
+            key = ck.mm[f[KOFF]:f[KOFF] + f[KLEN]]
+            msg = (f"the value of key {key_text(key)!r} (LSN {s.lsn}, {f[VLEN]} bytes at byte "
+                   f"offset {f[VOFF]}, record at {s.off}): {what}")
+        elif len(g) > 1:
+            msg = (f"the {len(g)} log records for LSN {s.lsn}..{g[-1].lsn} at byte offsets "
+                   f"{s.off}..{g[-1].off}: {what}")
+        elif any(s.off == c + CHUNK_SIZE - REC_SIZE for c in w.chunks) or f[TYPE] == REC_LINK:
+            msg = f"the LINK record (LSN {s.lsn}) at byte offset {s.off}: {what}"
+        else:
+            msg = f"the log record for LSN {s.lsn} at byte offset {s.off}: {what}"
+        if s.state == KEY_EOF or (s.state == VALUE_BOUNDS and f[VOFF] + f[VLEN] > ck.size):
+            msg += f"; the file ({ck.size} bytes) was cut short after the record was written"
+        else:
+            msg += "; a later record says it had been acknowledged"
+        if n == 0:
+            msg += ("; open() refuses the database (CorruptionError)" if rp.engine_detects else
+                    "; open() would cut the log here without an error, losing acknowledged "
+                    "records after it")
+        ck.problem(where, kinds.get(s.state, "record"), msg)
+    for s, key in rp.superseded:
+        ck.note(s.f[VOFF] if s.state in (BAD_VCRC, VALUE_BOUNDS) else s.off, "superseded",
+                f"the damaged record for LSN {s.lsn} (key {key_text(key)!r}) was superseded by "
+                f"a later write of the key: nothing is lost")
+    if quiet_end:
+        return
+    if rp.end_kind == "torn":
+        extra = f", an incomplete batch of {rp.dropped_batch} records" if rp.dropped_batch else ""
+        ck.note(rp.end_off, "torn-tail",
+                f"the log ends at LSN {rp.end_lsn} with a torn tail at byte offset {rp.end_off} "
+                f"({rp.torn_slots} non-empty slots after the last valid record{extra}): normal "
+                f"after a crash; none of it was acknowledged and open() cuts it")
+    elif rp.end_kind == "chain-end" and not w.stop:
+        ck.note(rp.end_off, "log-end", f"the log chain ends at byte offset {rp.end_off}")
+
+
+def check_ownership(ck: Checker, rp: Replay) -> list[tuple[bytes, str, int, int, str]]:
+    """Live bytes owned twice: by two entries, or by an entry and a log chunk."""
+    spans: list[tuple[int, int, int, str, bytes]] = []   # start, end, prio, what, key
+    for c in rp.walk.chunks:
+        spans.append((c, c + CHUNK_SIZE, 0, "log chunk", b""))
+    spans.append((0, HEADER_SIZE, 0, "header", b""))
+    for key, e in rp.state.items():
+        if e.klen:
+            spans.append((e.koff, e.koff + e.klen, e.lsn, "key", key))
+        if e.vlen:
+            spans.append((e.voff, e.voff + e.vlen, e.lsn, "value", key))
+    spans.sort()
+    out: list[tuple[bytes, str, int, int, str]] = []
+    cur_end, cur = -1, None
+    reported = 0
+    for span in spans:
+        start, end, prio, what, key = span
+        if cur is not None and start < cur_end:
+            # The later-written (or the entry, against a chunk) is the one to move.
+            a, b = (span, cur) if (prio >= cur[2]) else (cur, span)
+            if a[3] in ("key", "value"):
+                other = f"the {b[3]} of key {key_text(b[4])!r}" if b[3] in ("key", "value") \
+                    else f"the {b[3]} at byte offset {b[0]}"
+                out.append((a[4], a[3], a[0], a[1], other))
+                if reported < 20:
+                    ck.problem(max(start, cur[0]), "overlap",
+                               f"bytes [{max(start, cur[0])}, {min(end, cur_end)}) are owned by "
+                               f"the {a[3]} of key {key_text(a[4])!r} (LSN {a[2]}) and by {other}")
+                reported += 1
+        if end > cur_end:
+            cur_end, cur = end, span
+    if reported > 20:
+        ck.problem(None, "overlap", f"... and {reported - 20} more overlapping ranges")
+    return out
+
+
+# ------------------------------------------------------------------ repair
+
+
+@dataclass
+class RepairReport:
+    performed: bool
+    message: str
+    kept_keys: int = 0
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    dropped_records: list[dict[str, Any]] = field(default_factory=list)
+    torn_records: int = 0
+    relocated: int = 0
+    new_head_off: int = 0
+    new_head_lsn: int = 0
+    superblock_slot: int = 0
+    superblock_seq: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def repair_database(res: Result) -> RepairReport:
+    """Write a fresh compacted chain of the surviving entries and a superblock
+    slot naming it.  Commit order as DB.checkpoint(): chain, fsync, superblock
+    (the slot not in force), fsync."""
+    ck = res.checker
+    rp = res.replay
+    if rp is None:
+        return RepairReport(False, "nothing verifies in the file: no log chain to rebuild "
+                                   "from, so nothing was written")
+    # Entries to move: those whose bytes someone else owns too.
+    move = {key for key, _what, _s, _e, _o in res.overlaps}
+    mm = ck.mm
+    survivors = sorted(rp.state.items())
+    start_lsn = max(rp.max_lsn, ck.max_lsn_anywhere(), rp.end_lsn - 1) + 1
+    # Fresh space starts after everything the file holds.
+    base = round_up(max(ck.size, HEADER_SIZE), BUF_SIZE)
+    fd = os.open(ck.path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if ck.size < HEADER_SIZE:
+            os.pwrite(fd, bytes(HEADER_SIZE - ck.size), ck.size)
+        cursor = base
+        entries: list[tuple[bytes, Entry]] = []
+        for key, e in survivors:
+            if key in move:
+                data = key + mm[e.voff:e.voff + e.vlen]
+                os.pwrite(fd, data, cursor)
+                e = Entry(e.lsn, cursor, e.klen, cursor + e.klen, e.vlen, e.vcrc)
+                cursor += (len(data) + 7) & ~7
+            entries.append((key, e))
+        head = round_up(cursor, BUF_SIZE)
+        hint = start_lsn - 1
+        chunk = head
+        slot = 0
+        lsn = start_lsn
+        buf = bytearray(CHUNK_SIZE)
+        for key, e in entries:
+            if slot == CHUNK_SLOTS - 1:
+                nxt = chunk + CHUNK_SIZE
+                link = bytearray(REC.pack(0, REC_LINK, 0, 0, 0, 0, lsn, 0, nxt, CHUNK_SIZE, hint, 0))
+                struct.pack_into("<I", link, 0, crc32c(bytes(link[4:])))
+                buf[slot * REC_SIZE:(slot + 1) * REC_SIZE] = link
+                os.pwrite(fd, bytes(buf), chunk)
+                buf = bytearray(CHUNK_SIZE)
+                chunk, slot, lsn = nxt, 0, lsn + 1
+            rec = bytearray(REC.pack(0, REC_PUT, 0, e.klen, e.vcrc, 0, lsn, e.koff, e.voff,
+                                     e.vlen, hint, 0))
+            struct.pack_into("<I", rec, 0, crc32c(key + bytes(rec[4:])))
+            buf[slot * REC_SIZE:(slot + 1) * REC_SIZE] = rec
+            slot += 1
+            lsn += 1
+        os.pwrite(fd, bytes(buf), chunk)
+        end = chunk + CHUNK_SIZE
+        padded = round_up(end, MAP_ALIGN)
+        if padded > end:                       # zeros, as Pool.ensure grows the file
+            os.pwrite(fd, bytes(padded - end), end)
+        os.fsync(fd)
+        valid = [s for s in res.slots if s.state == "valid"]
+        seq = max((s.seq for s in valid), default=1) + 1
+        created = res.in_force.created_ns if res.in_force else time.time_ns()
+        sb_slot = seq % 2
+        os.pwrite(fd, pack_superblock(seq, head, start_lsn, created), sb_slot * SUPER_SLOT)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    report = RepairReport(True, "rebuilt the log", kept_keys=len(entries), relocated=len(move),
+                          new_head_off=head, new_head_lsn=start_lsn, superblock_slot=sb_slot,
+                          superblock_seq=seq, torn_records=rp.torn_slots + rp.dropped_batch)
+    for key, (lsn, off, why) in sorted(rp.lost.items()):
+        report.lost.append(dict(key_dict(key), lsn=lsn, offset=off, reason=why))
+    for s in rp.damaged:
+        report.dropped_records.append({"lsn": s.lsn, "offset": s.off,
+                                       "reason": REASONS.get(s.state, s.state)})
+    return report
+
+
+# ------------------------------------------------------------------ output
+
+
+def summary(res: Result) -> dict[str, Any]:
+    ck = res.checker
+    rp = res.replay
+    d: dict[str, Any] = {
+        "ok": res.ok,
+        "directory": ck.dir,
+        "pool": ck.path,
+        "file_bytes": ck.size,
+        "keys": len(rp.state) if rp else 0,
+        "keys_lost": len(rp.lost) if rp else 0,
+        "problems": [p.as_dict() for p in res.problems],
+        "notes": [n.as_dict() for n in res.notes],
+        "superblock": {"in_force": res.in_force.index if res.in_force else None,
+                       "slots": [s.as_dict() for s in res.slots]},
+        "log_source": res.source,
+    }
+    if rp:
+        w = rp.walk
+        invalid = len(rp.damaged)
+        live = sum(e.klen + e.vlen for e in rp.state.values())
+        referenced = union_length(rp.referenced)
+        log_bytes = len(w.chunks) * CHUNK_SIZE
+        d["log"] = {
+            "head_off": w.head_off, "head_lsn": w.head_lsn, "chunks": len(w.chunks),
+            "records": rp.counts["records"] + rp.counts["links"] + invalid,
+            "valid_records": rp.counts["records"] + rp.counts["links"],
+            "invalid_records": invalid,
+            "puts": rp.counts["puts"], "dels": rp.counts["dels"], "links": rp.counts["links"],
+            "batches": rp.counts["batches"],
+            "end_lsn": rp.end_lsn, "end_offset": rp.end_off, "end": rp.end_kind,
+            "torn_slots": rp.torn_slots, "dropped_batch": rp.dropped_batch,
+            "open_stops_at_lsn": rp.engine_end_lsn,
+        }
+        d.update(live_bytes=live, referenced_bytes=referenced, log_bytes=log_bytes,
+                 allocated_end=rp.alloc_end, free_bytes=max(0, ck.size - rp.alloc_end),
+                 unreferenced_bytes=max(0, rp.alloc_end - HEADER_SIZE - log_bytes - referenced),
+                 space_ratio=(ck.size / live) if live else None, overlaps=len(res.overlaps))
+        d["lost"] = [dict(key_dict(k), lsn=v[0], offset=v[1], reason=v[2])
+                     for k, v in sorted(rp.lost.items())]
+    d["checksummed_bytes"] = ck.crc_bytes
+    d["elapsed_s"] = round(res.elapsed, 3)
+    return d
+
+
+def union_length(ranges: list[tuple[int, int]]) -> int:
+    """Bytes covered by the union of [start, end) ranges."""
+    total, cur_s, cur_e = 0, 0, -1
+    for s, e in sorted(ranges):
+        if e <= s:
+            continue
+        if s > cur_e:
+            if cur_e > cur_s:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    if cur_e > cur_s:
+        total += cur_e - cur_s
+    return total
+
+
+def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
+    echo(f"pastedb-check {d['directory']}")
+    echo(f"  pool        {d['pool']}: {d['file_bytes']:,} bytes ({human_bytes(d['file_bytes'])})")
+    sb = d["superblock"]
+    states = ", ".join(f"slot {s['slot']} {s['state']}" + (f" seq {s['seq']}" if 'seq' in s else "")
+                       for s in sb["slots"])
+    echo(f"  superblock  {'slot %d in force' % sb['in_force'] if sb['in_force'] is not None else 'NONE valid'} ({states})")
+    log = d.get("log")
+    if log:
+        echo(f"  log         {log['records']:,} records ({log['valid_records']:,} valid, "
+             f"{log['invalid_records']:,} invalid; {log['puts']:,} put, {log['dels']:,} del, "
+             f"{log['links']:,} link, {log['batches']:,} batches) in {log['chunks']} chunk(s) "
+             f"from byte offset {log['head_off']}, LSN {log['head_lsn']}..{log['end_lsn'] - 1}")
+        echo(f"              ends {log['end']} at byte offset {log['end_offset']} (LSN {log['end_lsn']})"
+             + (f", {log['torn_slots']} torn slot(s)" if log["torn_slots"] else ""))
+        ratio = f", space ratio {d['space_ratio']:.2f}" if d.get("space_ratio") else ""
+        echo(f"  index       {d['keys']:,} keys, {d['live_bytes']:,} live bytes"
+             + (f", {d['keys_lost']} LOST" if d["keys_lost"] else ""))
+        echo(f"  space       file {human_bytes(d['file_bytes'])}, log {human_bytes(d['log_bytes'])}, "
+             f"referenced {human_bytes(d['referenced_bytes'])}, live {human_bytes(d['live_bytes'])}, "
+             f"unreferenced {human_bytes(d['unreferenced_bytes'])}, free after "
+             f"{d['allocated_end']:,} {human_bytes(d['free_bytes'])}{ratio}")
+    for n in d["notes"]:
+        echo(f"  note        [{n['kind']}] {n['file']} @ {n['offset']}: {n['message']}")
+    for p in d["problems"]:
+        echo(f"  PROBLEM     [{p['kind']}] {p['file']} @ {p['offset']}: {p['message']}")
+    for k in d.get("lost", []):
+        echo(f"  LOST        key {k['key']!r} (LSN {k['lsn']}, byte offset {k['offset']}): {k['reason']}")
+    mb = d["checksummed_bytes"] / 1e6
+    echo(f"  result      {'OK' if d['ok'] else '%d problem(s)' % len(d['problems'])} "
+         f"({mb:.1f} MB checksummed in {d['elapsed_s']:.2f} s)")
+
+
+# ------------------------------------------------------------------ command line
+
+
+def lock_directory(directory: str) -> int:
+    """Take the database's LOCK the way the engine does (a POSIX record lock,
+    engine.pyx DB._lock); raises CannotRun when another process holds it.
+    Within one process POSIX locks do not exclude each other, and closing any
+    descriptor of the file drops them, so a handle this process has open (the
+    engine's registry) is refused before the file is touched."""
+    lock_path = os.path.join(directory, LOCK_FILE)
+    engine = sys.modules.get("pastedb.core.engine")
+    held = getattr(engine, "_held_locks", None) if engine is not None else None
+    if held:
+        try:
+            st = os.stat(lock_path)
+            if (st.st_dev, st.st_ino) in held:
+                raise CannotRun(f"the database {directory} is open in this process; close it "
+                                f"first")
+        except FileNotFoundError:
+            pass
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise CannotRun(f"the database {directory} is open in another process (its LOCK "
+                            f"is held); close it first") from None
+        raise
+    return fd
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", type=click.Path(file_okay=True, dir_okay=True))
+@click.option("--repair", is_flag=True,
+              help="Rebuild the log from every record that verifies and report what was dropped.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems (and no progress bar).")
+def main(directory: str, repair: bool, as_json: bool, quiet: bool) -> None:
+    """Verify the pastedb database in DIRECTORY (exit 0 consistent, 1 problems, 2 cannot run)."""
+    def fail(msg: str) -> None:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": msg, "keys": 0, "problems": []}))
+        click.echo(f"pastedb-check: error: {msg}", err=True)
+        sys.exit(EXIT_CANNOT)
+
+    if not os.path.isdir(directory):
+        fail(f"{directory} is not a directory" if os.path.exists(directory)
+             else f"{directory} does not exist")
+    pool = os.path.join(directory, POOL_FILE)
+    if not os.path.isfile(pool):
+        extra = " (only pool.new, left by a crash while the database was created: it never held data)" \
+            if os.path.exists(pool + ".new") else ""
+        fail(f"{directory} is not a pastedb database: it has no pool file{extra}")
+    try:
+        lock_fd = lock_directory(directory)
+    except CannotRun as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot lock {directory}: {e}")
+    progress = Progress(sys.stderr.isatty() and not quiet)
+    try:
+        try:
+            res = verify(directory, progress)
+        except CannotRun as e:
+            fail(str(e))
+        except OSError as e:
+            fail(f"cannot read {pool}: {e}")
+        out = summary(res)
+        code = EXIT_OK if res.ok else EXIT_PROBLEMS
+        if repair:
+            if res.ok:
+                out["repair"] = RepairReport(False, "nothing to repair").as_dict()
+            else:
+                rep = repair_database(res)
+                res.checker.close()
+                after = verify(directory, progress)
+                out = summary(after)
+                out["before"] = {"problems": summary(res)["problems"]}
+                out["repair"] = rep.as_dict()
+                code = EXIT_OK if after.ok and rep.performed else EXIT_PROBLEMS
+                after.checker.close()
+                res = after
+        else:
+            res.checker.close()
+    finally:
+        progress.finish()
+        os.close(lock_fd)
+    if as_json:
+        click.echo(json.dumps(out, indent=None, sort_keys=False))
+    elif quiet:
+        for p in out["problems"]:
+            click.echo(f"{p['file']} @ {p['offset']}: [{p['kind']}] {p['message']}")
+        if "repair" in out and out["repair"]["performed"]:
+            for k in out["repair"]["lost"]:
+                click.echo(f"LOST key {k['key']!r} (LSN {k['lsn']})")
+    else:
+        if "before" in out:
+            click.echo("before repair:")
+            for p in out["before"]["problems"]:
+                click.echo(f"  PROBLEM     [{p['kind']}] {p['file']} @ {p['offset']}: {p['message']}")
+        if "repair" in out:
+            r = out["repair"]
+            if r["performed"]:
+                click.echo(f"repair: wrote a new log of {r['kept_keys']:,} keys at byte offset "
+                           f"{r['new_head_off']} (LSN {r['new_head_lsn']}), superblock slot "
+                           f"{r['superblock_slot']} seq {r['superblock_seq']}; "
+                           f"{len(r['lost'])} key(s) lost, {len(r['dropped_records'])} damaged "
+                           f"record(s) dropped, {r['torn_records']} torn-tail record(s) dropped, "
+                           f"{r['relocated']} entr(ies) copied to fresh space")
+                for k in r["lost"]:
+                    click.echo(f"  LOST        key {k['key']!r} (LSN {k['lsn']}): {k['reason']}")
+                for x in r["dropped_records"]:
+                    click.echo(f"  dropped     record LSN {x['lsn']} at byte offset {x['offset']}: "
+                               f"{x['reason']}")
+            else:
+                click.echo(f"repair: {r['message']}")
+        print_human(out, click.echo)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
