@@ -24,7 +24,7 @@
 # a later record in the chunk verifies with durable_hint >= N, record N had
 # been acknowledged: that is damage (CorruptionError), not a torn tail.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
 from pastedb.core.persist cimport Persist
 from pastedb.core.pool cimport Pool
@@ -83,6 +83,11 @@ cdef class RefLog:
     cdef uint64_t next_lsn            # lsn the next record gets
     cdef uint64_t durable_lsn         # every record <= this is durable
     cdef int flushing                 # a leader is inside barrier()
+    cdef int waiters                  # threads inside commit()
+    cdef int lingering                # the leader waits for the group to gather
+    cdef pthread_cond_t linger_cond   # arrivals wake the lingering leader
+    cdef int last_group               # threads the last barrier covered
+    cdef int64_t last_barrier_ns      # how long it took
     cdef int failed                   # sticky -errno of a failed barrier (0 = healthy)
     cdef readonly unsigned long groups        # commit groups completed
     cdef readonly unsigned long records       # records appended since open

@@ -1,10 +1,12 @@
 """The persistent, checksummed log of buffer references, with group commit."""
 
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.clib cimport (
+    CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, pthread_cond_signal,
+    pthread_cond_timedwait, timespec,
     PDB_CRC_INIT, pdb_crc32c, pdb_crc32c_final, pdb_crc32c_update, pthread_cond_broadcast,
     pthread_cond_destroy, pthread_cond_init, pthread_cond_wait, pthread_mutex_destroy,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
@@ -12,6 +14,12 @@ from pastedb.core.clib cimport (
 from pastedb.core.persist cimport PERSIST_PMEM
 from pastedb.core.pool cimport BUF_SIZE, HEADER_SIZE
 from pastedb.core.status cimport ST_CORRUPT, ST_FAILED
+
+cdef inline int64_t mono_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
 
 # The record layout is part of the file format.
 assert sizeof(LogRecord) == REC_SIZE
@@ -61,9 +69,11 @@ cdef class RefLog:
         self.persist = persist
         pthread_mutex_init(&self.lock, NULL)
         pthread_cond_init(&self.durable_cond, NULL)
+        pthread_cond_init(&self.linger_cond, NULL)
 
     def __dealloc__(self):
         pthread_cond_destroy(&self.durable_cond)
+        pthread_cond_destroy(&self.linger_cond)
         pthread_mutex_destroy(&self.lock)
 
     cdef void set_head(self, uint64_t off, uint64_t lsn) noexcept nogil:
@@ -282,8 +292,13 @@ cdef class RefLog:
 
     cdef int commit(self, uint64_t lsn) noexcept nogil:
         cdef uint64_t target
-        cdef int rc = 0
+        cdef int rc = 0, group
+        cdef int64_t t0, linger
+        cdef timespec deadline
         pthread_mutex_lock(&self.lock)
+        self.waiters += 1
+        if self.lingering:
+            pthread_cond_signal(&self.linger_cond)
         while self.durable_lsn < lsn:
             if self.failed:
                 rc = ST_FAILED
@@ -291,10 +306,32 @@ cdef class RefLog:
             if not self.flushing:
                 # Lead this group: everything appended so far rides along.
                 self.flushing = 1
+                # Linger: the threads the last group released are appending
+                # their next writes now.  Wait (at most half a barrier, at
+                # most 2 ms) until as many wait as the last group had, so one
+                # barrier covers them all.  A lone writer never waits.
+                if self.last_group > 1 and self.waiters < self.last_group:
+                    linger = self.last_barrier_ns // 2
+                    if linger > 2000000:
+                        linger = 2000000
+                    clock_gettime(CLOCK_REALTIME, &deadline)
+                    deadline.tv_nsec += linger
+                    if deadline.tv_nsec >= 1000000000:
+                        deadline.tv_sec += 1
+                        deadline.tv_nsec -= 1000000000
+                    self.lingering = 1
+                    while self.waiters < self.last_group:
+                        if pthread_cond_timedwait(&self.linger_cond, &self.lock, &deadline) != 0:
+                            break
+                    self.lingering = 0
                 target = self.next_lsn - 1
+                group = self.waiters
                 pthread_mutex_unlock(&self.lock)
+                t0 = mono_ns()
                 rc = self.persist.barrier()
                 pthread_mutex_lock(&self.lock)
+                self.last_barrier_ns = mono_ns() - t0
+                self.last_group = group
                 self.flushing = 0
                 if rc != 0:
                     # After a failed fdatasync the kernel may have dropped the
@@ -308,6 +345,7 @@ cdef class RefLog:
                     break
             else:
                 pthread_cond_wait(&self.durable_cond, &self.lock)
+        self.waiters -= 1
         pthread_mutex_unlock(&self.lock)
         return rc
 
