@@ -22,20 +22,31 @@ What is verified
   * live entries whose key or value bytes overlap another live entry's, a log
     chunk of the chain, or each other (doubly-owned bytes).
 
-What ``--repair`` does (with the database's LOCK held)
+What ``--repair`` does (with the database's LOCK held, taken as the engine
+takes it: a POSIX record lock on DIR/LOCK; a database open elsewhere is left
+alone, exit code 2)
   Replays every record of the chosen chain that verifies, skipping damaged
-  ones: a key whose last write no longer verifies is dropped and reported as
+  ones: a key whose newest write no longer verifies is dropped and reported as
   LOST (never rolled back to an older value, which would be wrong bytes); a
   later valid write of the same key supersedes the damage.  Then it writes a
   fresh compacted chain -- one PUT per surviving key, referencing the bytes
-  where they are, exactly as ``DB.checkpoint()`` does -- in new chunks at the
-  end of the file, fsyncs, writes the superblock slot that is not in force
-  (seq + 1, so slot == seq % 2 as the engine expects) and fsyncs again.  A
-  crash at any point leaves the old superblock in force.  Live entries whose
-  bytes overlap something else are copied to fresh space first.  When no
-  superblock slot can be trusted, the chain is found by scanning the file for
-  records that verify (see ``Scan``).  Repair never invents data and lists
-  every key and record it dropped.
+  where they are, as ``DB.checkpoint()`` does -- in new chunks at the end of
+  the file, fsyncs, writes the superblock slot that is not in force (seq + 1,
+  slot == seq % 2 as the engine expects) and fsyncs again.  A crash at any
+  point leaves the old superblock in force.  Live entries whose bytes overlap
+  something else are copied to fresh space first.  Repair never invents data
+  and lists every key and record it dropped.
+
+Finding the chain without a superblock (both slots bad, or the slot in force
+contradicted by acknowledged records beyond its chain's end): records are
+self-identifying (LSN + CRC), so the file is scanned at 2 KiB steps for runs of
+consecutive-LSN records; chains start at runs no LINK points to.  The chosen
+one has the highest durable_hint (the most recently written, acknowledged
+state), then the highest end LSN, then the lowest head LSN (the longest).
+A checkpoint interrupted by a crash leaves an orphan chain; it is recognised
+(an older-headed chain has valid records past its head) and passed over.
+Limit: a value that happens to contain a copy of valid pool records could, in
+principle, be taken for log records by the scan.
 
 Exit codes: 0 consistent, 1 problems found (or left after a repair), 2 cannot
 run (not a pastedb directory, database open elsewhere, usage error).
@@ -1089,8 +1100,14 @@ class Result:
 
 def choose_chain(ck: Checker, slots: list[SuperSlot], exclude: Replay | None) -> tuple[Replay, str] | None:
     """The best chain the file holds: most recent durable_hint, then the
-    highest end LSN, then the longest (lowest head LSN)."""
-    best: tuple[tuple, Replay, str] | None = None
+    highest end LSN, then the longest (lowest head LSN).
+
+    A chain whose head LSN another (older-headed) chain has valid records for
+    is an orphan -- a checkpoint that crashed before its superblock landed:
+    after a completed checkpoint nothing is appended to the old chain, so the
+    old chain reaching past the new one's head means the new one never took
+    effect.  Orphans are passed over."""
+    evaluated: list[tuple[tuple, Replay, str]] = []
     for head_off, head_lsn, why in ck.candidates(slots):
         if exclude is not None and head_off == exclude.walk.head_off \
                 and head_lsn == exclude.walk.head_lsn:
@@ -1099,9 +1116,11 @@ def choose_chain(ck: Checker, slots: list[SuperSlot], exclude: Replay | None) ->
             rp = ck.analyse(ck.walk(head_off, head_lsn))
         if rp.counts["records"] == 0 and not rp.lost:
             continue
-        score = (rp.max_hint, rp.end_lsn, -head_lsn)
-        if best is None or score > best[0]:
-            best = (score, rp, why)
+        evaluated.append(((rp.max_hint, rp.end_lsn, -head_lsn), rp, why))
+    live = [e for e in evaluated
+            if not any(o[1].walk.head_lsn < e[1].walk.head_lsn <= o[1].max_lsn
+                       for o in evaluated)]
+    best = max(live or evaluated, key=lambda e: e[0], default=None)
     return (best[1], best[2]) if best else None
 
 
@@ -1334,6 +1353,8 @@ def repair_database(res: Result) -> RepairReport:
         os.fsync(fd)
         valid = [s for s in res.slots if s.state == "valid"]
         seq = max((s.seq for s in valid), default=1) + 1
+        if res.in_force is not None and seq % 2 == res.in_force.index:
+            seq += 1                           # never overwrite the slot in force
         created = res.in_force.created_ns if res.in_force else time.time_ns()
         sb_slot = seq % 2
         os.pwrite(fd, pack_superblock(seq, head, start_lsn, created), sb_slot * SUPER_SLOT)
