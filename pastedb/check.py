@@ -691,21 +691,46 @@ class Checker:
             return None
         return f
 
-    def one_bit_fix(self, s: Slot) -> tuple | None:
-        """The record as it was, if exactly one flipped bit explains its
-        damage (used only to name the key of a dropped record)."""
-        raw = bytearray(self.mm[s.off:s.off + REC_SIZE])
+    def identify_key(self, s: Slot) -> bytes | None:
+        """The key of a record that fails its CRC, if one flipped bit -- in
+        the record, its stored CRC or its key bytes -- explains the damage
+        (only used to name, and drop, the key of a dropped record)."""
+        mm, size = self.mm, self.size
+        raw = bytearray(mm[s.off:s.off + REC_SIZE])
+        f = s.f
+        if f[KLEN] <= MAX_KEY_LEN and f[KOFF] >= HEADER_SIZE and f[KOFF] + f[KLEN] <= size:
+            key = mm[f[KOFF]:f[KOFF] + f[KLEN]]
+            msg = key + bytes(raw[4:])
+            syndrome = crc32c(msg) ^ f[CRC]
+            if syndrome and syndrome & (syndrome - 1) == 0:
+                return key                     # only the stored CRC was hit
+            # A flipped bit at byte p of the checked message changes the CRC by
+            # the register one set bit gives, followed by len-1-p zero bytes.
+            t = _T
+            vecs = [t[1 << bit] for bit in range(8)]
+            hits = []
+            for pos in range(len(msg) - 1, -1, -1):
+                if pos < len(key):
+                    for bit in range(8):
+                        if vecs[bit] == syndrome:
+                            hits.append((pos, bit))
+                vecs = [t[v & 0xFF] ^ (v >> 8) for v in vecs]
+            if len(hits) == 1:
+                pos, bit = hits[0]
+                fixed = bytearray(key)
+                fixed[pos] ^= 1 << bit
+                return bytes(fixed)
         found = None
-        for bit in range(REC_SIZE * 8):
+        for bit in range(32, REC_SIZE * 8):    # a flipped bit in the record itself
             raw[bit >> 3] ^= 1 << (bit & 7)
-            f = REC.unpack_from(raw)
-            if f[LSN] == s.lsn and f[TYPE] in (REC_PUT, REC_DEL) and f[KLEN] <= MAX_KEY_LEN \
-                    and f[KOFF] >= HEADER_SIZE and f[KOFF] + f[KLEN] <= self.size:
-                key = self.mm[f[KOFF]:f[KOFF] + f[KLEN]]
-                if _raw_bytewise(_raw_bytewise(_MASK, key), raw[4:]) ^ _MASK == f[CRC]:
+            g = REC.unpack_from(raw)
+            if g[LSN] == s.lsn and g[TYPE] in (REC_PUT, REC_DEL) and g[KLEN] <= MAX_KEY_LEN \
+                    and g[KOFF] >= HEADER_SIZE and g[KOFF] + g[KLEN] <= size:
+                key = mm[g[KOFF]:g[KOFF] + g[KLEN]]
+                if _raw_bytewise(_raw_bytewise(_MASK, key), raw[4:]) ^ _MASK == g[CRC]:
                     if found is not None:
                         return None            # ambiguous
-                    found = f
+                    found = key
             raw[bit >> 3] ^= 1 << (bit & 7)
         return found
 
@@ -910,9 +935,9 @@ class Checker:
             # report the key, and do not keep an older value of it (that would
             # be wrong bytes).  Which key?  If flipping one bit makes the record
             # verify, that one; else the key the damaged record names (unverified).
-            fixed = self.one_bit_fix(s) if len(damaged) <= 1000 else None
+            fixed = self.identify_key(s) if len(damaged) <= 1000 else None
             if fixed is not None:
-                key = key_of(fixed)
+                key = fixed
                 why = (f"its newest record does not verify ({REASONS[s.state]}); the key was "
                        f"identified by the one flipped bit that makes the record verify")
             elif f[KLEN] <= MAX_KEY_LEN and HEADER_SIZE <= f[KOFF] \

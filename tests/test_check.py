@@ -326,6 +326,20 @@ def test_flipped_byte_in_a_middle_record(db_path, byte):
     assert_repaired(db_path, expect, lost=[b"key007"])
 
 
+def test_flipped_bit_in_a_key_names_the_right_key(db_path):
+    # key004's last byte ^ 0x04 reads "key000", another live key: the repair
+    # must drop key004 (identified through the CRC), not the intact key000.
+    expect = build(db_path)
+    path = pool(db_path)
+    rec = puts(path.read_bytes())[4]
+    flip(path, rec["koff"] + rec["klen"] - 1, 0x04)
+    rc, d = check_json(db_path)
+    assert rc == 1 and [p["offset"] for p in d["problems"]] == [rec["off"]]
+    rc, d = check_json(db_path, "--repair")
+    assert rc == 0 and [k["key"] for k in d["repair"]["lost"]] == ["key004"]
+    assert_repaired(db_path, expect, lost=[b"key004"])
+
+
 def test_damaged_record_of_an_overwritten_key_does_not_resurrect_the_old_value(db_path):
     expect = build(db_path, n=10)
     with pastedb.open(db_path, persist="none") as db:
