@@ -1351,26 +1351,29 @@ def repair_database(res: Result) -> RepairReport:
             entries.append((key, e))
         head = round_up(cursor, BUF_SIZE)
         hint = start_lsn - 1
-        chunk = head
-        slot = 0
-        lsn = start_lsn
-        buf = bytearray(CHUNK_SIZE)
+        # Lay the records out first (a LINK in every chunk's last slot), then
+        # checksum them all at once: crc = crc32c(key || record[4:64]).
+        layout: list[tuple[int, bytes, bytearray]] = []    # (file offset, key, record)
+        chunk, slot, lsn = head, 0, start_lsn
         for key, e in entries:
             if slot == CHUNK_SLOTS - 1:
                 nxt = chunk + CHUNK_SIZE
-                link = bytearray(REC.pack(0, REC_LINK, 0, 0, 0, 0, lsn, 0, nxt, CHUNK_SIZE, hint, 0))
-                struct.pack_into("<I", link, 0, crc32c(bytes(link[4:])))
-                buf[slot * REC_SIZE:(slot + 1) * REC_SIZE] = link
-                os.pwrite(fd, bytes(buf), chunk)
-                buf = bytearray(CHUNK_SIZE)
+                layout.append((chunk + slot * REC_SIZE, b"", bytearray(REC.pack(
+                    0, REC_LINK, 0, 0, 0, 0, lsn, 0, nxt, CHUNK_SIZE, hint, 0))))
                 chunk, slot, lsn = nxt, 0, lsn + 1
-            rec = bytearray(REC.pack(0, REC_PUT, 0, e.klen, e.vcrc, 0, lsn, e.koff, e.voff,
-                                     e.vlen, hint, 0))
-            struct.pack_into("<I", rec, 0, crc32c(key + bytes(rec[4:])))
-            buf[slot * REC_SIZE:(slot + 1) * REC_SIZE] = rec
+            layout.append((chunk + slot * REC_SIZE, key, bytearray(REC.pack(
+                0, REC_PUT, 0, e.klen, e.vcrc, 0, lsn, e.koff, e.voff, e.vlen, hint, 0))))
             slot += 1
             lsn += 1
-        os.pwrite(fd, bytes(buf), chunk)
+        crcs = crc32c_many([key + bytes(rec[4:]) for _, key, rec in layout])
+        chunks: dict[int, bytearray] = {c: bytearray(CHUNK_SIZE)
+                                        for c in range(head, chunk + 1, CHUNK_SIZE)}
+        for (off, _key, rec), crc in zip(layout, crcs, strict=True):
+            struct.pack_into("<I", rec, 0, crc)
+            c = head + (off - head) // CHUNK_SIZE * CHUNK_SIZE
+            chunks[c][off - c:off - c + REC_SIZE] = rec
+        for c, buf in chunks.items():
+            os.pwrite(fd, bytes(buf), c)
         end = chunk + CHUNK_SIZE
         padded = round_up(end, MAP_ALIGN)
         if padded > end:                       # zeros, as Pool.ensure grows the file
