@@ -50,15 +50,16 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     from pastedb.core.server import Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pastedb: %(message)s")
+    # Block SIGTERM/SIGINT before anything starts: the loop takes them from a
+    # signalfd, so no thread (the engine's grower, the flusher) may have them
+    # delivered, and one arriving before the loop runs must not kill us.
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         db = pastedb.open(directory, persist=persist)
     except pastedb.Error as e:
         raise click.ClickException(str(e)) from e
-    # Block SIGTERM/SIGINT before the port opens: the loop takes them from a
-    # signalfd, and one arriving in between must not kill the process.
-    import signal
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
                      sync=sync_mode == "yes", copy=copy, window=window, receive=receive,

@@ -267,6 +267,8 @@ cdef class DB:
             self._create(target)
         else:
             self._recover()
+        if mode != PERSIST_CRASHSIM:
+            self.pool.start_grower()
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
         _open_dbs.add(self)
@@ -887,6 +889,7 @@ cdef class DB:
                 "log_durable_lsn": self.log.durable_lsn,
                 "log_chunks_allocated": self.log.chunks,
                 "pool_growths": self.pool.growths,
+                "pool_background_growths": self.pool.background_growths,
                 "recovered_records": self.recovered_records,
                 "recovery_note": self.recovery_note,
                 "failed": bool(self.log.failed),

