@@ -1,6 +1,13 @@
 """pastedb benchmarks: standalone programs that print ratios against peers.
 
+    python -m bench [all] [--quick | --smoke] [--json PATH] [--render]
     python -m bench embedded [--quick] [--json PATH] [--dir DIR]
+    python -m bench network [--quick] [--json PATH] [--dir DIR] [--tmpfs-dir DIR]
+    python -m bench render [RESULTS.json]
+
+``all`` (the default) runs every suite in one run; ``--quick`` takes under
+a minute, the full run under 15 minutes on the 2-core dev VM, ``--smoke`` a
+few seconds (it proves the suite works and measures nothing).
 
 ``embedded`` runs pastedb and LMDB (py-lmdb, txn-per-put, sync=True) in the
 same process and the same run, interleaving their repetitions (A B A B ...)
@@ -8,7 +15,18 @@ so machine drift hits both alike, and reports medians and pastedb/lmdb ratios
 next to the physical limits measured in the same run (one fdatasync of a
 4 KiB overwrite, memcpy bandwidth).
 
+``network`` starts ``pastedb serve`` (zero-copy and --copy) and redis-server
+(appendfsync always, and everysec as a reference) fresh for every
+repetition, drives them with redis-benchmark, and adds the zero-copy vs
+--copy ablation on tmpfs and on the disk and the loopback PING limit.
+Without redis installed it says how to install it (bench/install-peers.sh)
+and is skipped.
+
+``render`` draws bench/results/chart.png from a results file and rewrites
+the README between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``.
+
 Modules: ``common`` (timing, interleaving, statistics, physical probes,
-machine description, table and JSON output), ``embedded`` (the engines and
-the workloads).
+machine description, tables, progress bar, JSON output), ``embedded`` and
+``network`` (the engines, servers and workloads), ``render`` (reports from
+the JSON), ``__main__`` (the command line and ``all``).
 """

@@ -10,7 +10,9 @@
 - ``Workload``: per-repetition metrics of every engine, medians, ratios;
 - physical limits measured in the same run (fdatasync of a 4 KiB overwrite,
   memcpy bandwidth) and a machine description;
-- the printed table and the JSON report.
+- the printed table (plain text or Markdown) and the JSON report, which
+  ``Workload.from_json`` reads back for ``python -m bench render``;
+- ``progress``: a one-line progress bar on stderr, drawn only on a terminal.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 now_ns = time.perf_counter_ns
 
@@ -113,7 +115,21 @@ class Metric:
     key: str  # name in the per-repetition dicts
     label: str  # shown in the table
     higher_is_better: bool = True
-    target: float | None = None  # minimum pastedb/lmdb ratio the issue asks for (throughput)
+    # the pastedb/peer ratio the issue asks for: a minimum when higher is
+    # better (throughput), a maximum when lower is better (latency)
+    target: float | None = None
+
+    def met(self, ratio: float) -> bool | None:
+        if self.target is None:
+            return None
+        if math.isnan(ratio):
+            return False
+        return ratio >= self.target if self.higher_is_better else ratio <= self.target
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return "-"
+        return f"{'>=' if self.higher_is_better else '<='} {self.target:g}x"
 
 
 @dataclass
@@ -143,6 +159,10 @@ class Workload:
         a, b = self.values(self.engines[0], key), self.values(self.engines[1], key)
         return [x / y for x, y in zip(a, b, strict=False) if y]
 
+    def ratio_of(self, num: str, den: str, key: str) -> float:
+        a, b = self.med(num, key), self.med(den, key)
+        return a / b if b else math.nan
+
     def to_json(self) -> dict[str, Any]:
         summary = {}
         for m in self.metrics:
@@ -154,11 +174,12 @@ class Workload:
                 "ratio": r,
                 "pair_ratios": self.pair_ratios(m.key),
                 "target_ratio": m.target,
-                "met": None if m.target is None else bool(r >= m.target),
+                "met": m.met(r),
             }
         return {
             "id": self.id,
             "title": self.title,
+            "engines": self.engines,
             "params": self.params,
             "summary": summary,
             "repetitions": self.reps,
@@ -167,17 +188,48 @@ class Workload:
             "seconds": round(self.seconds, 2),
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Workload:
+        """The inverse of to_json (medians and ratios are recomputed from the
+        repetitions; reports written before "engines" was stored list them in
+        the order of "repetitions")."""
+        metrics = [
+            Metric(key, s["label"], s.get("higher_is_better", True), s.get("target_ratio"))
+            for key, s in d["summary"].items()
+        ]
+        reps = {
+            e: [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rs]
+            for e, rs in d.get("repetitions", {}).items()
+        }
+        return cls(
+            id=d["id"],
+            title=d["title"],
+            params=d.get("params", {}),
+            metrics=metrics,
+            engines=list(d.get("engines") or reps.keys()),
+            reps=reps,
+            notes=list(d.get("notes", [])),
+            extra=dict(d.get("extra", {})),
+            seconds=d.get("seconds", 0.0),
+        )
+
+
+T = TypeVar("T")
+
 
 def interleave(
     reps: int,
     engines: Sequence[str],
-    run_one: Callable[[str, int], dict[str, float]],
-) -> dict[str, list[dict[str, float]]]:
+    run_one: Callable[[str, int], T],
+    label: str = "",
+) -> dict[str, list[T]]:
     """Repetition r of every engine runs before repetition r+1 of any: A B A B ..."""
-    out: dict[str, list[dict[str, float]]] = {e: [] for e in engines}
+    out: dict[str, list[T]] = {e: [] for e in engines}
     for r in range(reps):
         for e in engines:
+            progress.label(f"{label}: {e} {r + 1}/{reps}" if label else f"{e} {r + 1}/{reps}")
             out[e].append(run_one(e, r))
+            progress.step()
     return out
 
 
@@ -348,23 +400,33 @@ def fmt_ratio(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.2f}x"
 
 
-def render_table(workloads: Sequence[Workload]) -> str:
-    header = [
-        "workload",
-        "metric",
-        "pastedb",
-        "lmdb",
-        "pastedb/lmdb",
-        "pairs min-max",
-        "target",
-        "met?",
-    ]
+def render_table(
+    workloads: Sequence[Workload],
+    labels: dict[str, str] | None = None,
+    extra_ratios: Sequence[tuple[str, str, str]] = (),
+    extra_engines: Sequence[str] = (),
+    markdown: bool = False,
+) -> str:
+    """One row per metric: the medians of the first two engines, their ratio
+    (the one judged against the target), the spread of the per-pair ratios,
+    the target and whether it is met; then any ``extra_ratios`` (numerator
+    engine, denominator engine, column label) and the medians of
+    ``extra_engines``.  The engines of the first workload name the columns;
+    ``labels`` renames engines in the header."""
+    if not workloads:
+        return ""
+    labels = labels or {}
+    a, b = workloads[0].engines[:2]
+    la, lb = labels.get(a, a), labels.get(b, b)
+    header = ["workload", "metric", la, lb, f"{la}/{lb}", "pairs min-max", "target", "met?"]
+    header += [lab for _n, _d, lab in extra_ratios]
+    header += [labels.get(e, e) for e in extra_engines]
     rows: list[list[str]] = []
     for w in workloads:
         for i, m in enumerate(w.metrics):
             r = w.ratio(m.key)
             pr = w.pair_ratios(m.key)
-            met = "-" if m.target is None else ("yes" if r >= m.target else "NO")
+            met = m.met(r)
             rows.append(
                 [
                     w.title if i == 0 else "",
@@ -373,10 +435,14 @@ def render_table(workloads: Sequence[Workload]) -> str:
                     fmt_num(w.med(w.engines[1], m.key)),
                     fmt_ratio(r),
                     f"{min(pr):.2f}-{max(pr):.2f}" if pr else "-",
-                    f">= {m.target:g}x" if m.target is not None else "-",
-                    met,
+                    m.target_text(),
+                    "-" if met is None else ("yes" if met else "NO"),
                 ]
+                + [fmt_ratio(w.ratio_of(n, d, m.key)) for n, d, _lab in extra_ratios]
+                + [fmt_num(w.med(e, m.key)) for e in extra_engines]
             )
+    if markdown:
+        return _markdown(header, rows)
     widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
     left = {0, 1}
 
@@ -396,13 +462,114 @@ def render_table(workloads: Sequence[Workload]) -> str:
     return "\n".join(out)
 
 
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|")
+
+    out = ["| " + " | ".join(esc(h) for h in header) + " |"]
+    out.append("| " + " | ".join("---" for _ in header) + " |")
+    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_rows(
+    header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False
+) -> str:
+    """A plain table of strings (first column left-aligned, the rest right-aligned)."""
+    if markdown:
+        return _markdown(header, rows)
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    return "\n".join([line(header), "-+-".join("-" * x for x in widths), *map(line, rows)])
+
+
 def _row_owners(workloads: Sequence[Workload]) -> list[Workload]:
     return [w for w in workloads for _ in w.metrics]
 
 
-def default_json_path(suite: str) -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "results", f"{suite}-{_dt.date.today().isoformat()}.json")
+# ------------------------------------------------------------------ progress
+class Progress:
+    """A one-line progress bar on stderr, redrawn after every step; drawn only
+    when stderr is a terminal (and the caller enabled it).  ``write`` prints a
+    log line above the bar, so logs and bar do not mangle each other."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.total = 0
+        self.done = 0
+        self.text = ""
+        self.t0 = time.monotonic()
+        self.drawn = False
+
+    def start(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.total = self.done = 0
+        self.t0 = time.monotonic()
+
+    def add_total(self, steps: int) -> None:
+        self.total += steps
+        self._draw()
+
+    def label(self, text: str) -> None:
+        self.text = text
+        self._draw()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        self._draw()
+
+    def write(self, msg: str) -> None:
+        self._clear()
+        print(msg, file=sys.stderr, flush=True)
+        self._draw()
+
+    def finish(self) -> None:
+        self._clear()
+        self.enabled = False
+
+    def _clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.drawn = False
+
+    def _draw(self) -> None:
+        if not self.enabled or self.total <= 0:
+            return
+        import shutil
+
+        frac = min(1.0, self.done / self.total)
+        el = time.monotonic() - self.t0
+        eta = f", ~{_mmss(el * (1 - frac) / frac)} left" if frac > 0.02 else ""
+        bar = "#" * int(frac * 24)
+        line = f"[{bar:<24}] {frac * 100:3.0f}% {_mmss(el)}{eta}  {self.text}"
+        cols = shutil.get_terminal_size((100, 20)).columns
+        sys.stderr.write("\r\x1b[K" + line[: max(10, cols - 1)])
+        sys.stderr.flush()
+        self.drawn = True
+
+
+def _mmss(s: float) -> str:
+    return f"{int(s) // 60}:{int(s) % 60:02d}"
+
+
+progress = Progress()
+"""The process-wide bar: ``interleave`` steps it; suites add their planned steps."""
+
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def default_json_path(suite: str, profile: str = "full") -> str:
+    """One file per run: bench/results/<suite>[-<profile>]-<date>T<time>.json."""
+    stamp = _dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+    tag = suite if profile == "full" else f"{suite}-{profile}"
+    return os.path.join(RESULTS_DIR, f"{tag}-{stamp}.json")
 
 
 def _clean(o: Any) -> Any:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import faulthandler
 import hashlib
 import os
@@ -68,6 +69,7 @@ from bench.common import (
     memcpy_gbps,
     now_ns,
     percentile,
+    progress,
     render_table,
     run_timed_threads,
     summary_us,
@@ -86,6 +88,22 @@ TARGET_GET = 1.0
 TARGET_SCAN = 1.0
 
 PROFILES: dict[str, dict[str, Any]] = {
+    # a handful of operations per workload: proves the suite runs, says nothing about speed
+    "smoke": {
+        "reps": 1,
+        "duration_s": 0.02,
+        "warmup_s": 0.005,
+        "batch_n": 2_000,
+        "batch_chunk": 500,
+        "batch_reps": 1,
+        "read_n": 1_000,
+        "lookups": 2_000,
+        "mixed_keys": 200,
+        "sizes": [64, 1 * KiB, 256 * KiB],
+        "sync_probe_start": 4,
+        "sync_probe_burst": 2,
+        "threads": 8,
+    },
     # < 60 s on the 2-core dev VM
     "quick": {
         "reps": 3,
@@ -229,7 +247,7 @@ class Run:
         self.seq = 0
 
     def log(self, msg: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+        progress.write(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
 
     def open(self, engine: str, path: str) -> Handle:
         if engine == "pastedb":
@@ -351,7 +369,7 @@ def durable_put(
         metrics=metrics,
         engines=ENGINES,
     )
-    w.reps = interleave(cfg["reps"], ENGINES, one)
+    w.reps = interleave(cfg["reps"], ENGINES, one, title)
     run.sync_ns.extend(near_sync)
     run.sync_mapped_ns.extend(near_mapped)
     w.extra["fdatasync_4k_pwrite_us_during"] = summary_us(near_sync)
@@ -405,7 +423,7 @@ def batched_put(run: Run, order: str) -> Workload:
         metrics=[Metric("ops_s", "puts/s"), Metric("MB_s", "MB/s")],
         engines=ENGINES,
     )
-    w.reps = interleave(cfg["batch_reps"], ENGINES, one)
+    w.reps = interleave(cfg["batch_reps"], ENGINES, one, w.title)
     run.add(w, started)
     return w
 
@@ -483,7 +501,7 @@ def reads(run: Run) -> list[Workload]:
             engines=ENGINES,
         )
         t_get = time.monotonic()
-        wg.reps = interleave(cfg["reps"], ENGINES, get_one_rep)
+        wg.reps = interleave(cfg["reps"], ENGINES, get_one_rep, wg.title)
         wg.notes.append(f"load + warm-up of both databases took {load_s:.1f}s (not timed)")
         run.add(wg, t_get)
 
@@ -501,7 +519,7 @@ def reads(run: Run) -> list[Workload]:
             engines=ENGINES,
         )
         t_scan = time.monotonic()
-        ws.reps = interleave(cfg["reps"], ENGINES, scan_one_rep)
+        ws.reps = interleave(cfg["reps"], ENGINES, scan_one_rep, ws.title)
         run.add(ws, t_scan)
     finally:
         for e, h in handles.items():
@@ -599,7 +617,7 @@ def mixed(run: Run, nthreads: int) -> Workload:
         metrics=[Metric("ops_s", "ops/s")],
         engines=ENGINES,
     )
-    w.reps = interleave(cfg["reps"], ENGINES, one)
+    w.reps = interleave(cfg["reps"], ENGINES, one, w.title)
     run.add(w, started)
     return w
 
@@ -607,6 +625,11 @@ def mixed(run: Run, nthreads: int) -> Workload:
 # ====================================================================== driver
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes and short runs (< 60 s)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a handful of operations per workload: proves the suite works, measures nothing",
+    )
     p.add_argument(
         "--json",
         metavar="PATH",
@@ -711,7 +734,46 @@ def pastedb_backend(base: str, persist: str) -> dict[str, Any]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
+    """Repetitions (one engine each) the run will make: the progress bar's length."""
+    r, br = cfg["reps"] * len(ENGINES), cfg["batch_reps"] * len(ENGINES)
+    per = {"put1": r, "put8": r, "batch": 2 * br, "read": 2 * r, "mixed": 2 * r}
+    sizes = [x for x in cfg["sizes"] if not (x == 1 * KiB and "put1" in groups)]
+    per["sizes"] = len(sizes) * r
+    return sum(per[g] for g in groups)
+
+
+@dataclasses.dataclass
+class Report:
+    """What one embedded run measured: the JSON document and the objects the
+    printed report is made from."""
+
+    doc: dict[str, Any]
+    workloads: list[Workload]
+    physical: dict[str, Any]
+    machine: dict[str, Any]
+    build: dict[str, Any]
+    cfg: dict[str, Any]
+    profile: str
+    total_s: float
+    dir: str
+    put1: Workload | None
+
+
 def main(args: argparse.Namespace) -> int:
+    rep = measure(args)
+    if isinstance(rep, int):
+        return rep
+    print_report(rep)
+    if not args.no_json:
+        path = args.json or default_json_path("embedded", rep.profile)
+        write_json(path, rep.doc)
+        print(f"results written to {path}")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> Report | int:
+    """Run the embedded workloads; an int is an exit code (nothing measured)."""
     if args.pastedb_dir:
         sys.path.insert(0, os.path.abspath(args.pastedb_dir))
     try:
@@ -726,7 +788,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
 
-    profile = "quick" if args.quick else "full"
+    profile = "smoke" if getattr(args, "smoke", False) else "quick" if args.quick else "full"
     cfg = dict(PROFILES[profile])
     if args.reps:
         cfg["reps"] = args.reps
@@ -734,7 +796,7 @@ def main(args: argparse.Namespace) -> int:
     if args.duration:
         cfg["duration_s"] = args.duration
     if args.hang_timeout is None:
-        args.hang_timeout = 60.0 if args.quick else 300.0
+        args.hang_timeout = 60.0 if profile != "full" else 300.0
     groups = GROUPS if not args.only else [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = set(groups) - set(GROUPS)
     if unknown:
@@ -756,6 +818,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     run = Run(args, cfg, base)
+    progress.add_total(planned_steps(cfg, groups))
     t_start = time.monotonic()
     try:
         run.log(
@@ -852,7 +915,40 @@ def main(args: argparse.Namespace) -> int:
             **{f"{e}_x_mapped_fdatasync": put1.med(e, "p50_us") / near_m for e in ENGINES},
         }
 
-    # ------------------------------------------------------------ report
+    doc = {
+        "suite": "embedded",
+        "profile": profile,
+        "config": cfg,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
+        "total_seconds": round(total_s, 1),
+        "machine": machine,
+        "versions": versions(),
+        "pastedb_build": build,
+        "engines": {
+            "pastedb": {"open": f"pastedb.open(dir, sync=True, persist={args.persist!r})"},
+            "lmdb": {
+                "open": "lmdb.open(dir, map_size=16 GiB, sync=True, metasync=True, writemap=False)",
+                "durable_put": "one write txn per put",
+            },
+        },
+        "physical": physical,
+        "workloads": [w.to_json() for w in run.workloads],
+    }
+    return Report(
+        doc, run.workloads, physical, machine, build, cfg, profile, total_s, args.dir, put1
+    )
+
+
+def print_report(rep: Report) -> None:
+    machine, build, cfg, profile, physical = (
+        rep.machine,
+        rep.build,
+        rep.cfg,
+        rep.profile,
+        rep.physical,
+    )
+    put1, total_s = rep.put1, rep.total_s
+
     print()
     print(
         f"pastedb vs LMDB, embedded -- profile {profile}, {cfg['reps']} interleaved repetitions per engine"
@@ -861,7 +957,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel {machine['kernel']}, "
         f"{machine['filesystem'].get('type', '?')} on {machine['filesystem'].get('device', '?')} "
-        f"({args.dir}); load avg {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
+        f"({rep.dir}); load avg {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
     )
     print(
         f"pastedb {build['core_dir']} (persist={machine['pastedb_backend'].get('persist')}); "
@@ -872,7 +968,7 @@ def main(args: argparse.Namespace) -> int:
             f"WARNING: {', '.join(build['debug_build_suspected'])} built with line tracing (PASTEDB_DEBUG)"
         )
     print()
-    print(render_table(run.workloads))
+    print(render_table(rep.workloads))
     print()
     fs = physical["fdatasync_4k_pwrite_overwrite_us"]
     fm = physical["fdatasync_1k_mapped_store_us"]
@@ -900,45 +996,20 @@ def main(args: argparse.Namespace) -> int:
             f"    pastedb {x['pastedb_x_pwrite_fdatasync']:.2f}x / {x['pastedb_x_mapped_fdatasync']:.2f}x,"
             f" lmdb {x['lmdb_x_pwrite_fdatasync']:.2f}x / {x['lmdb_x_mapped_fdatasync']:.2f}x"
         )
-    for w in run.workloads:
+    for w in rep.workloads:
         opb = w.values("pastedb", "ops_per_barrier")
         if opb and w.params.get("threads", 1) > 1:
             print(
                 f"  {w.title}: pastedb group commit, {median(opb):.1f} puts per fdatasync (median)"
             )
-    targets = [(w, m) for w in run.workloads for m in w.metrics if m.target is not None]
+    targets = [(w, m) for w in rep.workloads for m in w.metrics if m.target is not None]
     missed = [
         f"{w.title} {m.label} {w.ratio(m.key):.2f}x < {m.target:g}x"
         for w, m in targets
-        if m.target is not None and not w.ratio(m.key) >= m.target
+        if m.met(w.ratio(m.key)) is False
     ]
     print(
         f"targets met: {len(targets) - len(missed)}/{len(targets)}"
         + (f"; missed: {'; '.join(missed)}" if missed else "")
     )
     print(f"total time {total_s:.0f}s")
-
-    if not args.no_json:
-        path = args.json or default_json_path("embedded")
-        doc = {
-            "suite": "embedded",
-            "profile": profile,
-            "config": cfg,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-            "total_seconds": round(total_s, 1),
-            "machine": machine,
-            "versions": versions(),
-            "pastedb_build": build,
-            "engines": {
-                "pastedb": {"open": f"pastedb.open(dir, sync=True, persist={args.persist!r})"},
-                "lmdb": {
-                    "open": "lmdb.open(dir, map_size=16 GiB, sync=True, metasync=True, writemap=False)",
-                    "durable_put": "one write txn per put",
-                },
-            },
-            "physical": physical,
-            "workloads": [w.to_json() for w in run.workloads],
-        }
-        write_json(path, doc)
-        print(f"results written to {path}")
-    return 0
