@@ -85,6 +85,9 @@ cdef class RefLog:
     cdef int flushing                 # a leader is inside barrier()
     cdef int waiters                  # threads inside commit()
     cdef int lingering                # the leader waits for the group to gather
+    cdef char *stage                  # pwrite mode: records of the current chunk, gathered
+    cdef uint64_t run_lo              # slots [run_lo, run_hi) staged, not yet written
+    cdef uint64_t run_hi
     cdef pthread_cond_t linger_cond   # arrivals wake the lingering leader
     cdef int last_group               # threads the last barrier covered
     cdef int64_t last_barrier_ns      # how long it took
@@ -108,6 +111,7 @@ cdef class RefLog:
     cdef int start_chain_locked(self, uint64_t *off, uint64_t *lsn) noexcept nogil
     cdef int write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil
     cdef int link_new_chunk(self) noexcept nogil
+    cdef int flush_run(self) noexcept nogil
 
 
 # Verify one record in place: 1 valid, 0 invalid.  Checks the value crc too.

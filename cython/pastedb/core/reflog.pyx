@@ -1,7 +1,7 @@
 """The persistent, checksummed log of buffer references, with group commit."""
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.clib cimport (
@@ -70,10 +70,14 @@ cdef class RefLog:
         pthread_mutex_init(&self.lock, NULL)
         pthread_cond_init(&self.durable_cond, NULL)
         pthread_cond_init(&self.linger_cond, NULL)
+        self.stage = <char *>malloc(CHUNK_SIZE)
+        if self.stage == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
         pthread_cond_destroy(&self.durable_cond)
         pthread_cond_destroy(&self.linger_cond)
+        free(self.stage)
         pthread_mutex_destroy(&self.lock)
 
     cdef void set_head(self, uint64_t off, uint64_t lsn) noexcept nogil:
@@ -219,13 +223,34 @@ cdef class RefLog:
         rec.durable_hint = self.durable_lsn
         rec.reserved = 0
         rec.crc = record_crc(key_state, rec)
-        rc = self.pool.write_at(off, rec, REC_SIZE)
-        if rc != 0:
-            return rc
-        self.persist.persist_range(self.pool.base + off, REC_SIZE)
+        if self.pool.write_syscall:
+            # Gather consecutive slots; flush_run() writes them with one
+            # pwrite() before the log lock is released.
+            memcpy(self.stage + self.slot * REC_SIZE, rec, REC_SIZE)
+            if self.run_hi == self.run_lo:
+                self.run_lo = self.slot
+            self.run_hi = self.slot + 1
+        else:
+            rc = self.pool.write_at(off, rec, REC_SIZE)
+            if rc != 0:
+                return rc
+            self.persist.persist_range(self.pool.base + off, REC_SIZE)
         self.slot += 1
         self.next_lsn += 1
         self.records += 1
+        return 0
+
+    cdef int flush_run(self) noexcept nogil:
+        cdef uint64_t off = self.chunk_off + self.run_lo * REC_SIZE
+        cdef uint64_t n = (self.run_hi - self.run_lo) * REC_SIZE
+        cdef int rc
+        if n == 0:
+            return 0
+        rc = self.pool.write_at(off, self.stage + self.run_lo * REC_SIZE, n)
+        self.run_lo = self.run_hi = 0
+        if rc != 0:
+            return rc
+        self.persist.persist_range(self.pool.base + off, n)
         return 0
 
     cdef int link_new_chunk(self) noexcept nogil:
@@ -242,12 +267,13 @@ cdef class RefLog:
         if rc != 0:
             return rc
         self.persist.persist_range(self.pool.base + off, REC_SIZE)
-        self.persist.persist_range(self.pool.base + off, REC_SIZE)
         memset(&link, 0, sizeof(LogRecord))
         link.type = REC_LINK
         link.voff = off
         link.vlen = CHUNK_SIZE
         rc = self.write_slot(&link, PDB_CRC_INIT)
+        if rc == 0:
+            rc = self.flush_run()                 # the old chunk's slots, LINK included
         if rc != 0:
             return rc
         self.chunk_off = off
@@ -269,6 +295,7 @@ cdef class RefLog:
                     # Undo the part of a batch already written: nothing of it
                     # was acknowledged, and an incomplete batch must not be
                     # followed by later records.
+                    self.run_lo = self.run_hi = 0
                     memset(self.pool.base + save_chunk + save_slot * REC_SIZE, 0,
                            (CHUNK_SLOTS - save_slot) * REC_SIZE)
                     self.chunk_off = save_chunk
@@ -287,6 +314,10 @@ cdef class RefLog:
                 # An I/O error while appending: nothing after this can be trusted.
                 self.failed = rc
                 return rc
+        rc = self.flush_run()
+        if rc != 0:
+            self.failed = rc
+            return rc
         last_lsn[0] = self.next_lsn - 1
         return 0
 

@@ -101,6 +101,7 @@ cdef class Server:
     cdef LogRecord *recs              # records staged by the current command / EXEC
     cdef int nrecs
     cdef int recs_cap
+    cdef int cmd_recs_start           # first record staged by the current command
     cdef int shutdown_requested
     # stats
     cdef readonly uint64_t total_commands
@@ -139,6 +140,7 @@ cdef class Server:
     cdef int arena_room(self, Conn *c) noexcept nogil
     cdef ssize_t splice_in(self, int fd, char *dst, size_t space) noexcept nogil
     cdef void process_input(self, Conn *c) noexcept nogil
+    cdef void finish_input(self, Conn *c) noexcept nogil
     cdef int grow_args(self, int n) noexcept nogil
     cdef void flush_output(self, Conn *c) noexcept nogil
     cdef void reply_done(self, Conn *c) noexcept nogil

@@ -134,6 +134,9 @@ COMMAND_TABLE = [
     (b"time", 1, F_READONLY, C_TIME),
     (b"reset", 1, F_NOAUTH | F_NOMULTI, C_RESET),
 ]
+# A reply held for records not yet appended (finish_input sets the real lsn).
+cdef uint64_t HOLD_PENDING = 0xFFFFFFFFFFFFFFFF
+
 cdef int NCOMMANDS = len(COMMAND_TABLE)
 assert NCOMMANDS == sizeof(COMMANDS) // sizeof(CmdSpec)
 for _i, (_n, _a, _f, _id) in enumerate(COMMAND_TABLE):
@@ -856,6 +859,24 @@ cdef class Server:
             if <size_t>got < space:
                 return                            # socket drained (short read)
 
+    cdef void finish_input(self, Conn *c) noexcept nogil:
+        """Append what this read's commands staged; their replies wait for it."""
+        cdef int rc
+        if self.nrecs == 0:
+            return
+        rc = self.commit_staged()
+        if rc != 0:
+            # Nothing staged was logged: the replies written for it must never
+            # be sent.  Drop them and close (a reply cannot be taken back).
+            self.nrecs = 0
+            c.out.len = c.out_ready
+            c.closing = 1
+            return
+        if c.hold_lsn == HOLD_PENDING:
+            c.hold_lsn = self.appended_lsn
+        if not self.sync_acks:
+            c.out_ready = c.out.len
+
     cdef void process_input(self, Conn *c) noexcept nogil:
         cdef int r, i
         cdef RespParser *p = &c.parser
@@ -881,6 +902,7 @@ cdef class Server:
                 self.args.in_pool = not self.copy_mode
                 self.execute(c, p.cmd_start)
             parser_rebase(p, p.pos)
+        self.finish_input(c)
         # Everything consumed: the bytes after the last referenced value are
         # dead and may be received into again.
         if p.cmd_start == c.win_len and p.state == 0:
@@ -934,7 +956,11 @@ cdef class Server:
         is not yet durable has been appended before it."""
         cdef uint64_t durable
         if not self.sync_acks:
-            c.out_ready = c.out.len
+            if self.nrecs == 0:
+                c.out_ready = c.out.len
+            return
+        if self.nrecs > 0:
+            c.hold_lsn = HOLD_PENDING             # set to the real lsn by finish_input
             return
         pthread_mutex_lock(&self.flush_lock)
         durable = self.flushed_lsn
@@ -1095,11 +1121,11 @@ cdef class Server:
                 out_simple(&c.out, b"QUEUED")
             self.reply_done(c)
             return
+        self.cmd_recs_start = self.nrecs
         self.run_command(c, spec.id)
-        rc = self.commit_staged()
-        if rc != 0:
-            out_error(&c.out, b"ERR the write could not be logged (out of space, or the "
-                              b"database failed); nothing was applied")
+        # The records stay staged until the end of this read (finish_input):
+        # a pipeline's writes are appended together, in one lock hold and one
+        # write of the log slots; commands later in it see them (find()).
         self.reply_done(c)
 
     cdef void unknown_command(self, Conn *c) noexcept nogil:
@@ -1285,7 +1311,7 @@ cdef class Server:
                 out_null(&c.out, c.resp3)
             return
         if self.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
-            self.nrecs = 0
+            self.nrecs = self.cmd_recs_start
             out_error(&c.out, b"ERR out of space for the value")
             return
         if a.in_pool:
@@ -1318,12 +1344,12 @@ cdef class Server:
             return
         for i in range(1, a.argc, 2):
             if not self.key_ok(c, a.len[i]):
-                self.nrecs = 0
+                self.nrecs = self.cmd_recs_start
                 return
         for i in range(1, a.argc, 2):
             if self.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
                                  a.in_pool) != 0:
-                self.nrecs = 0
+                self.nrecs = self.cmd_recs_start
                 out_error(&c.out, b"ERR out of space for the values")
                 return
             if a.in_pool:
@@ -1351,7 +1377,7 @@ cdef class Server:
         for i in range(1, a.argc):
             if self.find(a.ptr[i], a.len[i], &v, &vlen):
                 if self.stage_record(REC_DEL, a.ptr[i], a.len[i], NULL, 0, 0) != 0:
-                    self.nrecs = 0
+                    self.nrecs = self.cmd_recs_start
                     out_error(&c.out, b"ERR out of space")
                     return
                 n += 1
@@ -1410,7 +1436,7 @@ cdef class Server:
         cur += by
         n = format_i64(buf, cur)
         if self.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
-            self.nrecs = 0
+            self.nrecs = self.cmd_recs_start
             out_error(&c.out, b"ERR out of space")
             return
         out_int(&c.out, cur)
@@ -1475,7 +1501,7 @@ cdef class Server:
                 rc = self.stage_record(REC_DEL, base + self.recs[i].koff, self.recs[i].klen,
                                        NULL, 0, 0)
         if rc != 0:
-            self.nrecs = 0
+            self.nrecs = self.cmd_recs_start
             out_error(&c.out, b"ERR out of space")
             return
         out_simple(&c.out, b"OK")
