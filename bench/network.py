@@ -321,7 +321,7 @@ class Server:
                     stdout=log,
                     stderr=log,
                     env=self.env,
-                    cwd=self.datadir if self.kind == "redis" else None,
+                    cwd=self.datadir if self.kind == "redis" else pastedb_root(),
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -360,6 +360,20 @@ class Server:
             self.proc.wait()
             raise BenchError(f"{self.kind} ignored the stop request for {timeout:.0f}s") from None
 
+    def loaded_core(self) -> str | None:
+        """Directory of the pastedb extension modules the server process
+        mapped (Linux /proc; None where that cannot be read)."""
+        assert self.proc is not None
+        try:
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                for line in f:
+                    path = line.split(maxsplit=5)[-1].strip()
+                    if "/pastedb/core/" in path and path.endswith(".so"):
+                        return os.path.dirname(os.path.realpath(path))
+        except OSError:
+            pass
+        return None
+
     def log(self) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
@@ -374,12 +388,18 @@ def pastedb_argv(name: str) -> list[str]:
     return [sys.executable, "-m", "pastedb", "serve", *extra.get(name, [])]
 
 
-def server_env() -> dict[str, str]:
-    """The environment of the pastedb servers: they import the same pastedb
-    build as this process."""
+def pastedb_root() -> str:
+    """The directory this process imported pastedb from."""
     import pastedb
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
+    return os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
+
+
+def server_env() -> dict[str, str]:
+    """The environment of the pastedb servers: they import the same pastedb
+    build as this process (they also start in that directory, since
+    ``python -m`` puts the working directory first on sys.path)."""
+    root = pastedb_root()
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -403,6 +423,7 @@ def _zc_modes(pythonpath: str) -> tuple[str, ...]:
             text=True,
             timeout=60,
             env=env,
+            cwd=pythonpath.split(os.pathsep)[0] or None,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         out = ""
@@ -547,6 +568,7 @@ class NetRun:
         self.server_lines: dict[str, str] = {}
         self.problems: list[str] = []
         self.env = server_env()
+        self.core_dir = os.path.realpath(os.path.join(pastedb_root(), "pastedb", "core"))
         self.zc_modes = zc_modes(self.env, profile)
         self.receive: dict[str, str] = {}  # receive path each pastedb server reported
 
@@ -570,6 +592,11 @@ class NetRun:
         srv = self.server(name, datadir).start()
         first = (srv.log().strip().splitlines() or [""])[0].strip()
         if srv.kind == "pastedb":
+            core = srv.loaded_core()
+            if core is not None and core != self.core_dir:
+                self.problems.append(
+                    f"{name} loaded pastedb from {core}, not {self.core_dir} as this process did"
+                )
             m = re.search(r"receive=([\w+-]+)", first)
             self.receive[name] = m.group(1) if m else "?"
         if name not in self.server_lines:
