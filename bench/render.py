@@ -83,12 +83,14 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 if m.target is None:
                     continue
                 r = w.ratio(m.key)
+                pr = w.pair_ratios(m.key)
                 row = {
                     "suite": suite,
                     "workload": w.title,
                     "metric": m.label,
                     "peer": peer,
                     "ratio": r,
+                    "pairs_min_max": [min(pr), max(pr)] if pr else None,
                     "target": m.target_text(),
                     "met": bool(m.met(r)),
                 }
@@ -105,6 +107,7 @@ def targets_table(doc: dict[str, Any], markdown: bool = False) -> str:
             t["metric"].replace(" (lower better)", ""),
             f"pastedb / {t['peer']}",
             fmt_ratio(t["ratio"]),
+            "{:.2f}-{:.2f}".format(*t["pairs_min_max"]) if t.get("pairs_min_max") else "-",
             t["target"],
             "**yes**" if markdown and t["met"] else "yes" if t["met"] else "NO",
             fmt_ratio(t["ratio_copy"]) if "ratio_copy" in t else "-",
@@ -113,7 +116,8 @@ def targets_table(doc: dict[str, Any], markdown: bool = False) -> str:
     ]
     if not rows:
         return "(no targets measured)"
-    header = ["target", "metric", "ratio of", "measured", "target", "met?", "with --copy"]
+    header = ["target", "metric", "ratio of", "measured", "pairs min-max", "target", "met?"]
+    header.append("with --copy")
     return render_rows(header, rows, markdown)
 
 
@@ -252,31 +256,51 @@ def zerocopy_block(net: dict[str, Any], zc: list[Workload], md: bool) -> str:
     for fs in fss:
         ws = sorted((w for w in zc if w.params["fs"] == fs), key=lambda w: w.params["value_bytes"])
         said = ", ".join(f"{w.params['value_bytes'] // 1024} KiB {w.ratio('rps'):.2f}x" for w in ws)
-        line = f"{bullet}{fs}: zero-copy ({zc_path}) / --copy = {said}. Why: "
+        verdicts = [pair_verdict(w, "zero-copy", "copy") for w in ws]
+        tally = ", ".join(
+            f"{verdicts.count(v)} {v}" for v in ("faster", "slower", "mixed") if verdicts.count(v)
+        )
+        per_req = [1e6 / w.med("copy", "rps") for w in ws if w.med("copy", "rps")]
+        copies = [nan(w.extra.get("memcpy_us_per_value")) for w in ws]
+        line = (
+            f"{bullet}{fs}: zero-copy ({zc_path}) / --copy = {said} "
+            f"(pairs: {tally.replace('mixed', 'mixed, i.e. within noise')}). Why: the copy "
+            f"zero-copy avoids is one memcpy of the value ({min(copies):.1f}-{max(copies):.1f} us "
+            f"at {gbps:.1f} GB/s), small beside the {min(per_req):,.0f}-{max(per_req):,.0f} us "
+            "each request takes at 50 clients (1/rate)"
+        )
+        recv_ratios = [w.ratio_of("recv-mapping", "copy", "rps") for w in ws if recv]
+        recv_slower = bool(recv_ratios) and median(recv_ratios) < 0.95
         if fs == "disk":
-            if mapped > 1.5 * fsync:
+            if mapped > 1.5 * fsync and recv_slower:
                 line += (
-                    f"a page dirtied through the shared mapping makes the next fdatasync dearer "
-                    f"({mapped:,.0f} us after a 1 KiB mapped store vs {fsync:,.0f} us after a "
-                    "pwrite, this run): recv() into the mapping pays that"
+                    "; recv() straight into the mapping (PASTE's own path, the recv column) is "
+                    "slower because a page dirtied through the shared mapping makes the next "
+                    f"fdatasync dearer ({mapped:,.0f} us after a 1 KiB mapped store vs "
+                    f"{fsync:,.0f} us after a pwrite, this run)"
+                )
+            elif mapped > 1.5 * fsync:
+                line += (
+                    f"; fdatasync after a 1 KiB mapped store took {mapped:,.0f} us vs "
+                    f"{fsync:,.0f} us after a pwrite in this run"
                 )
             else:
                 line += (
-                    f"this run's probes did not show the mapped-store fdatasync penalty "
-                    f"({mapped:,.0f} us after a 1 KiB mapped store vs {fsync:,.0f} us after a "
-                    "pwrite; the disk was noisy)"
+                    "; this run's probes did not show the mapped-store fdatasync penalty "
+                    f"({mapped:,.0f} us after a 1 KiB mapped store vs {fsync:,.0f} us after "
+                    "a pwrite)"
                 )
             if zc_path == "splice":
                 line += (
-                    "; splice() fills the pool file through the page cache as write() does, "
-                    "so the default zero-copy path dirties no mapped pages"
+                    "; the default path splice()s socket bytes into the pool file through the "
+                    "page cache as write() does, so it avoids that"
                 )
         else:
             line += (
-                f"tmpfs has no device flush (fdatasync p50 {tmpfs_sync:,.1f} us), so only the "
-                "receive path differs, and on loopback the kernel copies socket bytes into the "
-                "pool in every mode (no NIC writes into it, unlike the paper's netmap): "
-                "zero-copy can save at most one user-space memcpy of the value"
+                f"; tmpfs has no device flush (fdatasync p50 {tmpfs_sync:,.1f} us), and on "
+                "loopback the kernel copies socket bytes into the pool in every mode (no NIC "
+                "writes into it, unlike the paper's netmap), so the paper's gain has little "
+                "to come from here"
             )
         big = [
             w
