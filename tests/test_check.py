@@ -18,21 +18,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from poolfmt import (  # noqa: F401  (the layout, shared with test_recovery.py)
+    CHUNK_SIZE,
+    CHUNK_SLOTS,
+    HEADER_SIZE,
+    REC,
+    REC_DEL,
+    REC_FIELDS,
+    REC_LINK,
+    REC_PUT,
+    REC_SIZE,
+    SB,
+    SUPER_SLOT,
+    flip,
+    overwrite,
+    walk_chain,
+)
 
 import pastedb
 from pastedb.check import crc32c, crc32c_many
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEADER_SIZE = 4096
-SUPER_SLOT = 2048
-REC_SIZE = 64
-CHUNK_SIZE = 262144
-CHUNK_SLOTS = 4096
-SB = struct.Struct("<8sIIQQQQQI")                 # pool.pxd: Superblock
-REC = struct.Struct("<IBBHIIQQQQQQ")              # reflog.pxd: LogRecord
-REC_FIELDS = ("crc", "type", "flags", "klen", "vcrc", "batch_left", "lsn", "koff", "voff",
-              "vlen", "durable_hint", "reserved")
-REC_PUT, REC_DEL, REC_LINK = 1, 2, 3
 
 
 # ------------------------------------------------------------------ helpers
@@ -69,37 +75,11 @@ def superblock(data: bytes) -> dict:
 def chain(data: bytes) -> list[dict]:
     """Every record of the log in force, LINKs included, in order."""
     sb = superblock(data)
-    out = []
-    chunk, slot, lsn = sb["head"], 0, sb["lsn"]
-    while True:
-        off = chunk + slot * REC_SIZE
-        rec = dict(zip(REC_FIELDS, REC.unpack_from(data, off), strict=True), off=off)
-        if rec["lsn"] != lsn or rec["type"] not in (REC_PUT, REC_DEL, REC_LINK):
-            return out
-        out.append(rec)
-        lsn += 1
-        if rec["type"] == REC_LINK:
-            chunk, slot = rec["voff"], 0
-        else:
-            slot += 1
+    return walk_chain(data, sb["head"], sb["lsn"])
 
 
 def puts(data: bytes) -> list[dict]:
     return [r for r in chain(data) if r["type"] == REC_PUT]
-
-
-def flip(path, offset, mask=0x01):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ mask]))
-
-
-def overwrite(path, offset, data):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(data)
 
 
 def build(db_path, n=30, seed=1) -> dict:

@@ -17,18 +17,24 @@ import shutil
 import struct
 
 import pytest
+from poolfmt import (  # noqa: E402,F401  (the layout, shared with test_check.py)
+    CHUNK_SLOTS,
+    F_BATCH,
+    HEADER_SIZE,
+    REC,
+    REC_DEL,
+    REC_FIELDS,
+    REC_LINK,
+    REC_PUT,
+    REC_SIZE,
+    SB,
+    SUPER_SLOT,
+    flip,
+    overwrite,
+    walk_chain,
+)
 
 import pastedb
-
-HEADER_SIZE = 4096
-SUPER_SLOT = 2048
-REC_SIZE = 64
-SB = struct.Struct("<8sIIQQQQQI")                 # pool.pxd: Superblock
-REC = struct.Struct("<IBBHIIQQQQQQ")              # reflog.pxd: LogRecord
-REC_FIELDS = ("crc", "type", "flags", "klen", "vcrc", "batch_left", "lsn", "koff", "voff",
-              "vlen", "durable_hint", "reserved")
-REC_PUT, REC_DEL, REC_LINK, F_BATCH = 1, 2, 3, 1
-CHUNK_SLOTS = 4096                                # reflog.pxd: records per log chunk
 
 
 def pool_file(db_path):
@@ -67,33 +73,7 @@ def log_chain(data: bytes) -> list[dict]:
     """Every record of the log, following LINK records from chunk to chunk
     (LINK records included, type REC_LINK)."""
     sb = superblock(data)
-    out = []
-    chunk, slot, lsn = sb["log_head_off"], 0, sb["log_head_lsn"]
-    while True:
-        off = chunk + slot * REC_SIZE
-        rec = dict(zip(REC_FIELDS, REC.unpack_from(data, off), strict=True), off=off)
-        if rec["lsn"] != lsn or rec["type"] not in (REC_PUT, REC_DEL, REC_LINK):
-            return out
-        out.append(rec)
-        lsn += 1
-        if rec["type"] == REC_LINK:
-            chunk, slot = rec["voff"], 0
-        else:
-            slot += 1
-
-
-def flip(path, offset, mask=0x01):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ mask]))
-
-
-def overwrite(path, offset, data):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(data)
+    return walk_chain(data, sb["log_head_off"], sb["log_head_lsn"])
 
 
 def build(db_path, n=20, seed=1):
