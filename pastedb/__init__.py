@@ -22,7 +22,7 @@ from pastedb.errors import CorruptionError, Error, LockedError
 __all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError", "limits"]
 __version__ = "0.1.0"
 
-_OPTIONS = {"persist", "faults"}
+_OPTIONS = {"persist", "index", "faults"}
 
 
 def open(
@@ -45,6 +45,10 @@ def open(
              ``"crashsim"`` is for tests: barriers update an in-memory durable
              image, and ``db._crash_image(path, seed)`` writes a pool file a
              power loss could leave behind.
+    index:   ``"lazy"`` (default): a background indexer moves new writes into
+             the persistent B-tree off the write path.  ``"eager"``: every
+             write updates the B-tree itself (the ablation the benchmark
+             compares against; slower, same results).
     faults:  tests only: ``{"write"|"barrier"|"grow": n, "persistent": bool,
              "errno": "EIO"|"ENOSPC"}`` makes the n-th such operation fail.
 
@@ -54,4 +58,4 @@ def open(
     if unknown:
         raise TypeError(f"unknown option(s) for pastedb.open(): {', '.join(sorted(unknown))}")
     return _open_db(path, create=create, sync=sync, persist=options.get("persist", "auto"),
-                    faults=options.get("faults"))
+                    index=options.get("index", "lazy"), faults=options.get("faults"))

@@ -4,11 +4,25 @@
 # values straight into pool extents and hands the engine references to them.
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from pastedb.core.clib cimport pthread_mutex_t, pthread_rwlock_t
-from pastedb.core.index cimport Index, Ref
+from pastedb.core.btree cimport BTree, Cursor as TreeCursor
+from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t, pthread_rwlock_t
+from pastedb.core.index cimport Index, Node, Ref
 from pastedb.core.persist cimport Persist
 from pastedb.core.pool cimport Pool
 from pastedb.core.reflog cimport LogRecord, RefLog
+
+# A pending entry with voff == TOMB records a delete not yet applied to the tree.
+cdef extern from *:
+    """
+    #define PDB_TOMB 0xFFFFFFFFFFFFFFFFULL
+    """
+    const uint64_t TOMB "PDB_TOMB"
+
+cdef enum:
+    SEEK_FIRST = 0                    # MergeIter.seek: first (forward) / last (reverse)
+    SEEK_GE = 1
+    SEEK_GT = 2
+    SEEK_LT = 3
 
 
 cdef class DB:
@@ -19,8 +33,33 @@ cdef class DB:
     cdef Pool pool                    # the mapped buffers
     cdef Persist persist              # barriers
     cdef RefLog log                   # the reference log
-    cdef Index index                  # key -> Ref (in memory until the B-tree lands)
-    cdef pthread_rwlock_t index_lock  # readers share; writers hold it inside the log lock
+    cdef Index index                  # the pending table: logged, not yet in the tree (TOMB = deleted)
+    cdef pthread_rwlock_t index_lock  # guards `index`; writers hold it inside the log lock
+    cdef BTree tree                   # the persistent index (file "index")
+    cdef object tree_path
+    cdef int eager                    # 1: the put path updates the tree (the ablation)
+    cdef int eager_synced             # eager: the tree's write txn holds everything pending
+    cdef pthread_mutex_t tree_lock    # the one tree writer: checkpoints (and eager writers)
+    cdef pthread_mutex_t live_lock    # guards the live-byte slots below
+    cdef int64_t w_live               # live bytes of the tree's write txn (tree_lock)
+    cdef int64_t c_live               # ... of the committed tree (txn c_live_txn)
+    cdef uint64_t c_live_txn
+    cdef int64_t n_live               # ... of the commit in progress (txn n_live_txn)
+    cdef uint64_t n_live_txn
+    cdef uint64_t created_ns          # the superblock's creation time (kept across rewrites)
+    cdef uint64_t cut_lsn             # log position the last checkpoint covers
+    # the indexer thread
+    cdef pthread_mutex_t idx_mutex
+    cdef pthread_cond_t idx_cond
+    cdef int idx_stop
+    cdef object idx_thread
+    cdef int idx_error                # last checkpoint failure (0 none)
+    cdef uint64_t ckpt_every          # records since the last cut that start a checkpoint
+    cdef int64_t ckpt_interval_ns     # or this long since the last one, with anything logged
+    cdef uint64_t ckpt_count
+    cdef int64_t ckpt_ns_total
+    cdef int64_t ckpt_ns_max
+    cdef uint64_t ckpt_applied        # pending entries moved into the tree, all checkpoints
     cdef pthread_mutex_t data_lock    # guards the data extent cursor
     cdef uint64_t data_off            # next free byte of the current data extent
     cdef uint64_t data_end            # end of the current data extent
@@ -28,7 +67,6 @@ cdef class DB:
     cdef int64_t closed               # set by close(); operations check it
     cdef int64_t active               # operations in flight (close waits for 0)
     cdef long fork_gen                # fork generation at open
-    cdef int64_t live_bytes           # key + value bytes of live entries
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging
     cdef uint64_t sb_seq              # seq of the superblock slot in force
@@ -49,8 +87,18 @@ cdef class DB:
     # *last_lsn (may be NULL) the lsn of the last record appended.
     cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
                            uint64_t *last_lsn) noexcept nogil
-    # Look a key up; 1 and *out filled, or 0.
+    # Look a key up (pending table, then the tree); 1 and *out filled, 0
+    # absent, or a negative status (a damaged tree page).
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
+    cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
+    # Exact live key count and live key + value bytes (O(pending)).
+    cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil
+    # Move everything logged so far into the tree, commit it, advance the
+    # log head.  0 or a negative status.
+    cdef int checkpoint_index(self) noexcept nogil
+    cdef int checkpoint_locked(self) noexcept nogil
+    cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
+    cdef void indexer(self) noexcept nogil
     # Make everything appended so far durable.
     cdef int sync_all(self) noexcept nogil
     # Apply one logged record to the index (index write lock held, or replay).
@@ -60,4 +108,24 @@ cdef class DB:
                   int sync) noexcept nogil
     cdef object _get(self, object key, object default, bint raise_missing)
     cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil
-    cdef int _compact(self) noexcept nogil
+
+
+# Merged, ordered iteration over the pending table and a tree snapshot (the
+# caller holds the index read lock from renew() through the last step()).
+cdef class MergeIter:
+    cdef DB db
+    cdef TreeCursor tc
+    cdef int reverse
+    cdef Node *pn                     # pending entry to compare next (NULL: none)
+    cdef int tvalid                   # tree cursor at an entry
+    cdef int adv_p                    # consume: advance before the next comparison
+    cdef int adv_t
+    cdef const char *key              # current entry (valid until the next step)
+    cdef uint32_t klen
+    cdef Ref ref
+
+    cdef int renew(self) noexcept nogil
+    # op: SEEK_FIRST (first / last by direction), SEEK_GE, SEEK_GT, SEEK_LT
+    cdef int seek(self, int op, const char *k, uint32_t klen) noexcept nogil
+    # 1 at the next live entry, 0 at the end, negative on damage.
+    cdef int step(self) noexcept nogil

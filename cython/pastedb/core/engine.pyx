@@ -1,8 +1,11 @@
 """The database engine: the embedded API over pool, reflog and index.
 
 A put copies key and value once into a data extent of the pool (the analogue
-of the NIC's DMA), appends one 64-byte record that references them, and waits
-for the group commit that covers it.  Nothing else is written on the way.
+of the NIC's DMA), appends one 64-byte record that references them, puts the
+reference in the in-memory pending table and waits for the group commit that
+covers it.  Nothing else is written on the way.  An indexer thread moves
+pending entries into the persistent B-tree ("index" file) in batches and then
+advances the log head (a checkpoint), so the log to replay at open stays short.
 """
 
 import fcntl
@@ -20,7 +23,10 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
+from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.clib cimport (
+    CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, pthread_cond_destroy, pthread_cond_init,
+    pthread_cond_signal, pthread_cond_timedwait, timespec,
     pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
     pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
@@ -48,12 +54,33 @@ from pastedb.errors import CorruptionError, Error, LockedError
 log = logging.getLogger("pastedb")
 
 POOL_FILE = "pool"
+INDEX_FILE = "index"
 LOCK_FILE = "LOCK"
+INDEX_MODES = ("lazy", "eager")
+# A checkpoint starts once this many records were logged since the last one,
+# or CHECKPOINT_INTERVAL seconds after it when anything was logged at all.
+CHECKPOINT_EVERY = 65536
+CHECKPOINT_INTERVAL = 1.0
+# Pending entries moved into the tree per index-lock hold.
+cdef int APPLY_BATCH = 4096
 INITIAL_POOL_BYTES = 8 << 20
 # Values at least this long are copied with the GIL released even for
 # sync=False puts and gets.
 cdef uint64_t BIG_COPY = 65536
 cdef int ITER_BATCH = 256
+
+
+cdef inline int64_t mono_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+# One pending entry a checkpoint moved into the tree: removed from the
+# pending table afterwards unless a later write replaced it meanwhile.
+cdef struct Applied:
+    const char *key
+    Ref ref
 
 # ------------------------------------------------------------------ fork
 # A DB inherited across fork() must refuse to work in the child: the mapping
@@ -141,6 +168,8 @@ cdef void write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept 
 cdef struct ReplayCtx:
     void *db                          # borrowed DB (GIL held during replay)
     uint64_t max_end                  # highest byte any record references
+    uint64_t skip_lsn                 # records <= this are in the tree already
+    uint64_t applied                  # records put in the pending table
 
 
 cdef int replay_apply(void *ctx, const LogRecord *rec) noexcept:
@@ -151,6 +180,9 @@ cdef int replay_apply(void *ctx, const LogRecord *rec) noexcept:
         end = rec.voff + rec.vlen
     if end > c.max_end:
         c.max_end = end
+    if rec.lsn <= c.skip_lsn:
+        return 0
+    c.applied += 1
     return db.index_apply(rec)
 
 
@@ -205,6 +237,10 @@ cdef class DB:
         self.closed = 1
         pthread_rwlock_init(&self.index_lock, NULL)
         pthread_mutex_init(&self.data_lock, NULL)
+        pthread_mutex_init(&self.tree_lock, NULL)
+        pthread_mutex_init(&self.live_lock, NULL)
+        pthread_mutex_init(&self.idx_mutex, NULL)
+        pthread_cond_init(&self.idx_cond, NULL)
 
     def __dealloc__(self):
         if not self.closed:
@@ -212,14 +248,25 @@ cdef class DB:
                 self._shutdown(False)
             except BaseException:
                 pass
+        if self.tree is not None:
+            self.tree.close()
         if self.pool is not None:
             self.pool.close_map()
         pthread_rwlock_destroy(&self.index_lock)
         pthread_mutex_destroy(&self.data_lock)
+        pthread_mutex_destroy(&self.tree_lock)
+        pthread_mutex_destroy(&self.live_lock)
+        pthread_mutex_destroy(&self.idx_mutex)
+        pthread_cond_destroy(&self.idx_cond)
 
     # -------------------------------------------------------------- opening
-    def _open(self, path, bint create, bint sync, str persist_name):
+    def _open(self, path, bint create, bint sync, str persist_name, str index_mode):
         cdef PersistMode mode = mode_from_name(persist_name)
+        if index_mode not in INDEX_MODES:
+            raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, not {index_mode!r}")
+        self.eager = index_mode == "eager"
+        self.ckpt_every = CHECKPOINT_EVERY
+        self.ckpt_interval_ns = <int64_t>(CHECKPOINT_INTERVAL * 1e9)
         cdef int created = 0, rc
         cdef bint emulate = os.environ.get("PASTEDB_PMEM_EMULATE", "") not in ("", "0")
         self.path = os.fspath(path)
@@ -263,6 +310,8 @@ cdef class DB:
         self.log = RefLog(self.pool, self.persist)
         self.index = Index()
         self.index.set_base(self.pool.base)
+        self.tree_path = os.path.join(self.path, INDEX_FILE)
+        self.tree = BTree()
         if fresh:
             self._create(target)
         else:
@@ -272,6 +321,26 @@ cdef class DB:
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
         _open_dbs.add(self)
+        self.idx_thread = threading.Thread(target=self._indexer_main, daemon=True,
+                                           name="pastedb-indexer")
+        self.idx_thread.start()
+
+    def _open_tree(self, bint create):
+        # The tree syncs its own file; without barriers (persist="none")
+        # it skips them too.
+        cdef bytes p = os.fsencode(self.tree_path)
+        cdef int tsync = self.persist.mode != PERSIST_NONE
+        cdef int rc = self.tree.open(p, create, tsync)
+        if rc == ST_CORRUPT:
+            raise CorruptionError(
+                f"open: the index file {self.tree_path} has no valid meta page; "
+                f"run 'pastedb-check --repair {self.path}'", self.tree_path)
+        if rc != 0:
+            raise_status(rc, "open", self.tree_path)
+
+    def _indexer_main(self):
+        with nogil:
+            self.indexer()
 
     def _drop_lock_fd(self):
         _held_locks.discard(self.lock_ident)
@@ -309,6 +378,19 @@ cdef class DB:
             f.persistent = persistent
             f.err = code or (_errno.ENOSPC if name == "grow" else _errno.EIO)
 
+    def _checkpoint_policy(self, every=None, interval=None):
+        """Test and benchmark hook: start a checkpoint after `every` logged
+        records or `interval` seconds (defaults CHECKPOINT_EVERY and
+        CHECKPOINT_INTERVAL)."""
+        if every is not None:
+            if every < 1:
+                raise ValueError("every must be >= 1")
+            self.ckpt_every = every
+        if interval is not None:
+            if interval < 0:
+                raise ValueError("interval must be >= 0")
+            self.ckpt_interval_ns = <int64_t>(interval * 1e9)
+
     def _faults_fired(self):
         return {"write": self.pool.write_fault.fired, "barrier": self.persist.barrier_fault.fired,
                 "grow": self.pool.grow_fault.fired}
@@ -318,7 +400,15 @@ cdef class DB:
         power loss at this instant could leave behind."""
         if self.persist is None or self.persist.mode != PERSIST_CRASHSIM:
             raise Error("crash images need persist='crashsim'")
-        return self.persist.crash_image(os.fspath(path), seed, keep, torn)
+        import shutil
+        # The index file as of now (it syncs itself; taken between commits).
+        with nogil:
+            pthread_mutex_lock(&self.tree_lock)
+        try:
+            shutil.copyfile(self.tree_path, os.path.join(os.path.dirname(os.fspath(path)), INDEX_FILE))
+            return self.persist.crash_image(os.fspath(path), seed, keep, torn)
+        finally:
+            pthread_mutex_unlock(&self.tree_lock)
 
     def _lock(self):
         # A POSIX record lock (fcntl), not flock: it belongs to this process
@@ -361,6 +451,12 @@ cdef class DB:
         sb.log_head_size = CHUNK_SIZE
         sb.log_head_lsn = 1
         sb.created_ns = <uint64_t>time.time_ns()
+        self.created_ns = sb.created_ns
+        # The index file first: a pool without one is a database whose
+        # creation did not finish (the pool is renamed into place last).
+        if os.path.exists(self.tree_path):
+            os.unlink(self.tree_path)
+        self._open_tree(True)
         write_superblock(self.pool, self.persist, &sb)
         self.sb_seq = 1
         self.log.set_head(off, 1)
@@ -384,9 +480,34 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
         self.sb_seq = sb.seq
+        self.created_ns = sb.created_ns
+        if not os.path.exists(self.tree_path):
+            if sb.tree_lsn != 0:
+                raise CorruptionError(
+                    f"open: the index file {self.tree_path} is missing (the superblock says a "
+                    f"checkpoint covers the log up to lsn {sb.tree_lsn}); "
+                    f"run 'pastedb-check --repair {self.path}'", self.tree_path)
+        self._open_tree(sb.tree_lsn == 0)
+        cdef uint64_t applied = self.tree.applied_lsn()
+        if applied < sb.tree_lsn:
+            raise CorruptionError(
+                f"open: the index file {self.tree_path} covers the log up to lsn {applied}, "
+                f"but the pool's log starts after lsn {sb.tree_lsn}: the index lost a commit; "
+                f"run 'pastedb-check --repair {self.path}'", self.tree_path)
+        if applied == sb.tree_lsn:
+            self.c_live = <int64_t>sb.tree_live
+        else:
+            # A crash between the tree commit and the superblock write: count
+            # the tree's bytes once.
+            self.c_live = self._tree_bytes()
+        self.c_live_txn = self.tree.c.txn
+        self.w_live = self.c_live
+        self.cut_lsn = applied
         self.log.set_head(sb.log_head_off, sb.log_head_lsn)
         ctx.db = <void *>self
         ctx.max_end = HEADER_SIZE
+        ctx.skip_lsn = applied
+        ctx.applied = 0
         rc = self.log.replay(replay_apply, &ctx, &res)
         if rc == ST_CORRUPT:
             raise CorruptionError(
@@ -395,7 +516,7 @@ cdef class DB:
                 f"run 'pastedb-check --repair {self.path}'", self.pool_path)
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
-        self.recovered_records = res.records
+        self.recovered_records = ctx.applied
         if res.torn or res.dropped_batch:
             self.recovery_note = (
                 f"cut a torn log tail at byte offset {res.tail_off} of {self.pool_path}"
@@ -409,6 +530,8 @@ cdef class DB:
             end = self.log.chunk_off + CHUNK_SIZE
         if sb.log_head_off + CHUNK_SIZE > end:
             end = sb.log_head_off + CHUNK_SIZE
+        if sb.alloc_tail > end:
+            end = sb.alloc_tail
         self.pool.alloc_tail = (end + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
         rc = self.persist.barrier()              # the zeroed tail, before any new write
         if rc != 0:
@@ -498,49 +621,76 @@ cdef class DB:
         return 0
 
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil:
-        """Apply one logged record to the index (caller holds the index write
-        lock, or is replaying)."""
-        cdef Ref ref, old
-        cdef int had
-        cdef const char *key = self.pool.base + rec.koff
+        """Put one logged record in the pending table (caller holds the index
+        write lock, or is replaying).  A delete becomes a tombstone: the
+        tree may still hold the key."""
+        cdef Ref ref
+        ref.koff = rec.koff
+        ref.klen = rec.klen
+        ref.lsn = rec.lsn
         if rec.type == REC_PUT:
-            ref.koff = rec.koff
-            ref.klen = rec.klen
             ref.voff = rec.voff
             ref.vlen = rec.vlen
             ref.vcrc = rec.vcrc
-            ref.lsn = rec.lsn
-            had = self.index.put(key, rec.klen, &ref, &old)
-            if had < 0:
-                return -12                        # ENOMEM
-            self.live_bytes += <int64_t>(rec.klen + rec.vlen)
+        else:
+            ref.voff = TOMB
+            ref.vlen = 0
+            ref.vcrc = 0
+        if self.index.put(self.pool.base + rec.koff, rec.klen, &ref, NULL) < 0:
+            return -12                            # ENOMEM
+        return 0
+
+    cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil:
+        """Apply one pending entry to the tree's write txn (tree_lock held)."""
+        cdef Ref old
+        cdef int had = self.tree.get(key, klen, &old)
+        cdef int rc
+        if had < 0:
+            return had
+        if ref.voff == TOMB:
             if had:
-                self.live_bytes -= <int64_t>(old.klen + old.vlen)
+                rc = self.tree.delete(key, klen)
+                if rc < 0:
+                    return rc
+                self.w_live -= <int64_t>(old.klen + old.vlen)
             return 0
-        if self.index.remove(key, rec.klen, &old):
-            self.live_bytes -= <int64_t>(old.klen + old.vlen)
+        rc = self.tree.put(key, klen, ref)
+        if rc < 0:
+            return rc
+        if had:
+            self.w_live -= <int64_t>(old.klen + old.vlen)
+        self.w_live += <int64_t>(ref.klen + ref.vlen)
         return 0
 
     cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
                            uint64_t *last_lsn) noexcept nogil:
         cdef uint64_t lsn
         cdef Ref tmp
-        cdef int rc, i
+        cdef int rc = 0, i, found
         existed[0] = 1
+        if self.eager:
+            # The ablation: the tree is updated inside the write's critical
+            # section, and a checkpoint (which holds tree_lock) stalls writers.
+            pthread_mutex_lock(&self.tree_lock)
         self.log.lock_log()
         if n == 1 and recs[0].type == REC_DEL:
             # Deleting an absent key writes nothing.
-            if not self.index.get(self.pool.base + recs[0].koff, recs[0].klen, &tmp):
+            found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
+            if found <= 0:
                 self.log.unlock_log()
+                if self.eager:
+                    pthread_mutex_unlock(&self.tree_lock)
                 existed[0] = 0
-                return 0
+                return found
         rc = self.log.append_locked(recs, n, &lsn)
         if rc != 0:
             self.log.unlock_log()
+            if self.eager:
+                pthread_mutex_unlock(&self.tree_lock)
             return rc
         if last_lsn != NULL:
             last_lsn[0] = lsn
-        # The index changes in log order: both happen under the log lock.
+        # The pending table changes in log order: both happen under the log lock.
         pthread_rwlock_wrlock(&self.index_lock)
         for i in range(n):
             rc = self.index_apply(&recs[i])
@@ -550,17 +700,88 @@ cdef class DB:
                 self.log.failed = rc
                 break
         pthread_rwlock_unlock(&self.index_lock)
+        if self.eager and rc == 0:
+            if not self.tree.in_txn:
+                rc = self.tree.begin()
+            i = 0
+            while rc == 0 and i < n:
+                tmp.koff = recs[i].koff
+                tmp.klen = recs[i].klen
+                tmp.lsn = recs[i].lsn
+                tmp.voff = recs[i].voff if recs[i].type == REC_PUT else TOMB
+                tmp.vlen = recs[i].vlen if recs[i].type == REC_PUT else 0
+                tmp.vcrc = recs[i].vcrc if recs[i].type == REC_PUT else 0
+                rc = self.tree_apply(self.pool.base + recs[i].koff, recs[i].klen, &tmp)
+                i += 1
+            if rc != 0:
+                self.log.failed = rc
         self.log.unlock_log()
+        if self.eager:
+            pthread_mutex_unlock(&self.tree_lock)
         if rc == 0 and sync:
             rc = self.log.commit(lsn)
+        return rc
+
+    cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
+        """Pending table first, then the newest tree commit (index read lock
+        held: a checkpoint drops pending entries only after the commit that
+        holds them, under the write lock)."""
+        cdef Snapshot snap
+        cdef int rc
+        if self.index.get(k, klen, out):
+            return 0 if out.voff == TOMB else 1
+        rc = self.tree.snapshot_acquire(&snap)
+        if rc != 0:
+            return rc
+        if snap.root != 0:
+            rc = self.tree.snapshot_get(&snap, k, klen, out)
+        self.tree.snapshot_release(&snap)
         return rc
 
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         cdef int found
         pthread_rwlock_rdlock(&self.index_lock)
-        found = self.index.get(k, klen, out)
+        found = self.lookup_locked(k, klen, out)
         pthread_rwlock_unlock(&self.index_lock)
         return found
+
+    cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil:
+        cdef Snapshot snap
+        cdef Node *node
+        cdef const Ref *ref
+        cdef Ref old
+        cdef int rc, in_tree
+        cdef int64_t n, b
+        pthread_rwlock_rdlock(&self.index_lock)
+        rc = self.tree.snapshot_acquire(&snap)
+        if rc != 0:
+            pthread_rwlock_unlock(&self.index_lock)
+            return rc
+        n = <int64_t>snap.entries
+        pthread_mutex_lock(&self.live_lock)
+        b = self.c_live if self.c_live_txn == snap.txn else self.n_live
+        pthread_mutex_unlock(&self.live_lock)
+        node = self.index.first()
+        while node != NULL:
+            ref = self.index.node_ref(node)
+            in_tree = 0
+            if snap.root != 0:
+                in_tree = self.tree.snapshot_get(&snap, self.pool.base + ref.koff, ref.klen, &old)
+                if in_tree < 0:
+                    rc = in_tree
+                    break
+            if in_tree:
+                n -= 1
+                b -= <int64_t>(old.klen + old.vlen)
+            if ref.voff != TOMB:
+                n += 1
+                b += <int64_t>(ref.klen + ref.vlen)
+            node = self.index.next(node)
+        self.tree.snapshot_release(&snap)
+        pthread_rwlock_unlock(&self.index_lock)
+        keys[0] = n
+        live[0] = b
+        return rc
 
     cdef int sync_all(self) noexcept nogil:
         cdef uint64_t lsn
@@ -634,8 +855,8 @@ cdef class DB:
                 if klen <= MAX_KEY_LEN:
                     read_lock_gil(&self.index_lock)
                     try:
-                        found = self.index.get(k, <uint32_t>klen, &ref)
-                        if found:
+                        found = self.lookup_locked(k, <uint32_t>klen, &ref)
+                        if found > 0:
                             if ref.vlen < BIG_COPY:
                                 out = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
                                                                 <Py_ssize_t>ref.vlen)
@@ -651,6 +872,8 @@ cdef class DB:
         finally:
             if kview:
                 PyBuffer_Release(&kb)
+        if found < 0:
+            raise_status(found, "get", self.tree_path)
         if not found:
             if raise_missing:
                 raise KeyError(key)
@@ -677,13 +900,15 @@ cdef class DB:
                 raise_status(rc, "contains", self.pool_path)
             if klen <= MAX_KEY_LEN:
                 read_lock_gil(&self.index_lock)
-                found = self.index.get(k, <uint32_t>klen, &ref)
+                found = self.lookup_locked(k, <uint32_t>klen, &ref)
                 pthread_rwlock_unlock(&self.index_lock)
             self.leave()
         finally:
             if kview:
                 PyBuffer_Release(&kb)
-        return found != 0
+        if found < 0:
+            raise_status(found, "contains", self.tree_path)
+        return found > 0
 
     cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil:
         cdef LogRecord rec
@@ -692,7 +917,8 @@ cdef class DB:
         existed[0] = 0
         if rc != 0:
             return rc
-        if self.lookup(k, <uint32_t>klen, &ref):
+        rc = self.lookup(k, <uint32_t>klen, &ref)
+        if rc > 0:
             rc = self.stage_delete(k, <uint32_t>klen, &rec)
             if rc == 0:
                 rc = self.apply_records(&rec, 1, sync, existed, NULL)
@@ -727,14 +953,16 @@ cdef class DB:
             raise KeyError(key)
 
     def __len__(self):
+        cdef int64_t keys = 0, live = 0
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "len", self.pool_path)
-        read_lock_gil(&self.index_lock)
-        n = self.index.count
-        pthread_rwlock_unlock(&self.index_lock)
+        with nogil:
+            rc = self.count_live(&keys, &live)
         self.leave()
-        return n
+        if rc != 0:
+            raise_status(rc, "len", self.tree_path)
+        return keys
 
     def __iter__(self):
         return Cursor(self, 0, None, None, False)
@@ -789,75 +1017,233 @@ cdef class DB:
             raise_status(rc, "sync", self.pool_path)
 
     def checkpoint(self):
-        """Make everything durable and compact the log to one record per live
-        key, so the next open replays no more than the live keys."""
+        """Move everything written so far into the persistent index and
+        advance the log head past it, so the next open replays nothing.  The
+        indexer thread does this by itself every CHECKPOINT_EVERY records or
+        CHECKPOINT_INTERVAL seconds; close() does it once more."""
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "checkpoint", self.pool_path)
         try:
             with nogil:
-                rc = self._compact()
+                rc = self.checkpoint_index()
         finally:
             self.leave()
         if rc != 0:
             raise_status(rc, "checkpoint", self.pool_path)
 
-    cdef int _compact(self) noexcept nogil:
-        # Commit order: (1) a new chain holding a PUT record for every live
-        # key, referencing the bytes where they already are; (2) barrier;
-        # (3) the superblock's other slot names the new chain; (4) barrier.
-        # A crash before (4) leaves the old superblock and the old chain,
-        # whose tail is untouched: nothing is lost either way.  Writers wait
-        # on the log lock meanwhile.
-        cdef uint64_t off, lsn, last
+    def _tree_bytes(self):
+        """Key + value bytes of the entries in the tree's last commit."""
+        cdef TreeCursor c = self.tree.cursor(0)
+        cdef Ref ref
+        cdef int64_t total = 0
+        cdef int rc
+        with nogil:
+            rc = c.first()
+            while rc == 1:
+                c.ref(&ref)
+                total += <int64_t>(ref.klen + ref.vlen)
+                rc = c.next()
+        c.close()
+        if rc < 0:
+            raise_status(rc, "open", self.tree_path)
+        return total
+
+    cdef int checkpoint_index(self) noexcept nogil:
+        cdef int rc
+        cdef int64_t t0 = mono_ns(), dt
+        pthread_mutex_lock(&self.tree_lock)
+        rc = self.checkpoint_locked()
+        dt = mono_ns() - t0
+        if rc == 0:
+            self.ckpt_count += 1
+            self.ckpt_ns_total += dt
+            if dt > self.ckpt_ns_max:
+                self.ckpt_ns_max = dt
+        pthread_mutex_unlock(&self.tree_lock)
+        return rc
+
+    cdef int checkpoint_locked(self) noexcept nogil:
+        # Order (each step durable before the next):
+        #   1. cut: L = the last logged lsn; the head-to-be is the chunk
+        #      holding record L + 1;
+        #   2. barrier: every record <= L (and the bytes it names) durable;
+        #   3. pending entries go into the tree's write txn (batches under the
+        #      index read lock; an entry a writer replaced meanwhile goes in
+        #      its newer form, and records up to the newest lsn applied are
+        #      made durable too), which commits with applied_lsn = L;
+        #   4. the superblock's other slot names the new head (barrier).
+        #   5. applied entries leave the pending table (write lock), unless
+        #      replaced since.
+        # A crash before 3 completes: old tree, old head.  Between 3 and 4:
+        # the new tree, the old head; replay skips records <= applied_lsn.
+        cdef uint64_t L, head_off, head_lsn, mark, maxlsn = 0
+        cdef Superblock sb
+        cdef Applied *ents = NULL
+        cdef Applied *grown
+        cdef size_t nents = 0, cap = 0, i, j, lo
         cdef Node *node
         cdef const Ref *ref
-        cdef LogRecord rec
-        cdef Superblock sb
-        cdef int rc
-        memset(&sb, 0, sizeof(Superblock))
-        self.log.lock_log()
+        cdef Ref cur
+        cdef Applied *e
+        cdef int rc = 0, n
         if self.log.failed:
-            self.log.unlock_log()
             return ST_FAILED
-        rc = self.log.start_chain_locked(&off, &lsn)
-        pthread_rwlock_rdlock(&self.index_lock)
-        node = self.index.first() if rc == 0 else NULL
-        while node != NULL:
-            ref = self.index.node_ref(node)
-            memset(&rec, 0, sizeof(LogRecord))
-            rec.type = REC_PUT
-            rec.klen = <uint16_t>ref.klen
-            rec.koff = ref.koff
-            rec.voff = ref.voff
-            rec.vlen = ref.vlen
-            rec.vcrc = ref.vcrc
-            rec.crc = key_crc_state(self.pool.base + ref.koff, ref.klen)
-            rc = self.log.append_locked(&rec, 1, &last)
-            if rc != 0:
-                break
-            node = self.index.next(node)
-        pthread_rwlock_unlock(&self.index_lock)
-        if rc == 0:
-            rc = self.persist.barrier()
-        if rc == 0:
-            memset(&sb, 0, sizeof(Superblock))
-            sb.seq = self.sb_seq + 1
-            sb.log_head_off = off
-            sb.log_head_size = CHUNK_SIZE
-            sb.log_head_lsn = lsn
-            sb.created_ns = 0
-            write_superblock(self.pool, self.persist, &sb)
-            rc = self.persist.barrier()
-        if rc == 0:
-            self.sb_seq = sb.seq
-            self.log.head_off = off
-            self.log.head_lsn = lsn
-            self.log.durable_lsn = self.log.next_lsn - 1
-        else:
-            self.log.failed = rc
+        if self.tree.failed:
+            return ST_FAILED
+        self.log.lock_log()
+        L = self.log.next_lsn - 1
+        head_off = self.log.chunk_off
+        head_lsn = self.log.next_lsn - self.log.slot
         self.log.unlock_log()
-        return rc
+        pthread_mutex_lock(&self.pool.lock)
+        mark = self.pool.alloc_tail
+        pthread_mutex_unlock(&self.pool.lock)
+        if L == self.cut_lsn and self.index.count == 0:
+            return 0                              # nothing logged since the last one
+        rc = self.log.commit(L)
+        if rc != 0:
+            return rc
+        if not self.eager or not self.eager_synced:
+            if not self.tree.in_txn:
+                rc = self.tree.begin()
+                if rc != 0:
+                    return rc
+            pthread_rwlock_rdlock(&self.index_lock)
+            node = self.index.first()
+            while node != NULL and rc == 0:
+                # One batch under the read lock, applied outside it.
+                lo = nents
+                n = 0
+                while node != NULL and n < APPLY_BATCH:
+                    if nents == cap:
+                        cap = cap * 2 if cap else 4096
+                        grown = <Applied *>realloc(ents, cap * sizeof(Applied))
+                        if grown == NULL:
+                            rc = -12
+                            break
+                        ents = grown
+                    ref = self.index.node_ref(node)
+                    e = &ents[nents]
+                    e.key = self.pool.base + ref.koff
+                    e.ref = ref[0]
+                    nents += 1
+                    n += 1
+                    node = self.index.next(node)
+                # Apply outside the lock.  An entry a writer replaces
+                # meanwhile goes into the tree in the form collected here
+                # (its lsn is made durable below) and stays pending in its
+                # newer form.  Then resume after the batch's last key.
+                pthread_rwlock_unlock(&self.index_lock)
+                j = lo
+                while rc == 0 and j < nents:
+                    e = &ents[j]
+                    if e.ref.lsn > maxlsn:
+                        maxlsn = e.ref.lsn
+                    rc = self.tree_apply(e.key, e.ref.klen, &e.ref)
+                    j += 1
+                pthread_rwlock_rdlock(&self.index_lock)
+                if rc == 0 and node != NULL and nents > 0:
+                    node = self.index.seek_gt(ents[nents - 1].key, ents[nents - 1].ref.klen)
+            pthread_rwlock_unlock(&self.index_lock)
+            if rc == 0 and maxlsn > L:
+                rc = self.log.commit(maxlsn)      # the tree may name records after L
+        if rc == 0 and not self.tree.in_txn:
+            rc = self.tree.begin()
+        if rc == 0:
+            pthread_mutex_lock(&self.live_lock)
+            self.n_live = self.w_live
+            self.n_live_txn = self.tree.w.txn
+            pthread_mutex_unlock(&self.live_lock)
+            rc = self.tree.commit(L)
+            if rc == 0:
+                pthread_mutex_lock(&self.live_lock)
+                self.c_live = self.n_live
+                self.c_live_txn = self.n_live_txn
+                pthread_mutex_unlock(&self.live_lock)
+        if rc != 0:
+            if self.tree.in_txn:
+                self.tree.abort()
+            self.w_live = self.c_live
+            self.eager_synced = 0
+            free(ents)
+            if self.tree.failed:
+                self.log.failed = ST_FAILED
+            return rc
+        self.cut_lsn = L
+        memset(&sb, 0, sizeof(Superblock))
+        sb.seq = self.sb_seq + 1
+        sb.log_head_off = head_off
+        sb.log_head_size = CHUNK_SIZE
+        sb.log_head_lsn = head_lsn
+        sb.created_ns = self.created_ns
+        sb.tree_lsn = L
+        sb.tree_live = <uint64_t>self.c_live
+        sb.alloc_tail = mark
+        write_superblock(self.pool, self.persist, &sb)
+        rc = self.persist.barrier()
+        if rc != 0:
+            # The pool's dirty pages may be gone: acknowledge nothing more.
+            self.log.lock_log()
+            self.log.failed = rc
+            self.log.unlock_log()
+            free(ents)
+            return rc
+        self.sb_seq = sb.seq
+        self.log.lock_log()
+        self.log.head_off = head_off
+        self.log.head_lsn = head_lsn
+        self.log.unlock_log()
+        if self.eager:
+            # Writers wait on tree_lock: the pending table holds exactly what
+            # the commit covered.
+            pthread_rwlock_wrlock(&self.index_lock)
+            self.index.clear()
+            pthread_rwlock_unlock(&self.index_lock)
+            self.eager_synced = 1
+        else:
+            i = 0
+            while i < nents:
+                pthread_rwlock_wrlock(&self.index_lock)
+                j = 0
+                while i < nents and j < <size_t>APPLY_BATCH:
+                    e = &ents[i]
+                    if self.index.get(e.key, e.ref.klen, &cur) and cur.lsn == e.ref.lsn:
+                        self.index.remove(e.key, e.ref.klen, NULL)
+                    i += 1
+                    j += 1
+                pthread_rwlock_unlock(&self.index_lock)
+        self.ckpt_applied += nents
+        free(ents)
+        return 0
+
+    cdef void indexer(self) noexcept nogil:
+        cdef timespec deadline
+        cdef int64_t last = mono_ns(), now
+        cdef uint64_t logged
+        cdef int rc, due
+        pthread_mutex_lock(&self.idx_mutex)
+        while not self.idx_stop:
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            deadline.tv_nsec += 20000000
+            if deadline.tv_nsec >= 1000000000:
+                deadline.tv_sec += 1
+                deadline.tv_nsec -= 1000000000
+            pthread_cond_timedwait(&self.idx_cond, &self.idx_mutex, &deadline)
+            if self.idx_stop:
+                break
+            now = mono_ns()
+            logged = self.log.next_lsn - 1 - self.cut_lsn
+            due = logged >= self.ckpt_every or (
+                (logged > 0 or self.index.count > 0) and now - last >= self.ckpt_interval_ns)
+            if not due or self.log.failed:
+                continue
+            pthread_mutex_unlock(&self.idx_mutex)
+            rc = self.checkpoint_index()
+            pthread_mutex_lock(&self.idx_mutex)
+            self.idx_error = rc
+            last = mono_ns()
+        pthread_mutex_unlock(&self.idx_mutex)
 
     def stats(self):
         """Counters and sizes: keys, live bytes, file bytes, space ratio, the
@@ -865,18 +1251,35 @@ cdef class DB:
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "stats", self.pool_path)
+        cdef int64_t keys = 0, live = 0
         try:
-            read_lock_gil(&self.index_lock)
-            keys = self.index.count
-            live = self.live_bytes
-            pthread_rwlock_unlock(&self.index_lock)
-            file_bytes = self.pool.size
+            with nogil:
+                rc = self.count_live(&keys, &live)
+            if rc != 0:
+                raise_status(rc, "stats", self.tree_path)
+            try:
+                tree_bytes = os.stat(self.tree_path).st_size
+            except OSError:
+                tree_bytes = 0
+            file_bytes = self.pool.size + tree_bytes
             return {
                 "path": self.path,
                 "keys": keys,
                 "live_bytes": live,
                 "file_bytes": file_bytes,
+                "pool_file_bytes": self.pool.size,
+                "index_file_bytes": tree_bytes,
                 "space_ratio": (file_bytes / live) if live else None,
+                "index": "eager" if self.eager else "lazy",
+                "index_pending": self.index.count,
+                "index_keys": self.tree.count(),
+                "index_applied_lsn": self.tree.applied_lsn(),
+                "checkpoints": self.ckpt_count,
+                "checkpoint_seconds": self.ckpt_ns_total / 1e9,
+                "checkpoint_max_seconds": self.ckpt_ns_max / 1e9,
+                "checkpoint_entries": self.ckpt_applied,
+                "checkpoint_error": self.idx_error,
+                "log_head_lsn": self.log.head_lsn,
                 "persist": mode_name(self.persist.mode),
                 "map_sync": bool(self.pool.map_sync),
                 "crc32c": "sse4.2" if pdb_crc32c_is_hw() else "table",
@@ -914,14 +1317,33 @@ cdef class DB:
         self._shutdown(True)
 
     def _shutdown(self, bint raise_errors):
-        cdef int rc = 0
+        cdef int rc = 0, ckpt_rc = 0
         cdef bint forked = self.fork_gen != fork_generation
         pdb_store_sc(&self.closed, 1)
+        if self.idx_thread is not None and not forked:
+            with nogil:
+                pthread_mutex_lock(&self.idx_mutex)
+                self.idx_stop = 1
+                pthread_cond_signal(&self.idx_cond)
+                pthread_mutex_unlock(&self.idx_mutex)
+            self.idx_thread.join()
+        self.idx_thread = None
         with nogil:
             while pdb_load_sc(&self.active) != 0:
                 usleep(100)
             if not forked and self.log is not None and not self.log.failed:
                 rc = self.sync_all()
+                # A clean close leaves nothing to replay.  Everything is
+                # durable in the log already: a failed checkpoint here only
+                # means the next open replays more.
+                if rc == 0 and self.tree is not None and self.tree.fd >= 0:
+                    ckpt_rc = self.checkpoint_index()
+        if ckpt_rc != 0:
+            log.warning("pastedb: the checkpoint at close failed (%s); nothing is lost, the next "
+                        "open replays the log since the last checkpoint",
+                        os.strerror(-ckpt_rc) if -1000 < ckpt_rc < 0 else f"status {ckpt_rc}")
+        if self.tree is not None and not forked:
+            self.tree.close()
         if self.pool is not None:
             self.pool.close_map()
         # Closing the descriptor releases the POSIX lock (a forked child holds
@@ -954,10 +1376,101 @@ cdef bytes as_key(object o, str what):
     return bytes(memoryview(o))
 
 
+cdef class MergeIter:
+    """The live entries of the pending table and a tree snapshot, merged in
+    key order (a pending entry shadows the tree's; a tombstone hides it).
+    renew() .. step() run under the index read lock."""
+
+    def __cinit__(self, DB db, bint reverse):
+        self.db = db
+        self.reverse = reverse
+        self.tc = db.tree.cursor(0)
+
+    def __dealloc__(self):
+        if self.tc is not None:
+            self.tc.close()
+
+    cdef int renew(self) noexcept nogil:
+        return self.tc.renew()
+
+    cdef int seek(self, int op, const char *k, uint32_t klen) noexcept nogil:
+        cdef int rc
+        if op == SEEK_FIRST:
+            if self.reverse:
+                self.pn = self.db.index.last()
+                rc = self.tc.last()
+            else:
+                self.pn = self.db.index.first()
+                rc = self.tc.first()
+        elif op == SEEK_GE:
+            self.pn = self.db.index.seek_ge(k, klen)
+            rc = self.tc.seek_ge(k, klen)
+        elif op == SEEK_GT:
+            self.pn = self.db.index.seek_gt(k, klen)
+            rc = self.tc.seek_gt(k, klen)
+        else:
+            self.pn = self.db.index.seek_lt(k, klen)
+            rc = self.tc.seek_lt(k, klen)
+        self.adv_p = 0
+        self.adv_t = 0
+        if rc < 0:
+            self.tvalid = 0
+            return rc
+        self.tvalid = rc
+        return 0
+
+    cdef int step(self) noexcept nogil:
+        cdef const char *pk
+        cdef const char *tk
+        cdef const Ref *pref
+        cdef uint32_t tklen = 0
+        cdef int c, rc
+        while True:
+            if self.adv_p:
+                self.pn = self.db.index.prev(self.pn) if self.reverse else self.db.index.next(self.pn)
+                self.adv_p = 0
+            if self.adv_t:
+                rc = self.tc.prev() if self.reverse else self.tc.next()
+                self.adv_t = 0
+                if rc < 0:
+                    self.tvalid = 0
+                    return rc
+                self.tvalid = rc
+            if self.pn == NULL and not self.tvalid:
+                return 0
+            pref = self.db.index.node_ref(self.pn) if self.pn != NULL else NULL
+            pk = self.db.pool.base + pref.koff if pref != NULL else NULL
+            tk = self.tc.key(&tklen) if self.tvalid else NULL
+            if pref != NULL and tk != NULL:
+                c = key_compare(pk, pref.klen, tk, tklen)
+                if self.reverse:
+                    c = -c
+            elif pref != NULL:
+                c = -1
+            else:
+                c = 1
+            if c <= 0:
+                self.adv_p = 1
+                if c == 0:
+                    self.adv_t = 1
+                if pref.voff == TOMB:
+                    continue
+                self.key = pk
+                self.klen = pref.klen
+                self.ref = pref[0]
+                return 1
+            self.adv_t = 1
+            self.tc.ref(&self.ref)
+            self.key = tk
+            self.klen = tklen
+            return 1
+
+
 cdef class Cursor:
     """Iterator over a key range.  Fetches ITER_BATCH entries at a time under
-    the index read lock and resumes after the last key it returned, so it
-    stays valid (and sees a consistent order) while writers run."""
+    the index read lock (pending table merged with the newest tree commit)
+    and resumes after the last key it returned, so it stays valid (and sees a
+    consistent order) while writers and the indexer run."""
 
     cdef DB db
     cdef int what                     # 0 keys, 1 values, 2 items
@@ -968,6 +1481,7 @@ cdef class Cursor:
     cdef list buf                     # fetched, not yet returned
     cdef Py_ssize_t pos
     cdef bint exhausted
+    cdef MergeIter it
 
     def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse):
         self.db = db
@@ -994,55 +1508,69 @@ cdef class Cursor:
 
     cdef _fetch(self):
         cdef DB db = self.db
-        cdef Index index = db.index
-        cdef Node *node
-        cdef const Ref *ref
+        cdef MergeIter it
         cdef const char *kp
-        cdef int n = 0, rc
+        cdef int n = 0, rc, more = 0
         cdef bytes k
         cdef list out = []
         rc = db.enter()
         if rc != 0:
             raise_status(rc, "iterate", db.pool_path)
-        read_lock_gil(&db.index_lock)
         try:
-            if self.last is None:
-                if not self.reverse:
-                    node = index.seek_ge(self.start, <uint32_t>len(self.start)) \
-                        if self.start is not None else index.first()
-                else:
-                    node = index.seek_lt(self.stop, <uint32_t>len(self.stop)) \
-                        if self.stop is not None else index.last()
-            elif not self.reverse:
-                node = index.seek_gt(self.last, <uint32_t>len(self.last))
-            else:
-                node = index.seek_lt(self.last, <uint32_t>len(self.last))
-            while node != NULL and n < ITER_BATCH:
-                ref = index.node_ref(node)
-                kp = db.pool.base + ref.koff
-                if not self.reverse:
-                    if self.stop is not None and key_compare(
-                            kp, ref.klen, self.stop, <uint32_t>len(self.stop)) >= 0:
-                        node = NULL
+            if self.it is None:
+                self.it = MergeIter(db, self.reverse)
+            it = self.it
+            read_lock_gil(&db.index_lock)
+            try:
+                rc = it.renew()
+                if rc == 0:
+                    if self.last is None:
+                        if not self.reverse:
+                            if self.start is not None:
+                                rc = it.seek(SEEK_GE, self.start, <uint32_t>len(self.start))
+                            else:
+                                rc = it.seek(SEEK_FIRST, NULL, 0)
+                        elif self.stop is not None:
+                            rc = it.seek(SEEK_LT, self.stop, <uint32_t>len(self.stop))
+                        else:
+                            rc = it.seek(SEEK_FIRST, NULL, 0)
+                    elif not self.reverse:
+                        rc = it.seek(SEEK_GT, self.last, <uint32_t>len(self.last))
+                    else:
+                        rc = it.seek(SEEK_LT, self.last, <uint32_t>len(self.last))
+                while rc == 0 and n < ITER_BATCH:
+                    rc = it.step()
+                    if rc <= 0:
                         break
-                elif self.start is not None and key_compare(
-                        kp, ref.klen, self.start, <uint32_t>len(self.start)) < 0:
-                    node = NULL
-                    break
-                k = PyBytes_FromStringAndSize(kp, ref.klen)
-                if self.what == 0:
-                    out.append(k)
-                else:
-                    v = PyBytes_FromStringAndSize(db.pool.base + ref.voff, <Py_ssize_t>ref.vlen)
-                    out.append(v if self.what == 1 else (k, v))
-                self.last = k
-                n += 1
-                node = index.prev(node) if self.reverse else index.next(node)
+                    rc = 0
+                    kp = it.key
+                    if not self.reverse:
+                        if self.stop is not None and key_compare(
+                                kp, it.klen, self.stop, <uint32_t>len(self.stop)) >= 0:
+                            break
+                    elif self.start is not None and key_compare(
+                            kp, it.klen, self.start, <uint32_t>len(self.start)) < 0:
+                        break
+                    k = PyBytes_FromStringAndSize(kp, it.klen)
+                    if self.what == 0:
+                        out.append(k)
+                    else:
+                        v = PyBytes_FromStringAndSize(db.pool.base + it.ref.voff,
+                                                      <Py_ssize_t>it.ref.vlen)
+                        out.append(v if self.what == 1 else (k, v))
+                    self.last = k
+                    n += 1
+                    if n == ITER_BATCH:
+                        more = 1
+            finally:
+                pthread_rwlock_unlock(&db.index_lock)
         finally:
-            pthread_rwlock_unlock(&db.index_lock)
             db.leave()
-        if node == NULL:
+        if rc < 0:
+            raise_status(rc, "iterate", db.tree_path)
+        if not more:
             self.exhausted = True
+            self.it = None
         self.buf = out
         self.pos = 0
 
@@ -1159,10 +1687,11 @@ cdef class Batch:
         return False
 
 
-def open_db(path, *, bint create=True, bint sync=True, str persist="auto", faults=None):
+def open_db(path, *, bint create=True, bint sync=True, str persist="auto", str index="lazy",
+            faults=None):
     db = DB()
     try:
-        db._open(path, create, sync, persist)
+        db._open(path, create, sync, persist, index)
         if faults:
             db._arm_faults(dict(faults))
     except BaseException:

@@ -20,7 +20,7 @@ cdef enum:
     BUF_SIZE = 2048                   # one packet buffer (netmap's size)
     SUPER_SLOT = 2048                 # bytes per superblock slot
     HEADER_SIZE = 4096                # both slots
-    POOL_VERSION = 1
+    POOL_VERSION = 2                  # 2: index checkpoint fields (tree_lsn, tree_live, alloc_tail)
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
     MAP_ALIGN = 2097152               # growth granularity (2 MiB)
 
@@ -56,6 +56,9 @@ cdef packed struct Superblock:
     uint64_t log_head_size            # its size in bytes
     uint64_t log_head_lsn             # LSN of the first record in it
     uint64_t created_ns               # creation time (informational)
+    uint64_t tree_lsn                 # applied_lsn of the index checkpoint this slot goes with
+    uint64_t tree_live                # key + value bytes of the live entries in that checkpoint
+    uint64_t alloc_tail               # allocator high-water mark when the checkpoint was cut
     uint32_t crc                      # crc32c of the slot bytes before this field
 
 

@@ -16,7 +16,7 @@
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from pastedb.core.clib cimport epoll_event, pthread_cond_t, pthread_mutex_t
-from pastedb.core.engine cimport DB
+from pastedb.core.engine cimport DB, MergeIter
 from pastedb.core.index cimport Ref
 from pastedb.core.reflog cimport LogRecord
 from pastedb.core.resp cimport OutBuf, RespParser
@@ -64,6 +64,8 @@ cdef struct Args:                     # the current command's arguments
 
 cdef class Server:
     cdef DB db                        # the engine
+    cdef MergeIter scan_it            # FLUSHALL's walk over every live key (loop thread)
+    cdef int find_err                 # a lookup failed (damaged index) in this command
     cdef int listen_fd
     cdef int epoll_fd
     cdef int event_fd                 # the flusher's "durable progress" doorbell

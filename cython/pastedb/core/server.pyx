@@ -22,7 +22,7 @@ from pastedb.core.clib cimport (
     SPLICE_F_NONBLOCK, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
-from pastedb.core.engine cimport DB
+from pastedb.core.engine cimport DB, MergeIter, SEEK_FIRST
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.pool cimport BUF_SIZE
 from pastedb.core.reflog cimport (
@@ -325,6 +325,7 @@ cdef class Server:
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
                  max_query=1 << 30, str receive="auto"):
         self.db = db
+        self.scan_it = MergeIter(db, False)
         self.sync_acks = sync
         self.copy_mode = copy
         self.window = max(4096, (window + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE)
@@ -1021,8 +1022,9 @@ cdef class Server:
 
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
         """Look a key up, seeing records staged by this command/transaction
-        first.  1 found (vp/vlen set), 0 missing."""
-        cdef int i
+        first.  1 found (vp/vlen set), 0 missing (or the index failed:
+        find_err is set)."""
+        cdef int i, rc
         cdef LogRecord *r
         cdef Ref ref
         cdef char *base = self.db.pool.base
@@ -1034,7 +1036,12 @@ cdef class Server:
                 vp[0] = base + r.voff
                 vlen[0] = r.vlen
                 return 1
-        if klen > MAX_KEY_LEN or not self.db.lookup(k, <uint32_t>klen, &ref):
+        if klen > MAX_KEY_LEN:
+            return 0
+        rc = self.db.lookup(k, <uint32_t>klen, &ref)
+        if rc <= 0:
+            if rc < 0:
+                self.find_err = rc                # execute() replaces the reply
             return 0
         vp[0] = base + ref.voff
         vlen[0] = ref.vlen
@@ -1043,8 +1050,11 @@ cdef class Server:
     cdef int64_t staged_dbsize(self) noexcept nogil:
         """The key count as the index will have it once the records staged
         by this transaction are applied."""
-        cdef int64_t n = <int64_t>self.db.index.count
-        cdef int i, j, later
+        cdef int64_t n = 0, live = 0
+        cdef int i, j, later, rc
+        rc = self.db.count_live(&n, &live)
+        if rc != 0:
+            self.find_err = rc
         cdef LogRecord *r
         cdef Ref ref
         cdef char *base = self.db.pool.base
@@ -1058,7 +1068,11 @@ cdef class Server:
                     break
             if later:
                 continue                          # only the last record for a key counts
-            n += (r.type == REC_PUT) - self.db.lookup(base + r.koff, r.klen, &ref)
+            rc = self.db.lookup(base + r.koff, r.klen, &ref)
+            if rc < 0:
+                self.find_err = rc
+                rc = 0
+            n += (r.type == REC_PUT) - rc
         return n
 
     cdef object staged_overlay(self):
@@ -1088,6 +1102,7 @@ cdef class Server:
 
     cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil:
         cdef int idx, rc
+        cdef size_t olen
         cdef Args *a = &self.args
         cdef CmdSpec *spec
         self.total_commands += 1
@@ -1122,7 +1137,14 @@ cdef class Server:
             self.reply_done(c)
             return
         self.cmd_recs_start = self.nrecs
+        olen = c.out.len
+        self.find_err = 0
         self.run_command(c, spec.id)
+        if self.find_err:
+            # A damaged index page: no partial answer, nothing of the command staged.
+            c.out.len = olen
+            self.nrecs = self.cmd_recs_start
+            out_error(&c.out, b"ERR the index file is damaged; run pastedb-check")
         # The records stay staged until the end of this read (finish_input):
         # a pipeline's writes are appended together, in one lock hold and one
         # write of the log slots; commands later in it see them (find()).
@@ -1482,17 +1504,23 @@ cdef class Server:
         out_bulk(&c.out, buf, <size_t>n)
 
     cdef void cmd_flush(self, Conn *c) noexcept nogil:
-        cdef Node *node
-        cdef const Ref *ref
         cdef char *base = self.db.pool.base
         cdef int rc = 0, i, n
         pthread_rwlock_rdlock(&self.db.index_lock)
-        node = self.db.index.first()
-        while node != NULL and rc == 0:
-            ref = self.db.index.node_ref(node)
-            rc = self.stage_record(REC_DEL, base + ref.koff, ref.klen, NULL, 0, 0)
-            node = self.db.index.next(node)
+        rc = self.scan_it.renew()
+        if rc == 0:
+            rc = self.scan_it.seek(SEEK_FIRST, NULL, 0)
+        while rc == 0:
+            rc = self.scan_it.step()
+            if rc <= 0:
+                break
+            # Tree keys live in the cursor's buffer: stage_record copies
+            # the key into the pool for the DEL record.
+            rc = self.stage_record(REC_DEL, self.scan_it.key, self.scan_it.klen, NULL, 0, 0)
         pthread_rwlock_unlock(&self.db.index_lock)
+        if rc < 0 and rc != -12 and rc != -28:
+            self.find_err = rc
+            return
         # Keys written earlier in the same transaction are not in the index
         # yet: delete them too (a DEL after a PUT in one batch wins).
         n = self.nrecs
@@ -1511,7 +1539,7 @@ cdef class Server:
         if self.commit_staged() != 0:
             out_error(&c.out, b"ERR the database failed")
             return
-        rc = self.db._compact()
+        rc = self.db.checkpoint_index()
         if rc != 0:
             out_error(&c.out, b"ERR checkpoint failed")
         elif bg:
