@@ -13,7 +13,11 @@ few seconds (it proves the suite works and measures nothing).
 same process and the same run, interleaving their repetitions (A B A B ...)
 so machine drift hits both alike, and reports medians and pastedb/lmdb ratios
 next to the physical limits measured in the same run (one fdatasync of a
-4 KiB overwrite, memcpy bandwidth).
+4 KiB overwrite, memcpy bandwidth).  Its groups ``index``, ``open`` and
+``space`` (bench/internals.py) have no peer: durable put latency with the
+lazy B-tree index against the eager ablation (index="lazy" / "eager") at
+1M keys, open time after a clean close and after kill -9 with a log tail,
+and space after overwrites, each against its target.
 
 ``network`` starts ``pastedb serve`` (zero-copy and --copy) and redis-server
 (appendfsync always, and everysec as a reference) fresh for every
@@ -27,6 +31,7 @@ the README between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``.
 
 Modules: ``common`` (timing, interleaving, statistics, physical probes,
 machine description, tables, progress bar, JSON output), ``embedded`` and
-``network`` (the engines, servers and workloads), ``render`` (reports from
+``network`` (the engines, servers and workloads), ``internals`` (pastedb
+against itself), ``render`` (reports from
 the JSON), ``__main__`` (the command line and ``all``).
 """

@@ -99,7 +99,7 @@ def split_only(only: str | None) -> tuple[list[str] | None, list[str] | None]:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from bench import embedded, network, render
+    from bench import embedded, internals, network, render
     from bench.common import default_json_path, progress, write_json
 
     emb_groups, net_groups = split_only(args.only)
@@ -143,6 +143,9 @@ def run_all(args: argparse.Namespace) -> int:
 
     profile = network.profile_of(args)
     total_s = time.monotonic() - t0
+    not_available = list(network.NOT_AVAILABLE)
+    if emb_doc is not None:
+        not_available += internals.not_available(emb_doc.get("internals") or {})
     first = emb_doc or net_doc or {}
     doc: dict[str, Any] = {
         "suite": "all",
@@ -165,15 +168,16 @@ def run_all(args: argparse.Namespace) -> int:
         "pastedb_build": first.get("pastedb_build"),
         "embedded": emb_doc,
         "network": net_doc,
-        "not_available": network.NOT_AVAILABLE,
+        "not_available": not_available,
     }
     doc["targets"] = render.targets(doc)
     print()
     print("targets (pastedb / peer, medians of this run):")
     print(render.targets_table(doc))
-    met = sum(1 for t in doc["targets"] if t["met"])
-    print(f"targets met: {met}/{len(doc['targets'])}")
-    for na in network.NOT_AVAILABLE:
+    judged = [t for t in doc["targets"] if t["met"] is not None]  # None: wrong size to judge
+    met = sum(1 for t in judged if t["met"])
+    print(f"targets met: {met}/{len(judged)}")
+    for na in not_available:
         print(f"{na['title']}: {na['why']}")
     print(f"total time {total_s:.0f}s")
 

@@ -19,6 +19,9 @@ Workloads
   5. ordered scan over all N keys            items() / cursor iternext
   6. mixed 50/50 get/durable put, 1 and 8 threads (LMDB: a read txn per get)
   7. durable single-thread put, value sizes 64 B .. 1 MiB
+  8. pastedb against itself (bench/internals.py; groups index, open, space):
+     durable put latency with index="lazy" vs index="eager" into 1M keys,
+     open time after a clean close and after kill -9, space after overwrites
 and the physical limits of this machine measured in the same run: one
 fdatasync after a 4 KiB pwrite overwrite, one fdatasync after a 1 KiB store
 through a MAP_SHARED mapping (the path pastedb's bytes take), both sampled
@@ -54,6 +57,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench import internals
 from bench.common import (
     Metric,
     Workload,
@@ -96,7 +100,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_n": 2_000,
         "batch_chunk": 500,
         "batch_reps": 1,
-        "read_n": 1_000,
+        "read_n": [1_000],  # one random-get and one scan workload per size
         "lookups": 2_000,
         "mixed_keys": 200,
         "sizes": [64, 1 * KiB, 256 * KiB],
@@ -112,7 +116,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_n": 20_000,
         "batch_chunk": 1000,
         "batch_reps": 3,
-        "read_n": 10_000,
+        "read_n": [10_000],
         "lookups": 50_000,
         "mixed_keys": 2_000,
         "sizes": [64, 1 * KiB, 16 * KiB, 256 * KiB, 1 * MiB],
@@ -120,7 +124,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sync_probe_burst": 8,
         "threads": 8,
     },
-    # < 8 min on the 2-core dev VM
+    # < 12 min on the 2-core dev VM (the 1M-key reads and bench/internals.py ~4 of them)
     "full": {
         "reps": 9,
         "duration_s": 0.8,
@@ -128,7 +132,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_n": 200_000,
         "batch_chunk": 1000,
         "batch_reps": 3,
-        "read_n": 100_000,
+        "read_n": [100_000, 1_000_000],
         "lookups": 200_000,
         "mixed_keys": 10_000,
         "sizes": [64, 1 * KiB, 16 * KiB, 256 * KiB, 1 * MiB],
@@ -138,7 +142,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-GROUPS = ["put1", "put8", "batch", "read", "mixed", "sizes"]
+GROUPS = ["put1", "put8", "batch", "read", "mixed", "sizes", *internals.GROUPS]
+for _profile, _sizes in internals.PROFILES.items():
+    PROFILES[_profile].update(_sizes)
 
 
 # ====================================================================== engines
@@ -245,6 +251,7 @@ class Run:
         self.sync_mapped_ns: list[int] = []
         self.workloads: list[Workload] = []
         self.seq = 0
+        self.shared: dict[str, Any] = {}  # what several workloads use (bench/internals.py)
 
     def log(self, msg: str) -> None:
         progress.write(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
@@ -428,13 +435,13 @@ def batched_put(run: Run, order: str) -> Workload:
     return w
 
 
-def reads(run: Run) -> list[Workload]:
-    """Random gets and an ordered scan over the same two databases, loaded
-    once (keys in random order, 1 KiB values) and warmed up."""
+def reads(run: Run, n: int, suffix: str = "") -> list[Workload]:
+    """Random gets and an ordered scan over the same two databases of n keys,
+    loaded once (keys in random order, 1 KiB values) and warmed up.  The
+    workload ids get ``suffix`` (the first size of the profile has none)."""
     started = time.monotonic()
     cfg = run.cfg
     run.probe_sync(cfg["sync_probe_burst"])
-    n = cfg["read_n"]
     value = os.urandom(1 * KiB)
     keys = [b"g%015d" % i for i in range(n)]
     load = list(keys)
@@ -449,6 +456,8 @@ def reads(run: Run) -> list[Workload]:
             h = handles[e] = run.open(e, paths[e])
             for i in range(0, n, 1000):
                 h.put_batch(load[i : i + 1000], value)
+                if i % 100_000 == 0:  # loading 1M keys may outlast the hang watchdog
+                    faulthandler.dump_traceback_later(run.args.hang_timeout, exit=True)
             if h.count() != n:
                 raise AssertionError(f"{e}: {h.count()} keys loaded, expected {n}")
             # warm-up: touch every key and value once, then some lookups
@@ -487,7 +496,7 @@ def reads(run: Run) -> list[Workload]:
             return {"keys_s": count / (elapsed / 1e9), "MB_s": count * len(value) / (elapsed / 1e3)}
 
         wg = Workload(
-            id="get_random",
+            id=f"get_random{suffix}",
             title=f"random get, 1 KiB values, {n:,} keys",
             params={
                 "n": n,
@@ -506,7 +515,7 @@ def reads(run: Run) -> list[Workload]:
         run.add(wg, t_get)
 
         ws = Workload(
-            id="scan_ordered",
+            id=f"scan_ordered{suffix}",
             title=f"ordered scan, {n:,} keys x 1 KiB",
             params={
                 "n": n,
@@ -660,6 +669,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         " aborts (default 60 with --quick, else 300)",
     )
     p.add_argument("--only", help=f"comma-separated subset of {','.join(GROUPS)}")
+    p.add_argument(
+        "--read-keys",
+        metavar="N[,N...]",
+        help="database sizes of the random-get and scan workloads (default: the profile's;"
+        " the full run measures 100000,1000000)",
+    )
+    p.add_argument(
+        "--index-keys",
+        type=int,
+        metavar="N",
+        help="keys in the database of the index and open groups (default: 1000000 in the full"
+        " run, 100000 with --quick)",
+    )
+    p.add_argument(
+        "--space-keys",
+        type=int,
+        metavar="N",
+        help="keys of the space group (default: 100000 in the full run, 20000 with --quick)",
+    )
 
 
 def lmdb_version_line() -> str:
@@ -737,10 +765,11 @@ def pastedb_backend(base: str, persist: str) -> dict[str, Any]:
 def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
     """Repetitions (one engine each) the run will make: the progress bar's length."""
     r, br = cfg["reps"] * len(ENGINES), cfg["batch_reps"] * len(ENGINES)
-    per = {"put1": r, "put8": r, "batch": 2 * br, "read": 2 * r, "mixed": 2 * r}
+    per = {"put1": r, "put8": r, "batch": 2 * br, "read": 2 * r * len(cfg["read_n"])}
+    per["mixed"] = 2 * r
     sizes = [x for x in cfg["sizes"] if not (x == 1 * KiB and "put1" in groups)]
     per["sizes"] = len(sizes) * r
-    return sum(per[g] for g in groups)
+    return sum(per[g] for g in groups if g in per) + internals.planned_steps(cfg, groups)
 
 
 @dataclasses.dataclass
@@ -758,6 +787,7 @@ class Report:
     total_s: float
     dir: str
     put1: Workload | None
+    internals: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -795,6 +825,12 @@ def measure(args: argparse.Namespace) -> Report | int:
         cfg["batch_reps"] = min(cfg["batch_reps"], args.reps)
     if args.duration:
         cfg["duration_s"] = args.duration
+    if args.read_keys:
+        cfg["read_n"] = [int(x.replace("_", "")) for x in args.read_keys.split(",") if x.strip()]
+    if args.index_keys:
+        cfg["index_n"] = args.index_keys
+    if args.space_keys:
+        cfg["space_n"] = args.space_keys
     if args.hang_timeout is None:
         args.hang_timeout = 60.0 if profile != "full" else 300.0
     groups = GROUPS if not args.only else [g.strip() for g in args.only.split(",") if g.strip()]
@@ -864,7 +900,8 @@ def measure(args: argparse.Namespace) -> Report | int:
             batched_put(run, "seq")
             batched_put(run, "random")
         if "read" in groups:
-            reads(run)
+            for i, n in enumerate(cfg["read_n"]):
+                reads(run, n, "" if i == 0 else f"_{n}")
         if "mixed" in groups:
             mixed(run, 1)
             mixed(run, cfg["threads"])
@@ -885,6 +922,7 @@ def measure(args: argparse.Namespace) -> Report | int:
                         Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
                     ],
                 )
+        section = internals.measure(run, groups)
         run.probe_sync(cfg["sync_probe_start"] // 2)
         mc_big += memcpy_gbps(64 * MiB, 5)
         mc_small += memcpy_gbps(256 * KiB, 200)
@@ -933,9 +971,11 @@ def measure(args: argparse.Namespace) -> Report | int:
         },
         "physical": physical,
         "workloads": [w.to_json() for w in run.workloads],
+        # pastedb against itself (bench/internals.py): index, open, space
+        "internals": section,
     }
     return Report(
-        doc, run.workloads, physical, machine, build, cfg, profile, total_s, args.dir, put1
+        doc, run.workloads, physical, machine, build, cfg, profile, total_s, args.dir, put1, section
     )
 
 
@@ -968,8 +1008,9 @@ def print_report(rep: Report) -> None:
             f"WARNING: {', '.join(build['debug_build_suspected'])} built with line tracing (PASTEDB_DEBUG)"
         )
     print()
-    print(render_table(rep.workloads))
-    print()
+    if rep.workloads:
+        print(render_table(rep.workloads))
+        print()
     fs = physical["fdatasync_4k_pwrite_overwrite_us"]
     fm = physical["fdatasync_1k_mapped_store_us"]
     mc = physical["memcpy_gbps"]
@@ -1012,4 +1053,12 @@ def print_report(rep: Report) -> None:
         f"targets met: {len(targets) - len(missed)}/{len(targets)}"
         + (f"; missed: {'; '.join(missed)}" if missed else "")
     )
+    if rep.internals:
+        print()
+        print("pastedb against itself (no peer; same run):")
+        for block in internals.blocks(rep.internals):
+            print()
+            print(block)
+        own = [t for t in internals.targets(rep.internals) if t["met"] is not None]
+        print(f"targets met (pastedb alone): {sum(1 for t in own if t['met'])}/{len(own)}")
     print(f"total time {total_s:.0f}s")

@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from bench import internals
 from bench.common import (
     RESULTS_DIR,
     Workload,
@@ -97,6 +98,8 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 if suite == "network":
                     row["ratio_copy"] = w.ratio_of("pastedb-copy", "redis-always", m.key)
                 out.append(row)
+    # pastedb against itself: lazy / eager index, open time, space ratio
+    out += internals.targets((emb or {}).get("internals") or {})
     return out
 
 
@@ -105,11 +108,17 @@ def targets_table(doc: dict[str, Any], markdown: bool = False) -> str:
         [
             f"{t['suite']}: {t['workload']}",
             t["metric"].replace(" (lower better)", ""),
-            f"pastedb / {t['peer']}",
-            fmt_ratio(t["ratio"]),
+            t.get("ratio_of") or f"pastedb / {t['peer']}",
+            t.get("measured_text") or fmt_ratio(nan(t.get("ratio"))),
             "{:.2f}-{:.2f}".format(*t["pairs_min_max"]) if t.get("pairs_min_max") else "-",
             t["target"],
-            "**yes**" if markdown and t["met"] else "yes" if t["met"] else "NO",
+            "-"
+            if t["met"] is None  # measured at a size the target is not about
+            else "**yes**"
+            if markdown and t["met"]
+            else "yes"
+            if t["met"]
+            else "NO",
             fmt_ratio(t["ratio_copy"]) if "ratio_copy" in t else "-",
         ]
         for t in targets(doc)
@@ -388,7 +397,7 @@ def embedded_markdown(emb: dict[str, Any]) -> str:
         f"{cfg.get('reps')} interleaved repetitions per engine (batched: {cfg.get('batch_reps')}), "
         "medians; ratio = pastedb / LMDB*",
         "",
-        render_table(ws, labels={"lmdb": "LMDB"}, markdown=True),
+        render_table(ws, labels={"lmdb": "LMDB"}, markdown=True) if ws else "",
     ]
     if x:
         lines += [
@@ -404,6 +413,11 @@ def embedded_markdown(emb: dict[str, Any]) -> str:
             lines.append(
                 f"{w.title}: pastedb's commit groups averaged {median(opb):.1f} puts per fdatasync."
             )
+    own = emb.get("internals") or {}
+    if own:
+        lines += ["", "*pastedb against itself (no peer; same run):*"]
+        for b in internals.blocks(own, markdown=True):
+            lines += ["", b]
     return "\n".join(lines)
 
 
@@ -461,8 +475,11 @@ def markdown(doc: dict[str, Any], json_rel: str, chart_rel: str | None) -> str:
             if b:
                 out += [b, ""]
     elif doc.get("not_available"):
+        # the embedded section already says what of it is not available
+        said = {na["id"] for na in internals.not_available((emb or {}).get("internals") or {})}
         for na in doc["not_available"]:
-            out += [f"{na['title']}: {na['why']}", ""]
+            if na.get("id") not in said:
+                out += [f"{na['title']}: {na['why']}", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -496,8 +513,8 @@ def chart(doc: dict[str, Any], path: str) -> bool:
     panels: list[
         tuple[str, list[str], list[tuple[str, list[float], str]], list[float | None], Any]
     ] = []
-    if emb:
-        ws = [w for w in workloads(emb)]
+    ws = workloads(emb)
+    if ws:
         main_metric = [w.metrics[0] for w in ws]
         panels.append(
             (
@@ -511,6 +528,19 @@ def chart(doc: dict[str, Any], path: str) -> bool:
                     )
                 ],
                 [m.target for m in main_metric],
+                None,
+            )
+        )
+    idx = ((emb or {}).get("internals") or {}).get("index") or {}
+    iws = [Workload.from_json(w) for w in idx.get("workloads") or []]
+    if iws:
+        rows = [(w, m) for w in iws for m in w.metrics if m.key != "mean_us"]
+        panels.append(
+            (
+                'pastedb index="lazy" / index="eager" (per-put latency; lower is better)',
+                [f"{w.title} ({m.label.replace(' (lower better)', '')})" for w, m in rows],
+                [("lazy / eager", [w.ratio(m.key) for w, m in rows], "#8172b2")],
+                [m.target for _w, m in rows],
                 None,
             )
         )

@@ -41,16 +41,43 @@ def smoke(tmp_path: Path, path_env: str | None = None) -> dict:
     r = run_bench(["--smoke", "--json", str(out), "--dir", str(tmp_path)], tmp_path, path_env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "targets met:" in r.stdout
-    assert "lazy vs eager indexing: not available" in r.stdout
     doc = json.loads(out.read_text())
     assert doc["suite"] == "all" and doc["profile"] == "smoke"
     assert doc["embedded"]["workloads"], "no embedded workloads measured"
     for w in doc["embedded"]["workloads"]:
         for engine, reps in w["repetitions"].items():
             assert reps, f"{w['id']}: no repetition of {engine}"
+    check_internals(doc["embedded"]["internals"], r.stdout)
     assert doc["machine"]["cpu_model"] and doc["machine"]["kernel"]
     assert doc["versions"]["pastedb"]
     return doc
+
+
+def check_internals(own: dict, stdout: str) -> None:
+    """pastedb against itself (bench/internals.py): lazy vs eager indexing
+    where the build has index=, else said to be not available; open time
+    after a clean close and after kill -9; space after overwrites."""
+    idx = own["index"]
+    if idx["available"]:
+        ids = {w["id"] for w in idx["workloads"]}
+        assert {"index_durable_put", "index_nosync_put"} <= ids, ids
+        for w in idx["workloads"]:
+            assert set(w["repetitions"]) == {"lazy", "eager"}
+            for mode, reps in w["repetitions"].items():
+                assert reps and all(x["p99_us"] > 0 for x in reps), (w["id"], mode, reps)
+    else:
+        assert "lazy vs eager indexing: not available" in stdout
+    op = own["open"]
+    assert op["clean"]["samples"] and all(s["found"] for s in op["clean"]["samples"])
+    assert [t["tail_written"] for t in op["crash"]] == [0, 100]
+    for t in op["crash"]:
+        assert t["samples"] and all(
+            s["child"]["written"] == t["tail_written"] for s in t["samples"]
+        )
+        assert t["open_s_median"] > 0
+    sp = own["space"]
+    assert sp["phases"]["after_checkpoint"]["stats"]["live_bytes"] > 0
+    assert sp["phases"]["after_close"]["disk"]["data_allocated"] > 0
 
 
 def render(doc_path: Path, tmp_path: Path) -> str:
@@ -65,6 +92,7 @@ def render(doc_path: Path, tmp_path: Path) -> str:
     assert text.startswith("# x\n\nbefore\n<!-- bench:begin -->\n")
     assert text.endswith("<!-- bench:end -->\nafter\n")
     assert "old" not in text and "**Targets**" in text
+    assert "open + first get" in text and "space after" in text
     try:
         import matplotlib  # noqa: F401
     except ImportError:
