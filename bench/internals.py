@@ -103,7 +103,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "index_n": 100_000,
         "index_reps": 2,
-        "index_puts": 2_000,
+        # ~2 s of durable puts: the engine's indexer checkpoints every second,
+        # and a window shorter than that catches one or none by chance
+        "index_puts": 6_000,
         "index_puts_nosync": 20_000,
         "index_warmup": 200,
         "open_reps": 3,
@@ -114,7 +116,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "index_n": 1_000_000,
-        "index_reps": 3,
+        "index_reps": 5,  # p99 ratios of single pairs spread widely (0.15-0.57 in one --quick run)
         "index_puts": 20_000,
         "index_puts_nosync": 200_000,
         "index_warmup": 500,
@@ -741,6 +743,9 @@ def blocks(section: dict[str, Any], markdown: bool = False) -> list[str]:
                     notes.append(
                         f"{w.title}: {fmt_num(w.med('lazy', 'ops_s'))} / "
                         f"{fmt_num(w.med('eager', 'ops_s'))} puts/s lazy / eager; "
+                        f"background checkpoints during the timed puts "
+                        f"{count(w.med('lazy', 'checkpoints_during'))} / "
+                        f"{count(w.med('eager', 'checkpoints_during'))}; "
                         f"entries still pending when the timed puts ended (lazy): {count(pend)}; "
                         f"the checkpoint right after them {ms(w.med('lazy', 'checkpoint_after_s'))}"
                         f" / {ms(w.med('eager', 'checkpoint_after_s'))} ms lazy / eager"
