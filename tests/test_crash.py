@@ -130,6 +130,9 @@ def child_main(path, mode, nthreads, seed, tag):
 
     sync = mode == "sync"
     db = pastedb.open(path, sync=sync)
+    # The indexer checkpoints every few dozen records, so the kill lands in
+    # the middle of checkpoints (tree commit, superblock flip) often.
+    db._checkpoint_policy(every=random.Random(seed).choice([16, 64, 1000]), interval=0.002)
     os.write(1, b"READY\n")
 
     def writer(t):

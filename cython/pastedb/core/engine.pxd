@@ -4,7 +4,7 @@
 # values straight into pool extents and hands the engine references to them.
 
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from pastedb.core.btree cimport BTree, Cursor as TreeCursor
+from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t, pthread_rwlock_t
 from pastedb.core.index cimport Index, Node, Ref
 from pastedb.core.persist cimport Persist
@@ -40,12 +40,15 @@ cdef class DB:
     cdef int eager                    # 1: the put path updates the tree (the ablation)
     cdef int eager_synced             # eager: the tree's write txn holds everything pending
     cdef pthread_mutex_t tree_lock    # the one tree writer: checkpoints (and eager writers)
-    cdef pthread_mutex_t live_lock    # guards the live-byte slots below
-    cdef int64_t w_live               # live bytes of the tree's write txn (tree_lock)
-    cdef int64_t c_live               # ... of the committed tree (txn c_live_txn)
-    cdef uint64_t c_live_txn
-    cdef int64_t n_live               # ... of the commit in progress (txn n_live_txn)
-    cdef uint64_t n_live_txn
+    cdef int64_t w_live               # live key + value bytes of the tree's write txn (tree_lock)
+    cdef int64_t c_live               # ... of its last commit (tree_lock)
+    # What readers use (under the index read lock): the newest commit and its
+    # live bytes, changed together with the pending table under the write
+    # lock.  Readers need no snapshot pin: the tree reuses a page only two
+    # commits after freeing it, and between two commits a checkpoint takes
+    # the write lock once, so no reader of an older snapshot is left.
+    cdef Snapshot cur_snap
+    cdef int64_t cur_live
     cdef uint64_t created_ns          # the superblock's creation time (kept across rewrites)
     cdef uint64_t cut_lsn             # log position the last checkpoint covers
     # the indexer thread
@@ -99,6 +102,7 @@ cdef class DB:
     cdef int checkpoint_locked(self) noexcept nogil
     cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     cdef void indexer(self) noexcept nogil
+    cdef void publish_tree(self) noexcept nogil
     # Make everything appended so far durable.
     cdef int sync_all(self) noexcept nogil
     # Apply one logged record to the index (index write lock held, or replay).

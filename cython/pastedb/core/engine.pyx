@@ -151,17 +151,24 @@ cdef int read_superblock(Pool pool, Superblock *out) noexcept nogil:
     return 0
 
 
-cdef void write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept nogil:
+cdef int write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept nogil:
     """Write the slot `seq` selects; the other slot keeps the previous state
-    until a barrier has made this one durable."""
-    cdef char *dst = pool.base + (sb.seq % 2) * SUPER_SLOT
+    until a barrier has made this one durable.  Through Pool.write_at, so on
+    ordinary files it is a pwrite() (a page dirtied through the mapping would
+    make the next barrier ~1 ms dearer).  0 or -errno."""
+    cdef uint64_t off = (sb.seq % 2) * SUPER_SLOT
+    cdef char slot[SUPER_SLOT]
+    cdef int rc
     memcpy(sb.magic, b"PASTEDB\0", 8)
     sb.version = POOL_VERSION
     sb.buf_size = BUF_SIZE
     sb.crc = super_crc(sb)
-    memset(dst, 0, SUPER_SLOT)
-    memcpy(dst, sb, sizeof(Superblock))
-    persist.persist_range(dst, SUPER_SLOT)
+    memset(slot, 0, SUPER_SLOT)
+    memcpy(slot, sb, sizeof(Superblock))
+    rc = pool.write_at(off, slot, SUPER_SLOT)
+    if rc == 0:
+        persist.persist_range(pool.base + off, SUPER_SLOT)
+    return rc
 
 
 # ------------------------------------------------------------------ replay
@@ -238,7 +245,6 @@ cdef class DB:
         pthread_rwlock_init(&self.index_lock, NULL)
         pthread_mutex_init(&self.data_lock, NULL)
         pthread_mutex_init(&self.tree_lock, NULL)
-        pthread_mutex_init(&self.live_lock, NULL)
         pthread_mutex_init(&self.idx_mutex, NULL)
         pthread_cond_init(&self.idx_cond, NULL)
 
@@ -255,7 +261,6 @@ cdef class DB:
         pthread_rwlock_destroy(&self.index_lock)
         pthread_mutex_destroy(&self.data_lock)
         pthread_mutex_destroy(&self.tree_lock)
-        pthread_mutex_destroy(&self.live_lock)
         pthread_mutex_destroy(&self.idx_mutex)
         pthread_cond_destroy(&self.idx_cond)
 
@@ -457,7 +462,10 @@ cdef class DB:
         if os.path.exists(self.tree_path):
             os.unlink(self.tree_path)
         self._open_tree(True)
-        write_superblock(self.pool, self.persist, &sb)
+        self.publish_tree()
+        rc = write_superblock(self.pool, self.persist, &sb)
+        if rc != 0:
+            raise_status(rc, "create", tmp_path)
         self.sb_seq = 1
         self.log.set_head(off, 1)
         rc = self.persist.barrier()
@@ -500,8 +508,8 @@ cdef class DB:
             # A crash between the tree commit and the superblock write: count
             # the tree's bytes once.
             self.c_live = self._tree_bytes()
-        self.c_live_txn = self.tree.c.txn
         self.w_live = self.c_live
+        self.publish_tree()
         self.cut_lsn = applied
         self.log.set_head(sb.log_head_off, sb.log_head_lsn)
         ctx.db = <void *>self
@@ -722,21 +730,23 @@ cdef class DB:
             rc = self.log.commit(lsn)
         return rc
 
+    cdef void publish_tree(self) noexcept nogil:
+        """Readers see the tree's newest commit from now on (call with the
+        index write lock held, or before readers exist)."""
+        pthread_mutex_lock(&self.tree.lock)
+        self.cur_snap = self.tree.c
+        pthread_mutex_unlock(&self.tree.lock)
+        self.cur_live = self.c_live
+
     cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
-        """Pending table first, then the newest tree commit (index read lock
-        held: a checkpoint drops pending entries only after the commit that
-        holds them, under the write lock)."""
-        cdef Snapshot snap
-        cdef int rc
+        """Pending table first, then the tree commit published with it (index
+        read lock held: a checkpoint publishes a commit and drops the pending
+        entries it holds in one write-lock hold)."""
         if self.index.get(k, klen, out):
             return 0 if out.voff == TOMB else 1
-        rc = self.tree.snapshot_acquire(&snap)
-        if rc != 0:
-            return rc
-        if snap.root != 0:
-            rc = self.tree.snapshot_get(&snap, k, klen, out)
-        self.tree.snapshot_release(&snap)
-        return rc
+        if self.cur_snap.root == 0:
+            return 0
+        return self.tree.snapshot_get(&self.cur_snap, k, klen, out)
 
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         cdef int found
@@ -746,27 +756,21 @@ cdef class DB:
         return found
 
     cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil:
-        cdef Snapshot snap
         cdef Node *node
         cdef const Ref *ref
         cdef Ref old
-        cdef int rc, in_tree
+        cdef int rc = 0, in_tree
         cdef int64_t n, b
         pthread_rwlock_rdlock(&self.index_lock)
-        rc = self.tree.snapshot_acquire(&snap)
-        if rc != 0:
-            pthread_rwlock_unlock(&self.index_lock)
-            return rc
-        n = <int64_t>snap.entries
-        pthread_mutex_lock(&self.live_lock)
-        b = self.c_live if self.c_live_txn == snap.txn else self.n_live
-        pthread_mutex_unlock(&self.live_lock)
+        n = <int64_t>self.cur_snap.entries
+        b = self.cur_live
         node = self.index.first()
         while node != NULL:
             ref = self.index.node_ref(node)
             in_tree = 0
-            if snap.root != 0:
-                in_tree = self.tree.snapshot_get(&snap, self.pool.base + ref.koff, ref.klen, &old)
+            if self.cur_snap.root != 0:
+                in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
+                                                 ref.klen, &old)
                 if in_tree < 0:
                     rc = in_tree
                     break
@@ -777,7 +781,6 @@ cdef class DB:
                 n += 1
                 b += <int64_t>(ref.klen + ref.vlen)
             node = self.index.next(node)
-        self.tree.snapshot_release(&snap)
         pthread_rwlock_unlock(&self.index_lock)
         keys[0] = n
         live[0] = b
@@ -1151,16 +1154,9 @@ cdef class DB:
         if rc == 0 and not self.tree.in_txn:
             rc = self.tree.begin()
         if rc == 0:
-            pthread_mutex_lock(&self.live_lock)
-            self.n_live = self.w_live
-            self.n_live_txn = self.tree.w.txn
-            pthread_mutex_unlock(&self.live_lock)
             rc = self.tree.commit(L)
             if rc == 0:
-                pthread_mutex_lock(&self.live_lock)
-                self.c_live = self.n_live
-                self.c_live_txn = self.n_live_txn
-                pthread_mutex_unlock(&self.live_lock)
+                self.c_live = self.w_live
         if rc != 0:
             if self.tree.in_txn:
                 self.tree.abort()
@@ -1180,8 +1176,9 @@ cdef class DB:
         sb.tree_lsn = L
         sb.tree_live = <uint64_t>self.c_live
         sb.alloc_tail = mark
-        write_superblock(self.pool, self.persist, &sb)
-        rc = self.persist.barrier()
+        rc = write_superblock(self.pool, self.persist, &sb)
+        if rc == 0:
+            rc = self.persist.barrier()
         if rc != 0:
             # The pool's dirty pages may be gone: acknowledge nothing more.
             self.log.lock_log()
@@ -1198,10 +1195,17 @@ cdef class DB:
             # Writers wait on tree_lock: the pending table holds exactly what
             # the commit covered.
             pthread_rwlock_wrlock(&self.index_lock)
+            self.publish_tree()
             self.index.clear()
             pthread_rwlock_unlock(&self.index_lock)
             self.eager_synced = 1
         else:
+            # The commit is published in the first write-lock hold (also the
+            # grace period: no reader of the snapshot before it remains), the
+            # applied entries leave in batches.
+            pthread_rwlock_wrlock(&self.index_lock)
+            self.publish_tree()
+            pthread_rwlock_unlock(&self.index_lock)
             i = 0
             while i < nents:
                 pthread_rwlock_wrlock(&self.index_lock)
