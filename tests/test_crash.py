@@ -122,7 +122,8 @@ def apply_to_db(db, op):
                 else:
                     b.delete(sub[1])
     else:
-        db.checkpoint()
+        # a checkpoint, then relocation, truncation and segment reuse
+        db.compact()
 
 
 def child_main(path, mode, nthreads, seed, tag):

@@ -66,6 +66,7 @@ OPS = st.lists(
         st.tuples(st.just("batch"), st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES)),
                                              min_size=1, max_size=6)),
         st.tuples(st.just("checkpoint")),
+        st.tuples(st.just("compact")),
         st.tuples(st.just("reopen")),
         st.tuples(st.just("check")),
     ),
@@ -108,6 +109,9 @@ def test_model(tmp_path_factory, mode, ops, every):
                             model[k] = v
             elif op[0] == "checkpoint":
                 db.checkpoint()
+                assert db.stats()["index_pending"] == 0
+            elif op[0] == "compact":
+                db.compact()
                 assert db.stats()["index_pending"] == 0
             elif op[0] == "reopen":
                 db.close()

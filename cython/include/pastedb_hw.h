@@ -184,6 +184,8 @@ static inline int64_t pdb_fetch_add_i64(int64_t *p, int64_t v) { return __atomic
  * then reads `active`.  With SEQ_CST one of them always sees the other. */
 static inline int64_t pdb_xadd_sc(int64_t *p, int64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline int64_t pdb_load_sc(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline int32_t pdb_xadd32(int32_t *p, int32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline int32_t pdb_load32(const int32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void pdb_store_sc(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 
 #endif /* PASTEDB_HW_H */

@@ -1,7 +1,7 @@
 # clib.pxd -- every C library and system call pastedb uses, declared once,
 # all nogil.  Modules cimport from here; nothing else declares externs.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from posix.types cimport off_t
 
 
@@ -149,6 +149,8 @@ cdef extern from "pastedb_hw.h" nogil:
     int64_t pdb_fetch_add_i64(int64_t *p, int64_t v)
     int64_t pdb_xadd_sc(int64_t *p, int64_t v)
     int64_t pdb_load_sc(const int64_t *p)
+    int32_t pdb_xadd32(int32_t *p, int32_t v)
+    int32_t pdb_load32(const int32_t *p)
     void pdb_store_sc(int64_t *p, int64_t v)
 
 

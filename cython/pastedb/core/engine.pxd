@@ -63,6 +63,13 @@ cdef class DB:
     cdef int64_t ckpt_ns_total
     cdef int64_t ckpt_ns_max
     cdef uint64_t ckpt_applied        # pending entries moved into the tree, all checkpoints
+    # space reclamation (see Pool's segment arrays)
+    cdef int seg_ready                # pool.seg_live holds the tree's bytes per segment
+    cdef uint64_t relocated_bytes     # the cleaner's copies, since open
+    cdef uint64_t relocated_keys
+    cdef uint64_t cleaner_runs
+    cdef uint64_t truncated_bytes
+    cdef double clean_at              # auto-clean when file bytes > clean_at * live bytes
     cdef pthread_mutex_t data_lock    # guards the data extent cursor
     cdef uint64_t data_off            # next free byte of the current data extent
     cdef uint64_t data_end            # end of the current data extent
@@ -90,6 +97,10 @@ cdef class DB:
     # *last_lsn (may be NULL) the lsn of the last record appended.
     cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
                            uint64_t *last_lsn) noexcept nogil
+    cdef int apply_records_ex(self, LogRecord *recs, int n, int sync, int *existed,
+                              uint64_t *last_lsn, const Ref *expect) noexcept nogil
+    # Staged records that will not be appended: release their segment pins.
+    cdef void unstage(self, LogRecord *recs, int n) noexcept nogil
     # Look a key up (pending table, then the tree); 1 and *out filled, 0
     # absent, or a negative status (a damaged tree page).
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
@@ -103,6 +114,10 @@ cdef class DB:
     cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     cdef void indexer(self) noexcept nogil
     cdef void publish_tree(self) noexcept nogil
+    cdef int seg_scan(self) noexcept with gil
+    cdef void auto_clean(self) noexcept with gil
+    cdef void free_pass(self, uint64_t head_lsn) noexcept nogil
+    cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     # Make everything appended so far durable.
     cdef int sync_all(self) noexcept nogil
     # Apply one logged record to the index (index write lock held, or replay).

@@ -19,15 +19,15 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
-from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.clib cimport (
     CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_timedwait, timespec,
-    pdb_crc32c, pdb_crc32c_is_hw, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    pdb_crc32c, pdb_crc32c_is_hw, pdb_load32, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
     pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
     pthread_rwlock_unlock,
@@ -39,7 +39,8 @@ from pastedb.core.persist cimport (
     mode_from_name, mode_name,
 )
 from pastedb.core.pool cimport (
-    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SUPER_SLOT, Fault, Pool, Superblock,
+    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SEG_FREE, SEG_NOFREE, SEG_SHIFT, SEG_SIZE,
+    SUPER_SLOT, Fault, Pool, Superblock,
 )
 from pastedb.core.reflog cimport (
     CHUNK_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, RefLog, ReplayResult,
@@ -61,6 +62,9 @@ INDEX_MODES = ("lazy", "eager")
 # or CHECKPOINT_INTERVAL seconds after it when anything was logged at all.
 CHECKPOINT_EVERY = 65536
 CHECKPOINT_INTERVAL = 1.0
+# The indexer runs the cleaner when the pool file is this many times the live
+# bytes (plus 64 MiB); 0 turns it off.
+CLEAN_AT = 1.3
 # Pending entries moved into the tree per index-lock hold.
 cdef int APPLY_BATCH = 4096
 INITIAL_POOL_BYTES = 8 << 20
@@ -182,11 +186,15 @@ cdef struct ReplayCtx:
 cdef int replay_apply(void *ctx, const LogRecord *rec) noexcept:
     cdef ReplayCtx *c = <ReplayCtx *>ctx
     cdef DB db = <DB>c.db
+    cdef uint64_t lo, ln
     cdef uint64_t end = rec.koff + rec.klen
     if rec.type == REC_PUT and rec.voff + rec.vlen > end:
         end = rec.voff + rec.vlen
     if end > c.max_end:
         c.max_end = end
+    # Recovery reads this record again until the log head passes it.
+    rec_span(rec, &lo, &ln)
+    db.pool.note_lsn(lo, ln, rec.lsn)
     if rec.lsn <= c.skip_lsn:
         return 0
     c.applied += 1
@@ -225,6 +233,30 @@ cdef inline bytes successor(bytes prefix):
     del b[n:]
     b[n - 1] += 1
     return bytes(b)
+
+
+cdef inline void rec_span(const LogRecord *r, uint64_t *lo, uint64_t *n) noexcept nogil:
+    """The bytes a record names, as one range (key and value are adjacent
+    for engine writes; in a server arena they lie in the same request)."""
+    cdef uint64_t a = r.koff, b = r.koff + r.klen
+    if r.type == REC_PUT:
+        if r.voff < a:
+            a = r.voff
+        if r.voff + r.vlen > b:
+            b = r.voff + r.vlen
+    lo[0] = a
+    n[0] = b - a
+
+
+cdef inline int in_victim(const uint8_t *victim, uint64_t tail, const Ref *r) noexcept nogil:
+    cdef uint64_t a = r.koff >> SEG_SHIFT, b = r.voff >> SEG_SHIFT
+    if a < tail and victim[a]:
+        return 1
+    if r.vlen and b < tail and victim[b]:
+        return 1
+    if r.vlen and ((r.voff + r.vlen - 1) >> SEG_SHIFT) < tail and victim[(r.voff + r.vlen - 1) >> SEG_SHIFT]:
+        return 1
+    return 0
 
 
 cdef inline void read_lock_gil(pthread_rwlock_t *lock) noexcept:
@@ -271,6 +303,7 @@ cdef class DB:
             raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, not {index_mode!r}")
         self.eager = index_mode == "eager"
         self.ckpt_every = CHECKPOINT_EVERY
+        self.clean_at = CLEAN_AT
         self.ckpt_interval_ns = <int64_t>(CHECKPOINT_INTERVAL * 1e9)
         cdef int created = 0, rc
         cdef bint emulate = os.environ.get("PASTEDB_PMEM_EMULATE", "") not in ("", "0")
@@ -538,9 +571,15 @@ cdef class DB:
             end = self.log.chunk_off + CHUNK_SIZE
         if sb.log_head_off + CHUNK_SIZE > end:
             end = sb.log_head_off + CHUNK_SIZE
-        if sb.alloc_tail > end:
-            end = sb.alloc_tail
-        self.pool.alloc_tail = (end + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
+        # The superblock's mark, but not past the end of the file: a cut of
+        # free segments at the end may have followed the checkpoint.
+        cdef uint64_t mark = sb.alloc_tail
+        cdef uint64_t fsize = <uint64_t>os.fstat(self.pool.fd).st_size // SEG_SIZE * SEG_SIZE
+        if mark > fsize:
+            mark = fsize
+        if mark > end:
+            end = mark
+        self.pool.alloc_tail = (end + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
         rc = self.persist.barrier()              # the zeroed tail, before any new write
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
@@ -570,6 +609,8 @@ cdef class DB:
                 # A large value gets an extent of its own size; the current
                 # extent stays open for the small ones.
                 rc = self.pool.alloc_extent(n, off)
+                if rc == 0:
+                    self.pool.pin(off[0], n, 1)
                 pthread_mutex_unlock(&self.data_lock)
                 return rc
             rc = self.pool.alloc_extent(DATA_EXTENT, &ext)
@@ -580,8 +621,19 @@ cdef class DB:
             self.data_end = ext + DATA_EXTENT
         off[0] = self.data_off
         self.data_off += n
+        # Pinned until the record naming the bytes is appended (or dropped):
+        # the free pass (under data_lock) never releases a pinned segment.
+        self.pool.pin(off[0], n, 1)
         pthread_mutex_unlock(&self.data_lock)
         return 0
+
+    cdef void unstage(self, LogRecord *recs, int n) noexcept nogil:
+        """Drop the pins of staged records that will not be appended."""
+        cdef int i
+        cdef uint64_t lo, ln
+        for i in range(n):
+            rec_span(&recs[i], &lo, &ln)
+            self.pool.pin(lo, ln, -1)
 
     cdef int stage_put(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                        LogRecord *rec) noexcept nogil:
@@ -595,6 +647,7 @@ cdef class DB:
         if rc == 0:
             rc = self.pool.write_at(off + klen, v, vlen)
         if rc != 0:
+            self.pool.pin(off, klen + vlen, -1)
             return rc
         self.persist.persist_range(dst, klen + vlen)
         memset(rec, 0, sizeof(LogRecord))
@@ -619,6 +672,7 @@ cdef class DB:
         dst = self.pool.base + off
         rc = self.pool.write_at(off, k, klen)
         if rc != 0:
+            self.pool.pin(off, klen, -1)
             return rc
         self.persist.persist_range(dst, klen)
         memset(rec, 0, sizeof(LogRecord))
@@ -661,18 +715,33 @@ cdef class DB:
                 if rc < 0:
                     return rc
                 self.w_live -= <int64_t>(old.klen + old.vlen)
+                if self.seg_ready:
+                    self.pool.add_live(old.koff, old.klen, -1)
+                    self.pool.add_live(old.voff, old.vlen, -1)
             return 0
         rc = self.tree.put(key, klen, ref)
         if rc < 0:
             return rc
         if had:
             self.w_live -= <int64_t>(old.klen + old.vlen)
+            if self.seg_ready:
+                self.pool.add_live(old.koff, old.klen, -1)
+                self.pool.add_live(old.voff, old.vlen, -1)
         self.w_live += <int64_t>(ref.klen + ref.vlen)
+        if self.seg_ready:
+            self.pool.add_live(ref.koff, ref.klen, 1)
+            self.pool.add_live(ref.voff, ref.vlen, 1)
         return 0
 
     cdef int apply_records(self, LogRecord *recs, int n, int sync, int *existed,
                            uint64_t *last_lsn) noexcept nogil:
-        cdef uint64_t lsn
+        return self.apply_records_ex(recs, n, sync, existed, last_lsn, NULL)
+
+    cdef int apply_records_ex(self, LogRecord *recs, int n, int sync, int *existed,
+                              uint64_t *last_lsn, const Ref *expect) noexcept nogil:
+        # expect (n == 1, the cleaner): append only if the key still names
+        # exactly those bytes; *existed = 0 when it does not.
+        cdef uint64_t lsn, lo, ln
         cdef Ref tmp
         cdef int rc = 0, i, found
         existed[0] = 1
@@ -681,16 +750,28 @@ cdef class DB:
             # section, and a checkpoint (which holds tree_lock) stalls writers.
             pthread_mutex_lock(&self.tree_lock)
         self.log.lock_log()
-        if n == 1 and recs[0].type == REC_DEL:
+        if n == 1 and (recs[0].type == REC_DEL or expect != NULL):
             # Deleting an absent key writes nothing.
             found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
+            if found > 0 and expect != NULL and (tmp.koff != expect.koff or
+                                                 tmp.voff != expect.voff or
+                                                 tmp.vlen != expect.vlen):
+                found = 0
             if found <= 0:
+                self.unstage(recs, 1)
                 self.log.unlock_log()
                 if self.eager:
                     pthread_mutex_unlock(&self.tree_lock)
                 existed[0] = 0
                 return found
         rc = self.log.append_locked(recs, n, &lsn)
+        # The staged bytes are named by appended records now (or dropped):
+        # the records' lsns keep their segments until the log head passes.
+        for i in range(n):
+            rec_span(&recs[i], &lo, &ln)
+            self.pool.pin(lo, ln, -1)
+            if rc == 0:
+                self.pool.note_lsn(lo, ln, recs[i].lsn)
         if rc != 0:
             self.log.unlock_log()
             if self.eager:
@@ -1094,7 +1175,23 @@ cdef class DB:
             return ST_FAILED
         if self.tree.failed:
             return ST_FAILED
+        if not self.seg_ready:
+            # Once per open (and after an aborted commit): count the tree's
+            # bytes per segment; from then on tree_apply keeps the counts.
+            self.seg_scan()
         self.log.lock_log()
+        if self.log.next_lsn - 1 == self.cut_lsn and self.index.count == 0:
+            self.log.unlock_log()
+            return 0                              # nothing logged since the last one
+        if self.log.slot > 0 and not self.log.failed:
+            # Roll to a fresh chunk (a LINK in this slot), so the new head is
+            # past every record logged so far and the free pass can release
+            # all it names.  The rest of the old chunk is released with it.
+            rc = self.log.link_new_chunk()
+            if rc != 0:
+                self.log.failed = rc
+                self.log.unlock_log()
+                return rc
         L = self.log.next_lsn - 1
         head_off = self.log.chunk_off
         head_lsn = self.log.next_lsn - self.log.slot
@@ -1102,8 +1199,6 @@ cdef class DB:
         pthread_mutex_lock(&self.pool.lock)
         mark = self.pool.alloc_tail
         pthread_mutex_unlock(&self.pool.lock)
-        if L == self.cut_lsn and self.index.count == 0:
-            return 0                              # nothing logged since the last one
         rc = self.log.commit(L)
         if rc != 0:
             return rc
@@ -1162,6 +1257,7 @@ cdef class DB:
                 self.tree.abort()
             self.w_live = self.c_live
             self.eager_synced = 0
+            self.seg_ready = 0                    # the counts include the aborted changes
             free(ents)
             if self.tree.failed:
                 self.log.failed = ST_FAILED
@@ -1219,11 +1315,262 @@ cdef class DB:
                 pthread_rwlock_unlock(&self.index_lock)
         self.ckpt_applied += nents
         free(ents)
+        if self.seg_ready:
+            self.free_pass(head_lsn)
         return 0
+
+    cdef int seg_scan(self) noexcept with gil:
+        cdef TreeCursor c
+        cdef Ref ref
+        cdef int rc
+        cdef uint64_t tail
+        try:
+            c = self.tree.cursor(1 if self.tree.in_txn else 0)
+        except BaseException:
+            return ST_CORRUPT
+        with nogil:
+            pthread_mutex_lock(&self.pool.lock)
+            tail = self.pool.alloc_tail >> SEG_SHIFT
+            pthread_mutex_unlock(&self.pool.lock)
+            memset(self.pool.seg_live, 0, tail * sizeof(int64_t))
+            rc = c.first()
+            while rc == 1:
+                c.ref(&ref)
+                self.pool.add_live(ref.koff, ref.klen, 1)
+                self.pool.add_live(ref.voff, ref.vlen, 1)
+                rc = c.next()
+        c.close()
+        if rc < 0:
+            return rc
+        self.seg_ready = 1
+        return 0
+
+    cdef void free_pass(self, uint64_t head_lsn) noexcept nogil:
+        """Release every segment nothing can reach any more: no byte of it in
+        the tree, none staged, no record from the log head on naming it, not
+        being filled.  Runs after the checkpoint that moved the head to
+        head_lsn is durable and published (readers of older commits are gone)."""
+        cdef uint64_t s, tail, cur_data, cur_log, cseg
+        cdef int64_t cut
+        self.log.lock_log()                       # no record is appended meanwhile
+        pthread_mutex_lock(&self.data_lock)       # nor a byte staged
+        pthread_mutex_lock(&self.pool.lock)
+        cur_data = (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0
+        cur_log = self.log.chunk_off >> SEG_SHIFT
+        cseg = self.pool.chunk_seg
+        tail = self.pool.alloc_tail >> SEG_SHIFT
+        for s in range(1, tail):
+            if self.pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
+                continue
+            if s == cur_data or s == cur_log or s == cseg:
+                continue
+            if self.pool.seg_live[s] != 0 or pdb_load32(&self.pool.seg_pins[s]) != 0 or \
+                    self.pool.seg_lsn[s] >= head_lsn:
+                continue
+            self.pool.seg_flags[s] = <uint8_t>(self.pool.seg_flags[s] | SEG_FREE)
+            self.pool.free_segs += 1
+            self.pool.freed_segs += 1
+            if s < self.pool.free_hint:
+                self.pool.free_hint = s
+        pthread_mutex_unlock(&self.pool.lock)
+        pthread_mutex_unlock(&self.data_lock)
+        self.log.unlock_log()
+        if self.persist.mode != PERSIST_CRASHSIM:
+            cut = self.pool.truncate_free_tail(64 << 20 if self.pool.size < (512 << 20) else self.pool.size // 8)
+            if cut > 0:
+                self.truncated_bytes += <uint64_t>cut
+
+    cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil:
+        """Copy a live value out of a sparse segment: an ordinary put of the
+        same bytes, appended only if the key still names the old ones."""
+        cdef LogRecord rec
+        cdef Ref cur
+        cdef int rc, existed = 0
+        # Copy only while the key still names those bytes, under the read
+        # lock: a segment is released only after a checkpoint publishes a
+        # tree without it (write lock), so the bytes stay put meanwhile.
+        pthread_rwlock_rdlock(&self.index_lock)
+        rc = self.lookup_locked(key, klen, &cur)
+        if rc <= 0 or cur.koff != ref.koff or cur.voff != ref.voff or cur.vlen != ref.vlen:
+            pthread_rwlock_unlock(&self.index_lock)
+            return rc if rc < 0 else 0
+        rc = self.stage_put(key, klen, self.pool.base + ref.voff, ref.vlen, &rec)
+        pthread_rwlock_unlock(&self.index_lock)
+        if rc != 0:
+            return rc
+        if rec.vcrc != ref.vcrc:
+            self.unstage(&rec, 1)                 # damaged bytes stay where they are
+            return ST_CORRUPT
+        rc = self.apply_records_ex(&rec, 1, 0, &existed, NULL, ref)
+        if rc == 0 and existed:
+            self.relocated_keys += 1
+            self.relocated_bytes += klen + ref.vlen
+        return rc
+
+    def _clean(self, double max_fill=0.5, bint pack=False):
+        """The cleaner: relocate the live values of segments at most max_fill
+        full (off the write path; writers go on).  The emptied segments are
+        released by a later checkpoint's free pass.  pack=True also empties
+        every segment above the size the live bytes need, so the file can be
+        cut back (compact()).  Returns keys moved."""
+        cdef Pool pool = self.pool
+        cdef uint64_t s, tail, cur_data, cur_log, cseg, nvict = 0, before, top, keep
+        cdef int64_t total = 0
+        cdef int64_t limit = <int64_t>(max_fill * SEG_SIZE)
+        cdef uint8_t *victim = NULL
+        cdef TreeCursor c
+        cdef Ref ref
+        cdef const char *kp
+        cdef uint32_t klen
+        cdef int rc = 0, rc2
+        cdef Applied *ents = NULL
+        cdef Applied *grown
+        cdef size_t nents = 0, cap = 0, i
+        cdef Node *node
+        cdef const Ref *pref
+        if not self.seg_ready:
+            return 0
+        before = self.relocated_keys
+        with nogil:
+            pthread_mutex_lock(&self.data_lock)
+            pthread_mutex_lock(&pool.lock)
+            cur_data = (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0
+            cur_log = self.log.chunk_off >> SEG_SHIFT
+            cseg = pool.chunk_seg
+            tail = pool.alloc_tail >> SEG_SHIFT
+            victim = <uint8_t *>calloc(tail + 1, 1)
+            top = tail
+            if victim != NULL and pack:
+                # Segments the live bytes need, plus those that cannot move
+                # and a little slack: everything above goes.
+                keep = 8
+                for s in range(1, tail):
+                    if pool.seg_flags[s] & SEG_NOFREE:
+                        keep += 1
+                    elif pool.seg_live[s] > 0:
+                        total += pool.seg_live[s]
+                keep += <uint64_t>(total // SEG_SIZE) + 1
+                top = keep if keep < tail else tail
+            if victim != NULL:
+                for s in range(1, tail):
+                    if pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
+                        continue
+                    if s == cur_data or s == cur_log or s == cseg:
+                        continue
+                    if 0 < pool.seg_live[s] and (pool.seg_live[s] <= limit or s >= top):
+                        victim[s] = 1
+                        nvict += 1
+            pthread_mutex_unlock(&pool.lock)
+            pthread_mutex_unlock(&self.data_lock)
+        if victim == NULL:
+            raise MemoryError()
+        try:
+            if nvict == 0:
+                return 0
+            c = self.tree.cursor(0)
+            with nogil:
+                rc = c.first()
+                while rc == 1:
+                    c.ref(&ref)
+                    if in_victim(victim, tail, &ref):
+                        kp = c.key(&klen)
+                        rc2 = self.relocate(kp, klen, &ref)
+                        if rc2 < 0 and rc2 != ST_CORRUPT:
+                            rc = rc2
+                            break
+                    rc = c.next()
+            c.close()
+            if rc < 0:
+                raise_status(rc, "clean", self.pool_path)
+            # Pending entries in victim segments (written since the checkpoint).
+            with nogil:
+                pthread_rwlock_rdlock(&self.index_lock)
+                node = self.index.first()
+                while node != NULL:
+                    pref = self.index.node_ref(node)
+                    if pref.voff != TOMB and in_victim(victim, tail, pref):
+                        if nents == cap:
+                            cap = cap * 2 if cap else 256
+                            grown = <Applied *>realloc(ents, cap * sizeof(Applied))
+                            if grown == NULL:
+                                break
+                            ents = grown
+                        ents[nents].key = self.pool.base + pref.koff
+                        ents[nents].ref = pref[0]
+                        nents += 1
+                    node = self.index.next(node)
+                pthread_rwlock_unlock(&self.index_lock)
+                for i in range(nents):
+                    rc = self.relocate(ents[i].key, ents[i].ref.klen, &ents[i].ref)
+                    if rc < 0 and rc != ST_CORRUPT:
+                        break
+                    rc = 0
+            free(ents)
+            if rc < 0:
+                raise_status(rc, "clean", self.pool_path)
+            self.cleaner_runs += 1
+            return self.relocated_keys - before
+        finally:
+            free(victim)
+
+    def _segments(self):
+        """Test hook: [(flags, live, lsn, pins)] for every segment below the
+        allocation tail, and the head lsn."""
+        cdef uint64_t s, tail = self.pool.alloc_tail >> SEG_SHIFT
+        out = [(self.pool.seg_flags[s], self.pool.seg_live[s], self.pool.seg_lsn[s],
+                self.pool.seg_pins[s]) for s in range(tail)]
+        return out, self.log.head_lsn
+
+    def compact(self):
+        """Reclaim space now: checkpoint, relocate the live values of sparse
+        segments (and of every segment above the size the live bytes need),
+        checkpoint again (the emptied segments and the log behind the head
+        become free and are reused by later writes), and cut free segments off
+        the end of the file.  Segments named by records in the log head's own
+        chunk are released by a later checkpoint.  The indexer reclaims by itself;
+        this is for when the space is wanted back at once."""
+        cdef int rc = self.enter()
+        cdef int64_t cut = 0
+        if rc != 0:
+            raise_status(rc, "compact", self.pool_path)
+        try:
+            with nogil:
+                rc = self.checkpoint_index()
+            if rc == 0:
+                # New writes (the relocations too) start in the lowest free
+                # segments: leave the current data extent and chunk segment.
+                with nogil:
+                    pthread_mutex_lock(&self.data_lock)
+                    self.data_off = 0
+                    self.data_end = 0
+                    pthread_mutex_lock(&self.pool.lock)
+                    self.pool.chunk_seg_used = SEG_SIZE
+                    pthread_mutex_unlock(&self.pool.lock)
+                    pthread_mutex_unlock(&self.data_lock)
+                self._clean(0.5, True)
+                with nogil:
+                    rc = self.checkpoint_index()
+            if rc == 0 and self.persist.mode != PERSIST_CRASHSIM:
+                with nogil:
+                    cut = self.pool.truncate_free_tail(0)
+                if cut > 0:
+                    self.truncated_bytes += <uint64_t>cut
+        finally:
+            self.leave()
+        if rc != 0:
+            raise_status(rc, "compact", self.pool_path)
+        if cut < 0:
+            raise_status(<int>cut, "compact", self.pool_path)
+
+    cdef void auto_clean(self) noexcept with gil:
+        try:
+            self._clean()
+        except BaseException as e:              # the cleaner is an optimisation
+            log.warning("pastedb: the cleaner stopped: %s", e)
 
     cdef void indexer(self) noexcept nogil:
         cdef timespec deadline
-        cdef int64_t last = mono_ns(), now
+        cdef int64_t last = mono_ns(), now, last_clean = 0
         cdef uint64_t logged
         cdef int rc, due
         pthread_mutex_lock(&self.idx_mutex)
@@ -1244,6 +1591,13 @@ cdef class DB:
                 continue
             pthread_mutex_unlock(&self.idx_mutex)
             rc = self.checkpoint_index()
+            if rc == 0 and self.seg_ready and self.clean_at > 0 and \
+                    now - last_clean >= <int64_t>5000000000 and \
+                    <double>self.pool.size > self.clean_at * <double>self.c_live + 67108864.0:
+                # Much more file than data: move live values out of sparse
+                # segments; the next checkpoints release them.
+                self.auto_clean()
+                last_clean = mono_ns()
             pthread_mutex_lock(&self.idx_mutex)
             self.idx_error = rc
             last = mono_ns()
@@ -1284,6 +1638,14 @@ cdef class DB:
                 "checkpoint_entries": self.ckpt_applied,
                 "checkpoint_error": self.idx_error,
                 "log_head_lsn": self.log.head_lsn,
+                "space_reclaim": bool(self.seg_ready),
+                "free_bytes": self.pool.free_segs * SEG_SIZE,
+                "freed_segments": self.pool.freed_segs,
+                "reused_segments": self.pool.reused_segs,
+                "relocated_keys": self.relocated_keys,
+                "relocated_bytes": self.relocated_bytes,
+                "cleaner_runs": self.cleaner_runs,
+                "truncated_bytes": self.truncated_bytes,
                 "persist": mode_name(self.persist.mode),
                 "map_sync": bool(self.pool.map_sync),
                 "crc32c": "sse4.2" if pdb_crc32c_is_hw() else "table",
@@ -1594,6 +1956,8 @@ cdef class Batch:
         self.db = db
 
     def __dealloc__(self):
+        if self.n and not self.done and self.db is not None and self.db.pool is not None:
+            self.db.unstage(self.recs, self.n)   # staged, never applied: drop the pins
         free(self.recs)
 
     cdef int _grow(self) except -1:
@@ -1677,6 +2041,8 @@ cdef class Batch:
 
     def discard(self):
         """Drop the batch; nothing of it is applied."""
+        if not self.done and self.n:
+            self.db.unstage(self.recs, self.n)
         self.done = True
         self.n = 0
 

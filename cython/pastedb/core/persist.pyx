@@ -173,6 +173,8 @@ cdef class Persist:
             self.dirty_lo = <uint64_t>-1
             self.dirty_hi = 0
             pthread_mutex_unlock(&self.dirty_lock)
+            if hi > self.pool.size:
+                hi = self.pool.size               # the end was cut off (free segments only)
             if hi > lo:
                 lo = lo // PAGE * PAGE
                 if msync(self.pool.base + lo, hi - lo, MS_SYNC) != 0:

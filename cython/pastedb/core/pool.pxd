@@ -13,7 +13,7 @@
 # the file with MAP_FIXED right after the previous one.  A pointer into the
 # pool, and every memoryview handed out, stays valid until close.
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
 
 cdef enum:
@@ -23,6 +23,11 @@ cdef enum:
     POOL_VERSION = 2                  # 2: index checkpoint fields (tree_lsn, tree_live, alloc_tail)
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
     MAP_ALIGN = 2097152               # growth granularity (2 MiB)
+    SEG_SHIFT = 20                    # space is reclaimed in segments of 1 MiB
+    SEG_SIZE = 1048576
+    CHUNK_BYTES = 262144              # reflog's CHUNK_SIZE: carved four to a segment
+    SEG_FREE = 1                      # seg_flags: reusable
+    SEG_NOFREE = 2                    # never reclaimed (superblock segment, server arenas)
 
 # Injected I/O failure (tests, SQLite style): operation number `at` (1-based,
 # counted from when the fault is armed) fails with -err; with `persistent`
@@ -83,6 +88,24 @@ cdef class Pool:
     cdef object grower_thread         # background growth thread, or None
     cdef int grower_running           # grower_thread is alive (readable without the GIL)
     cdef readonly int background_growths
+    # Space reclamation, per 1 MiB segment (index = offset >> SEG_SHIFT).
+    # Every extent is a run of whole segments, except log chunks, which are
+    # carved four to a segment.  A segment is reused only when the engine's
+    # free pass finds it holds no byte the tree names (seg_live), no byte a
+    # staged-but-unappended write names (seg_pins) and no byte a record the
+    # next recovery would read names (seg_lsn below the log head's lsn).
+    cdef uint64_t nsegs               # entries in the arrays below (reserved >> SEG_SHIFT)
+    cdef int64_t *seg_live            # bytes of tree entries in the segment (the indexer)
+    cdef uint64_t *seg_lsn            # newest record naming bytes in it (log lock)
+    cdef int32_t *seg_pins            # staged bytes not yet appended (atomic)
+    cdef uint8_t *seg_flags           # SEG_FREE / SEG_NOFREE (self.lock)
+    cdef uint64_t free_segs           # segments with SEG_FREE
+    cdef uint64_t free_hint           # no free segment below this one
+    cdef uint64_t chunk_seg           # segment being carved into log chunks (0: none)
+    cdef uint64_t chunk_seg_used      # bytes of it handed out
+    cdef readonly uint64_t reused_segs        # segments handed out again (stats)
+    cdef readonly uint64_t freed_segs         # segments the free passes released (stats)
+    cdef readonly uint64_t truncations        # times the file was cut back
 
     # Map `path` (creating it with `initial` bytes when new; `created` says so).
     # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.
@@ -94,7 +117,20 @@ cdef class Pool:
     cdef int map_to(self, uint64_t new_size) noexcept nogil
     cdef void grower(self) noexcept nogil
     # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
+    # A log chunk (CHUNK_SIZE) is carved from a chunk segment; anything else
+    # is whole segments: the lowest free one when one segment does, else new
+    # ones at the end of the file.
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    cdef int take_segments(self, uint64_t nseg, uint64_t *off) noexcept nogil
+    # Segment bookkeeping (see above).
+    cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
+    cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil
+    cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil
+    cdef void add_live(self, uint64_t off, uint64_t n, int64_t delta) noexcept nogil
+    # Cut the file back to the last segment in use when at least `min_cut`
+    # bytes at its end are free (caller guarantees no pointer into them is
+    # in use).  Returns bytes cut, or -errno.
+    cdef int64_t truncate_free_tail(self, uint64_t min_cut) noexcept nogil
     # Write bytes into the pool at `off`: stores through the mapping, or
     # pwrite() when write_syscall is set.  0 or -errno.
     cdef int write_at(self, uint64_t off, const void *p, size_t n) noexcept nogil

@@ -1,6 +1,6 @@
 """The pool file: packet buffers in one shared mapping that never moves."""
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
 
@@ -9,7 +9,7 @@ from pastedb.core.clib cimport (
     MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
     pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
     PROT_NONE, PROT_READ, PROT_WRITE, close, errno, fdatasync, fstat, ftruncate, mmap,
-    munmap, open as c_open, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
+    munmap, open as c_open, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
     pthread_mutex_unlock, pwrite, stat,
 )
 
@@ -46,6 +46,10 @@ cdef class Pool:
 
     def __dealloc__(self):
         self.close_map()
+        free(self.seg_live)
+        free(self.seg_lsn)
+        free(self.seg_pins)
+        free(self.seg_flags)
         pthread_cond_destroy(&self.grow_cond)
         pthread_mutex_destroy(&self.grow_lock)
         pthread_mutex_destroy(&self.lock)
@@ -64,7 +68,7 @@ cdef class Pool:
             self.grower()
 
     cdef void grower(self) noexcept nogil:
-        cdef uint64_t target, step
+        cdef uint64_t target, step, gen
         cdef int rc
         pthread_mutex_lock(&self.lock)
         while True:
@@ -77,12 +81,16 @@ cdef class Pool:
             if target > self.reserved:
                 self.grow_requested = 0
                 continue
+            gen = self.truncations
             pthread_mutex_unlock(&self.lock)
             pthread_mutex_lock(&self.grow_lock)
             rc = self.extend_file(target)
             pthread_mutex_unlock(&self.grow_lock)
             pthread_mutex_lock(&self.lock)
-            if rc == 0:
+            # A cut of the file's free end in between may have taken back
+            # what was just written: then map nothing (a page past the end
+            # of the file would fault on first touch).
+            if rc == 0 and gen == self.truncations:
                 self.map_to(target)
                 self.background_growths += 1
             # On failure (a full disk) the foreground finds out by itself and
@@ -113,6 +121,17 @@ cdef class Pool:
             raise OSError(errno, "cannot reserve address space for the pool mapping")
         self.base = <char *>p
         self.reserved = RESERVE_BYTES
+        # calloc: untouched pages of these arrays cost nothing.
+        self.nsegs = RESERVE_BYTES >> SEG_SHIFT
+        self.seg_live = <int64_t *>calloc(self.nsegs, sizeof(int64_t))
+        self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
+        self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
+        if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
+                self.seg_flags == NULL:
+            raise MemoryError()
+        self.seg_flags[0] = SEG_NOFREE            # the superblock's segment
+        self.free_hint = 1
         self.size = 0
         self.map_sync = want_sync
         # A file that is not a whole number of growth steps was cut short: it
@@ -127,7 +146,10 @@ cdef class Pool:
             if want_sync and (rc == -EOPNOTSUPP or rc == -EINVAL):
                 return -2                            # not a DAX file: caller falls back
             raise OSError(-rc, f"cannot map pool file {self.path}")
-        self.alloc_tail = round_up(have, BUF_SIZE) if have else HEADER_SIZE
+        self.alloc_tail = round_up(have, SEG_SIZE) if have else SEG_SIZE
+        # The first log chunks share segment 0 with the superblock.
+        self.chunk_seg = 0
+        self.chunk_seg_used = HEADER_SIZE if not have else SEG_SIZE
         return 0
 
     cdef int ensure(self, uint64_t end) noexcept nogil:
@@ -206,11 +228,46 @@ cdef class Pool:
 
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
         cdef int rc
-        cdef uint64_t start, end, grow_to
+        cdef uint64_t o
         nbytes = round_up(nbytes if nbytes else 1, BUF_SIZE)
         pthread_mutex_lock(&self.lock)
+        if nbytes == CHUNK_BYTES:
+            if self.chunk_seg_used + CHUNK_BYTES > SEG_SIZE:
+                rc = self.take_segments(1, &o)
+                if rc != 0:
+                    pthread_mutex_unlock(&self.lock)
+                    return rc
+                self.chunk_seg = o >> SEG_SHIFT
+                self.chunk_seg_used = 0
+            off[0] = (self.chunk_seg << SEG_SHIFT) + self.chunk_seg_used
+            self.chunk_seg_used += CHUNK_BYTES
+            pthread_mutex_unlock(&self.lock)
+            return 0
+        rc = self.take_segments((nbytes + SEG_SIZE - 1) >> SEG_SHIFT, off)
+        pthread_mutex_unlock(&self.lock)
+        return rc
+
+    cdef int take_segments(self, uint64_t nseg, uint64_t *off) noexcept nogil:
+        """nseg whole segments (caller holds self.lock): the lowest free one
+        when nseg == 1, else new ones at the end of the file."""
+        cdef int rc
+        cdef uint64_t start, end, grow_to, s, tail_seg
+        if nseg == 1 and self.free_segs:
+            tail_seg = self.alloc_tail >> SEG_SHIFT
+            s = self.free_hint
+            while s < tail_seg and not (self.seg_flags[s] & SEG_FREE):
+                s += 1
+            if s < tail_seg:
+                self.seg_flags[s] &= ~SEG_FREE
+                self.free_segs -= 1
+                self.free_hint = s + 1
+                self.reused_segs += 1
+                self.seg_live[s] = 0
+                off[0] = s << SEG_SHIFT
+                return 0
+            self.free_segs = 0                    # (cannot happen) resynchronise
         start = self.alloc_tail
-        end = start + nbytes
+        end = start + (nseg << SEG_SHIFT)
         if end > self.size:
             # The grower did not keep up (or is not running): grow here, by
             # the same step, so a growing database pays for few growths.
@@ -221,16 +278,107 @@ cdef class Pool:
             if rc == -ENOSPC and end < grow_to:
                 rc = self.ensure(end)               # the disk is nearly full: take only what we need
             if rc != 0:
-                pthread_mutex_unlock(&self.lock)
                 return rc
         self.alloc_tail = end
         if self.grower_running and not self.grow_requested and \
                 self.size - self.alloc_tail < grow_step(self.size) // 2:
             self.grow_requested = 1
             pthread_cond_signal(&self.grow_cond)
-        pthread_mutex_unlock(&self.lock)
         off[0] = start
         return 0
+
+    cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil:
+        cdef uint64_t s
+        if n == 0:
+            return
+        pthread_mutex_lock(&self.lock)
+        for s in range(off >> SEG_SHIFT, ((off + n - 1) >> SEG_SHIFT) + 1):
+            self.seg_flags[s] |= SEG_NOFREE
+        pthread_mutex_unlock(&self.lock)
+
+    cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil:
+        cdef uint64_t s, last
+        if n == 0:
+            n = 1
+        if off + n > self.reserved:
+            return
+        last = (off + n - 1) >> SEG_SHIFT
+        for s in range(off >> SEG_SHIFT, last + 1):
+            if self.seg_lsn[s] < lsn:
+                self.seg_lsn[s] = lsn
+
+    cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil:
+        cdef uint64_t s, last
+        if n == 0:
+            n = 1
+        if off + n > self.reserved:
+            return
+        last = (off + n - 1) >> SEG_SHIFT
+        for s in range(off >> SEG_SHIFT, last + 1):
+            pdb_xadd32(&self.seg_pins[s], delta)
+
+    cdef void add_live(self, uint64_t off, uint64_t n, int64_t delta) noexcept nogil:
+        """delta is +n or -n: each segment gets the part of [off, off + n) in it."""
+        cdef uint64_t s, lo, hi, end = off + n
+        cdef int64_t part
+        if n == 0 or end > self.reserved:
+            return
+        s = off >> SEG_SHIFT
+        while (s << SEG_SHIFT) < end:
+            lo = s << SEG_SHIFT
+            if lo < off:
+                lo = off
+            hi = (s + 1) << SEG_SHIFT
+            if hi > end:
+                hi = end
+            part = <int64_t>(hi - lo)
+            self.seg_live[s] += part if delta > 0 else -part
+            s += 1
+
+    cdef int64_t truncate_free_tail(self, uint64_t min_cut) noexcept nogil:
+        cdef uint64_t tail_seg, s, new_tail, new_size
+        cdef void *p
+        pthread_mutex_lock(&self.lock)
+        tail_seg = self.alloc_tail >> SEG_SHIFT
+        s = tail_seg
+        while s > 1 and (self.seg_flags[s - 1] & SEG_FREE):
+            s -= 1
+        if s <= self.chunk_seg:
+            s = self.chunk_seg + 1
+        new_tail = s << SEG_SHIFT
+        if new_tail >= self.alloc_tail or self.alloc_tail - new_tail < min_cut:
+            pthread_mutex_unlock(&self.lock)
+            return 0
+        new_size = round_up(new_tail, MAP_ALIGN)
+        pthread_mutex_lock(&self.grow_lock)
+        if new_size < self.size:
+            # Back to reserved address space first, then cut the file.
+            p = mmap(self.base + new_size, self.size - new_size, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
+            if p == MAP_FAILED:
+                pthread_mutex_unlock(&self.grow_lock)
+                pthread_mutex_unlock(&self.lock)
+                return -errno
+            if ftruncate(self.fd, <long>new_size) != 0:
+                # The mapping is gone but the file is not cut: map it again.
+                pthread_mutex_unlock(&self.grow_lock)
+                self.size = new_size
+                self.map_to(round_up(self.alloc_tail, MAP_ALIGN))
+                pthread_mutex_unlock(&self.lock)
+                return -errno
+            self.size = new_size
+        pthread_mutex_unlock(&self.grow_lock)
+        for s in range(new_tail >> SEG_SHIFT, tail_seg):
+            if self.seg_flags[s] & SEG_FREE:
+                self.free_segs -= 1
+            self.seg_flags[s] = 0
+            self.seg_live[s] = 0
+            self.seg_lsn[s] = 0
+        cdef uint64_t cut = self.alloc_tail - new_tail
+        self.alloc_tail = new_tail
+        self.truncations += 1
+        pthread_mutex_unlock(&self.lock)
+        return <int64_t>cut
 
     cdef int write_at(self, uint64_t off, const void *p, size_t n) noexcept nogil:
         # Measured on the development VM (ext4 on virtio): a page dirtied

@@ -3,7 +3,8 @@
 # The log never holds a value: each record names where a key and its value
 # already lie in the pool.  Records are 64 bytes (one cache line) and live in
 # log chunks, extents of CHUNK_SIZE bytes in the pool file; the last slot of
-# every chunk is a LINK record naming the next chunk.  The superblock names
+# every chunk is a LINK record naming the next chunk (a checkpoint may also
+# end a chunk early with a LINK, so that the new log head is a fresh chunk).  The superblock names
 # the first chunk (and the LSN it starts at); replay follows the links.
 #
 # A record is valid when

@@ -115,9 +115,12 @@ cdef class RefLog:
                 invalid = 1
                 break
             if rec.type == REC_LINK:
-                if slot != CHUNK_SLOTS - 1:
-                    invalid = 1
-                    break
+                # A LINK ends a chunk: in its last slot, or earlier when a
+                # checkpoint rolled the log to a fresh chunk (a batch may
+                # span a LINK).
+                # The chunk is part of the chain recovery reads: its segment
+                # may not be reused before the head passes this lsn.
+                pool.note_lsn(chunk, CHUNK_SIZE, lsn)
                 chunk = rec.voff
                 slot = 0
                 lsn += 1
@@ -276,6 +279,7 @@ cdef class RefLog:
             rc = self.flush_run()                 # the old chunk's slots, LINK included
         if rc != 0:
             return rc
+        self.pool.note_lsn(self.chunk_off, CHUNK_SIZE, self.next_lsn - 1)
         self.chunk_off = off
         self.slot = 0
         self.chunks += 1

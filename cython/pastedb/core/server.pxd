@@ -148,6 +148,7 @@ cdef class Server:
     cdef void reply_done(self, Conn *c) noexcept nogil
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
+    cdef void drop_cmd_recs(self) noexcept nogil
     cdef int commit_staged(self) noexcept nogil
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil

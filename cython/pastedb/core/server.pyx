@@ -703,6 +703,8 @@ cdef class Server:
             rc = self.db.pool.alloc_extent(size, &off)
             if rc != 0:
                 return rc
+            # Partial requests may sit in an arena for long: never reclaimed.
+            self.db.pool.mark_nofree(off, size)
             w = self.db.pool.base + off
             c.win_off = off
         if keep:
@@ -799,6 +801,7 @@ cdef class Server:
             rc = self.db.pool.alloc_extent(want, &off)
             if rc != 0:
                 return rc
+            self.db.pool.mark_nofree(off, want)
             self.arena = self.db.pool.base + off
             self.arena_off = off
             self.arena_size = want
@@ -1009,6 +1012,13 @@ cdef class Server:
             self.nrecs += 1
         return rc
 
+    cdef void drop_cmd_recs(self) noexcept nogil:
+        """Forget the records the current command staged (releasing the
+        pins on the bytes they copied into the pool)."""
+        if self.nrecs > self.cmd_recs_start:
+            self.db.unstage(self.recs + self.cmd_recs_start, self.nrecs - self.cmd_recs_start)
+        self.nrecs = self.cmd_recs_start
+
     cdef int commit_staged(self) noexcept nogil:
         cdef int existed, rc
         cdef uint64_t lsn
@@ -1143,7 +1153,7 @@ cdef class Server:
         if self.find_err:
             # A damaged index page: no partial answer, nothing of the command staged.
             c.out.len = olen
-            self.nrecs = self.cmd_recs_start
+            self.drop_cmd_recs()
             out_error(&c.out, b"ERR the index file is damaged; run pastedb-check")
         # The records stay staged until the end of this read (finish_input):
         # a pipeline's writes are appended together, in one lock hold and one
@@ -1333,7 +1343,7 @@ cdef class Server:
                 out_null(&c.out, c.resp3)
             return
         if self.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
-            self.nrecs = self.cmd_recs_start
+            self.drop_cmd_recs()
             out_error(&c.out, b"ERR out of space for the value")
             return
         if a.in_pool:
@@ -1366,12 +1376,12 @@ cdef class Server:
             return
         for i in range(1, a.argc, 2):
             if not self.key_ok(c, a.len[i]):
-                self.nrecs = self.cmd_recs_start
+                self.drop_cmd_recs()
                 return
         for i in range(1, a.argc, 2):
             if self.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
                                  a.in_pool) != 0:
-                self.nrecs = self.cmd_recs_start
+                self.drop_cmd_recs()
                 out_error(&c.out, b"ERR out of space for the values")
                 return
             if a.in_pool:
@@ -1399,7 +1409,7 @@ cdef class Server:
         for i in range(1, a.argc):
             if self.find(a.ptr[i], a.len[i], &v, &vlen):
                 if self.stage_record(REC_DEL, a.ptr[i], a.len[i], NULL, 0, 0) != 0:
-                    self.nrecs = self.cmd_recs_start
+                    self.drop_cmd_recs()
                     out_error(&c.out, b"ERR out of space")
                     return
                 n += 1
@@ -1458,7 +1468,7 @@ cdef class Server:
         cur += by
         n = format_i64(buf, cur)
         if self.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
-            self.nrecs = self.cmd_recs_start
+            self.drop_cmd_recs()
             out_error(&c.out, b"ERR out of space")
             return
         out_int(&c.out, cur)
@@ -1529,7 +1539,7 @@ cdef class Server:
                 rc = self.stage_record(REC_DEL, base + self.recs[i].koff, self.recs[i].klen,
                                        NULL, 0, 0)
         if rc != 0:
-            self.nrecs = self.cmd_recs_start
+            self.drop_cmd_recs()
             out_error(&c.out, b"ERR out of space")
             return
         out_simple(&c.out, b"OK")
