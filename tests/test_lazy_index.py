@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pastedb.core.btree import BTreeTester
 from sortedcontainers import SortedDict
 
 import pastedb
-from pastedb.core.btree import BTreeTester
 
 ROOT = Path(__file__).resolve().parent.parent
 

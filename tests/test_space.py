@@ -25,8 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-import pastedb
 from pastedb.core.btree import BTreeTester
+
+import pastedb
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
