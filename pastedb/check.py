@@ -1,61 +1,106 @@
 """pastedb-check: verify a pastedb database directory and, on request, repair it.
 
-Pure Python: it reads the pool file directly (a read-only mapping) with the
-layouts documented in ``cython/pastedb/core/pool.pxd`` (superblock slots) and
-``cython/pastedb/core/reflog.pxd`` (64-byte log records in 256 KiB chunks), and
-never imports the engine, so it works on a database the engine refuses to open.
+Pure Python for the pool file: it reads it directly (a read-only mapping) with
+the layouts documented in ``cython/pastedb/core/pool.pxd`` (superblock slots,
+format version 2) and ``cython/pastedb/core/reflog.pxd`` (64-byte log records
+in 256 KiB chunks).  The index file (``btree.pxd``, a copy-on-write B+tree:
+key -> reference into the pool) is opened through the compiled B-tree module
+(``pastedb.core.btree``, imported only when there is an index to look at); it is
+never written except by --repair.  It works on a database the engine refuses
+to open.
+
+The keys of a database are the index's entries overlaid with the log records
+after the index's applied_lsn (replayed from the log head the superblock
+names; a DEL removes a key).
 
 What is verified
   * both superblock slots (magic, version, buffer size, CRC32C) and which one is
-    in force (the valid one with the higher seq, as the engine reads them);
+    in force (the valid one with the higher seq, as the engine reads them), and
+    that its log head does not skip records its index checkpoint (tree_lsn)
+    does not cover;
+  * the index file: that it exists (unless nothing was ever checkpointed), a
+    valid meta page, the B-tree's own check() (every page's checksum and
+    layout, key order, fill, free list), that its applied_lsn is not below the
+    superblock's tree_lsn (as open() requires);
   * the log chain from the head the superblock names: every record's LSN, type,
-    bounds, CRC (key || record[4:64]) and, for a PUT, the value CRC; LINK
-    records (last slot only, a chunk inside the file); where the log ends and
-    why: clean (an empty slot or a stale LSN), a torn tail (normal after a
-    crash; open() cuts it), or damage -- an invalid record that a later
-    verifying record's ``durable_hint`` says had been acknowledged.  Evidence is
-    looked for further than open() looks (in later chunks, and in records
-    anywhere in the file), so damage that open() would cut silently (a broken
-    LINK, a lost superblock slot, a truncated file) is reported too;
-  * the index the log implies (keys, live bytes) and the space accounting
-    (file, log, referenced, live and unreferenced bytes);
-  * live entries whose key or value bytes overlap another live entry's, a log
-    chunk of the chain, or each other (doubly-owned bytes).
+    bounds, CRC (key || record[4:64]) and, for a PUT, the value CRC -- records
+    the index covers too (open() reads them); LINK records (in a chunk's last
+    slot, or earlier when a checkpoint rolled the log to a fresh chunk, a
+    chunk inside the file); where the log ends and why: clean (an empty slot
+    or a stale LSN), a torn tail (normal after a crash; open() cuts it), or
+    damage -- an invalid record that a later verifying record's
+    ``durable_hint``, or the index's applied_lsn, says had been acknowledged.
+    Evidence is looked for further than open() looks (in later chunks, and in
+    records anywhere in the file), so damage that open() would cut silently (a
+    broken LINK, a lost superblock slot, a truncated file, a log that ends
+    before the index's applied_lsn) is reported too;
+  * every live entry only the index names (its log record lies behind the
+    log head): the key and value lie in the file, the pool's key bytes equal
+    the index's copy, and the value CRC verifies (open() checks none of this);
+  * the keys (index plus log), live bytes, the space accounting (file, log,
+    referenced, live and unreferenced bytes) and live entries whose key or
+    value bytes overlap another live entry's, a log chunk of the chain, or
+    each other (doubly-owned bytes).
 
 What ``--repair`` does (with the database's LOCK held, taken as the engine
 takes it: a POSIX record lock on DIR/LOCK; a database open elsewhere is left
 alone, exit code 2)
-  Replays every record of the chosen chain that verifies, skipping damaged
-  ones: a key whose newest write no longer verifies is dropped and reported as
-  LOST (never rolled back to an older value, which would be wrong bytes); a
-  later valid write of the same key supersedes the damage.  Then it writes a
-  fresh compacted chain -- one PUT per surviving key, referencing the bytes
-  where they are, as ``DB.checkpoint()`` does -- in new chunks at the end of
-  the file, fsyncs, writes the superblock slot that is not in force (seq + 1,
-  slot == seq % 2 as the engine expects) and fsyncs again.  A crash at any
-  point leaves the old superblock in force.  Live entries whose bytes overlap
-  something else are copied to fresh space first.  Repair never invents data
-  and lists every key and record it dropped.
+  The index is a copy of what the log says, so there are two cases:
+  * only the index is bad (missing, damaged, behind the superblock, or naming
+    values that fail their CRC) and the log the superblock names is sound: a
+    new index is written (built as ``index.new``, checked, fsynced, renamed
+    over ``index``) holding the keys -- the old index overlaid with the log
+    when it could be used, else the whole log chain replayed from its start
+    (in LSN order, last write wins, DELs remove) -- committed with
+    applied_lsn = the last LSN of the log, and the superblock's other slot
+    records that (same log head);
+  * otherwise the log is rebuilt: every record of the chosen chain that
+    verifies is replayed, skipping damaged ones: a key whose newest write no
+    longer verifies is dropped and reported as LOST (never rolled back to an
+    older value, which would be wrong bytes) unless the index holds that
+    write or a newer one; a later valid write of the same key supersedes the
+    damage.  Then it writes a fresh compacted chain -- a snapshot marker and
+    one PUT per surviving key, referencing the bytes where they are -- in new
+    chunks at the end of the file, fsyncs, writes the superblock slot that is
+    not in force (seq + 1, slot == seq % 2 as the engine expects; tree_lsn =
+    the chain's last LSN) and fsyncs again, then writes a new index with the
+    same keys (as above).  Live entries whose bytes overlap something else,
+    or whose pool key bytes no longer match, are copied to fresh space first.
+  Nothing the repair replaces is destroyed: the old log chunks and superblock
+  slot stay in the pool, and a replaced index file is kept as
+  ``index.before-repair`` (``.1``, ``.2``, ...).  A crash at any point leaves
+  either the old state in force or one that open() refuses and a second
+  repair completes.  Repair never invents data and lists every key and record
+  it dropped.
 
 Finding the chain without a superblock (both slots bad, or the slot in force
-contradicted by acknowledged records beyond its chain's end): records are
-self-identifying (LSN + CRC), so the file is scanned at 2 KiB steps for runs of
-consecutive-LSN records; chains start at runs no LINK points to.  The chosen
-one has the highest durable_hint (the most recently written, acknowledged
-state), then the highest end LSN, then the lowest head LSN (the longest).
-A checkpoint interrupted by a crash leaves an orphan chain; it is recognised
-(an older-headed chain has valid records past its head) and passed over.
-Limit: a value that happens to contain a copy of valid pool records could, in
-principle, be taken for log records by the scan.
+contradicted by acknowledged records beyond its chain's end), or without a
+usable index: records are self-identifying (LSN + CRC), so the file is scanned
+at 2 KiB steps for runs of consecutive-LSN records; chains start at runs no
+LINK points to.  The chosen one has the highest durable_hint (the most
+recently written, acknowledged state), then the highest end LSN, then the
+lowest head LSN (the longest).  A chain whose older-headed rival has valid
+records past its head (a repair or checkpoint that crashed before its
+superblock landed) is passed over.
+Limits: a value that happens to contain a copy of valid pool records could,
+in principle, be taken for log records by the scan.  The engine reuses the
+log chunks behind its log head once the index holds them: rebuilding the
+index from the log then recovers only the keys written since the oldest chunk
+still in the file (the log a database started with, LSN 1, or a snapshot
+chain a repair wrote, is complete); the keys before it are reported as lost
+but cannot be named.
 
 Exit codes: 0 consistent, 1 problems found (or left after a repair), 2 cannot
-run (not a pastedb directory, database open elsewhere, usage error).
+run (not a pastedb directory, database open elsewhere, the B-tree module does
+not load, usage error).
 
 Speed: the CRC32C here is pure Python (the engine's is C and not exposed).
 Large buffers are checksummed as many lanes at once with ``bytes.translate``
 and big-integer XOR, and many small ones likewise in parallel: about 40-70 MB/s
 of value bytes and 2-3 us per small record on the development VM, i.e. a few
-seconds per few hundred MB.
+seconds per few hundred MB.  Each live value is checksummed once: through
+the log record that names it (from the log head on), or else through the
+index entry.  The index's own check() runs in C.
 """
 
 from __future__ import annotations
@@ -81,9 +126,15 @@ import click
 HEADER_SIZE = 4096
 SUPER_SLOT = 2048
 BUF_SIZE = 2048
-POOL_VERSION = 1
+POOL_VERSION = 2              # 2: the index checkpoint fields (tree_lsn, tree_live, alloc_tail)
 MAP_ALIGN = 2 << 20
+SEG_SIZE = 1 << 20            # pool.pxd: space is reclaimed in 1 MiB segments
 MAGIC = b"PASTEDB\0"
+# A log chain a repair writes is a complete snapshot (one PUT per key); its
+# first record is a DEL of this key, so that a later rebuild from the log can
+# tell it from a chain whose older part is gone.  (Deleting it first is
+# harmless: a snapshot names every key, this one too if it exists.)
+SNAPSHOT_MARKER = b"\0pastedb-check: this log chain starts with every key (a repair snapshot)"
 
 REC_SIZE = 64
 CHUNK_SIZE = 262144
@@ -94,15 +145,20 @@ MAX_KEY_LEN = 1024
 MAX_VALUE_LEN = 512 << 20
 
 POOL_FILE = "pool"
+INDEX_FILE = "index"
 LOCK_FILE = "LOCK"
 
-SB = struct.Struct("<8sIIQQQQQI")          # Superblock; crc covers bytes [0, 56)
-SB_CRC_COVER = 56
+SB = struct.Struct("<8sIIQQQQQQQQI")       # Superblock (v2); crc covers bytes [0, 80)
+SB_CRC_COVER = 80
+SB_V1 = struct.Struct("<8sIIQQQQQI")       # version 1 (no index fields); crc covers [0, 56)
 REC = struct.Struct("<IBBHIIQQQQQQ")       # LogRecord
 # LogRecord field indexes
 CRC, TYPE, FLAGS, KLEN, VCRC, BLEFT, LSN, KOFF, VOFF, VLEN, HINT, RESERVED = range(12)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
+# No database writes 2**62 records: an LSN at or above this (say 2**64 - 1, an
+# unsigned underflow) in a superblock or an index meta page is damage.
+LSN_LIMIT = 1 << 62
 
 
 # ------------------------------------------------------------------ CRC32C
@@ -280,6 +336,9 @@ class Finding:
     offset: int | None
     kind: str
     message: str
+    # What a repair has to rewrite for it: "log" (a new log chain, and then a
+    # new index too) or "index" (the index file alone).  Not in the report.
+    scope: str = field(default="log", compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "offset": self.offset, "kind": self.kind,
@@ -347,6 +406,9 @@ class SuperSlot:
     head_lsn: int = 0
     created_ns: int = 0
     version: int = 0
+    tree_lsn: int = 0                 # applied_lsn of the index checkpoint this slot goes with
+    tree_live: int = 0                # live key + value bytes in that checkpoint
+    alloc_tail: int = 0               # allocator high-water mark when it was cut
     head_error: str | None = None     # the head it names cannot be a log chunk
 
     def as_dict(self) -> dict[str, Any]:
@@ -354,6 +416,9 @@ class SuperSlot:
         if self.state in ("valid", "bad-version"):
             d.update(seq=self.seq, log_head_off=self.head_off, log_head_lsn=self.head_lsn,
                      version=self.version)
+            if self.state == "valid":
+                d.update(tree_lsn=self.tree_lsn, tree_live=self.tree_live,
+                         alloc_tail=self.alloc_tail)
             if self.head_error:
                 d["head_error"] = self.head_error
         return d
@@ -366,10 +431,18 @@ def read_slot(data: bytes, index: int, file_size: int) -> SuperSlot:
         return SuperSlot(index, "short")
     if not any(whole):
         return SuperSlot(index, "empty")
-    magic, version, buf_size, seq, head_off, head_size, head_lsn, created, crc = SB.unpack(raw)
-    slot = SuperSlot(index, "valid", seq, head_off, head_size, head_lsn, created, version)
+    (magic, version, buf_size, seq, head_off, head_size, head_lsn, created, tree_lsn, tree_live,
+     alloc_tail, crc) = SB.unpack(raw)
+    slot = SuperSlot(index, "valid", seq, head_off, head_size, head_lsn, created, version,
+                     tree_lsn, tree_live, alloc_tail)
     if magic != MAGIC:
         slot.state = "bad-magic"
+    elif version == 1:
+        # The version-1 layout ends (crc) where v2's index fields begin: a
+        # slot that verifies as v1 is an older database, not damage.
+        v1 = SB_V1.unpack(whole[:SB_V1.size])
+        slot = SuperSlot(index, "valid", *v1[3:8], 1)
+        slot.state = "bad-version" if v1[8] == crc32c(whole[:SB_V1.size - 4]) else "bad-crc"
     elif crc != crc32c(raw[:SB_CRC_COVER]):
         slot.state = "bad-crc"
     elif version != POOL_VERSION:
@@ -395,9 +468,15 @@ def chunk_error(off: int, file_size: int) -> str | None:
     return None
 
 
-def pack_superblock(seq: int, head_off: int, head_lsn: int, created_ns: int) -> bytes:
+def pack_superblock(seq: int, head_off: int, head_lsn: int, created_ns: int, tree_lsn: int,
+                    tree_live: int, alloc_tail: int) -> bytes:
+    """One superblock slot (SUPER_SLOT bytes), as engine.pyx write_superblock
+    lays it out.  tree_lsn: the applied_lsn of the index file this slot goes
+    with (the engine refuses an index whose applied_lsn is lower); tree_live:
+    the live key + value bytes in that index; alloc_tail: where the allocator
+    may start handing out bytes (everything below is kept)."""
     body = SB.pack(MAGIC, POOL_VERSION, BUF_SIZE, seq, head_off, CHUNK_SIZE, head_lsn,
-                   created_ns, 0)[:SB_CRC_COVER]
+                   created_ns, tree_lsn, tree_live, alloc_tail, 0)[:SB_CRC_COVER]
     slot = body + struct.pack("<I", crc32c(body))
     return slot + bytes(SUPER_SLOT - len(slot))
 
@@ -407,7 +486,7 @@ def pack_superblock(seq: int, head_off: int, head_lsn: int, created_ns: int) -> 
 # Slot states, in the order verify_record (reflog.pyx) tests them.
 ZERO = "empty"                # all 64 bytes zero
 STALE = "stale-lsn"           # lsn is not the one this position must carry
-LINK_POS = "link-position"    # a LINK outside the last slot, or a non-LINK in it
+LINK_POS = "link-position"    # a record other than a LINK in a chunk's last slot
 BAD_LINK = "bad-link"         # LINK fields impossible
 BAD_TYPE = "bad-type"
 KEY_BOUNDS = "key-bounds"     # key inside the header, or too long
@@ -422,7 +501,7 @@ CRC_OK = frozenset((OK, LINK, BAD_VCRC, VALUE_BOUNDS))   # record and key verify
 
 REASONS = {
     STALE: "the LSN is not the next one",
-    LINK_POS: "a LINK record outside the chunk's last slot, or another record in it",
+    LINK_POS: "a record other than a LINK in a chunk's last slot",
     BAD_LINK: "an impossible LINK record",
     BAD_TYPE: "an unknown record type",
     KEY_BOUNDS: "the key lies outside the file",
@@ -435,13 +514,14 @@ REASONS = {
 
 
 class Slot:
-    __slots__ = ("off", "lsn", "f", "state")
+    __slots__ = ("off", "lsn", "f", "state", "ci")
 
-    def __init__(self, off: int, lsn: int, f: tuple, state: str):
+    def __init__(self, off: int, lsn: int, f: tuple, state: str, ci: int = 0):
         self.off = off                # file offset of the 64-byte slot
         self.lsn = lsn                # the LSN this position must carry
         self.f = f                    # the unpacked LogRecord fields
         self.state = state
+        self.ci = ci                  # which chunk of the walk it is in
 
 
 @dataclass
@@ -459,8 +539,8 @@ def classify(f: tuple, raw: bytes, expect_lsn: int, last_slot: bool, size: int) 
         return ZERO if raw.count(0) == REC_SIZE else STALE
     rtype = f[TYPE]
     if rtype == REC_LINK:
-        if not last_slot:
-            return LINK_POS
+        # In the last slot, or earlier: a checkpoint ends the chunk early so
+        # that the new log head is a fresh chunk (reflog.pxd).
         if f[KLEN] != 0 or f[VLEN] != CHUNK_SIZE or chunk_error(f[VOFF], size):
             return BAD_LINK
         return PENDING
@@ -521,6 +601,11 @@ class Entry:
     voff: int
     vlen: int
     vcrc: int
+    src: str = "log"                  # "tree": from the index file, not (yet) from a log record
+
+    def ref(self) -> tuple[int, int, int, int, int, int]:
+        """The index file's Ref tuple (koff, voff, vlen, lsn, klen, vcrc)."""
+        return (self.koff, self.voff, self.vlen, self.lsn, self.klen, self.vcrc)
 
 
 @dataclass
@@ -544,6 +629,35 @@ class Replay:
     max_lsn: int
     alloc_end: int
     referenced: list[tuple[int, int]]
+    skip_lsn: int = 0                                # records <= this: in the index already
+    base: dict[bytes, Entry] | None = None           # the index's entries the replay started from
+    gone_before: int = 0                             # the log before this LSN is gone (unknown keys)
+
+
+@dataclass
+class IndexInfo:
+    """What the index file holds (btree.pxd: a copy-on-write B+tree key -> Ref)."""
+    path: str
+    state: str                        # ok, absent (missing, nothing needs it yet), missing,
+    #                                   damaged (no valid meta, or check() fails), stale
+    applied_lsn: int = 0              # the log position its last commit covers
+    entries: int = 0
+    txn: int = 0
+    file_bytes: int = 0
+    items: dict[bytes, Entry] | None = None    # its entries, when it can be used
+    check_problems: list[str] = field(default_factory=list)
+    verified_values: int = 0          # live values only the index names, checksummed
+    max_entry_lsn: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.items is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "state": self.state, "applied_lsn": self.applied_lsn,
+                "entries": self.entries, "txn": self.txn, "file_bytes": self.file_bytes,
+                "verified_values": self.verified_values,
+                "check_problems": self.check_problems[:20]}
 
 
 # ------------------------------------------------------------------ the checker
@@ -559,6 +673,7 @@ class Checker:
     def __init__(self, directory: str, progress: Progress | None = None):
         self.dir = directory
         self.path = os.path.join(directory, POOL_FILE)
+        self.index_path = os.path.join(directory, INDEX_FILE)
         self.progress = progress or Progress(False)
         self.problems: list[Finding] = []
         self.notes: list[Finding] = []
@@ -574,11 +689,13 @@ class Checker:
         os.close(self.fd)
 
     # -- findings
-    def problem(self, offset: int | None, kind: str, message: str) -> None:
-        self.problems.append(Finding(self.path, offset, kind, message))
+    def problem(self, offset: int | None, kind: str, message: str, *, file: str | None = None,
+                scope: str = "log") -> None:
+        self.problems.append(Finding(file or self.path, offset, kind, message, scope))
 
-    def note(self, offset: int | None, kind: str, message: str) -> None:
-        self.notes.append(Finding(self.path, offset, kind, message))
+    def note(self, offset: int | None, kind: str, message: str, *,
+             file: str | None = None) -> None:
+        self.notes.append(Finding(file or self.path, offset, kind, message))
 
     # -- superblock
     def read_superblock(self) -> tuple[list[SuperSlot], SuperSlot | None]:
@@ -626,6 +743,11 @@ class Checker:
             self.problem(in_force.index * SUPER_SLOT, "superblock",
                          f"superblock slot {in_force.index} (seq {in_force.seq}, in force) names "
                          f"an impossible log head: {in_force.head_error}")
+        elif in_force.tree_lsn >= LSN_LIMIT or in_force.head_lsn >= LSN_LIMIT:
+            self.problem(in_force.index * SUPER_SLOT, "superblock",
+                         f"superblock slot {in_force.index} (seq {in_force.seq}, in force) holds "
+                         f"an impossible LSN (log head {in_force.head_lsn}, index checkpoint "
+                         f"{in_force.tree_lsn}); open() would skip every record up to it")
         return slots, in_force
 
     # -- the file scan
@@ -741,10 +863,13 @@ class Checker:
 
     # -- walking a chain
     def walk(self, head_off: int, head_lsn: int) -> Walk:
-        """Every slot of every chunk of the chain, classified structurally.
-        A LINK that does not verify is bridged when the scan finds a chunk that
-        starts with the next LSN (the replay then decides, from durable_hint,
-        whether that was damage or a torn LINK)."""
+        """Every slot of every chunk of the chain, classified structurally, up
+        to the chunk's LINK (in its last slot, or earlier: what follows an
+        early LINK is not part of the log).  A chunk without a valid LINK is
+        bridged when the scan finds a chunk that starts with the LSN after
+        one of its slots that does not verify -- that slot was the LINK (the
+        replay then decides, from durable_hint, whether that was damage or a
+        torn LINK)."""
         w = Walk(head_off, head_lsn)
         mm, size = self.mm, self.size
         chunk, base = head_off, head_lsn
@@ -758,33 +883,46 @@ class Checker:
                 w.stop = f"the chain links back to the chunk at {chunk}"
                 break
             seen.add(chunk)
+            ci = len(w.chunks)
             w.chunks.append(chunk)
+            first = len(w.slots)
             data = mm[chunk:chunk + CHUNK_SIZE]
+            nxt = None
             for j, f in enumerate(REC.iter_unpack(data)):
                 raw = data[j * REC_SIZE:(j + 1) * REC_SIZE]
-                w.slots.append(Slot(chunk + j * REC_SIZE, base + j, f,
-                                    classify(f, raw, base + j, j == CHUNK_SLOTS - 1, size)))
-            last = w.slots[-1]
-            next_lsn = base + CHUNK_SLOTS
-            if last.state == PENDING:
-                if self.verify_at(last.off) is not None:
-                    last.state = LINK
-                    chunk, base = last.f[VOFF], next_lsn
-                    continue
-                last.state = BAD_CRC
+                s = Slot(chunk + j * REC_SIZE, base + j, f,
+                         classify(f, raw, base + j, j == CHUNK_SLOTS - 1, size), ci)
+                w.slots.append(s)
+                if s.state == PENDING and f[TYPE] == REC_LINK:
+                    if self.verify_at(s.off) is not None:
+                        s.state = LINK
+                        nxt = (f[VOFF], base + j + 1)
+                        break
+                    s.state = BAD_CRC
+            if nxt is not None:
+                chunk, base = nxt
+                continue
             # No valid LINK.  Did the log go on in a chunk the scan can find?
-            # (Only a chunk whose first record carries exactly the LSN after
-            # this LINK qualifies: a checkpoint's chain never starts there.)
+            # It continues with the LSN after the slot that held the LINK,
+            # which is then not a valid record (and all after it in this
+            # chunk are not part of the log).  Only a run whose first record
+            # carries exactly that LSN qualifies.
+            mine = w.slots[first:]
+            end = next((k for k, s in enumerate(mine) if s.state not in (PENDING,)), len(mine))
+            lo, hi = base + end + 1, base + CHUNK_SLOTS
             found = None
             for run in self.runs():
-                if run.first_lsn == next_lsn and run.off not in seen \
-                        and chunk_error(run.off, size) is None:
-                    found = run.off
-                    break
+                if lo <= run.first_lsn <= hi and run.off not in seen \
+                        and chunk_error(run.off, size) is None \
+                        and mine[run.first_lsn - 1 - base].state != PENDING \
+                        and (found is None or run.first_lsn < found.first_lsn):
+                    found = run
             if found is None:
                 break
-            w.relinked.append((last.off, found))
-            chunk, base = found, next_lsn
+            k = found.first_lsn - 1 - base        # where the LINK was
+            del w.slots[first + k + 1:]
+            w.relinked.append((mine[k].off, found.off))
+            chunk, base = found.off, found.first_lsn
         return w
 
     def checksums(self, w: Walk) -> None:
@@ -854,10 +992,19 @@ class Checker:
                     out.append((f[LSN], f[HINT], off))
         return out
 
-    def replay(self, w: Walk) -> Replay:
+    def replay(self, w: Walk, base: dict[bytes, Entry] | None = None, skip: int = 0) -> Replay:
         """Replay the chain as open() does, but past damage: an invalid record
         that a later verifying record's durable_hint covers was acknowledged,
-        so it is damage (skipped, its key reported) and not the end of the log."""
+        so it is damage (skipped, its key reported) and not the end of the log.
+
+        base: the index file's entries, skip: its applied_lsn.  As open():
+        the state starts as the index's entries and only records with
+        LSN > skip change it; the records up to skip are still verified (open()
+        reads them) and count as acknowledged (the index's commit proves they
+        were durable), but damage to one loses nothing (the index holds its
+        effect).  An index entry may carry a later LSN than skip (a checkpoint
+        applies the newest pending version of a key): a replayed record older
+        than the entry does not replace it."""
         mm = self.mm
         slots = w.slots
         n = len(slots)
@@ -879,6 +1026,11 @@ class Checker:
 
         def acknowledged(i: int) -> bool:
             s = slots[i]
+            if s.lsn <= skip and s.state != ZERO:
+                # The index's commit covers it: it was durable.  (An empty
+                # slot ends the log as usual; verify() reports a log that
+                # ends before the index's applied_lsn.)
+                return True
             if s.state == KEY_EOF or (s.state == VALUE_BOUNDS and s.f[VOFF] + s.f[VLEN] > self.size):
                 # The record is there, with its LSN; the bytes it names are not.
                 # Data is made durable (and the file grown) before the record
@@ -886,12 +1038,12 @@ class Checker:
                 return True
             return suffix[i + 1] >= s.lsn
 
-        state: dict[bytes, Entry] = {}
+        state: dict[bytes, Entry] = dict(base) if base else {}
         lost: dict[bytes, tuple[int, int, str]] = {}
         damaged: list[Slot] = []
         superseded_pending: dict[bytes, Slot] = {}
         superseded: list[tuple[Slot, bytes]] = []
-        counts = dict(puts=0, dels=0, links=0, batches=0, records=0)
+        counts = dict(puts=0, dels=0, links=0, batches=0, records=0, skipped=0)
         batch: list[Slot] = []
         batch_start = 0
         batch_damaged = False
@@ -907,24 +1059,39 @@ class Checker:
 
         def apply(s: Slot) -> None:
             f = s.f
+            counts["puts" if f[TYPE] == REC_PUT else "dels"] += 1
+            if f[LSN] <= skip:
+                counts["skipped"] += 1         # the index holds its effect
+                return
+            counts["records"] += 1
             key = key_of(f)
+            cur = state.get(key)
+            if cur is not None and cur.lsn > f[LSN]:
+                return                         # the index holds a newer write (replayed later)
             lost.pop(key, None)
             old = superseded_pending.pop(key, None)
             if old is not None:
                 superseded.append((old, key))
             if f[TYPE] == REC_PUT:
                 state[key] = Entry(f[LSN], f[KOFF], f[KLEN], f[VOFF], f[VLEN], f[VCRC])
-                counts["puts"] += 1
             else:
                 state.pop(key, None)
-                counts["dels"] += 1
-            counts["records"] += 1
 
         def damage(s: Slot) -> None:
             damaged.append(s)
             f = s.f
+            if s.lsn <= skip:
+                # Open() stops at it all the same, but the index holds what it
+                # did (or a later write): nothing is lost.  (If it was a PUT
+                # whose value bytes are damaged and the index still names
+                # them, verify_index_values reports that key.)
+                return
             if s.state in (BAD_VCRC, VALUE_BOUNDS):
                 key = key_of(f)               # the record verifies: the key is certain
+                cur = state.get(key)
+                if cur is not None and cur.lsn > s.lsn:
+                    superseded.append((s, key))    # the index holds a newer write
+                    return
                 state.pop(key, None)
                 lost[key] = (f[LSN], f[VOFF], REASONS[s.state])
                 superseded_pending[key] = s
@@ -946,6 +1113,13 @@ class Checker:
                 why = (f"its newest record does not verify ({REASONS[s.state]}); the key is "
                        f"as that record names it, unverified")
             else:
+                return
+            cur = state.get(key)
+            if cur is not None and cur.lsn >= s.lsn:
+                # The index holds this very write (same LSN) or a newer one,
+                # with its own copy of the key and the value's CRC (checked
+                # by verify_index_values).
+                superseded.append((s, key))
                 return
             state.pop(key, None)
             lost[key] = (s.lsn, s.off, why)
@@ -1012,8 +1186,7 @@ class Checker:
         # what lies at and after the end (in its chunk: slots are positional)
         if end < n:
             end_slot = slots[end]
-            chunk_end = (end // CHUNK_SLOTS + 1) * CHUNK_SLOTS
-            tail = slots[end:chunk_end]
+            tail = [s for s in slots[end:end + CHUNK_SLOTS] if s.ci == end_slot.ci]
             torn = sum(1 for s in tail if s.state != ZERO)
             end_lsn, end_off = end_slot.lsn, end_slot.off
             kind = "torn" if (torn or dropped_batch) else "clean"
@@ -1033,12 +1206,20 @@ class Checker:
                     if f[TYPE] == REC_PUT and s.state != VALUE_BOUNDS:
                         referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
                         alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
+        for e in state.values():
+            if e.src == "tree":               # live bytes only the index names
+                referenced.append((e.koff, e.koff + e.klen))
+                referenced.append((e.voff, e.voff + e.vlen))
+                alloc_end = max(alloc_end, min(e.koff + e.klen, self.size),
+                                min(e.voff + e.vlen, self.size))
         # open() stops at the first invalid record and raises CorruptionError
         # only if a later record in the same chunk verifies with a covering hint.
         engine_detects = False
         if engine_end < end:
             es = slots[engine_end]
-            for s in slots[engine_end + 1:(engine_end // CHUNK_SLOTS + 1) * CHUNK_SLOTS]:
+            for s in slots[engine_end + 1:engine_end + CHUNK_SLOTS]:
+                if s.ci != es.ci:
+                    break
                 if s.state not in (ZERO, STALE) and s.f[HINT] >= es.lsn:
                     engine_detects = True
                     break
@@ -1049,11 +1230,200 @@ class Checker:
         e0 = slots[engine_end].lsn if engine_end < n else end_lsn
         return Replay(w, state, lost, damaged, superseded, end, end_lsn, end_off, kind, torn,
                       dropped_batch, e0, engine_detects, counts, max_hint, max_lsn,
-                      round_up(alloc_end, BUF_SIZE), referenced)
+                      round_up(alloc_end, BUF_SIZE), referenced, skip, base)
 
-    def analyse(self, w: Walk) -> Replay:
+    def analyse(self, w: Walk, base: dict[bytes, Entry] | None = None, skip: int = 0) -> Replay:
         self.checksums(w)
-        return self.replay(w)
+        return self.replay(w, base, skip)
+
+    # -- the index file
+    def inspect_index(self, in_force: SuperSlot | None) -> IndexInfo:
+        """Open the index file read-only in effect (nothing is written), run
+        the B-tree's own check() and compare its applied_lsn with the
+        superblock's tree_lsn, as open() does.  Its entries are returned only
+        when the engine could use it."""
+        path = self.index_path
+        info = IndexInfo(path, "ok")
+        for extra in (path + ".new", path + ".new.new"):
+            if os.path.exists(extra):
+                self.note(None, "index", f"{extra} is left over from an interrupted index "
+                          f"rewrite; nothing reads it", file=extra)
+        fix = f"--repair rebuilds it from the log records in {self.path}"
+        if not os.path.exists(path):
+            if in_force is not None and in_force.tree_lsn == 0:
+                self.note(None, "index", f"the index file {path} is missing; the superblock's "
+                          f"checkpoint covers no log record, so open() creates an empty one",
+                          file=path)
+                info.state = "absent"
+                info.items = {}
+                return info
+            info.state = "missing"
+            why = (f"the superblock in force says an index checkpoint covers the log up to LSN "
+                   f"{in_force.tree_lsn}" if in_force is not None else
+                   "and no superblock slot verifies either")
+            self.problem(None, "index", f"the index file {path} is missing ({why}); open() "
+                         f"refuses the database (CorruptionError); {fix}", file=path,
+                         scope="index")
+            return info
+        info.file_bytes = os.path.getsize(path)
+        try:
+            from pastedb.core.btree import BTreeTester  # compiled; imported only when needed
+        except ImportError as e:
+            raise CannotRun(f"cannot verify the index file {path}: the pastedb.core.btree "
+                            f"extension does not load ({e}); build pastedb first") from None
+        try:
+            tree = BTreeTester(path, create=False, sync=False)
+        except PermissionError as e:
+            raise CannotRun(f"cannot open the index file {path}: {e}") from None
+        except Exception as e:                          # no valid meta page, unknown version, EIO
+            info.state = "damaged"
+            self.problem(0, "index", f"the index file {path} cannot be used: {e}; open() refuses "
+                         f"the database; {fix}", file=path, scope="index")
+            return info
+        try:
+            info.applied_lsn = tree.applied_lsn
+            info.entries = tree.count
+            info.txn = tree.txn
+            if info.applied_lsn >= LSN_LIMIT:
+                info.state = "damaged"
+                self.problem(None, "index", f"the index file {path} (commit {info.txn}) says it "
+                             f"covers the log up to LSN {info.applied_lsn}, which is impossible "
+                             f"(open() would skip every log record); {fix}", file=path,
+                             scope="index")
+                return info
+            info.check_problems = list(tree.check())
+            if info.check_problems:
+                info.state = "damaged"
+                for msg in info.check_problems[:10]:
+                    self.problem(None, "index", f"the index file {path} (commit {info.txn}) is "
+                                 f"damaged: {msg}; reads that reach it fail with "
+                                 f"CorruptionError; {fix}", file=path, scope="index")
+                if len(info.check_problems) > 10:
+                    self.problem(None, "index", f"... and {len(info.check_problems) - 10} more "
+                                 f"problems in the index file", file=path, scope="index")
+                return info
+            items = tree.items()
+        finally:
+            tree.close()
+        if in_force is not None and info.applied_lsn < in_force.tree_lsn:
+            info.state = "stale"
+            self.problem(None, "index", f"the index file {path} covers the log up to LSN "
+                         f"{info.applied_lsn}, but the superblock in force says its checkpoint "
+                         f"covers up to LSN {in_force.tree_lsn}: the index lost a commit; open() "
+                         f"refuses the database; {fix}", file=path, scope="index")
+            return info
+        entries: dict[bytes, Entry] = {}
+        for key, (koff, voff, vlen, lsn, klen, vcrc) in items:
+            entries[key] = Entry(lsn, koff, klen, voff, vlen, vcrc, "tree")
+            if lsn > info.max_entry_lsn:
+                info.max_entry_lsn = lsn
+        info.items = entries
+        return info
+
+    def verify_index_values(self, rp: Replay, idx: IndexInfo) -> set[bytes]:
+        """Check the live entries that only the index names (the log records
+        that wrote them lie before the log head): bounds, the key bytes in the
+        pool against the index's copy, and the value CRC.  open() checks none
+        of this -- get() would return damaged bytes -- so every failure is a
+        problem; a key whose value fails is LOST (rebuilding the index without
+        it suffices).  A value some log record of the chain already verified
+        (same place, length and CRC) is not checksummed twice.  Returns the
+        keys whose pool key bytes differ from the index's copy: the value is
+        intact, but a log record naming those bytes would not verify, so
+        --repair copies key and value to fresh space."""
+        mm, size = self.mm, self.size
+        seen: dict[tuple[int, int, int], str] = {}
+        for s in rp.walk.slots:
+            if s.f[TYPE] == REC_PUT and s.state in (OK, BAD_VCRC):
+                seen[(s.f[VOFF], s.f[VLEN], s.f[VCRC])] = s.state
+        todo: list[tuple[bytes, Entry]] = []
+        bad_keys: set[bytes] = set()
+        reported = 0
+
+        def lose(key: bytes, e: Entry, kind: str, why: str, where: int) -> None:
+            nonlocal reported
+            rp.state.pop(key, None)
+            rp.lost[key] = (e.lsn, where, why)
+            if reported < 20:
+                self.problem(where, kind, f"the value of key {key_text(key)!r} (LSN {e.lsn}, "
+                             f"{e.vlen} bytes at byte offset {e.voff}), named by the index file: "
+                             f"{why}; open() does not verify the values the index names, so "
+                             f"reading this key would not fail", scope="index")
+            reported += 1
+
+        for key, e in list(rp.state.items()):
+            if e.src != "tree":
+                continue
+            if e.klen != len(key) or e.klen > MAX_KEY_LEN or e.koff < HEADER_SIZE:
+                lose(key, e, "index-entry", f"an impossible key reference (offset {e.koff}, "
+                     f"{e.klen} bytes)", e.koff)
+                continue
+            if e.voff < HEADER_SIZE or e.vlen > MAX_VALUE_LEN:
+                lose(key, e, "index-entry", "an impossible value reference", e.voff)
+                continue
+            if e.voff + e.vlen > size:
+                lose(key, e, "truncated", f"the value lies beyond the end of the file ({size} "
+                     f"bytes; was the file cut short?)", e.voff)
+                continue
+            if e.koff + e.klen > size or mm[e.koff:e.koff + e.klen] != key:
+                bad_keys.add(key)
+            verdict = seen.get((e.voff, e.vlen, e.vcrc))
+            if verdict == BAD_VCRC:
+                # report_chain named the damaged value already
+                rp.state.pop(key, None)
+                rp.lost[key] = (e.lsn, e.voff, REASONS[BAD_VCRC])
+                continue
+            if verdict != OK:
+                todo.append((key, e))
+        total = sum(e.vlen for _, e in todo)
+        self.progress.start("verifying values the index names", total)
+        group: list[tuple[bytes, Entry]] = []
+        group_bytes = 0
+
+        def flush() -> None:
+            nonlocal group, group_bytes
+            if group:
+                crcs = crc32c_many([mm[e.voff:e.voff + e.vlen] for _, e in group])
+                for (key, e), crc in zip(group, crcs, strict=True):
+                    if crc != e.vcrc:
+                        lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
+                self.crc_bytes += group_bytes
+                self.progress.advance(group_bytes)
+            group, group_bytes = [], 0
+
+        for key, e in todo:
+            if e.vlen > _MANY_MAX:
+                crc = 0
+                for a in range(e.voff, e.voff + e.vlen, _BLOCK):
+                    crc = crc32c(mm[a:min(a + _BLOCK, e.voff + e.vlen)], crc)
+                if crc != e.vcrc:
+                    lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
+                self.crc_bytes += e.vlen
+                self.progress.advance(e.vlen)
+                continue
+            group.append((key, e))
+            group_bytes += e.vlen
+            if group_bytes > (16 << 20) or len(group) >= 65536:
+                flush()
+        flush()
+        self.progress.finish()
+        idx.verified_values = len(todo)
+        if reported > 20:
+            self.problem(None, "value-crc", f"... and {reported - 20} more values named by the "
+                         f"index file fail", scope="index")
+        bad_keys &= rp.state.keys()
+        for n, key in enumerate(sorted(bad_keys)):
+            e = rp.state[key]
+            if n < 20:
+                self.problem(e.koff, "key-bytes", f"the bytes of key {key_text(key)!r} (LSN {e.lsn}) "
+                             f"at byte offset {e.koff} differ from the index file's copy of the "
+                             f"key (or lie beyond the end of the file): the value is intact and "
+                             f"open() reads the key from the index, but the log record that "
+                             f"names those bytes no longer verifies; --repair copies key and "
+                             f"value to fresh space")
+        if len(bad_keys) > 20:
+            self.problem(None, "key-bytes", f"... and {len(bad_keys) - 20} more keys")
+        return bad_keys
 
     # -- candidate chains (when the superblock cannot be trusted)
     def candidates(self, slots: list[SuperSlot]) -> list[tuple[int, int, str]]:
@@ -1080,6 +1450,17 @@ class Checker:
             if self.verify_at(r.off) is not None and all(c[0] != r.off for c in cands):
                 cands.append((r.off, r.first_lsn, f"a log chunk found by scanning, at {r.off}"))
         return cands
+
+    def complete_from_start(self, w: Walk) -> bool:
+        """Does the chain hold every key from its first record on?  True for
+        the log a database starts with (LSN 1) and for a snapshot chain a
+        repair wrote (its first record deletes SNAPSHOT_MARKER)."""
+        if w.head_lsn == 1:
+            return True
+        if not w.slots or w.slots[0].state != OK:
+            return False
+        f = w.slots[0].f
+        return f[TYPE] == REC_DEL and bytes(self.mm[f[KOFF]:f[KOFF] + f[KLEN]]) == SNAPSHOT_MARKER
 
     def max_lsn_anywhere(self) -> int:
         """The highest LSN of any verifying record in the file (scan)."""
@@ -1108,6 +1489,8 @@ class Result:
     source: str | None                         # which chain the replay is of
     chain_trusted: bool                        # the superblock's chain, not contradicted
     overlaps: list[tuple[bytes, str, int, int, str]]   # (key, what, start, end, other owner)
+    index: IndexInfo | None = None
+    bad_key_bytes: set[bytes] = field(default_factory=set)   # keys to copy to fresh space
     elapsed: float = 0.0
 
     @property
@@ -1153,14 +1536,34 @@ def verify(directory: str, progress: Progress | None = None) -> Result:
     t0 = time.perf_counter()
     ck = Checker(directory, progress)
     slots, in_force = ck.read_superblock()
+    idx = ck.inspect_index(in_force)
+    tree = idx.items                           # None: the index cannot be used
+    applied = idx.applied_lsn if tree is not None else 0
     replay: Replay | None = None
     source: str | None = None
     trusted = False
     if in_force is not None and not in_force.head_error:
-        replay = ck.analyse(ck.walk(in_force.head_off, in_force.head_lsn))
+        if in_force.head_lsn > in_force.tree_lsn + 1:
+            ck.problem(in_force.index * SUPER_SLOT, "superblock",
+                       f"superblock slot {in_force.index} (seq {in_force.seq}, in force) names a "
+                       f"log head at LSN {in_force.head_lsn} but an index checkpoint only up to "
+                       f"LSN {in_force.tree_lsn}: records {in_force.tree_lsn + 1}.."
+                       f"{in_force.head_lsn - 1} are in neither")
+        # As open(): the index's entries, then the log from the head with
+        # LSN > the index's applied_lsn.
+        replay = ck.analyse(ck.walk(in_force.head_off, in_force.head_lsn), tree, applied)
         source = f"superblock slot {in_force.index} (seq {in_force.seq})"
         trusted = True
         report_chain(ck, replay)
+        if tree is not None and replay.end_lsn <= applied:
+            ck.problem(replay.end_off, "log-short",
+                       f"the log chain named by {source} ends at LSN {replay.end_lsn}, but the "
+                       f"index file covers the log up to LSN {applied}: records "
+                       f"{replay.end_lsn}..{applied} are gone from this chain (or a newer "
+                       f"superblock slot naming another chain was lost); open() would give "
+                       f"those LSNs to new writes, and the next open would skip them as "
+                       f"already in the index")
+            trusted = False                    # look for the chain that does reach it
         # Acknowledged records beyond the end of this chain, elsewhere in the
         # file: a newer superblock slot or a LINK was lost.
         strays = ck.stray_evidence(replay.walk, replay.end_lsn)
@@ -1175,33 +1578,92 @@ def verify(directory: str, progress: Progress | None = None) -> Result:
                        f"named by {source} ends at LSN {replay.end_lsn}: a newer superblock "
                        f"slot or a LINK record was lost; open() would silently use the older "
                        f"state")
-    if not trusted:
-        chosen = choose_chain(ck, slots, replay)
+    if not trusted or tree is None:
+        # The keys come from the index plus a chain that reaches back to its
+        # applied_lsn, or from the log alone: the whole chain, from the
+        # start no LINK leads to.  That is complete only when it is the log
+        # the database began with (LSN 1) or a snapshot a repair wrote: the
+        # engine reuses the chunks behind its log head once the index holds
+        # them, and the keys written only there are then gone (log-gone).
+        chosen = choose_chain(ck, slots, replay if replay is not None and replay.base is None
+                              else None)
         if chosen is not None:
             rp, why = chosen
+            if tree is not None and rp.walk.head_lsn <= applied + 1:
+                rp = ck.replay(rp.walk, tree, applied)
+            elif not ck.complete_from_start(rp.walk):
+                s0 = rp.walk.head_lsn
+                ck.problem(rp.walk.head_off, "log-gone",
+                           f"the keys can only come from the log chain that starts at LSN {s0} "
+                           f"(byte offset {rp.walk.head_off}), and the records before it are "
+                           f"not in the file (the engine reuses the log chunks behind its log "
+                           f"head once the index holds them, or they were damaged): every key "
+                           f"last written before LSN {s0} was only in the index, which cannot "
+                           f"be used, and is lost; which keys those were cannot be known",
+                           scope="index")
+                rp.gone_before = s0
             if replay is None or rp is not replay:
-                ck.note(rp.walk.head_off, "rebuild-source",
-                        f"the best log chain in the file starts at byte offset "
-                        f"{rp.walk.head_off} (LSN {rp.walk.head_lsn}, {why}): "
-                        f"{len(rp.state)} keys, LSN up to {rp.end_lsn - 1}; --repair rebuilds "
-                        f"from it")
-                if replay is None:
-                    report_chain(ck, rp, quiet_end=True)
+                if trusted:
+                    ck.note(rp.walk.head_off, "rebuild-source",
+                            f"the index cannot be used, so the keys come from the whole log: "
+                            f"the chain from byte offset {rp.walk.head_off} (LSN "
+                            f"{rp.walk.head_lsn}, {why}) replayed to LSN {rp.end_lsn - 1} holds "
+                            f"{len(rp.state)} keys; --repair writes a new index from it")
+                    if rp.damaged and in_force is not None:
+                        report_chain(ck, rp, quiet_end=True, before_head=in_force.head_lsn)
+                else:
+                    ck.note(rp.walk.head_off, "rebuild-source",
+                            f"the best log chain in the file starts at byte offset "
+                            f"{rp.walk.head_off} (LSN {rp.walk.head_lsn}, {why}): "
+                            f"{len(rp.state)} keys, LSN up to {rp.end_lsn - 1}; --repair "
+                            f"rebuilds from it")
+                    if replay is None:
+                        report_chain(ck, rp, quiet_end=True)
                 replay, source = rp, why
+        elif replay is None and tree:
+            # No log chain at all, but the index can be used: its entries are
+            # what is left (their values are verified like any other).
+            replay = ck.replay(Walk(0, applied + 1), tree, applied)
+            source = "the index file alone"
+            ck.problem(None, "no-log",
+                       f"no log chain in the file verifies; the index file's {len(tree)} "
+                       f"entries are all that is left; --repair writes a new log and index "
+                       f"with those whose values verify")
         elif replay is None:
             ck.problem(None, "no-log",
                        "no log record in the file verifies: there is nothing to rebuild from")
     overlaps: list = []
+    bad_keys: set[bytes] = set()
     if replay is not None:
+        if replay.base is not None:
+            bad_keys = ck.verify_index_values(replay, idx)
         overlaps = check_ownership(ck, replay)
-    res = Result(ck, slots, in_force, replay, source, trusted, overlaps)
+    res = Result(ck, slots, in_force, replay, source, trusted, overlaps, idx, bad_keys)
     res.elapsed = time.perf_counter() - t0
     return res
 
 
-def report_chain(ck: Checker, rp: Replay, quiet_end: bool = False) -> None:
-    """Findings about one replayed chain."""
+def report_chain(ck: Checker, rp: Replay, quiet_end: bool = False,
+                 before_head: int | None = None) -> None:
+    """Findings about one replayed chain.  before_head (an LSN): report only
+    the damage before the superblock's log head, which open() never reads (it
+    matters only when the index has to be rebuilt from the log)."""
     w = rp.walk
+    if before_head is not None:
+        lost_lsns = {lsn for lsn, _off, _why in rp.lost.values()}
+        for s in rp.damaged:
+            if s.lsn >= before_head:
+                continue                      # reported with the chain from the head
+            where = s.off if s.state not in (BAD_VCRC, VALUE_BOUNDS) else s.f[VOFF]
+            what = (f"the log record for LSN {s.lsn} at byte offset {s.off} (before the log "
+                    f"head, so open() does not read it): {REASONS.get(s.state, s.state)}")
+            if s.lsn in lost_lsns:
+                ck.problem(where, "old-log", f"{what}; the index is rebuilt without the key it "
+                           f"wrote (LOST)", scope="index")
+            else:
+                ck.note(where, "old-log", f"{what}; the rebuild does not need it (a LINK "
+                        f"bridged by scanning, or a key written again later)")
+        return
     if w.stop:
         ck.problem(w.slots[-1].off if w.slots else w.head_off, "link",
                    f"the log chain cannot go on: {w.stop}")
@@ -1240,12 +1702,21 @@ def report_chain(ck: Checker, rp: Replay, quiet_end: bool = False) -> None:
             msg = f"the log record for LSN {s.lsn} at byte offset {s.off}: {what}"
         if s.state == KEY_EOF or (s.state == VALUE_BOUNDS and f[VOFF] + f[VLEN] > ck.size):
             msg += f"; the file ({ck.size} bytes) was cut short after the record was written"
+        elif s.lsn <= rp.skip_lsn:
+            msg += (f"; the index file covers it (applied LSN {rp.skip_lsn}), so it had been "
+                    f"acknowledged and nothing it wrote is lost")
         else:
             msg += "; a later record says it had been acknowledged"
         if n == 0:
-            msg += ("; open() refuses the database (CorruptionError)" if rp.engine_detects else
-                    "; open() would cut the log here without an error, losing acknowledged "
-                    "records after it")
+            if rp.engine_detects:
+                msg += "; open() refuses the database (CorruptionError)"
+            elif s.lsn <= rp.skip_lsn:
+                msg += ("; open() would cut the log here without an error and give LSNs the "
+                        "index already covers to new writes, which the next open then skips "
+                        "(acknowledged writes lost)")
+            else:
+                msg += ("; open() would cut the log here without an error, losing acknowledged "
+                        "records after it")
         ck.problem(where, kinds.get(s.state, "record"), msg)
     for s, key in rp.superseded:
         ck.note(s.f[VOFF] if s.state in (BAD_VCRC, VALUE_BOUNDS) else s.off, "superseded",
@@ -1315,32 +1786,200 @@ class RepairReport:
     new_head_lsn: int = 0
     superblock_slot: int = 0
     superblock_seq: int = 0
+    log_rewritten: bool = False
+    index_rebuilt: bool = False
+    index_applied_lsn: int = 0
+    index_backup: str | None = None            # the index file the repair replaced, kept
+    # > 0: the log before this LSN was gone and the index unusable: keys last
+    # written before it are lost, and cannot be named
+    lost_before_lsn: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
+def fsync_path(path: str, directory: bool = False) -> None:
+    fd = os.open(path, (os.O_RDONLY | (os.O_DIRECTORY if directory else 0)) | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_index(directory: str, entries: list[tuple[bytes, Entry]], applied: int) -> str | None:
+    """Write a fresh index file holding `entries` (sorted by key), its last
+    commit recording applied_lsn = `applied`, and put it in place atomically:
+    it is built as index.new (the B-tree syncs each commit), verified with its
+    own check(), fsynced and renamed over `index`, then the directory is
+    fsynced.  The file it replaces is kept, as the repair keeps everything it
+    supersedes (the old log chunks and superblock slot stay in the pool):
+    hard-linked to index.before-repair[.N] first, so the directory never lacks
+    an index.  Returns that backup's path (None: there was no index file)."""
+    try:
+        from pastedb.core.btree import BTreeTester
+    except ImportError as e:
+        raise CannotRun(f"cannot write an index file: the pastedb.core.btree extension does "
+                        f"not load ({e}); build pastedb first") from None
+    path = os.path.join(directory, INDEX_FILE)
+    tmp = path + ".new"
+    for leftover in (tmp, tmp + ".new"):
+        if os.path.lexists(leftover):
+            os.unlink(leftover)
+    tree = BTreeTester(tmp, create=True, sync=True)
+    try:
+        tree.begin()
+        for n, (key, e) in enumerate(entries, 1):
+            tree.put(key, e.ref())
+            if n % 262144 == 0:                # bound the write txn; index.new is not in use
+                tree.commit(0)
+                tree.begin()
+        tree.commit(applied)
+        problems = tree.check()
+        if problems or tree.count != len(entries) or tree.applied_lsn != applied:
+            raise RuntimeError(f"the index file just written ({tmp}) does not verify: "
+                               f"{problems[:3]}, {tree.count} entries of {len(entries)}")
+    finally:
+        tree.close()
+    fsync_path(tmp)
+    backup = None
+    if os.path.lexists(path):
+        backup = path + ".before-repair"
+        n = 1
+        while os.path.lexists(backup):
+            backup = f"{path}.before-repair.{n}"
+            n += 1
+        os.link(path, backup)
+    os.rename(tmp, path)
+    fsync_path(directory, directory=True)
+    return backup
+
+
+def next_superblock(res: Result) -> tuple[int, int]:
+    """(seq, slot) for the next superblock write: never the slot in force."""
+    valid = [s for s in res.slots if s.state == "valid"]
+    seq = max((s.seq for s in valid), default=1) + 1
+    if res.in_force is not None and seq % 2 == res.in_force.index:
+        seq += 1
+    return seq, seq % 2
+
+
+def lost_report(report: RepairReport, rp: Replay) -> RepairReport:
+    report.lost_before_lsn = rp.gone_before
+    for key, (lsn, off, why) in sorted(rp.lost.items()):
+        report.lost.append(dict(key_dict(key), lsn=lsn, offset=off, reason=why))
+    for s in rp.damaged:
+        report.dropped_records.append({"lsn": s.lsn, "offset": s.off,
+                                       "reason": REASONS.get(s.state, s.state)})
+    return report
+
+
 def repair_database(res: Result) -> RepairReport:
-    """Write a fresh compacted chain of the surviving entries and a superblock
-    slot naming it.  Commit order as DB.checkpoint(): chain, fsync, superblock
-    (the slot not in force), fsync."""
-    ck = res.checker
-    rp = res.replay
-    if rp is None:
+    """Make the database consistent with what verifies.
+
+    The index file is only a copy of what the log holds (the log is never
+    rewritten in place and its chunks before the head are kept), so:
+      * when only the index is bad (missing, damaged, behind the superblock,
+        or naming values that fail their CRC) and the log chain the superblock
+        names is sound: write a new index from the keys (repair_index);
+      * otherwise: write a fresh compacted log chain and then a new index
+        (repair_log).
+    Every key dropped is reported; nothing is invented."""
+    if res.replay is None:
         return RepairReport(False, "nothing verifies in the file: no log chain to rebuild "
                                    "from, so nothing was written")
-    # Entries to move: those whose bytes someone else owns too.
-    move = {key for key, _what, _s, _e, _o in res.overlaps}
+    log_scope = any(p.scope == "log" for p in res.problems)
+    sb = res.in_force
+    if not log_scope and sb is not None and res.chain_trusted \
+            and sb.head_lsn <= res.replay.end_lsn:
+        return repair_index(res)
+    return repair_log(res)
+
+
+def repair_index(res: Result) -> RepairReport:
+    """A new index holding the live keys, committed with applied_lsn = the
+    last LSN of the log (E), then the superblock's other slot: the same log
+    head, tree_lsn = E.  Open() then replays nothing (every record is <= E).
+
+    Why applied_lsn = E, and not 0 with the log head moved back to the oldest
+    chunk: that would make every open until the next checkpoint replay (and
+    checksum) the whole history, and it would not be safe either -- with
+    applied_lsn 0 and a crash between the index rename and the superblock
+    write, the old superblock's head (mid-log) would be replayed onto an empty
+    index, losing every key written before it, silently.  With applied_lsn = E
+    both orders are safe: the old superblock (tree_lsn <= E) goes with the new
+    index too, its head's records are all <= E and skipped.
+
+    The keys: the old index's entries overlaid with the log after its
+    applied_lsn when the index could be used (minus values that fail their
+    CRC), else the whole log chain replayed from its start (verify chose it):
+    in LSN order, the last write of a key wins, a DEL removes it."""
+    ck, rp, sb = res.checker, res.replay, res.in_force
+    assert rp is not None and sb is not None
+    entries = sorted(rp.state.items())
+    applied = max([rp.end_lsn - 1, sb.tree_lsn] + [e.lsn for _, e in entries])
+    live = sum(e.klen + e.vlen for _, e in entries)
+    backup = write_index(ck.dir, entries, applied)
+    # The superblock: same head, the new checkpoint's numbers.  alloc_tail
+    # covers every byte a live entry or the log names (nothing is reused).
+    alloc = round_up(max(sb.alloc_tail, rp.alloc_end,
+                         max((max(e.koff + e.klen, e.voff + e.vlen) for _, e in entries),
+                             default=0)), SEG_SIZE)
+    seq, slot = next_superblock(res)
+    fd = os.open(ck.path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, pack_superblock(seq, sb.head_off, sb.head_lsn, sb.created_ns, applied,
+                                      live, alloc), slot * SUPER_SLOT)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    report = RepairReport(True, "rebuilt the index", kept_keys=len(entries),
+                          new_head_off=sb.head_off, new_head_lsn=sb.head_lsn,
+                          superblock_slot=slot, superblock_seq=seq, index_rebuilt=True,
+                          index_applied_lsn=applied, index_backup=backup)
+    return lost_report(report, rp)
+
+
+def repair_log(res: Result) -> RepairReport:
+    """Write a fresh compacted chain of the surviving entries, then a
+    superblock slot naming it, then a new index holding the same entries.
+
+    Order: (1) chain (and relocated bytes) at the end of the file, fsync;
+    (2) the superblock slot not in force: head = the new chain, tree_lsn = P
+    (its last LSN), fsync; (3) the new index, applied_lsn = P (write_index:
+    atomic rename).  A crash before (2) leaves the old state in force; between
+    (2) and (3), open() refuses (the old index's applied_lsn < P, or no index)
+    and a second repair writes the index (repair_index).  The other order
+    would let the old superblock go with the new index: open() would then
+    hand out the bytes of relocated values (beyond the old allocation mark)
+    to new writes.
+
+    The new chain is a complete snapshot (one PUT per key), so the log alone
+    still holds every key: an index lost later is rebuilt from it.  Its
+    records are all <= P, so open() only verifies them.  The old index is
+    always replaced: it may hold keys the repair dropped."""
+    ck, rp, idx = res.checker, res.replay, res.index
+    assert rp is not None
+    move = {key for key, _what, _s, _e, _o in res.overlaps} | res.bad_key_bytes
     mm = ck.mm
     survivors = sorted(rp.state.items())
-    start_lsn = max(rp.max_lsn, ck.max_lsn_anywhere(), rp.end_lsn - 1) + 1
-    # Fresh space starts after everything the file holds.
-    base = round_up(max(ck.size, HEADER_SIZE), BUF_SIZE)
+    highest = [rp.max_lsn, ck.max_lsn_anywhere(), rp.end_lsn - 1]
+    if idx is not None:
+        highest += [idx.applied_lsn, idx.max_entry_lsn]
+    highest += [s.tree_lsn for s in res.slots if s.state == "valid"]
+    highest += [e.lsn for _, e in survivors]
+    start_lsn = max(x for x in highest if x < LSN_LIMIT) + 1
+    # Fresh space starts after everything the file holds, at a segment
+    # boundary (the engine reclaims space in whole segments and carves log
+    # chunks four to a segment).
+    base = round_up(max(ck.size, HEADER_SIZE), SEG_SIZE)
     fd = os.open(ck.path, os.O_RDWR | os.O_CLOEXEC)
     try:
         if ck.size < HEADER_SIZE:
             os.pwrite(fd, bytes(HEADER_SIZE - ck.size), ck.size)
         cursor = base
+        marker_off = cursor                    # the snapshot marker's key bytes
+        os.pwrite(fd, SNAPSHOT_MARKER, cursor)
+        cursor += (len(SNAPSHOT_MARKER) + 7) & ~7
         entries: list[tuple[bytes, Entry]] = []
         for key, e in survivors:
             if key in move:
@@ -1349,12 +1988,15 @@ def repair_database(res: Result) -> RepairReport:
                 e = Entry(e.lsn, cursor, e.klen, cursor + e.klen, e.vlen, e.vcrc)
                 cursor += (len(data) + 7) & ~7
             entries.append((key, e))
-        head = round_up(cursor, BUF_SIZE)
+        head = round_up(cursor, SEG_SIZE)
         hint = start_lsn - 1
         # Lay the records out first (a LINK in every chunk's last slot), then
         # checksum them all at once: crc = crc32c(key || record[4:64]).
         layout: list[tuple[int, bytes, bytearray]] = []    # (file offset, key, record)
-        chunk, slot, lsn = head, 0, start_lsn
+        layout.append((head, SNAPSHOT_MARKER, bytearray(REC.pack(
+            0, REC_DEL, 0, len(SNAPSHOT_MARKER), 0, 0, start_lsn, marker_off, 0, 0, hint, 0))))
+        chunk, slot, lsn = head, 1, start_lsn + 1
+        tree_entries: list[tuple[bytes, Entry]] = []
         for key, e in entries:
             if slot == CHUNK_SLOTS - 1:
                 nxt = chunk + CHUNK_SIZE
@@ -1363,8 +2005,10 @@ def repair_database(res: Result) -> RepairReport:
                 chunk, slot, lsn = nxt, 0, lsn + 1
             layout.append((chunk + slot * REC_SIZE, key, bytearray(REC.pack(
                 0, REC_PUT, 0, e.klen, e.vcrc, 0, lsn, e.koff, e.voff, e.vlen, hint, 0))))
+            tree_entries.append((key, Entry(lsn, e.koff, e.klen, e.voff, e.vlen, e.vcrc)))
             slot += 1
             lsn += 1
+        last_lsn = lsn - 1                     # P: the chain's last record (the marker if no key)
         crcs = crc32c_many([key + bytes(rec[4:]) for _, key, rec in layout])
         chunks: dict[int, bytearray] = {c: bytearray(CHUNK_SIZE)
                                         for c in range(head, chunk + 1, CHUNK_SIZE)}
@@ -1379,25 +2023,23 @@ def repair_database(res: Result) -> RepairReport:
         if padded > end:                       # zeros, as Pool.ensure grows the file
             os.pwrite(fd, bytes(padded - end), end)
         os.fsync(fd)
-        valid = [s for s in res.slots if s.state == "valid"]
-        seq = max((s.seq for s in valid), default=1) + 1
-        if res.in_force is not None and seq % 2 == res.in_force.index:
-            seq += 1                           # never overwrite the slot in force
+        seq, sb_slot = next_superblock(res)
         created = res.in_force.created_ns if res.in_force else time.time_ns()
-        sb_slot = seq % 2
-        os.pwrite(fd, pack_superblock(seq, head, start_lsn, created), sb_slot * SUPER_SLOT)
+        live = sum(e.klen + e.vlen for _, e in entries)
+        # alloc_tail = the chain's end: every byte before it (old log chunks
+        # included) stays as it is; new data goes after the chain.
+        os.pwrite(fd, pack_superblock(seq, head, start_lsn, created, last_lsn, live,
+                                      round_up(end, SEG_SIZE)), sb_slot * SUPER_SLOT)
         os.fsync(fd)
     finally:
         os.close(fd)
-    report = RepairReport(True, "rebuilt the log", kept_keys=len(entries), relocated=len(move),
-                          new_head_off=head, new_head_lsn=start_lsn, superblock_slot=sb_slot,
-                          superblock_seq=seq, torn_records=rp.torn_slots + rp.dropped_batch)
-    for key, (lsn, off, why) in sorted(rp.lost.items()):
-        report.lost.append(dict(key_dict(key), lsn=lsn, offset=off, reason=why))
-    for s in rp.damaged:
-        report.dropped_records.append({"lsn": s.lsn, "offset": s.off,
-                                       "reason": REASONS.get(s.state, s.state)})
-    return report
+    backup = write_index(ck.dir, tree_entries, last_lsn)
+    report = RepairReport(True, "rebuilt the log and the index", kept_keys=len(entries),
+                          relocated=len(move & rp.state.keys()), new_head_off=head,
+                          new_head_lsn=start_lsn, superblock_slot=sb_slot, superblock_seq=seq,
+                          torn_records=rp.torn_slots + rp.dropped_batch, log_rewritten=True,
+                          index_rebuilt=True, index_applied_lsn=last_lsn, index_backup=backup)
+    return lost_report(report, rp)
 
 
 # ------------------------------------------------------------------ output
@@ -1413,12 +2055,20 @@ def summary(res: Result) -> dict[str, Any]:
         "file_bytes": ck.size,
         "keys": len(rp.state) if rp else 0,
         "keys_lost": len(rp.lost) if rp else 0,
+        # > 0: the log before this LSN is gone and the index is unusable: the
+        # keys last written before it are lost too, and cannot be named
+        "keys_lost_before_lsn": rp.gone_before if rp else 0,
         "problems": [p.as_dict() for p in res.problems],
         "notes": [n.as_dict() for n in res.notes],
         "superblock": {"in_force": res.in_force.index if res.in_force else None,
                        "slots": [s.as_dict() for s in res.slots]},
         "log_source": res.source,
     }
+    idx = res.index
+    if idx is not None:
+        d["index"] = idx.as_dict()
+        d["index_file_bytes"] = idx.file_bytes
+        d["keys_from_index"] = sum(1 for e in rp.state.values() if e.src == "tree") if rp else 0
     if rp:
         w = rp.walk
         invalid = len(rp.damaged)
@@ -1427,8 +2077,10 @@ def summary(res: Result) -> dict[str, Any]:
         log_bytes = len(w.chunks) * CHUNK_SIZE
         d["log"] = {
             "head_off": w.head_off, "head_lsn": w.head_lsn, "chunks": len(w.chunks),
-            "records": rp.counts["records"] + rp.counts["links"] + invalid,
-            "valid_records": rp.counts["records"] + rp.counts["links"],
+            "records": rp.counts["records"] + rp.counts["skipped"] + rp.counts["links"] + invalid,
+            "valid_records": rp.counts["records"] + rp.counts["skipped"] + rp.counts["links"],
+            "replayed_records": rp.counts["records"],
+            "skipped_records": rp.counts["skipped"], "skip_lsn": rp.skip_lsn,
             "invalid_records": invalid,
             "puts": rp.counts["puts"], "dels": rp.counts["dels"], "links": rp.counts["links"],
             "batches": rp.counts["batches"],
@@ -1471,6 +2123,13 @@ def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
     states = ", ".join(f"slot {s['slot']} {s['state']}" + (f" seq {s['seq']}" if 'seq' in s else "")
                        for s in sb["slots"])
     echo(f"  superblock  {'slot %d in force' % sb['in_force'] if sb['in_force'] is not None else 'NONE valid'} ({states})")
+    ix = d.get("index")
+    if ix:
+        extra = f", {len(ix['check_problems'])} check problem(s)" if ix["check_problems"] else ""
+        echo(f"  index file  {ix['file']}: {ix['state']}"
+             + (f", {ix['entries']:,} entries, applied LSN {ix['applied_lsn']}, commit {ix['txn']}, "
+                f"{human_bytes(ix['file_bytes'])}; {ix['verified_values']:,} values checksummed"
+                if ix["state"] not in ("missing", "absent") else "") + extra)
     log = d.get("log")
     if log:
         echo(f"  log         {log['records']:,} records ({log['valid_records']:,} valid, "
@@ -1478,9 +2137,12 @@ def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
              f"{log['links']:,} link, {log['batches']:,} batches) in {log['chunks']} chunk(s) "
              f"from byte offset {log['head_off']}, LSN {log['head_lsn']}..{log['end_lsn'] - 1}")
         echo(f"              ends {log['end']} at byte offset {log['end_offset']} (LSN {log['end_lsn']})"
-             + (f", {log['torn_slots']} torn slot(s)" if log["torn_slots"] else ""))
+             + (f", {log['torn_slots']} torn slot(s)" if log["torn_slots"] else "")
+             + (f"; {log['skipped_records']:,} record(s) up to LSN {log['skip_lsn']} are in the "
+                f"index already" if log["skipped_records"] else ""))
         ratio = f", space ratio {d['space_ratio']:.2f}" if d.get("space_ratio") else ""
-        echo(f"  index       {d['keys']:,} keys, {d['live_bytes']:,} live bytes"
+        echo(f"  keys        {d['keys']:,} keys ({d.get('keys_from_index', 0):,} as the index "
+             f"file has them, the rest from the log), {d['live_bytes']:,} live bytes"
              + (f", {d['keys_lost']} LOST" if d["keys_lost"] else ""))
         echo(f"  space       file {human_bytes(d['file_bytes'])}, log {human_bytes(d['log_bytes'])}, "
              f"referenced {human_bytes(d['referenced_bytes'])}, live {human_bytes(d['live_bytes'])}, "
@@ -1492,6 +2154,9 @@ def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(f"  PROBLEM     [{p['kind']}] {p['file']} @ {p['offset']}: {p['message']}")
     for k in d.get("lost", []):
         echo(f"  LOST        key {k['key']!r} (LSN {k['lsn']}, byte offset {k['offset']}): {k['reason']}")
+    if d.get("keys_lost_before_lsn"):
+        echo(f"  LOST        every key last written before LSN {d['keys_lost_before_lsn']} "
+             f"(only the index had them; which ones cannot be known)")
     mb = d["checksummed_bytes"] / 1e6
     echo(f"  result      {'OK' if d['ok'] else '%d problem(s)' % len(d['problems'])} "
          f"({mb:.1f} MB checksummed in {d['elapsed_s']:.2f} s)")
@@ -1535,7 +2200,8 @@ def lock_directory(directory: str) -> int:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("directory", type=click.Path(file_okay=True, dir_okay=True))
 @click.option("--repair", is_flag=True,
-              help="Rebuild the log from every record that verifies and report what was dropped.")
+              help="Rebuild the index (and, when it is damaged, the log) from what verifies; "
+                   "report every key dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems (and no progress bar).")
 def main(directory: str, repair: bool, as_json: bool, quiet: bool) -> None:
@@ -1596,6 +2262,9 @@ def main(directory: str, repair: bool, as_json: bool, quiet: bool) -> None:
         if "repair" in out and out["repair"]["performed"]:
             for k in out["repair"]["lost"]:
                 click.echo(f"LOST key {k['key']!r} (LSN {k['lsn']})")
+            if out["repair"]["lost_before_lsn"]:
+                click.echo(f"LOST every key last written before LSN "
+                           f"{out['repair']['lost_before_lsn']}")
     else:
         if "before" in out:
             click.echo("before repair:")
@@ -1604,14 +2273,23 @@ def main(directory: str, repair: bool, as_json: bool, quiet: bool) -> None:
         if "repair" in out:
             r = out["repair"]
             if r["performed"]:
-                click.echo(f"repair: wrote a new log of {r['kept_keys']:,} keys at byte offset "
-                           f"{r['new_head_off']} (LSN {r['new_head_lsn']}), superblock slot "
-                           f"{r['superblock_slot']} seq {r['superblock_seq']}; "
+                what = (f"wrote a new log of {r['kept_keys']:,} keys at byte offset "
+                        f"{r['new_head_off']} (LSN {r['new_head_lsn']}) and a new index"
+                        if r["log_rewritten"] else
+                        f"wrote a new index of {r['kept_keys']:,} keys (the log is unchanged)")
+                click.echo(f"repair: {what} (applied LSN {r['index_applied_lsn']}), superblock "
+                           f"slot {r['superblock_slot']} seq {r['superblock_seq']}; "
                            f"{len(r['lost'])} key(s) lost, {len(r['dropped_records'])} damaged "
                            f"record(s) dropped, {r['torn_records']} torn-tail record(s) dropped, "
                            f"{r['relocated']} entr(ies) copied to fresh space")
+                if r["index_backup"]:
+                    click.echo(f"  the replaced index file is kept as {r['index_backup']}")
                 for k in r["lost"]:
                     click.echo(f"  LOST        key {k['key']!r} (LSN {k['lsn']}): {k['reason']}")
+                if r["lost_before_lsn"]:
+                    click.echo(f"  LOST        every key last written before LSN "
+                               f"{r['lost_before_lsn']} (the log before it is gone and the "
+                               f"index was unusable; which keys cannot be known)")
                 for x in r["dropped_records"]:
                     click.echo(f"  dropped     record LSN {x['lsn']} at byte offset {x['offset']}: "
                                f"{x['reason']}")
