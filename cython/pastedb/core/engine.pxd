@@ -105,6 +105,7 @@ cdef class DB:
     # absent, or a negative status (a damaged tree page).
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
     cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
+    cdef int ref_in_pool(self, const Ref *r) noexcept nogil
     # Exact live key count and live key + value bytes (O(pending)).
     cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil
     # Move everything logged so far into the tree, commit it, advance the

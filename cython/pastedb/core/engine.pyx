@@ -72,6 +72,9 @@ INITIAL_POOL_BYTES = 8 << 20
 # sync=False puts and gets.
 cdef uint64_t BIG_COPY = 65536
 cdef int ITER_BATCH = 256
+# A value that fails its checksum on a read (internal status, never returned
+# from the C API).
+cdef int VALUE_DAMAGED = -2000
 
 
 cdef inline int64_t mono_ns() noexcept nogil:
@@ -583,6 +586,46 @@ cdef class DB:
         rc = self.persist.barrier()              # the zeroed tail, before any new write
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
+        if res.end_lsn <= applied:
+            # The log ended (cut or damaged) at a record the tree already
+            # holds.  New records must follow applied_lsn, or the next
+            # recovery would skip them as covered: start a fresh chain there.
+            self._fresh_chain(applied)
+
+    def _fresh_chain(self, uint64_t applied):
+        cdef uint64_t off, lsn
+        cdef Superblock sb
+        cdef int rc
+        with nogil:
+            self.log.lock_log()
+            self.log.next_lsn = applied + 1
+            rc = self.log.start_chain_locked(&off, &lsn)
+            self.log.unlock_log()
+        if rc != 0:
+            raise_status(rc, "open", self.pool_path)
+        memset(&sb, 0, sizeof(Superblock))
+        sb.seq = self.sb_seq + 1
+        sb.log_head_off = off
+        sb.log_head_size = CHUNK_SIZE
+        sb.log_head_lsn = lsn
+        sb.created_ns = self.created_ns
+        sb.tree_lsn = applied
+        sb.tree_live = <uint64_t>self.c_live
+        sb.alloc_tail = self.pool.alloc_tail
+        with nogil:
+            rc = write_superblock(self.pool, self.persist, &sb)
+            if rc == 0:
+                rc = self.persist.barrier()
+        if rc != 0:
+            raise_status(rc, "open", self.pool_path)
+        self.sb_seq = sb.seq
+        self.log.head_off = off
+        self.log.head_lsn = lsn
+        self.log.durable_lsn = applied
+        self.cut_lsn = applied
+        self.recovery_note = ((self.recovery_note + "; ") if self.recovery_note else "") + (
+            f"the log ended inside what the index holds (lsn <= {applied}): started a fresh "
+            f"log chain at byte offset {off}")
 
     # -------------------------------------------------------------- C core
     cdef int enter(self) noexcept nogil:
@@ -829,6 +872,13 @@ cdef class DB:
             return 0
         return self.tree.snapshot_get(&self.cur_snap, k, klen, out)
 
+    cdef int ref_in_pool(self, const Ref *r) noexcept nogil:
+        """The key and value a reference names lie inside the file (a damaged
+        file may say otherwise; reading there would fault)."""
+        cdef uint64_t size = self.pool.size
+        return (r.koff >= HEADER_SIZE and r.klen <= size and r.koff <= size - r.klen and
+                r.vlen <= size and r.voff <= size - r.vlen and r.voff >= HEADER_SIZE)
+
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         cdef int found
         pthread_rwlock_rdlock(&self.index_lock)
@@ -930,6 +980,7 @@ cdef class DB:
         cdef Ref ref
         cdef bytes out = None
         cdef char *dst
+        cdef uint32_t crc = 0
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
@@ -940,15 +991,24 @@ cdef class DB:
                     read_lock_gil(&self.index_lock)
                     try:
                         found = self.lookup_locked(k, <uint32_t>klen, &ref)
+                        if found > 0 and not self.ref_in_pool(&ref):
+                            found = VALUE_DAMAGED
                         if found > 0:
                             if ref.vlen < BIG_COPY:
                                 out = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
                                                                 <Py_ssize_t>ref.vlen)
+                                crc = pdb_crc32c(PyBytes_AS_STRING(out), ref.vlen)
                             else:
                                 out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>ref.vlen)
                                 dst = PyBytes_AS_STRING(out)
                                 with nogil:
                                     memcpy(dst, self.pool.base + ref.voff, ref.vlen)
+                                    crc = pdb_crc32c(dst, ref.vlen)
+                            # The copy is checked against the checksum the
+                            # record carried: damage is an error, never data.
+                            if crc != ref.vcrc:
+                                found = VALUE_DAMAGED
+                                out = None
                     finally:
                         pthread_rwlock_unlock(&self.index_lock)
             finally:
@@ -956,6 +1016,11 @@ cdef class DB:
         finally:
             if kview:
                 PyBuffer_Release(&kb)
+        if found == VALUE_DAMAGED:
+            raise CorruptionError(
+                f"get: the value of key {bytes(key)[:64]!r} in {self.pool_path} does not match its "
+                f"checksum (or lies outside the file); run 'pastedb-check --repair {self.path}'",
+                self.pool_path)
         if found < 0:
             raise_status(found, "get", self.tree_path)
         if not found:
@@ -1685,6 +1750,9 @@ cdef class DB:
     def _shutdown(self, bint raise_errors):
         cdef int rc = 0, ckpt_rc = 0
         cdef bint forked = self.fork_gen != fork_generation
+        # Only a database that finished opening is checkpointed at close (a
+        # failed open may have stopped half way through recovery).
+        cdef bint was_open = self.idx_thread is not None
         pdb_store_sc(&self.closed, 1)
         if self.idx_thread is not None and not forked:
             with nogil:
@@ -1702,7 +1770,7 @@ cdef class DB:
                 # A clean close leaves nothing to replay.  Everything is
                 # durable in the log already: a failed checkpoint here only
                 # means the next open replays more.
-                if rc == 0 and self.tree is not None and self.tree.fd >= 0:
+                if rc == 0 and was_open and self.tree is not None and self.tree.fd >= 0:
                     ckpt_rc = self.checkpoint_index()
         if ckpt_rc != 0:
             log.warning("pastedb: the checkpoint at close failed (%s); nothing is lost, the next "
@@ -1921,8 +1989,14 @@ cdef class Cursor:
                     if self.what == 0:
                         out.append(k)
                     else:
+                        if not db.ref_in_pool(&it.ref):
+                            rc = VALUE_DAMAGED
+                            break
                         v = PyBytes_FromStringAndSize(db.pool.base + it.ref.voff,
                                                       <Py_ssize_t>it.ref.vlen)
+                        if pdb_crc32c(PyBytes_AS_STRING(v), it.ref.vlen) != it.ref.vcrc:
+                            rc = VALUE_DAMAGED
+                            break
                         out.append(v if self.what == 1 else (k, v))
                     self.last = k
                     n += 1
@@ -1932,6 +2006,11 @@ cdef class Cursor:
                 pthread_rwlock_unlock(&db.index_lock)
         finally:
             db.leave()
+        if rc == VALUE_DAMAGED:
+            raise CorruptionError(
+                f"iterate: a value after key {self.last!r} in {db.pool_path} does not match its "
+                f"checksum (or lies outside the file); run 'pastedb-check --repair {db.path}'",
+                db.pool_path)
         if rc < 0:
             raise_status(rc, "iterate", db.tree_path)
         if not more:

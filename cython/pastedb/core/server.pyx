@@ -33,7 +33,7 @@ from pastedb.core.resp cimport (
     out_error, out_free, out_init, out_int, out_map, out_null, out_null_array, out_raw,
     out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
 )
-from pastedb.core.status cimport ST_OK, raise_status
+from pastedb.core.status cimport ST_CORRUPT, ST_OK, raise_status
 
 VERSION = "7.2.0"          # the Redis version we answer to (clients probe it)
 
@@ -1049,6 +1049,9 @@ cdef class Server:
         if klen > MAX_KEY_LEN:
             return 0
         rc = self.db.lookup(k, <uint32_t>klen, &ref)
+        if rc > 0 and (not self.db.ref_in_pool(&ref) or
+                       pdb_crc32c(base + ref.voff, ref.vlen) != ref.vcrc):
+            rc = ST_CORRUPT                       # damage is an error, never a value
         if rc <= 0:
             if rc < 0:
                 self.find_err = rc                # execute() replaces the reply
@@ -1154,7 +1157,7 @@ cdef class Server:
             # A damaged index page: no partial answer, nothing of the command staged.
             c.out.len = olen
             self.drop_cmd_recs()
-            out_error(&c.out, b"ERR the index file is damaged; run pastedb-check")
+            out_error(&c.out, b"ERR damaged data (a value or index page failed its checksum); run pastedb-check")
         # The records stay staged until the end of this read (finish_input):
         # a pipeline's writes are appended together, in one lock hold and one
         # write of the log slots; commands later in it see them (find()).
