@@ -362,12 +362,6 @@ def test_every_position_never_returns_wrong_bytes(db_path, tmp_path, where):
                               else expect), (j, what)
 
 
-ENGINE_VALUES_UNVERIFIED = (
-    "engine: open() and get() never check the value CRC of an entry the index names "
-    "(before the index existed, the replay checked every live value at open); a damaged "
-    "or cut-off value is returned as it is")
-
-
 def closed_two_chunks(db_path):
     expect = closed(db_path, CHUNK_SLOTS + 300)
     assert superblock(pool_file(db_path).read_bytes())["log_head_lsn"] > CHUNK_SLOTS
@@ -383,7 +377,6 @@ def test_damage_to_a_value_in_the_log_heads_chunk(db_path):
     assert isinstance(open_or_corruption(db_path), pastedb.CorruptionError)
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_VALUES_UNVERIFIED)
 def test_damage_to_a_value_before_the_log_head(db_path):
     # Checkpointed past it: only the index names the value now.
     expect = closed_two_chunks(db_path)
@@ -392,10 +385,6 @@ def test_damage_to_a_value_before_the_log_head(db_path):
     assert_never_wrong(open_or_corruption(db_path), expect)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a record the index covers (lsn <= applied_lsn) "
-                   "that fails to verify at the end of the log is cut as a torn tail; the next "
-                   "write reuses its LSN, and the open after a crash skips that write as already "
-                   "in the index")
 def test_a_write_after_a_cut_record_the_index_covers_survives_a_crash(db_path):
     expect = build(db_path, n=12)
     path = pool_file(db_path)

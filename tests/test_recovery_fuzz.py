@@ -30,7 +30,7 @@ def seeds(request):
     return range(1000, 1400) if request.config.getoption("--slow") else range(1000, 1030)
 
 
-def xfail_on_engine_gap(outcomes: dict[int, str], checked: bool = True) -> None:
+def assert_no_engine_gap(outcomes: dict[int, str], checked: bool = True) -> None:
     gaps = sorted(seed for seed, out in outcomes.items() if ":engine-gap" in out)
     crashes = sorted(seed for seed, out in outcomes.items() if ":engine-crash" in out)
     why = []
@@ -40,9 +40,8 @@ def xfail_on_engine_gap(outcomes: dict[int, str], checked: bool = True) -> None:
     if crashes:
         why.append(f"opening and reading the damaged files crashed the process (signal) for "
                    f"seeds {crashes}")
-    if why:
-        pytest.xfail("engine: " + "; ".join(why)
-                     + ("; pastedb-check reported and repaired each" if checked else ""))
+    assert not why, "engine: " + "; ".join(why) + (
+        "; pastedb-check reported and repaired each" if checked else "")
 
 
 def test_random_damage_is_detected_or_harmless_and_repairable(tmp_path, seeds):
@@ -51,7 +50,7 @@ def test_random_damage_is_detected_or_harmless_and_repairable(tmp_path, seeds):
     kinds = {out.split(":")[1] for out in outcomes.values()}
     assert any(k.startswith("index-") for k in kinds)      # both files were damaged
     assert {out.split(":")[0] for out in outcomes.values()} == {"closed", "killed"}
-    xfail_on_engine_gap(outcomes)
+    assert_no_engine_gap(outcomes)
 
 
 REC = 64
@@ -106,4 +105,4 @@ def test_random_damage_without_check_never_returns_wrong_bytes(tmp_path):
     for _ in range(60):
         seed = 5000 + rnd.randrange(10**6)
         outcomes[seed] = fuzz_recovery.fuzz_once(tmp_path, seed, with_check=False)
-    xfail_on_engine_gap(outcomes, checked=False)
+    assert_no_engine_gap(outcomes, checked=False)

@@ -1765,7 +1765,8 @@ cdef class DB:
         with nogil:
             while pdb_load_sc(&self.active) != 0:
                 usleep(100)
-            if not forked and self.log is not None and not self.log.failed:
+            # A failed open (half way through recovery) writes nothing.
+            if was_open and not forked and self.log is not None and not self.log.failed:
                 rc = self.sync_all()
                 # A clean close leaves nothing to replay.  Everything is
                 # durable in the log already: a failed checkpoint here only
