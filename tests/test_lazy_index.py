@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from killed import run_until_killed
 from pastedb.core.btree import BTreeTester
 from sortedcontainers import SortedDict
 
@@ -286,15 +287,9 @@ def test_kill_during_checkpoints_loses_nothing(tmp_path, crash_runs):
     rng = random.Random(os.environ.get("PASTEDB_CRASH_SEED", "lazy-ckpt"))
     for run in range(max(3, crash_runs // 2)):
         seed = rng.randrange(1 << 30)
-        proc = subprocess.Popen([sys.executable, "-c", KILL_CHILD.format(root=str(ROOT)),
-                                 str(path), str(seed)], stdout=subprocess.PIPE)
-        assert proc.stdout.readline() == b"READY\n"
-        time.sleep(rng.uniform(0.05, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        out = proc.stdout.read()
-        proc.wait()
+        out = run_until_killed(KILL_CHILD, [str(path), str(seed)], rng.uniform(0.05, 0.6))
         inflight = None
-        for line in out.decode().splitlines():
+        for line in out.splitlines():
             parts = line.split()
             if not parts:
                 continue

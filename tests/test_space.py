@@ -18,13 +18,11 @@ import hashlib
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+from killed import run_until_killed
 from pastedb.core.btree import BTreeTester
 
 import pastedb
@@ -229,15 +227,9 @@ def test_kill_during_compaction_loses_nothing(tmp_path, crash_runs):
     rng = random.Random(os.environ.get("PASTEDB_CRASH_SEED", "space-kill"))
     for run in range(max(3, crash_runs // 2)):
         seed = rng.randrange(1 << 30)
-        proc = subprocess.Popen([sys.executable, "-c", KILL_CHILD.format(root=str(ROOT)),
-                                 str(path), str(seed)], stdout=subprocess.PIPE)
-        assert proc.stdout.readline() == b"READY\n"
-        time.sleep(rng.uniform(0.1, 0.8))
-        proc.send_signal(signal.SIGKILL)
-        out = proc.stdout.read()
-        proc.wait()
+        out = run_until_killed(KILL_CHILD, [str(path), str(seed)], rng.uniform(0.1, 0.8))
         inflight = None
-        for line in out.decode().splitlines():
+        for line in out.splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[0] == "P":
                 inflight = (parts[1].encode(), int(parts[2]))

@@ -116,6 +116,8 @@ cdef class DB:
     cdef void indexer(self) noexcept nogil
     cdef void publish_tree(self) noexcept nogil
     cdef int seg_scan(self) noexcept with gil
+    cdef int write_head(self, uint64_t head_off, uint64_t head_lsn, uint64_t tree_lsn,
+                        uint64_t mark) noexcept nogil
     cdef void auto_clean(self) noexcept with gil
     cdef void free_pass(self, uint64_t head_lsn) noexcept nogil
     cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil

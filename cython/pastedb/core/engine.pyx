@@ -594,7 +594,6 @@ cdef class DB:
 
     def _fresh_chain(self, uint64_t applied):
         cdef uint64_t off, lsn
-        cdef Superblock sb
         cdef int rc
         with nogil:
             self.log.lock_log()
@@ -603,22 +602,10 @@ cdef class DB:
             self.log.unlock_log()
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
-        memset(&sb, 0, sizeof(Superblock))
-        sb.seq = self.sb_seq + 1
-        sb.log_head_off = off
-        sb.log_head_size = CHUNK_SIZE
-        sb.log_head_lsn = lsn
-        sb.created_ns = self.created_ns
-        sb.tree_lsn = applied
-        sb.tree_live = <uint64_t>self.c_live
-        sb.alloc_tail = self.pool.alloc_tail
         with nogil:
-            rc = write_superblock(self.pool, self.persist, &sb)
-            if rc == 0:
-                rc = self.persist.barrier()
+            rc = self.write_head(off, lsn, applied, self.pool.alloc_tail)
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
-        self.sb_seq = sb.seq
         self.log.head_off = off
         self.log.head_lsn = lsn
         self.log.durable_lsn = applied
@@ -1227,7 +1214,6 @@ cdef class DB:
         # A crash before 3 completes: old tree, old head.  Between 3 and 4:
         # the new tree, the old head; replay skips records <= applied_lsn.
         cdef uint64_t L, head_off, head_lsn, mark, maxlsn = 0
-        cdef Superblock sb
         cdef Applied *ents = NULL
         cdef Applied *grown
         cdef size_t nents = 0, cap = 0, i, j, lo
@@ -1328,18 +1314,7 @@ cdef class DB:
                 self.log.failed = ST_FAILED
             return rc
         self.cut_lsn = L
-        memset(&sb, 0, sizeof(Superblock))
-        sb.seq = self.sb_seq + 1
-        sb.log_head_off = head_off
-        sb.log_head_size = CHUNK_SIZE
-        sb.log_head_lsn = head_lsn
-        sb.created_ns = self.created_ns
-        sb.tree_lsn = L
-        sb.tree_live = <uint64_t>self.c_live
-        sb.alloc_tail = mark
-        rc = write_superblock(self.pool, self.persist, &sb)
-        if rc == 0:
-            rc = self.persist.barrier()
+        rc = self.write_head(head_off, head_lsn, L, mark)
         if rc != 0:
             # The pool's dirty pages may be gone: acknowledge nothing more.
             self.log.lock_log()
@@ -1347,7 +1322,6 @@ cdef class DB:
             self.log.unlock_log()
             free(ents)
             return rc
-        self.sb_seq = sb.seq
         self.log.lock_log()
         self.log.head_off = head_off
         self.log.head_lsn = head_lsn
@@ -1383,6 +1357,28 @@ cdef class DB:
         if self.seg_ready:
             self.free_pass(head_lsn)
         return 0
+
+    cdef int write_head(self, uint64_t head_off, uint64_t head_lsn, uint64_t tree_lsn,
+                        uint64_t mark) noexcept nogil:
+        """The superblock's other slot names a new log head for the tree
+        commit that covers tree_lsn; durable (barrier) when it returns 0."""
+        cdef Superblock sb
+        cdef int rc
+        memset(&sb, 0, sizeof(Superblock))
+        sb.seq = self.sb_seq + 1
+        sb.log_head_off = head_off
+        sb.log_head_size = CHUNK_SIZE
+        sb.log_head_lsn = head_lsn
+        sb.created_ns = self.created_ns
+        sb.tree_lsn = tree_lsn
+        sb.tree_live = <uint64_t>self.c_live
+        sb.alloc_tail = mark
+        rc = write_superblock(self.pool, self.persist, &sb)
+        if rc == 0:
+            rc = self.persist.barrier()
+        if rc == 0:
+            self.sb_seq = sb.seq
+        return rc
 
     cdef int seg_scan(self) noexcept with gil:
         cdef TreeCursor c
