@@ -983,8 +983,9 @@ def test_index_that_lost_its_last_commit(db_path):
 
 
 def test_value_named_only_by_the_index_is_verified(db_path):
-    # Its log record lies before the log head, so open() checks nothing:
-    # the check must (and the repair drops the key, reporting it).
+    # Its log record lies before the log head, so open() does not see it
+    # (only a read of that key would): the check must find it, and the
+    # repair drops the key, reporting it.
     expect = closed_two_chunks(db_path)
     refs = dict(index_items(db_path))
     koff, voff, vlen, lsn, klen, vcrc = refs[b"k00010"]

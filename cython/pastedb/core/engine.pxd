@@ -119,6 +119,7 @@ cdef class DB:
     cdef int write_head(self, uint64_t head_off, uint64_t head_lsn, uint64_t tree_lsn,
                         uint64_t mark) noexcept nogil
     cdef void auto_clean(self) noexcept with gil
+    cdef int seg_settled(self, uint64_t s) noexcept nogil
     cdef void free_pass(self, uint64_t head_lsn) noexcept nogil
     cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     # Make everything appended so far durable.

@@ -251,6 +251,21 @@ cdef inline void rec_span(const LogRecord *r, uint64_t *lo, uint64_t *n) noexcep
     n[0] = b - a
 
 
+cdef inline void ref_from_record(const LogRecord *rec, Ref *ref) noexcept nogil:
+    """The pending-table entry a logged record makes (a DEL: a tombstone)."""
+    ref.koff = rec.koff
+    ref.klen = rec.klen
+    ref.lsn = rec.lsn
+    if rec.type == REC_PUT:
+        ref.voff = rec.voff
+        ref.vlen = rec.vlen
+        ref.vcrc = rec.vcrc
+    else:
+        ref.voff = TOMB
+        ref.vlen = 0
+        ref.vcrc = 0
+
+
 cdef inline int in_victim(const uint8_t *victim, uint64_t tail, const Ref *r) noexcept nogil:
     cdef uint64_t a = r.koff >> SEG_SHIFT, b = r.voff >> SEG_SHIFT
     if a < tail and victim[a]:
@@ -717,17 +732,7 @@ cdef class DB:
         write lock, or is replaying).  A delete becomes a tombstone: the
         tree may still hold the key."""
         cdef Ref ref
-        ref.koff = rec.koff
-        ref.klen = rec.klen
-        ref.lsn = rec.lsn
-        if rec.type == REC_PUT:
-            ref.voff = rec.voff
-            ref.vlen = rec.vlen
-            ref.vcrc = rec.vcrc
-        else:
-            ref.voff = TOMB
-            ref.vlen = 0
-            ref.vcrc = 0
+        ref_from_record(rec, &ref)
         if self.index.put(self.pool.base + rec.koff, rec.klen, &ref, NULL) < 0:
             return -12                            # ENOMEM
         return 0
@@ -824,12 +829,7 @@ cdef class DB:
                 rc = self.tree.begin()
             i = 0
             while rc == 0 and i < n:
-                tmp.koff = recs[i].koff
-                tmp.klen = recs[i].klen
-                tmp.lsn = recs[i].lsn
-                tmp.voff = recs[i].voff if recs[i].type == REC_PUT else TOMB
-                tmp.vlen = recs[i].vlen if recs[i].type == REC_PUT else 0
-                tmp.vcrc = recs[i].vcrc if recs[i].type == REC_PUT else 0
+                ref_from_record(&recs[i], &tmp)
                 rc = self.tree_apply(self.pool.base + recs[i].koff, recs[i].klen, &tmp)
                 i += 1
             if rc != 0:
@@ -1004,10 +1004,7 @@ cdef class DB:
             if kview:
                 PyBuffer_Release(&kb)
         if found == VALUE_DAMAGED:
-            raise CorruptionError(
-                f"get: the value of key {bytes(key)[:64]!r} in {self.pool_path} does not match its "
-                f"checksum (or lies outside the file); run 'pastedb-check --repair {self.path}'",
-                self.pool_path)
+            raise value_damaged(self, "get", f"the value of key {bytes(key)[:64]!r}")
         if found < 0:
             raise_status(found, "get", self.tree_path)
         if not found:
@@ -1406,24 +1403,30 @@ cdef class DB:
         self.seg_ready = 1
         return 0
 
+    cdef int seg_settled(self, uint64_t s) noexcept nogil:
+        """Segment s is in ordinary use: not free, not SEG_NOFREE, and not
+        being filled (the current data extent, the log chunk being written,
+        the chunk segment being carved).  Caller holds data_lock and the
+        pool lock."""
+        if self.pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
+            return 0
+        if self.data_end and s == (self.data_end - 1) >> SEG_SHIFT:
+            return 0
+        return s != self.log.chunk_off >> SEG_SHIFT and s != self.pool.chunk_seg
+
     cdef void free_pass(self, uint64_t head_lsn) noexcept nogil:
         """Release every segment nothing can reach any more: no byte of it in
         the tree, none staged, no record from the log head on naming it, not
         being filled.  Runs after the checkpoint that moved the head to
         head_lsn is durable and published (readers of older commits are gone)."""
-        cdef uint64_t s, tail, cur_data, cur_log, cseg
+        cdef uint64_t s, tail
         cdef int64_t cut
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
         pthread_mutex_lock(&self.pool.lock)
-        cur_data = (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0
-        cur_log = self.log.chunk_off >> SEG_SHIFT
-        cseg = self.pool.chunk_seg
         tail = self.pool.alloc_tail >> SEG_SHIFT
         for s in range(1, tail):
-            if self.pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
-                continue
-            if s == cur_data or s == cur_log or s == cseg:
+            if not self.seg_settled(s):
                 continue
             if self.pool.seg_live[s] != 0 or pdb_load32(&self.pool.seg_pins[s]) != 0 or \
                     self.pool.seg_lsn[s] >= head_lsn:
@@ -1475,7 +1478,7 @@ cdef class DB:
         every segment above the size the live bytes need, so the file can be
         cut back (compact()).  Returns keys moved."""
         cdef Pool pool = self.pool
-        cdef uint64_t s, tail, cur_data, cur_log, cseg, nvict = 0, before, top, keep
+        cdef uint64_t s, tail, nvict = 0, before, top, keep
         cdef int64_t total = 0
         cdef int64_t limit = <int64_t>(max_fill * SEG_SIZE)
         cdef uint8_t *victim = NULL
@@ -1495,9 +1498,6 @@ cdef class DB:
         with nogil:
             pthread_mutex_lock(&self.data_lock)
             pthread_mutex_lock(&pool.lock)
-            cur_data = (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0
-            cur_log = self.log.chunk_off >> SEG_SHIFT
-            cseg = pool.chunk_seg
             tail = pool.alloc_tail >> SEG_SHIFT
             victim = <uint8_t *>calloc(tail + 1, 1)
             top = tail
@@ -1514,9 +1514,7 @@ cdef class DB:
                 top = keep if keep < tail else tail
             if victim != NULL:
                 for s in range(1, tail):
-                    if pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
-                        continue
-                    if s == cur_data or s == cur_log or s == cseg:
+                    if not self.seg_settled(s):
                         continue
                     if 0 < pool.seg_live[s] and (pool.seg_live[s] <= limit or s >= top):
                         victim[s] = 1
@@ -1799,6 +1797,12 @@ cdef class DB:
         raise TypeError("a pastedb.DB cannot be pickled; open the path instead")
 
 
+cdef object value_damaged(DB db, str what, str which):
+    return CorruptionError(
+        f"{what}: {which} in {db.pool_path} does not match its checksum (or lies outside the "
+        f"file); run 'pastedb-check --repair {db.path}'", db.pool_path)
+
+
 cdef bytes as_key(object o, str what):
     if isinstance(o, bytes):
         return <bytes>o
@@ -2004,10 +2008,7 @@ cdef class Cursor:
         finally:
             db.leave()
         if rc == VALUE_DAMAGED:
-            raise CorruptionError(
-                f"iterate: a value after key {self.last!r} in {db.pool_path} does not match its "
-                f"checksum (or lies outside the file); run 'pastedb-check --repair {db.path}'",
-                db.pool_path)
+            raise value_damaged(db, "iterate", f"a value after key {self.last!r}")
         if rc < 0:
             raise_status(rc, "iterate", db.tree_path)
         if not more:

@@ -126,7 +126,8 @@ cdef class Pool:
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil
-    cdef void add_live(self, uint64_t off, uint64_t n, int64_t delta) noexcept nogil
+    cdef int seg_span(self, uint64_t off, uint64_t n, uint64_t *first, uint64_t *last) noexcept nogil
+    cdef void add_live(self, uint64_t off, uint64_t n, int sign) noexcept nogil
     # Cut the file back to the last segment in use when at least `min_cut`
     # bytes at its end are free (caller guarantees no pointer into them is
     # in use).  Returns bytes cut, or -errno.

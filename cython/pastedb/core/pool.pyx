@@ -287,38 +287,43 @@ cdef class Pool:
         off[0] = start
         return 0
 
-    cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil:
-        cdef uint64_t s
+    cdef int seg_span(self, uint64_t off, uint64_t n, uint64_t *first,
+                      uint64_t *last) noexcept nogil:
+        """The segments [first, last] that [off, off + n) touches (an empty
+        range counts as the byte at off); 0 when it lies outside the pool."""
         if n == 0:
+            n = 1
+        if off + n > self.reserved:
+            return 0
+        first[0] = off >> SEG_SHIFT
+        last[0] = (off + n - 1) >> SEG_SHIFT
+        return 1
+
+    cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil:
+        cdef uint64_t s, first, last
+        if n == 0 or not self.seg_span(off, n, &first, &last):
             return
         pthread_mutex_lock(&self.lock)
-        for s in range(off >> SEG_SHIFT, ((off + n - 1) >> SEG_SHIFT) + 1):
+        for s in range(first, last + 1):
             self.seg_flags[s] |= SEG_NOFREE
         pthread_mutex_unlock(&self.lock)
 
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil:
-        cdef uint64_t s, last
-        if n == 0:
-            n = 1
-        if off + n > self.reserved:
-            return
-        last = (off + n - 1) >> SEG_SHIFT
-        for s in range(off >> SEG_SHIFT, last + 1):
-            if self.seg_lsn[s] < lsn:
-                self.seg_lsn[s] = lsn
+        cdef uint64_t s, first, last
+        if self.seg_span(off, n, &first, &last):
+            for s in range(first, last + 1):
+                if self.seg_lsn[s] < lsn:
+                    self.seg_lsn[s] = lsn
 
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil:
-        cdef uint64_t s, last
-        if n == 0:
-            n = 1
-        if off + n > self.reserved:
-            return
-        last = (off + n - 1) >> SEG_SHIFT
-        for s in range(off >> SEG_SHIFT, last + 1):
-            pdb_xadd32(&self.seg_pins[s], delta)
+        cdef uint64_t s, first, last
+        if self.seg_span(off, n, &first, &last):
+            for s in range(first, last + 1):
+                pdb_xadd32(&self.seg_pins[s], delta)
 
-    cdef void add_live(self, uint64_t off, uint64_t n, int64_t delta) noexcept nogil:
-        """delta is +n or -n: each segment gets the part of [off, off + n) in it."""
+    cdef void add_live(self, uint64_t off, uint64_t n, int sign) noexcept nogil:
+        """Add (sign > 0) or take away the bytes of [off, off + n): each
+        segment gets the part of the range in it."""
         cdef uint64_t s, lo, hi, end = off + n
         cdef int64_t part
         if n == 0 or end > self.reserved:
@@ -332,12 +337,13 @@ cdef class Pool:
             if hi > end:
                 hi = end
             part = <int64_t>(hi - lo)
-            self.seg_live[s] += part if delta > 0 else -part
+            self.seg_live[s] += part if sign > 0 else -part
             s += 1
 
     cdef int64_t truncate_free_tail(self, uint64_t min_cut) noexcept nogil:
         cdef uint64_t tail_seg, s, new_tail, new_size
         cdef void *p
+        cdef int err
         pthread_mutex_lock(&self.lock)
         tail_seg = self.alloc_tail >> SEG_SHIFT
         s = tail_seg
@@ -360,12 +366,13 @@ cdef class Pool:
                 pthread_mutex_unlock(&self.lock)
                 return -errno
             if ftruncate(self.fd, <long>new_size) != 0:
+                err = errno
                 # The mapping is gone but the file is not cut: map it again.
                 pthread_mutex_unlock(&self.grow_lock)
                 self.size = new_size
                 self.map_to(round_up(self.alloc_tail, MAP_ALIGN))
                 pthread_mutex_unlock(&self.lock)
-                return -errno
+                return -err
             self.size = new_size
         pthread_mutex_unlock(&self.grow_lock)
         for s in range(new_tail >> SEG_SHIFT, tail_seg):
