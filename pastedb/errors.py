@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["Error", "CorruptionError", "LockedError"]
+__all__ = ["Error", "CorruptionError", "LockedError", "ClusterError"]
 
 
 class Error(Exception):
@@ -26,3 +26,8 @@ class CorruptionError(Error):
 
 class LockedError(Error):
     """The database is open for writing in another process (raised at once)."""
+
+
+class ClusterError(Error):
+    """``pastedb cluster`` could not start, stop or read a sharded set-up
+    (nutcracker missing, a port in use, a process that did not come up)."""

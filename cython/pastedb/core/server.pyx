@@ -526,7 +526,13 @@ cdef class Server:
             if self.shutdown_requested and not draining:
                 draining = 1
                 drain_deadline = now_ns() + <int64_t>5 * 1000000000
+                # Close the listening socket, not just stop accepting: a
+                # connection made now is refused at once (a proxy fails the
+                # request and may eject this shard) instead of waiting in
+                # the backlog until the process exits and the kernel resets it.
                 epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, self.listen_fd, NULL)
+                close(self.listen_fd)
+                self.listen_fd = -1
             if draining:
                 # Replies get 5 s to drain (a client that stops reading must
                 # not keep the server up); the writes behind them are durable
@@ -1722,13 +1728,22 @@ cdef class Server:
             parts.append("# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n"
                          % (self.nclients, self.maxclients))
         if b"persistence" in want:
+            # Health, for a monitor that asks each shard directly (INFO does
+            # not pass a proxy): "err" means writes are no longer acknowledged
+            # (a barrier failed) -- restart the shard; shutting_down:1 means it
+            # refuses new connections and exits once its replies are out.
+            health = ("aof_last_write_status:%s\r\nbarrier_errors:%d\r\ncheckpoint_error:%d\r\n"
+                      "shutting_down:%d\r\nrecovered_records:%d\r\n"
+                      % ("err" if (st["failed"] or self.flush_error) else "ok",
+                         st["barrier_errors"], st["checkpoint_error"], self.shutdown_requested,
+                         st["recovered_records"]))
             parts.append(
                 "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersist_backend:%s\r\n"
                 "ack_after_durable:%d\r\nreceive_mode:%s\r\nbarriers:%d\r\ncommit_groups:%d\r\n"
-                "log_records:%d\r\nlog_durable_lsn:%d\r\nlive_bytes:%d\r\nfile_bytes:%d\r\n"
+                "log_records:%d\r\nlog_durable_lsn:%d\r\nlive_bytes:%d\r\nfile_bytes:%d\r\n%s"
                 % (st["persist"], self.sync_acks, "copy" if self.copy_mode else "zero-copy",
                    st["barriers"], st["commit_groups"], st["log_records"],
-                   st["log_durable_lsn"], st["live_bytes"], st["file_bytes"]))
+                   st["log_durable_lsn"], st["live_bytes"], st["file_bytes"], health))
         if b"stats" in want:
             parts.append(
                 "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
