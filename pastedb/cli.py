@@ -107,7 +107,7 @@ def cluster() -> None:
                    "[default: no-auto-eject]")
 @click.option("--failure-limit", type=click.IntRange(1), default=None,
               help="Consecutive failures that eject a shard (with --auto-eject)  [default: 2]")
-@click.option("--retry-timeout", type=click.IntRange(1), default=None,
+@click.option("--retry-timeout", "retry_timeout_ms", type=click.IntRange(1), default=None,
               help="ms before an ejected shard is tried again  [default: 30000]")
 @click.option("--timeout", "timeout_ms", type=click.IntRange(1), default=None,
               help="The proxy's per-request timeout towards a shard, ms  [default: 5000]")

@@ -101,12 +101,12 @@ def find_nutcracker(explicit: str | None = None) -> str:
 def nutcracker_yaml(spec: ClusterSpec, name: str = POOL_NAME) -> str:
     """The proxy's configuration for ``spec``: one pool, ketama over the shard
     names (not their addresses, so a shard may move without moving keys),
-    fnv1a_64, hash tags in braces."""
+    murmur (fnv1a_64 spreads similar keys unevenly: SCALING.md), hash tags in braces."""
     lines = [
         f"{name}:",
         f"  listen: {spec.host}:{spec.port}",
         "  redis: true",
-        "  hash: fnv1a_64",
+        "  hash: murmur",
         "  hash_tag: \"{}\"",
         "  distribution: ketama",
         f"  auto_eject_hosts: {'true' if spec.auto_eject else 'false'}",

@@ -519,10 +519,6 @@ cdef class Server:
                         self.on_readable(c)
                     if self.conns[fd] != NULL and (ev & EPOLLOUT):
                         self.flush_output(self.conns[fd])
-            self.after_events()
-            if self.flush_error:
-                self.fail_all()
-                return 1
             if self.shutdown_requested and not draining:
                 draining = 1
                 drain_deadline = now_ns() + <int64_t>5 * 1000000000
@@ -530,9 +526,15 @@ cdef class Server:
                 # connection made now is refused at once (a proxy fails the
                 # request and may eject this shard) instead of waiting in
                 # the backlog until the process exits and the kernel resets it.
+                # INFO's shutting_down is this closed socket, so no client
+                # sees shutting_down:1 while the port still accepts.
                 epoll_ctl(self.epoll_fd, EPOLL_CTL_DEL, self.listen_fd, NULL)
                 close(self.listen_fd)
                 self.listen_fd = -1
+            self.after_events()
+            if self.flush_error:
+                self.fail_all()
+                return 1
             if draining:
                 # Replies get 5 s to drain (a client that stops reading must
                 # not keep the server up); the writes behind them are durable
@@ -1731,11 +1733,12 @@ cdef class Server:
             # Health, for a monitor that asks each shard directly (INFO does
             # not pass a proxy): "err" means writes are no longer acknowledged
             # (a barrier failed) -- restart the shard; shutting_down:1 means it
-            # refuses new connections and exits once its replies are out.
+            # refuses new connections (its listening socket is closed) and
+            # exits once its replies are out.
             health = ("aof_last_write_status:%s\r\nbarrier_errors:%d\r\ncheckpoint_error:%d\r\n"
                       "shutting_down:%d\r\nrecovered_records:%d\r\n"
                       % ("err" if (st["failed"] or self.flush_error) else "ok",
-                         st["barrier_errors"], st["checkpoint_error"], self.shutdown_requested,
+                         st["barrier_errors"], st["checkpoint_error"], self.listen_fd < 0,
                          st["recovered_records"]))
             parts.append(
                 "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersist_backend:%s\r\n"
