@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-SUITES = ("all", "embedded", "network", "render")
+SUITES = ("all", "embedded", "network", "render", "shards")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
             "network",
             help="pastedb serve against redis-server via redis-benchmark; zero-copy vs --copy",
             description=network.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    from bench import shards
+
+    shards.add_arguments(
+        suites.add_parser(
+            "shards",
+            help="pastedb shards behind nutcracker against redis appendfsync-always shards",
+            description=shards.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
@@ -224,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import network
 
         return network.main(args)
+    if args.suite == "shards":
+        from bench import shards
+
+        return shards.main(args)
     if args.suite == "render":
         from bench import render
 

@@ -119,6 +119,9 @@ def cluster() -> None:
 @click.option("--serve-arg", "serve_args", multiple=True,
               help="One more `pastedb serve` option for every shard (repeatable), "
                    "e.g. --serve-arg=--persist=msync")
+@click.option("--backend", type=click.Choice(["pastedb", "redis"]), default=None,
+              help="redis: redis-server with appendfsync always as the shards, behind the "
+                   "same proxy (for comparison)  [default: pastedb]")
 @click.option("--nutcracker", default=None,
               help="The nutcracker executable  [default: PATH, then /usr/sbin]")
 def cluster_up(directory: str, nutcracker: str | None, **options) -> None:

@@ -43,6 +43,7 @@ __all__ = ["ClusterSpec", "ClusterError", "find_nutcracker", "nutcracker_yaml", 
 # Debian installs nutcracker into /usr/sbin, which is not on an ordinary user's PATH.
 NUTCRACKER_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 POOL_NAME = "pastedb"
+BACKENDS = {"pastedb": "pastedb", "redis": "redis-server"}   # backend: its command-line marker
 SPEC_FILE = "cluster.json"
 START_TIMEOUT = 30.0        # seconds a process has to answer after it is started
 STOP_TIMEOUT = 60.0         # seconds a SIGTERMed shard may take to drain and checkpoint
@@ -64,10 +65,15 @@ class ClusterSpec:
     server_connections: int = 1       # connections from the proxy to each shard
     requirepass: str | None = None    # shards' --requirepass and the proxy's redis_auth
     serve_args: list[str] = dataclasses.field(default_factory=list)  # more `pastedb serve` options
+    # "pastedb", or "redis": redis-server with appendfsync always behind the
+    # same proxy, the durable peer the benchmark compares against
+    backend: str = "pastedb"
 
     def __post_init__(self) -> None:
         if self.shards < 1:
             raise ClusterError("a cluster needs at least one shard")
+        if self.backend not in BACKENDS:
+            raise ClusterError(f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
         if not self.shard_port:
             self.shard_port = self.port + 1
         if not self.stats_port:
@@ -268,7 +274,22 @@ class _Proc:
 
 
 def _shard_procs(directory: Path, spec: ClusterSpec) -> list[_Proc]:
-    return [_Proc(directory, f"shard{i}", "pastedb", p) for i, p in enumerate(spec.shard_ports())]
+    return [_Proc(directory, f"shard{i}", BACKENDS[spec.backend], p)
+            for i, p in enumerate(spec.shard_ports())]
+
+
+def _shard_argv(spec: ClusterSpec, data: Path, port: int) -> list[str]:
+    if spec.backend == "redis":
+        data.mkdir(exist_ok=True)
+        argv = [shutil.which("redis-server") or "redis-server", "--bind", spec.host,
+                "--port", str(port), "--dir", str(data), "--save", "", "--daemonize", "no",
+                "--appendonly", "yes", "--appendfsync", "always", *spec.serve_args]
+    else:
+        argv = [sys.executable, "-m", "pastedb", "serve", str(data), "--host", spec.host,
+                "--port", str(port), *spec.serve_args]
+    if spec.requirepass:
+        argv += ["--requirepass", spec.requirepass]
+    return argv
 
 
 def _proxy_proc(directory: Path, spec: ClusterSpec) -> _Proc:
@@ -322,10 +343,7 @@ def up(directory: str | os.PathLike[str], spec: ClusterSpec | None = None, *,
     for i, sh in enumerate(_shard_procs(d, spec)):
         if sh.running():
             continue
-        argv = [sys.executable, "-m", "pastedb", "serve", str(d / f"shard{i}"),
-                "--host", spec.host, "--port", str(sh.port), *spec.serve_args]
-        if spec.requirepass:
-            argv += ["--requirepass", spec.requirepass]
+        argv = _shard_argv(spec, d / f"shard{i}", sh.port)
         started.append((sh, sh.start(argv, spec.host, spec.requirepass, env=env, cwd=root)))
     for sh, proc in started:
         sh.wait_ready(proc, spec.host)

@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -427,3 +428,28 @@ def test_a_draining_server_refuses_new_connections_and_says_so_in_info(server):
     srv.start()
     assert srv.client().get("big") == b"x" * (1 << 20)
 
+
+
+@needs_nutcracker
+@pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("redis-benchmark")),
+                    reason="redis-server / redis-benchmark not installed")
+def test_bench_shards_smoke(tmp_path):
+    """`python -m bench shards --smoke` runs both engines behind the proxy and
+    writes its report (nothing here judges speed)."""
+    out = tmp_path / "shards.json"
+    for _attempt in range(5):
+        port = random.randrange(20000, 30000, 10)
+        r = subprocess.run([sys.executable, "-m", "bench", "shards", "--smoke", "--json", str(out),
+                            "--dir", str(tmp_path), "--port", str(port)], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=300)
+        if "in use" not in r.stderr:
+            break
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    ids = {w["id"] for w in doc["workloads"]}
+    assert ids == {f"shards_{n}_{op}" for n in (1, 2) for op in ("set", "get")}
+    for w in doc["workloads"]:
+        for engine in ("pastedb", "redis"):
+            assert w["repetitions"][engine] and w["repetitions"][engine][0]["rps"] > 0
+    assert set(doc["restart_after_kill9"]) == {"pastedb", "redis"}
+    assert "share" in doc["caveat"] and "req/s at N shards" in r.stdout
