@@ -47,6 +47,7 @@ BACKENDS = {"pastedb": "pastedb", "redis": "redis-server"}   # backend: its comm
 SPEC_FILE = "cluster.json"
 START_TIMEOUT = 30.0        # seconds a process has to answer after it is started
 STOP_TIMEOUT = 60.0         # seconds a SIGTERMed shard may take to drain and checkpoint
+PORT_WAIT = 3.0             # seconds a port may stay taken by a process that just died
 
 
 @dataclasses.dataclass
@@ -163,38 +164,28 @@ def _port_free(host: str, port: int) -> bool:
 
 def _request(host: str, port: int, password: str | None, command: bytes,
              timeout: float = 2.0) -> bytes | None:
-    """Send (AUTH and) one inline command; the command's reply: a status or
-    error line as it came, a bulk string's payload.  None: no connection or no
+    """Send (AUTH and) one argument-less command; its reply: a status or error
+    line as it came, or a bulk string's payload.  None: no connection, or no
     whole reply within ``timeout``."""
-    req = b"*1\r\n$%d\r\n%s\r\n" % (len(command), command)
-    if password:
-        pw = password.encode()
-        req = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw) + req
-    buf = b""
+    from pastedb.core.resp import encode_command
+
+    cmds = ([[b"AUTH", password.encode()]] if password else []) + [[command]]
+    reply = None
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(req)
-            while True:
-                if password:                       # skip AUTH's reply
-                    first, sep, rest = buf.partition(b"\r\n")
-                    body = rest if sep else b""
-                else:
-                    body, sep = buf, b"\r\n"
-                line, got, after = body.partition(b"\r\n")
-                if sep and got:
-                    if not line.startswith(b"$"):
-                        return line
-                    n = int(line[1:])
-                    if n < 0:
-                        return b""
-                    if len(after) >= n:
-                        return after[:n]
-                chunk = s.recv(65536)
-                if not chunk:
+            s.sendall(b"".join(encode_command(c) for c in cmds))
+            f = s.makefile("rb")
+            for _ in cmds:                        # the last reply is the command's
+                line = f.readline()
+                if not line.endswith(b"\r\n"):
                     return None
-                buf += chunk
+                reply = line[:-2]
+                if reply.startswith(b"$"):
+                    n = int(reply[1:])
+                    reply = b"" if n < 0 else f.read(n + 2)[:-2]
     except (OSError, ValueError):
         return None
+    return reply
 
 
 def _log_tail(path: Path, n: int = 2000) -> str:
@@ -225,8 +216,14 @@ class _Proc:
     def start(self, argv: list[str], host: str, password: str | None,
               env: dict[str, str] | None = None,
               cwd: str | None = None) -> subprocess.Popen[bytes]:
-        if not _port_free(host, self.port):
-            raise ClusterError(f"{self.name}: port {self.port} on {host} is in use")
+        # A process killed a moment ago may still hold its port: a killed
+        # multi-threaded process shows as a zombie before its last thread
+        # has exited and closed its sockets.  Give that a few seconds.
+        deadline = time.monotonic() + PORT_WAIT
+        while not _port_free(host, self.port):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.name}: port {self.port} on {host} is in use")
+            time.sleep(0.02)
         with open(self.logfile, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()
