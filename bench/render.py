@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import RESULTS_DIR, MiB, Workload, median
+from bench.common import RESULTS_DIR, Metric, MiB, Workload, median
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,6 +176,25 @@ def nan(x: Any) -> float:
 
 
 # ====================================================================== targets
+def target_row(
+    suite: str, w: Workload, m: Metric, peer: str, ratio_of: str | None = None
+) -> dict[str, Any]:
+    """One row of the targets table: metric m of w, judged on this run's medians."""
+    r = w.ratio(m.key)
+    pr = w.pair_ratios(m.key)
+    return {
+        "suite": suite,
+        "workload": w.title,
+        "metric": m.label,
+        "peer": peer,
+        **({"ratio_of": ratio_of} if ratio_of else {}),
+        "ratio": r,
+        "pairs_min_max": [min(pr), max(pr)] if pr else None,
+        "target": m.target_text(),
+        "met": bool(m.met(r)),
+    }
+
+
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every metric with a target, judged on the medians of this run."""
     emb, net = parts(doc)
@@ -188,18 +207,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             for m in w.metrics:
                 if m.target is None:
                     continue
-                r = w.ratio(m.key)
-                pr = w.pair_ratios(m.key)
-                row = {
-                    "suite": suite,
-                    "workload": w.title,
-                    "metric": m.label,
-                    "peer": peer,
-                    "ratio": r,
-                    "pairs_min_max": [min(pr), max(pr)] if pr else None,
-                    "target": m.target_text(),
-                    "met": bool(m.met(r)),
-                }
+                row = target_row(suite, w, m, peer)
                 if suite == "network":
                     row["ratio_copy"] = w.ratio_of("pastedb-copy", "redis-always", m.key)
                 out.append(row)
@@ -553,33 +561,24 @@ def internals_blocks(section: dict[str, Any], markdown: bool = False) -> list[st
     op = section.get("open")
     if op:
         cl = op["clean"]
-        rows = [
-            [
-                "clean close",
-                "0",
-                "-",
-                count(cl.get("recovered_records_median")),
-                ms(cl["open_s_median"]),
-                f"{ms(cl['open_s_min'])}-{ms(cl['open_s_max'])}",
-                us(cl["first_get_s_median"]),
-                ms(cl["total_s_median"]),
-                str(len(cl["samples"])),
+
+        def row(after: str, written: str, pending: str, x: dict[str, Any]) -> list[str]:
+            return [
+                after,
+                written,
+                pending,
+                count(x.get("recovered_records_median")),
+                ms(x["open_s_median"]),
+                f"{ms(x['open_s_min'])}-{ms(x['open_s_max'])}",
+                us(x["first_get_s_median"]),
+                ms(x["total_s_median"]),
+                str(len(x["samples"])),
             ]
-        ]
+
+        rows = [row("clean close", "0", "-", cl)]
         for t in op["crash"]:
-            rows.append(
-                [
-                    "kill -9",
-                    f"{t['tail_written']:,}",
-                    count(t.get("index_pending_at_kill_median")),
-                    count(t.get("recovered_records_median")),
-                    ms(t["open_s_median"]),
-                    f"{ms(t['open_s_min'])}-{ms(t['open_s_max'])}",
-                    us(t["first_get_s_median"]),
-                    ms(t["total_s_median"]),
-                    str(len(t["samples"])),
-                ]
-            )
+            pending = count(t.get("index_pending_at_kill_median"))
+            rows.append(row("kill -9", f"{t['tail_written']:,}", pending, t))
         out.append(
             head(
                 f"{op['title']}: each open timed inside a fresh python process (import excluded, "
@@ -656,21 +655,8 @@ def internals_targets(section: dict[str, Any]) -> list[dict[str, Any]]:
             for m in w.metrics:
                 if m.target is None:
                     continue
-                r = w.ratio(m.key)
-                pr = w.pair_ratios(m.key)
-                out.append(
-                    {
-                        "suite": "embedded",
-                        "workload": w.title,
-                        "metric": m.label,
-                        "peer": "eager indexing",
-                        "ratio_of": 'index="lazy" / index="eager"',
-                        "ratio": r,
-                        "pairs_min_max": [min(pr), max(pr)] if pr else None,
-                        "target": m.target_text(),
-                        "met": bool(m.met(r)),
-                    }
-                )
+                ratio_of = 'index="lazy" / index="eager"'
+                out.append(target_row("embedded", w, m, "eager indexing", ratio_of))
         if not idx.get("available"):
             out.append(
                 {
@@ -742,6 +728,18 @@ def not_available(section: dict[str, Any]) -> list[dict[str, str]]:
 
 
 # ====================================================================== embedded
+def group_commit_lines(ws: Sequence[Workload]) -> list[str]:
+    """Puts per fdatasync of pastedb's commit groups, for each multi-threaded workload."""
+    out = []
+    for w in ws:
+        opb = w.values("pastedb", "ops_per_barrier")
+        if opb and w.params.get("threads", 1) > 1:
+            out.append(
+                f"{w.title}: pastedb's commit groups averaged {median(opb):.1f} puts per fdatasync."
+            )
+    return out
+
+
 def embedded_text(emb: dict[str, Any]) -> str:
     """The printed report of an embedded run."""
     machine, build, cfg = emb["machine"], emb["pastedb_build"], emb["config"]
@@ -789,12 +787,7 @@ def embedded_text(emb: dict[str, Any]) -> str:
             f"{x['pastedb_x_mapped_fdatasync']:.2f}x, lmdb {x['lmdb_x_pwrite_fdatasync']:.2f}x / "
             f"{x['lmdb_x_mapped_fdatasync']:.2f}x",
         ]
-    for w in ws:
-        opb = w.values("pastedb", "ops_per_barrier")
-        if opb and w.params.get("threads", 1) > 1:
-            out.append(
-                f"  {w.title}: pastedb group commit, {median(opb):.1f} puts per fdatasync (median)"
-            )
+    out += ["  " + line for line in group_commit_lines(ws)]
     judged = [(w, m) for w in ws for m in w.metrics if m.target is not None]
     missed = [
         f"{w.title} {m.label} {w.ratio(m.key):.2f}x < {m.target:g}x"
@@ -856,12 +849,7 @@ def embedded_markdown(emb: dict[str, Any]) -> str:
             f"(one fdatasync after a 4 KiB pwrite: p50 {nan(x.get('fdatasync_4k_pwrite_p50_us')):,.0f} us "
             f"beside that workload, {nan(fs.get('p50')):,.0f} us over the whole run).",
         ]
-    for w in ws:
-        opb = w.values("pastedb", "ops_per_barrier")
-        if opb and w.params.get("threads", 1) > 1:
-            lines.append(
-                f"{w.title}: pastedb's commit groups averaged {median(opb):.1f} puts per fdatasync."
-            )
+    lines += group_commit_lines(ws)
     own = emb.get("internals") or {}
     if own:
         lines += ["", "*pastedb against itself (no peer; same run):*"]
