@@ -523,10 +523,13 @@ def answers_ping(port: int) -> bool:
 
 
 class Server:
-    """One server process (pastedb or redis-server) on a free port."""
+    """One server process on a free port, ready once it answers PING:
+    pastedb serve (kind "pastedb", argv from pastedb_argv), redis-server
+    ("redis", argv from redis_argv), or any other program whose argv says
+    where its port and data directory go with "{port}" and "{dir}"."""
 
     def __init__(self, kind: str, argv: list[str], datadir: str, env: dict[str, str] | None):
-        self.kind = kind  # "pastedb" or "redis"
+        self.kind = kind  # "pastedb", "redis" or the name of another program
         self.argv = argv  # without the port
         self.datadir = datadir
         self.env = env
@@ -537,10 +540,12 @@ class Server:
     def command(self, port: int) -> list[str]:
         if self.kind == "pastedb":
             return [*self.argv[:4], self.datadir, "--port", str(port), *self.argv[4:]]
-        return [*self.argv, "--port", str(port), "--dir", self.datadir]
+        if self.kind == "redis":
+            return [*self.argv, "--port", str(port), "--dir", self.datadir]
+        return [a.replace("{port}", str(port)).replace("{dir}", self.datadir) for a in self.argv]
 
     def start(self, timeout: float = 30.0) -> Server:
-        if self.kind == "redis":
+        if self.kind != "pastedb":
             os.makedirs(self.datadir, exist_ok=True)
         for _attempt in range(5):
             port = free_port()
@@ -551,7 +556,7 @@ class Server:
                     stdout=log,
                     stderr=log,
                     env=self.env,
-                    cwd=self.datadir if self.kind == "redis" else pastedb_root(),
+                    cwd=pastedb_root() if self.kind == "pastedb" else self.datadir,
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -571,7 +576,7 @@ class Server:
         raise BenchError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log()}")
 
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM (pastedb) or SHUTDOWN NOSAVE (redis); the exit code."""
+        """SHUTDOWN NOSAVE (redis) or SIGTERM (any other); the exit code."""
         import redis
 
         assert self.proc is not None

@@ -5,7 +5,10 @@
 
 Part of the embedded suite (its groups ``index``, ``open`` and ``space``), but
 with no LMDB peer: each compares pastedb with itself or with an absolute
-target, measured in the same run.
+target, measured in the same run.  It is a ``Part`` (bench/common.py):
+bench/__main__.py hands it to the embedded suite, which runs it inside its
+own ``Run``; like every suite module it imports only bench.common and
+bench.render (which prints its section).
 
 index  Per-put latency (p50, p99, p999, mean; ``time.perf_counter_ns`` around
        each ``db.put``) of 1 KiB puts with random 16-byte keys, 1 thread,
