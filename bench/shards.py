@@ -17,37 +17,48 @@ Caveat printed with the figures: every shard, the proxy and redis-benchmark
 share this machine's cores, so N shards measure the proxy and the co-located
 processes, not N machines.
 
-Needs nutcracker (PATH or /usr/sbin), redis-server and redis-benchmark.
-Profiles: --smoke (seconds), --quick (about a minute), default (a few minutes).
+Needs nutcracker (PATH or /usr/sbin), redis-server and redis-benchmark;
+skipped (with what is missing) without them.  Profiles: --smoke (seconds),
+--quick (about a minute), default (a few minutes).  ``python -m bench.shards
+RESULTS.json`` prints a run's report as Markdown (docs/SCALING.md; the run
+behind it is kept in bench/results/shards/, apart from the files ``python -m
+bench render`` draws the README from).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bench.common import (
+    BenchError,
     Metric,
+    Part,
+    Peers,
     Workload,
-    default_json_path,
-    fmt_num,
     interleave,
     machine_description,
     now_ns,
+    pastedb_versions,
+    profile_of,
     progress,
-    render_rows,
-    render_table,
-    write_json,
+    redis_benchmark,
+    tool_version,
+    use_pastedb_dir,
 )
+from bench.render import fmt_num, render_rows, render_table
 
+NAME = "shards"
+HELP = "pastedb shards behind twemproxy (nutcracker) against redis appendfsync-always shards"
+GROUPS = ["scaling", "restart"]
 ENGINES = ["pastedb", "redis"]
 LABELS = {"pastedb": "pastedb", "redis": "redis always"}
 PROFILES = {
@@ -63,29 +74,12 @@ CAVEAT = ("every shard, the proxy and redis-benchmark run on this one machine an
           "machines; on separate machines each shard would have its own disk and cores")
 
 
-class BenchError(RuntimeError):
-    """A set-up or redis-benchmark failed; the message quotes its output."""
-
-
-def redis_benchmark(exe: str, port: int, test: str, n: int, keyspace: int,
-                    timeout: float = 300) -> dict[str, float]:
-    """One redis-benchmark run against the proxy: req/s, p50/p99 (µs).
-    (The network suite has the general version; bench.common will hold one.)"""
-    argv = [exe, "-h", "127.0.0.1", "-p", str(port), "-t", test, "-c", str(CLIENTS),
-            "-n", str(n), "-r", str(keyspace), "-d", str(VSIZE), "--csv"]
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{' '.join(argv)} took longer than {timeout:.0f}s") from None
-    # redis-benchmark asks for CONFIG, which nutcracker does not forward: it
-    # warns and goes on, so only the CSV line decides.
-    rows = list(csv.reader(x for x in cp.stdout.splitlines() if x.strip()))
-    if cp.returncode != 0 or len(rows) < 2 or "error" in cp.stdout.lower():
-        raise BenchError(f"{' '.join(argv)} (exit {cp.returncode}): "
-                         f"{cp.stderr[-600:]}{cp.stdout[-600:]}")
-    row = dict(zip(rows[0], rows[1], strict=False))
-    return {"rps": float(row["rps"]), "p50_us": float(row["p50_latency_ms"]) * 1e3,
-            "p99_us": float(row["p99_latency_ms"]) * 1e3}
+def bench(port: int, test: str, n: int, keyspace: int) -> dict[str, float]:
+    """One redis-benchmark run against the proxy.  redis-benchmark asks for
+    CONFIG, which nutcracker does not forward: it warns and goes on."""
+    exe = shutil.which("redis-benchmark") or "redis-benchmark"
+    return redis_benchmark(exe, port, test, clients=CLIENTS, pipeline=1, n=n,
+                           keyspace=keyspace, vsize=VSIZE, timeout=300)
 
 
 def write_keyspace(port: int, keyspace: int) -> None:
@@ -111,35 +105,45 @@ def _no_setinfo() -> dict[str, Any]:
     return {"lib_name": None, "lib_version": None}
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace, profile: str):
+def config(args: argparse.Namespace) -> dict[str, Any]:
+    shards, reps, n_set, n_get, keyspace = PROFILES[profile_of(args)]
+    if getattr(args, "shard_counts", None):
+        shards = tuple(int(x) for x in args.shard_counts.split(","))
+    if getattr(args, "shard_reps", None):
+        reps = args.shard_reps
+    return {"shards": list(shards), "reps": reps, "set_n": n_set, "get_n": n_get,
+            "keyspace": keyspace, "clients": CLIENTS, "vsize": VSIZE,
+            "proxy_port": args.proxy_port}
+
+
+class ShardRun:
+    """The sessions of one run: each a fresh set-up made by pastedb.cluster."""
+
+    def __init__(self, cfg: dict[str, Any], base: str, groups: list[str]):
         from pastedb import cluster
 
         self.cl = cluster
-        self.profile = profile
-        self.shards, self.reps, self.n_set, self.n_get, self.keyspace = PROFILES[profile]
-        if args.shards:
-            self.shards = tuple(int(x) for x in args.shards.split(","))
-        if args.reps:
-            self.reps = args.reps
-        self.root = tempfile.mkdtemp(prefix="pastedb-shardbench-", dir=args.dir)
-        self.port = args.port
+        self.cfg = cfg
+        self.base = base
+        self.groups = groups
+        self.port = cfg["proxy_port"]
         self.count = 0
         self.restarts: dict[str, dict[str, float]] = {}
-        self.exe = shutil.which("redis-benchmark") or "redis-benchmark"
 
     def session(self, engine: str, shards: int, rep: int) -> dict[str, dict[str, float]]:
-        """One fresh set-up: keyspace, SET run, GET run; at the largest N the
-        first repetition also kill -9s shard 0 and times its restart."""
+        """Keyspace, SET run, GET run; at the largest N the first repetition
+        also kill -9s shard 0 and times its restart."""
         self.count += 1
-        d = os.path.join(self.root, f"{self.count:03d}-{engine}-{shards}")
-        spec = self.cl.ClusterSpec(shards=shards, port=self.port, backend=engine)
-        self.cl.up(d, spec)
+        d = os.path.join(self.base, f"{self.count:03d}-{engine}-{shards}")
+        self.cl.up(d, self.cl.ClusterSpec(shards=shards, port=self.port, backend=engine))
+        cfg = self.cfg
         try:
-            write_keyspace(self.port, self.keyspace)
-            out = {"set": redis_benchmark(self.exe, self.port, "set", self.n_set, self.keyspace),
-                   "get": redis_benchmark(self.exe, self.port, "get", self.n_get, self.keyspace)}
-            if shards == max(self.shards) and rep == 0:
+            write_keyspace(self.port, cfg["keyspace"])
+            out = {}
+            if "scaling" in self.groups:
+                out = {"set": bench(self.port, "set", cfg["set_n"], cfg["keyspace"]),
+                       "get": bench(self.port, "get", cfg["get_n"], cfg["keyspace"])}
+            if "restart" in self.groups and shards == max(cfg["shards"]) and rep == 0:
                 self.restarts[engine] = self.restart(d, engine)
         finally:
             self.cl.down(d)
@@ -149,58 +153,88 @@ class Run:
     def restart(self, d: str, engine: str) -> dict[str, float]:
         """One more (untimed) SET run, kill -9 of shard 0 the moment it ends,
         then `up`: ms until the shard answers again."""
-        redis_benchmark(self.exe, self.port, "set", self.n_set // 2, self.keyspace)
+        bench(self.port, "set", self.cfg["set_n"] // 2, self.cfg["keyspace"])
         pid = self.cl.shard_pid(d, 0)
-        assert pid is not None
+        if pid is None:
+            raise BenchError(f"shard0 of {d} is not running")
         os.kill(pid, signal.SIGKILL)
         while self.cl.shard_pid(d, 0) is not None:
             time.sleep(0.005)
         t = now_ns()
         st = self.cl.up(d)
-        ms = (now_ns() - t) / 1e6
-        shard0 = st["processes"][1]
-        res = {"up_ms": ms}
+        res = {"up_ms": (now_ns() - t) / 1e6}
         if engine == "pastedb":
-            res["recovered_records"] = float(shard0.get("recovered_records", "nan"))
-            log = open(os.path.join(d, "shard0.log"), errors="replace").read()
-            opened = log.rpartition("opened in ")[2].split(" ms")[0]
+            res["recovered_records"] = float(st["processes"][1].get("recovered_records", "nan"))
+            with open(os.path.join(d, "shard0.log"), errors="replace") as f:
+                opened = f.read().rpartition("opened in ")[2].split(" ms")[0]
             if opened.replace(".", "").isdigit():
                 res["open_ms"] = float(opened)
         return res
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any] | int:
-    missing = [name for name, ok in (("redis-server", shutil.which("redis-server")),
-                                     ("redis-benchmark", shutil.which("redis-benchmark")))
-               if not ok]
+def missing() -> list[str]:
+    """What this suite needs and does not find."""
     from pastedb import cluster
 
+    out = list(Peers.find().missing())
     try:
         cluster.find_nutcracker()
-    except cluster.ClusterError as e:
-        missing.append(str(e))
-    if missing:
-        print(f"python -m bench shards needs: {'; '.join(missing)}", file=sys.stderr)
-        return 2
-    profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    run = Run(args, profile)
+    except cluster.ClusterError:
+        out.append("nutcracker (twemproxy; Debian: apt-get install nutcracker)")
+    return out
+
+
+def plan(args: argparse.Namespace, groups: list[str], parts: Sequence[Part] = ()) -> int:
+    """Progress steps: one per session; 0 when skipped."""
+    if not groups or missing():
+        return 0
+    cfg = config(args)
+    return len(cfg["shards"]) * cfg["reps"] * len(ENGINES)
+
+
+def measure(
+    args: argparse.Namespace,
+    groups: list[str],
+    parts: Sequence[Part] = (),
+    plan_progress: bool = True,
+) -> dict[str, Any] | int:
+    """Run the suite; the JSON document (``skipped`` says why when nutcracker
+    or the redis programs are missing)."""
+    use_pastedb_dir(args)
+    cfg = config(args)
+    doc: dict[str, Any] = {"suite": NAME, "profile": profile_of(args), "config": cfg,
+                           "groups": groups}
+    lack = missing()
+    if lack:
+        msg = f"shards benchmarks skipped: {', '.join(lack)} not found"
+        print(msg, file=sys.stderr)
+        doc["skipped"] = msg
+        return doc
+    if "scaling" not in groups:                  # the restart needs sessions at the largest N
+        cfg["shards"], cfg["reps"] = [max(cfg["shards"])], 1
+    os.makedirs(args.dir, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="pastedb-shardbench-", dir=args.dir)
+    run = ShardRun(cfg, base, groups)
+    if plan_progress:
+        progress.add_total(len(cfg["shards"]) * cfg["reps"] * len(ENGINES))
     t0 = time.monotonic()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    progress.start()
-    progress.add_total(len(run.shards) * run.reps * len(ENGINES))
     workloads: list[Workload] = []
+    machine = machine_description(base)
     try:
-        for n in run.shards:
+        for n in cfg["shards"]:
             t = time.monotonic()
-            reps = interleave(run.reps, ENGINES, lambda e, r, n=n: run.session(e, n, r),
-                              label=f"{n} shard{'s' if n > 1 else ''}")
+            def one(engine: str, rep: int, n: int = n) -> dict[str, dict[str, float]]:
+                return run.session(engine, n, rep)
+
+            reps = interleave(cfg["reps"], ENGINES, one, label=f"shards: {n}")
+            if "scaling" not in groups:
+                continue
             for op, title in (("set", "durable SET 1 KiB"), ("get", "GET 1 KiB")):
                 workloads.append(Workload(
                     id=f"shards_{n}_{op}",
                     title=f"{title}, {n} shard{'s' if n > 1 else ''}, {CLIENTS} clients",
                     params={"shards": n, "op": op, "clients": CLIENTS, "vsize": VSIZE,
-                            "keyspace": run.keyspace,
-                            "requests": run.n_set if op == "set" else run.n_get},
+                            "keyspace": cfg["keyspace"], "requests": cfg[f"{op}_n"]},
                     metrics=[Metric("rps", "req/s"),
                              Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
                              Metric("p99_us", "p99 us (lower better)", higher_is_better=False)],
@@ -208,34 +242,32 @@ def measure(args: argparse.Namespace) -> dict[str, Any] | int:
                     reps={e: [s[op] for s in reps[e]] for e in ENGINES},
                     seconds=time.monotonic() - t))
     finally:
-        progress.finish()
-        shutil.rmtree(run.root, ignore_errors=True)
-    return {
-        "suite": "shards",
-        "profile": profile,
-        "started": started,
-        "total_seconds": round(time.monotonic() - t0, 1),
-        "command": "python -m bench " + " ".join(sys.argv[1:]),
-        "machine": machine_description(args.dir or tempfile.gettempdir()),
-        "versions": {"nutcracker": _version([cluster.find_nutcracker(), "-V"]),
-                     "redis-server": _version(["redis-server", "--version"])},
+        shutil.rmtree(base, ignore_errors=True)
+    from pastedb import cluster
+
+    peers = Peers.find()
+    total_s = time.monotonic() - t0
+    machine["loadavg_end"] = list(os.getloadavg())
+    doc.update({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
+        "total_seconds": round(total_s, 1),
+        "machine": machine,
+        "versions": {**pastedb_versions(),
+                     "nutcracker": tool_version(cluster.find_nutcracker()),
+                     "redis_server": tool_version(peers.redis_server),
+                     "redis_benchmark": tool_version(peers.redis_benchmark)},
         "workloads": [w.to_json() for w in workloads],
         "restart_after_kill9": run.restarts,
         "caveat": CAVEAT.format(cores=os.cpu_count()),
-    }
-
-
-def _version(argv: list[str]) -> str | None:
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (cp.stdout.strip() or cp.stderr.strip()).splitlines()[0]
+    })
+    return doc
 
 
 def report(doc: dict[str, Any], markdown: bool = False) -> str:
+    if doc.get("skipped"):
+        return doc["skipped"]
     ws = [Workload.from_json(w) for w in doc["workloads"]]
-    out = [render_table(ws, labels=LABELS, markdown=markdown)]
+    out = [render_table(ws, labels=LABELS, markdown=markdown)] if ws else []
     # scaling: req/s at N shards over req/s at 1 shard, per engine
     by = {(w.params["op"], w.params["shards"]): w for w in ws}
     ns = sorted({w.params["shards"] for w in ws})
@@ -246,13 +278,11 @@ def report(doc: dict[str, Any], markdown: bool = False) -> str:
                 base = by[(op, 1)].med(e, "rps")
                 rows.append([f"{op.upper()} {LABELS[e]}"] + [
                     f"{by[(op, n)].med(e, 'rps') / base:.2f}x" if base else "-" for n in ns])
-        out.append("")
-        out.append("req/s at N shards / req/s at 1 shard (medians):")
-        out.append(render_rows(["", *[f"{n} shard{'s' if n > 1 else ''}" for n in ns]], rows,
-                               markdown=markdown))
+        out += ["", "req/s at N shards / req/s at 1 shard (medians):",
+                render_rows(["", *[f"{n} shard{'s' if n > 1 else ''}" for n in ns]], rows,
+                            markdown=markdown)]
     rs = doc.get("restart_after_kill9") or {}
     if rs:
-        out.append("")
         parts = []
         for e in ENGINES:
             if e in rs:
@@ -262,43 +292,29 @@ def report(doc: dict[str, Any], markdown: bool = False) -> str:
                     extra = (f" (of which opening the database {fmt_num(r['open_ms'])} ms, "
                              f"{int(r.get('recovered_records', 0)):,} log records replayed)")
                 parts.append(f"{LABELS[e]} {fmt_num(r['up_ms'])} ms{extra}")
-        out.append(f"kill -9 of shard 0 the moment a SET run ends ({max(ns)} shards), from "
-                   f"the process gone to the shard answering again (`cluster up`: process "
-                   f"start, open, listen): {'; '.join(parts)}.")
-    out.append("")
-    out.append(f"Caveat: {doc['caveat']}.")
+        out += ["", f"kill -9 of shard 0 the moment a SET run ends "
+                    f"({max(ns or doc['config']['shards'])} shards), from the process gone to the "
+                    f"shard answering again (`cluster up`: process start, open, listen): "
+                    f"{'; '.join(parts)}."]
+    out += ["", f"Caveat: {doc['caveat']}."]
     return "\n".join(out)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--smoke", action="store_true", help="seconds: proves it works")
-    g.add_argument("--quick", action="store_true", help="about a minute, one repetition")
-    p.add_argument("--shards", default=None, help="comma-separated shard counts (default 1,2,3)")
-    p.add_argument("--reps", type=int, default=None, help="repetitions per engine")
-    p.add_argument("--port", type=int, default=23121,
-                   help="the proxy's port; shards use the next ones (default 23121)")
-    p.add_argument("--dir", default=None, help="where the databases go (default: TMPDIR)")
-    p.add_argument("--json", default=None, help="write the report here")
-    p.add_argument("--no-json", action="store_true", help="write no JSON report")
-    p.add_argument("--markdown", action="store_true",
-                   help="print the tables as Markdown (for docs/SCALING.md)")
-
-
-def main(args: argparse.Namespace) -> int:
-    doc = measure(args)
-    if isinstance(doc, int):
-        return doc
-    print(report(doc, markdown=args.markdown))
-    print(f"total time {doc['total_seconds']:.0f}s")
-    if not args.no_json and (args.json or doc["profile"] != "smoke"):
-        path = args.json or default_json_path("shards", doc["profile"])
-        write_json(path, doc)
-        print(f"results written to {path}")
-    return 0
+def add_arguments(p: argparse.ArgumentParser, standalone: bool = True) -> None:
+    """Its options (named so that they collide with no other suite's inside ``all``)."""
+    p.add_argument("--shard-counts", default=None,
+                   help="shards: comma-separated numbers of shards (default 1,2,3)")
+    p.add_argument("--shard-reps", type=int, default=None,
+                   help="shards: repetitions per engine (overrides the profile)")
+    p.add_argument("--proxy-port", type=int, default=23121,
+                   help="shards: the proxy's port; the shards use the next ones (default "
+                        "%(default)s)")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.shards", description=__doc__)
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    # python -m bench.shards RESULTS.json: the report of a run as Markdown
+    # (the figures in docs/SCALING.md)
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m bench.shards bench/results/shards-....json")
+    with open(sys.argv[1]) as f:
+        print(report(json.load(f), markdown=True))

@@ -440,7 +440,7 @@ def test_bench_shards_smoke(tmp_path):
     for _attempt in range(5):
         port = random.randrange(20000, 30000, 10)
         r = subprocess.run([sys.executable, "-m", "bench", "shards", "--smoke", "--json", str(out),
-                            "--dir", str(tmp_path), "--port", str(port)], cwd=REPO_ROOT,
+                            "--dir", str(tmp_path), "--proxy-port", str(port)], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=300)
         if "in use" not in r.stderr:
             break
