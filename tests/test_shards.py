@@ -145,13 +145,34 @@ class Cluster:
         return "".join(out)
 
 
+@pytest.fixture
+def cluster(tmp_path):
+    """Factory: ``cluster(*options)`` runs `pastedb cluster up` on a fresh
+    directory.  A test ends with ``c.down()`` (which checks every shard shut
+    down cleanly); whatever a failed test left running is stopped here."""
+    made: list[Path] = []
+
+    def make(*options: str) -> Cluster:
+        made.append(tmp_path / f"c{len(made)}")
+        return Cluster(made[-1], *options)
+
+    yield make
+    for d in made:
+        if (d / cl.SPEC_FILE).exists():
+            run_cli("down", str(d))
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One 3-shard set-up with a password (the proxy AUTHs to every shard) for
     the tests that only read and write."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"), "--shards", "3", "--requirepass", PASSWORD)
-    yield c
-    c.down()
+    d = tmp_path_factory.mktemp("cluster")
+    try:
+        c = Cluster(d, "--shards", "3", "--requirepass", PASSWORD)
+        yield c
+        c.down()
+    finally:
+        run_cli("down", str(d))
 
 
 # ---------------------------------------------------------------- the helper
@@ -305,12 +326,12 @@ class Writers:
 
 
 @needs_nutcracker
-def test_kill9_of_a_shard_under_load_loses_no_acknowledged_write(tmp_path):
+def test_kill9_of_a_shard_under_load_loses_no_acknowledged_write(cluster):
     """auto_eject_hosts off: while shard 1 is dead its keys fail (promptly:
     the proxy's connect is refused), the others keep being written; restarted
     on its directory it serves again, and every write the proxy acknowledged,
     before the kill, during it and after, reads back byte for byte."""
-    c = Cluster(tmp_path / "c", "--shards", "3")
+    c = cluster("--shards", "3")
     with Writers(c.port, None) as w:
         time.sleep(1.0)
         c.kill9(1)
@@ -346,13 +367,13 @@ def test_kill9_of_a_shard_under_load_loses_no_acknowledged_write(tmp_path):
 
 
 @needs_nutcracker
-def test_auto_eject_keeps_serving_while_a_shard_is_down(tmp_path):
+def test_auto_eject_keeps_serving_while_a_shard_is_down(cluster):
     """auto_eject_hosts on: once the dead shard is ejected every request
     succeeds -- its keys move to the other shards, so reads of keys it held
     miss until it returns; restarted, it is tried again after
     server_retry_timeout and its keys are back, none lost."""
     retry_ms = 5000
-    c = Cluster(tmp_path / "c", "--shards", "3", "--auto-eject", "--failure-limit", "1",
+    c = cluster("--shards", "3", "--auto-eject", "--failure-limit", "1",
                 "--retry-timeout", str(retry_ms))
     r = c.client()
     old = {b"old:%d" % i: b"value %d" % i for i in range(150)}
