@@ -26,3 +26,10 @@ def test_mypy_public_api():
             "pastedb/__init__.py", "pastedb/errors.py", "pastedb/core/engine.pyi",
             "tests/typing_example.py")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_package():
+    # All of pastedb/ -- pastedb-check included -- against the stubs of the
+    # compiled modules (engine.pyi, format.pyi).
+    r = run("mypy", "--ignore-missing-imports", "--follow-imports=silent", "pastedb")
+    assert r.returncode == 0, r.stdout + r.stderr
