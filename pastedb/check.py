@@ -403,7 +403,7 @@ class Run:
 # ------------------------------------------------------------------ replay
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     lsn: int
     koff: int
