@@ -60,3 +60,10 @@ def test_bench_imports_form_a_one_way_chain():
             continue
         got = bench_imports(path)
         assert got <= allowed.get(name, {"common", "render"}), (name, got)
+
+
+def test_mypy_package():
+    # All of pastedb/ -- pastedb-check included -- against the stubs of the
+    # compiled modules (engine.pyi, format.pyi).
+    r = run("mypy", "--ignore-missing-imports", "--follow-imports=silent", "pastedb")
+    assert r.returncode == 0, r.stdout + r.stderr
