@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -124,7 +125,7 @@ def cluster() -> None:
                    "same proxy (for comparison)  [default: pastedb]")
 @click.option("--nutcracker", default=None,
               help="The nutcracker executable  [default: PATH, then /usr/sbin]")
-def cluster_up(directory: str, nutcracker: str | None, **options) -> None:
+def cluster_up(directory: str, nutcracker: str | None, **options: Any) -> None:
     """Start N shards and nutcracker in front of them, recorded in DIRECTORY.
     On an existing set-up, start whatever is not running (e.g. a shard that
     was killed) and change nothing else."""
@@ -132,8 +133,8 @@ def cluster_up(directory: str, nutcracker: str | None, **options) -> None:
 
     from pastedb import cluster as cl
 
-    given = {k: (list(v) if k == "serve_args" else v) for k, v in options.items()
-             if v is not None and v != ()}
+    given: dict[str, Any] = {k: (list(v) if k == "serve_args" else v)
+                             for k, v in options.items() if v is not None and v != ()}
     try:
         old = cl.load_spec(directory)
         spec = None
