@@ -933,12 +933,13 @@ class Checker:
                     if f[TYPE] == REC_PUT and s.state != VALUE_BOUNDS:
                         referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
                         alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
-        for e in state.values():
-            if e.src == "tree":               # live bytes only the index names
-                referenced.append((e.koff, e.koff + e.klen))
-                referenced.append((e.voff, e.voff + e.vlen))
-                alloc_end = max(alloc_end, min(e.koff + e.klen, self.size),
-                                min(e.voff + e.vlen, self.size))
+        tree_only = [e for e in state.values() if e.src == "tree"]   # live bytes only the index names
+        for e in tree_only:
+            referenced.append((e.koff, e.koff + e.klen))
+            referenced.append((e.voff, e.voff + e.vlen))
+        if tree_only:
+            alloc_end = max(alloc_end, min(self.size, max(max(e.koff + e.klen, e.voff + e.vlen)
+                                                          for e in tree_only)))
         # open() stops at the first invalid record and raises CorruptionError
         # only if a later record in the same chunk verifies with a covering hint.
         engine_detects = False
