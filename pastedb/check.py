@@ -158,11 +158,11 @@ from pastedb.core.format import (
     SUPER_SLOT,
     bit_flip_candidates,
     chunk_verdict,
+    encode_chain,
     encode_superblock,
     record_crc_of,
     record_verifies,
     scan_runs,
-    seal_record,
     superblock_slot,
     verify_values,
     walk_chunk,
@@ -933,12 +933,13 @@ class Checker:
                     if f[TYPE] == REC_PUT and s.state != VALUE_BOUNDS:
                         referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
                         alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
-        for e in state.values():
-            if e.src == "tree":               # live bytes only the index names
-                referenced.append((e.koff, e.koff + e.klen))
-                referenced.append((e.voff, e.voff + e.vlen))
-                alloc_end = max(alloc_end, min(e.koff + e.klen, self.size),
-                                min(e.voff + e.vlen, self.size))
+        tree_only = [e for e in state.values() if e.src == "tree"]   # live bytes only the index names
+        for e in tree_only:
+            referenced.append((e.koff, e.koff + e.klen))
+            referenced.append((e.voff, e.voff + e.vlen))
+        if tree_only:
+            alloc_end = max(alloc_end, min(self.size, max(max(e.koff + e.klen, e.voff + e.vlen)
+                                                          for e in tree_only)))
         # open() stops at the first invalid record and raises CorruptionError
         # only if a later record in the same chunk verifies with a covering hint.
         engine_detects = False
@@ -1698,34 +1699,16 @@ def repair_log(res: Result) -> RepairReport:
             entries.append((key, e))
         head = round_up(cursor, SEG_SIZE)
         hint = start_lsn - 1
-        # Lay the records out first (a LINK in every chunk's last slot), then
-        # seal each (its crc covers key || record[4:64]).
-        layout: list[tuple[int, bytes, bytearray]] = []    # (file offset, key, record)
-        layout.append((head, SNAPSHOT_MARKER, bytearray(REC.pack(
-            0, REC_DEL, 0, len(SNAPSHOT_MARKER), 0, 0, start_lsn, marker_off, 0, 0, hint, 0))))
-        chunk, slot, lsn = head, 1, start_lsn + 1
-        tree_entries: list[tuple[bytes, Entry]] = []
-        for key, e in entries:
-            if slot == CHUNK_SLOTS - 1:
-                nxt = chunk + CHUNK_SIZE
-                layout.append((chunk + slot * REC_SIZE, b"", bytearray(REC.pack(
-                    0, REC_LINK, 0, 0, 0, 0, lsn, 0, nxt, CHUNK_SIZE, hint, 0))))
-                chunk, slot, lsn = nxt, 0, lsn + 1
-            layout.append((chunk + slot * REC_SIZE, key, bytearray(REC.pack(
-                0, REC_PUT, 0, e.klen, e.vcrc, 0, lsn, e.koff, e.voff, e.vlen, hint, 0))))
-            tree_entries.append((key, Entry(lsn, e.koff, e.klen, e.voff, e.vlen, e.vcrc)))
-            slot += 1
-            lsn += 1
-        last_lsn = lsn - 1                     # P: the chain's last record (the marker if no key)
-        chunks: dict[int, bytearray] = {c: bytearray(CHUNK_SIZE)
-                                        for c in range(head, chunk + 1, CHUNK_SIZE)}
-        for off, key, rec in layout:
-            seal_record(rec, key)
-            c = head + (off - head) // CHUNK_SIZE * CHUNK_SIZE
-            chunks[c][off - c:off - c + REC_SIZE] = rec
-        for c, buf in chunks.items():
-            os.pwrite(fd, bytes(buf), c)
-        end = chunk + CHUNK_SIZE
+        # The chain (format lays it out: a LINK in every chunk's last slot):
+        # the snapshot marker, then one PUT per key.
+        records = [(REC_DEL, SNAPSHOT_MARKER, marker_off, 0, 0, 0)]
+        records += [(REC_PUT, key, e.koff, e.voff, e.vlen, e.vcrc) for key, e in entries]
+        chunks, lsns, end = encode_chain(head, start_lsn, hint, records)
+        tree_entries = [(key, Entry(lsn, e.koff, e.klen, e.voff, e.vlen, e.vcrc))
+                        for (key, e), lsn in zip(entries, lsns[1:], strict=True)]
+        last_lsn = lsns[-1]                    # P: the chain's last record (the marker if no key)
+        for c, data in chunks:
+            os.pwrite(fd, data, c)
         padded = round_up(end, MAP_ALIGN)
         if padded > end:                       # zeros, as Pool.ensure grows the file
             os.pwrite(fd, bytes(padded - end), end)

@@ -185,3 +185,39 @@ def test_index_pages(db_path):
     assert fmt.page_verdict(page, m["root"], m["txn"], want) == 1          # PV_CRC
     fmt.seal_page(page)
     assert fmt.crc32c(bytes(page[4:])) == struct.unpack_from("<I", page)[0]
+
+
+def test_encode_chain_is_a_log_the_walker_accepts():
+    # A chain longer than one chunk, after a data area holding its keys.
+    keys = [b"k%05d" % i for i in range(fmt.CHUNK_SLOTS + 10)]
+    data = bytearray(fmt.HEADER_SIZE + (1 << 20) + 3 * fmt.CHUNK_SIZE)
+    koffs = []
+    pos = fmt.HEADER_SIZE
+    for k in keys:
+        data[pos:pos + len(k)] = k
+        koffs.append(pos)
+        pos += len(k)
+    value_off = pos
+    data[pos:pos + 5] = b"value"
+    head = fmt.HEADER_SIZE + (1 << 20)
+    records = [(fmt.REC_PUT, k, off, value_off, 5, fmt.crc32c(b"value"))
+               for k, off in zip(keys, koffs, strict=True)]
+    records[7] = (fmt.REC_DEL, keys[7], koffs[7], 0, 0, 0)
+    chunks, lsns, end = fmt.encode_chain(head, 100, 99, records)
+    assert [c for c, _ in chunks] == [head, head + fmt.CHUNK_SIZE]
+    assert end == head + 2 * fmt.CHUNK_SIZE
+    # a LINK takes the LSN after the first chunk's last record
+    assert lsns[:3] == [100, 101, 102]
+    assert lsns[fmt.CHUNK_SLOTS - 1] == 100 + fmt.CHUNK_SLOTS
+    for c, b in chunks:
+        data[c:c + fmt.CHUNK_SIZE] = b
+    v1, nxt = fmt.walk_chunk(data, head, 100)
+    assert nxt == head + fmt.CHUNK_SIZE
+    assert len(v1) == fmt.CHUNK_SLOTS and set(v1[:-1]) == {fmt.RV_OK} and v1[-1] == fmt.RV_LINK
+    v2, nxt2 = fmt.walk_chunk(data, nxt, 100 + fmt.CHUNK_SLOTS)
+    assert nxt2 == -1 and set(v2[:11]) == {fmt.RV_OK} and v2[11] == fmt.RV_EMPTY
+    rec7 = dict(zip(fmt.REC_FIELDS, fmt.REC.unpack_from(data, head + 7 * fmt.REC_SIZE),
+                    strict=True))
+    assert rec7["type"] == fmt.REC_DEL and rec7["vlen"] == 0 and rec7["durable_hint"] == 99
+    with pytest.raises(ValueError):
+        fmt.encode_chain(head, 1, 0, [(fmt.REC_LINK, b"", 0, 0, 0, 0)])

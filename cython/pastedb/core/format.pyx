@@ -8,7 +8,7 @@ second reading of the format exists anywhere.
 
 import struct as _struct
 
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport UINT64_MAX, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 from pastedb.core.status cimport ST_CORRUPT, ST_VERSION
@@ -639,6 +639,63 @@ def walk_chunk(buf, uint64_t chunk, uint64_t base_lsn, bint check_value=True):
                 nxt = <int64_t>w.chunk
                 break
     return (<char *>verdicts)[:n], nxt
+
+
+def encode_chain(uint64_t head, uint64_t first_lsn, uint64_t hint, list records):
+    """Lay out a fresh log chain (what a repair writes): its chunks are
+    contiguous from `head`, every chunk's last slot a LINK to the next.
+    records: (type, key, koff, voff, vlen, vcrc) for PUT and DEL records, in
+    log order, the key bytes as they lie at koff; every record gets
+    durable_hint `hint` and is sealed.  Returns (chunks, lsns, end): the
+    chunks as (file offset, CHUNK_SIZE bytes), each record's LSN, and the
+    offset after the last chunk."""
+    cdef uint64_t chunk = head, slot = 0, lsn = first_lsn
+    cdef LogRecord *r
+    cdef bytearray buf = bytearray(CHUNK_SIZE)
+    cdef char *p = buf
+    cdef const unsigned char[::1] k
+    chunks = []
+    lsns = []
+    if chunk_check(head, UINT64_MAX) != CK_OK:
+        raise ValueError(f"no log chunk can start at {head}")
+    for rtype, key, koff, voff, vlen, vcrc in records:
+        if rtype != REC_PUT and rtype != REC_DEL:
+            raise ValueError(f"record type {rtype}: a chain holds PUT and DEL records")
+        k = key
+        if k.shape[0] > MAX_KEY_LEN:
+            raise ValueError(f"a key of {k.shape[0]} bytes")
+        if slot == CHUNK_SLOTS - 1:
+            r = <LogRecord *>(p + slot * REC_SIZE)
+            memset(r, 0, REC_SIZE)
+            r.type = REC_LINK
+            r.lsn = lsn
+            r.voff = chunk + CHUNK_SIZE
+            r.vlen = CHUNK_SIZE
+            r.durable_hint = hint
+            r.crc = record_crc(CRC_START, r)
+            chunks.append((chunk, bytes(buf)))
+            buf = bytearray(CHUNK_SIZE)
+            p = buf
+            chunk += CHUNK_SIZE
+            slot = 0
+            lsn += 1
+        r = <LogRecord *>(p + slot * REC_SIZE)
+        memset(r, 0, REC_SIZE)
+        r.type = <uint8_t>rtype
+        r.klen = <uint16_t>k.shape[0]
+        r.lsn = lsn
+        r.koff = koff
+        if rtype == REC_PUT:
+            r.voff = voff
+            r.vlen = vlen
+            r.vcrc = vcrc
+        r.durable_hint = hint
+        r.crc = record_crc(key_crc_state(_ptr(k), <uint32_t>k.shape[0]), r)
+        lsns.append(lsn)
+        slot += 1
+        lsn += 1
+    chunks.append((chunk, bytes(buf)))
+    return chunks, lsns, chunk + CHUNK_SIZE
 
 
 def scan_runs(buf, uint64_t start, uint64_t stop):
