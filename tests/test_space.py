@@ -179,7 +179,7 @@ def test_power_loss_images_with_reuse_hold_the_acknowledged_state(tmp_path):
             if rng.random() < 0.012:
                 img = tmp_path / f"img{images}"
                 img.mkdir()
-                db._crash_image(img / "pool", rng.randrange(1 << 30))
+                db._crash_image(img, rng.randrange(1 << 30))
                 with pastedb.open(img) as got:
                     assert dict(got.items()) == model, f"image {images} at op {i}"
                 shutil.rmtree(img)
