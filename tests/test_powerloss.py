@@ -81,7 +81,7 @@ def run_images(tmp_path, persist: str, images: int, seed: int) -> int:
     ("crashsim", 150), ("crashsim-msync", 40), ("crashsim-pmem", 40)])
 def test_images_at_random_moments_hold_every_returned_write(tmp_path, slow, persist,
                                                             default_images):
-    images = default_images * 15 if slow else default_images
+    images = default_images * 25 if slow else default_images
     checkpoints = run_images(tmp_path, persist, images, seed=len(persist))
     assert checkpoints >= 2                       # images were torn across checkpoints
 

@@ -809,6 +809,11 @@ cdef class Server:
             tail = self.arena
         if pending:
             memmove(tail, c.win + c.parser.cmd_start, pending)
+            if self.db.pool.write_syscall:
+                # A store through the mapping of an ordinary file: durable
+                # with the next barrier (the I/O layer notes it; on pmem the
+                # staged key and value are flushed by persist_range).
+                self.db.pool.file.note_store(<uint64_t>(tail - self.db.pool.base), tail, pending)
         c.win = tail
         c.win_off = self.arena_off + self.arena_tail
         c.win_len = pending
