@@ -17,9 +17,9 @@ import threading
 import time
 
 import pytest
+from powerloss import Ledger, check_image, value_for
 
 import pastedb
-from powerloss import Ledger, check_image, value_for
 
 
 def writer(db, ledger: Ledger, wid: int, stop: threading.Event, seed: int) -> None:

@@ -23,10 +23,9 @@ import signal
 import subprocess
 import sys
 
-import pytest
+from test_crashsim import apply, assert_prefix, random_op, read_all, run_op
 
 import pastedb
-from test_crashsim import apply, assert_prefix, random_op, read_all, run_op
 
 CHILD = r"""
 import sys

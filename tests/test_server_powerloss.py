@@ -21,7 +21,6 @@ import threading
 import time
 
 import pytest
-
 from powerloss import Ledger, check_image, value_for
 
 redis = pytest.importorskip("redis")

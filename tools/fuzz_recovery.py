@@ -238,8 +238,8 @@ def main() -> None:
     if a.read:
         refs = None
         if a.pristine_index:
-            from pastedb.core.btree import BTreeTester
-            with BTreeTester(a.pristine_index, create=False) as t:
+            from pastedb.core.btree import TreeFile
+            with TreeFile(a.pristine_index, create=False) as t:
                 refs = dict(t.items())
         print(read_checked(Path(a.read), refs))
         return

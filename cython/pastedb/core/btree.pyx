@@ -1908,7 +1908,14 @@ def synth_ref(uint64_t n, uint32_t klen):
     return ref_tuple(&r)
 
 
-cdef class BTreeTester:
+cdef class TreeFile:
+    """An index file as a whole, for tools that read or write one outside a
+    database (pastedb-check's verification and repair): open, one write
+    transaction at a time (begin / put / delete / commit with the log
+    position it covers), the structure check, every entry in order.  Refs
+    are 6-tuples (koff, voff, vlen, lsn, klen, vcrc); statuses raise through
+    status.raise_status.  sync=False skips the barriers; crashsim (tests)
+    simulates them (vfs.pxd)."""
     cdef BTree t
     cdef readonly Vfs vfs
     cdef readonly object path
@@ -1966,19 +1973,47 @@ cdef class BTreeTester:
     def abort(self):
         self.t.abort()
 
+    def check(self):
+        return self.t.check()
+
+    def items(self, bint write=False):
+        """Every (key, ref) in order: the write txn's (write) or the last commit's."""
+        cdef Cursor c = self.t.cursor(write)
+        cdef int rc = c.first()
+        out = []
+        while rc == 1:
+            out.append((PyBytes_FromStringAndSize(c.kbuf, c.klen), ref_tuple(&c.cref)))
+            rc = c.next()
+        c.close()
+        raise_status(rc, "b-tree scan", self.path)
+        return out
+
+    @property
+    def count(self):
+        return self.t.count()
+
+    @property
+    def applied_lsn(self):
+        return self.t.applied_lsn()
+
+    @property
+    def txn(self):
+        return self.t.c.txn
+
+
+cdef class BTreeTester(TreeFile):
+    """TreeFile plus the tests' drivers: cursors, bulk loops in C with the GIL
+    released, internals, and I/O fault injection."""
+
     def cursor(self, bint write=False):
         cdef CursorTester ct = CursorTester.__new__(CursorTester)
         ct.c = self.t.cursor(write)
         ct.path = self.path
         return ct
 
-    def check(self):
-        return self.t.check()
-
     def tree_pages(self):
         return self.t.tree_pages()
 
-    # -- bulk, in C
     def put_many(self, keys, uint64_t seq0=0):
         """put(keys[i], synth_ref(seq0 + i, len)) for each key; returns how many were new."""
         cdef list ks = list(keys)
@@ -2092,31 +2127,6 @@ cdef class BTreeTester:
             raise AssertionError("scan_snapshot: keys out of order")
         return n, c.snap.entries, c.snap.applied_lsn
 
-    def items(self, bint write=False):
-        """Every (key, ref) in order: the write txn's (write) or the last commit's."""
-        cdef Cursor c = self.t.cursor(write)
-        cdef int rc = c.first()
-        out = []
-        while rc == 1:
-            out.append((PyBytes_FromStringAndSize(c.kbuf, c.klen), ref_tuple(&c.cref)))
-            rc = c.next()
-        c.close()
-        raise_status(rc, "b-tree scan", self.path)
-        return out
-
-    # -- state
-    @property
-    def count(self):
-        return self.t.count()
-
-    @property
-    def applied_lsn(self):
-        return self.t.applied_lsn()
-
-    @property
-    def txn(self):
-        return self.t.c.txn
-
     @property
     def in_txn(self):
         return bool(self.t.in_txn)
@@ -2140,7 +2150,6 @@ cdef class BTreeTester:
             n += self.t.rd_cnt[i]
         return n
 
-    # -- crash injection
     def fail_io_at(self, long n, uint32_t torn=0):
         """I/O op n (writes and barriers, counted from now, 1-based) and every
         later one fail with EIO; with torn, write n first writes that many
