@@ -67,14 +67,20 @@ def crashed_database(directory, seed: int):
     return crashed, durable, since
 
 
+def copy_of(crashed, name: str):
+    """A fresh copy of the crashed database beside it, to open."""
+    work = crashed.parent / name
+    shutil.copytree(crashed, work)
+    return work
+
+
 def test_power_loss_during_recovery(tmp_path, slow):
     rounds = 150 if slow else 8
     images = 0
     for r in range(rounds):
         d = tmp_path / f"r{r}"
         crashed, durable, since = crashed_database(d, seed=1000 + r)
-        work = d / "work"
-        shutil.copytree(crashed, work)
+        work = copy_of(crashed, "work")
         prefix = str(d / "img-")
         db = pastedb.open(work, persist="crashsim",
                           faults={"from_open": True, "images": (1, prefix, r)})
@@ -99,8 +105,7 @@ def test_kill_during_recovery(tmp_path, slow):
     for r in range(rounds):
         d = tmp_path / f"r{r}"
         crashed, durable, since = crashed_database(d, seed=2000 + r)
-        probe = d / "probe"
-        shutil.copytree(crashed, probe)
+        probe = copy_of(crashed, "probe")
         out = subprocess.run([sys.executable, "-c", CHILD, str(probe), str(10**9)],
                              capture_output=True, timeout=120, check=True).stdout.split()
         assert out[0] == b"OPENED"
@@ -109,8 +114,7 @@ def test_kill_during_recovery(tmp_path, slow):
         points = range(1, ops + 1) if slow else sorted(random.Random(r).sample(
             range(1, ops + 1), min(ops, 6)))
         for at in points:
-            work = d / f"kill{at}"
-            shutil.copytree(crashed, work)
+            work = copy_of(crashed, f"kill{at}")
             proc = subprocess.run([sys.executable, "-c", CHILD, str(work), str(at)],
                                   capture_output=True, timeout=120)
             assert proc.returncode == -signal.SIGKILL, (at, proc.returncode, proc.stderr)

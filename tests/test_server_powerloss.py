@@ -76,10 +76,10 @@ def wait_for(path, timeout: float) -> bool:
 
 
 @pytest.mark.parametrize("receive,extra,default_images", [
-    ("splice", (), 40), ("recv", (), 25), ("copy", ("--copy",), 15)])
+    ("splice", (), 25), ("recv", (), 15), ("copy", ("--copy",), 10)])
 def test_images_hold_every_acknowledged_set_and_exec(server, tmp_path, slow, receive, extra,
                                                      default_images):
-    images = default_images * 30 if slow else default_images
+    images = default_images * 50 if slow else default_images
     shots = tmp_path / "shots"
     args = ["--persist", "crashsim", "--crash-images", shots, *extra]
     if receive != "copy":
