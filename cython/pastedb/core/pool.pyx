@@ -11,6 +11,8 @@ from pastedb.core.clib cimport (
     mmap, munmap, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
     pthread_mutex_unlock,
 )
+from pastedb.core.format cimport BUF_SIZE, CHUNK_SIZE, HEADER_SIZE, MAP_ALIGN, SEG_SHIFT, SEG_SIZE
+from pastedb.core.status cimport ST_NO_MAP_SYNC
 from pastedb.core.vfs cimport FAULT_GROW, FAULT_WRITE, File, Vfs, reserve_space
 
 # 1 TiB of address space: no memory is committed for PROT_NONE, and the
@@ -140,7 +142,7 @@ cdef class Pool:
             if rc == -ENOSPC:
                 raise OSError(ENOSPC, f"no space left to create the pool file {self.path}")
             if want_sync and (rc == -EOPNOTSUPP or rc == -EINVAL):
-                return -2                            # not a DAX file: caller falls back
+                return ST_NO_MAP_SYNC                # not a DAX file: caller falls back
             raise OSError(-rc, f"cannot map pool file {self.path}")
         self.alloc_tail = round_up(have, SEG_SIZE) if have else SEG_SIZE
         # The first log chunks share segment 0 with the superblock.
@@ -207,8 +209,8 @@ cdef class Pool:
         cdef uint64_t o
         nbytes = round_up(nbytes if nbytes else 1, BUF_SIZE)
         pthread_mutex_lock(&self.lock)
-        if nbytes == CHUNK_BYTES:
-            if self.chunk_seg_used + CHUNK_BYTES > SEG_SIZE:
+        if nbytes == CHUNK_SIZE:
+            if self.chunk_seg_used + CHUNK_SIZE > SEG_SIZE:
                 rc = self.take_segments(1, &o)
                 if rc != 0:
                     pthread_mutex_unlock(&self.lock)
@@ -216,7 +218,7 @@ cdef class Pool:
                 self.chunk_seg = o >> SEG_SHIFT
                 self.chunk_seg_used = 0
             off[0] = (self.chunk_seg << SEG_SHIFT) + self.chunk_seg_used
-            self.chunk_seg_used += CHUNK_BYTES
+            self.chunk_seg_used += CHUNK_SIZE
             pthread_mutex_unlock(&self.lock)
             return 0
         rc = self.take_segments((nbytes + SEG_SIZE - 1) >> SEG_SHIFT, off)

@@ -10,12 +10,12 @@ from libc.stdlib cimport calloc, free, malloc, realloc, strtoll
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
-    EAGAIN, EINTR, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
+    E2BIG, EAGAIN, EINTR, ENOMEM, ENOSPC, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
     accept4, pthread_cond_timedwait,
     clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
-    pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
+    pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
     pthread_mutex_lock, pthread_mutex_unlock, pthread_rwlock_rdlock, pthread_rwlock_unlock,
     recv, send, setsockopt, splice, pipe2, fcntl, F_SETPIPE_SZ, O_CLOEXEC, SPLICE_F_MOVE,
@@ -24,9 +24,8 @@ from pastedb.core.clib cimport (
 from pastedb.core.clib cimport read as c_read, write as c_write
 from pastedb.core.engine cimport DB, MergeIter, SEEK_FIRST
 from pastedb.core.index cimport Index, Node, Ref, key_compare
-from pastedb.core.pool cimport BUF_SIZE
-from pastedb.core.reflog cimport (
-    MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, key_crc_state,
+from pastedb.core.format cimport (
+    BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, crc32c_buf, key_crc_state,
 )
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
@@ -698,7 +697,7 @@ cdef class Server:
         if self.copy_mode:
             w = <char *>malloc(size)
             if w == NULL:
-                return -12
+                return -ENOMEM
         else:
             rc = self.db.pool.alloc_extent(size, &off)
             if rc != 0:
@@ -728,7 +727,7 @@ cdef class Server:
         keep = c.win_len - c.parser.cmd_start
         need = c.parser.need_total if c.parser.need_total > keep else keep
         if need >= self.max_query:
-            return -7                             # E2BIG: reported as a query limit
+            return -E2BIG                         # reported as a query limit
         # Reuse the space before the command when nothing there is referenced
         # and the rest of the command fits comfortably.
         start = (c.win_keep + 7) & ~(<size_t>7)
@@ -789,7 +788,7 @@ cdef class Server:
             pending = c.win_len - c.parser.cmd_start
         need = c.parser.need_total if c.parser.need_total > pending else pending
         if need >= self.max_query:
-            return -7
+            return -E2BIG
         room = self.arena_size - self.arena_tail
         if c.win != NULL and c.win + c.win_len == tail and need - pending <= room and room >= 4096:
             return 0                              # contiguous at the tail: recv appends
@@ -833,7 +832,7 @@ cdef class Server:
             else:
                 rc = self.arena_room(c)
             if rc != 0:
-                if rc == -7:
+                if rc == -E2BIG:
                     out_error(&c.out, b"ERR Protocol error: query buffer limit exceeded")
                 else:
                     out_error(&c.out, b"ERR server out of memory or disk space for the request")
@@ -997,7 +996,7 @@ cdef class Server:
         if self.nrecs == self.recs_cap:
             grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
             if grown == NULL:
-                return -12
+                return -ENOMEM
             self.recs = grown
             self.recs_cap *= 2
         rec = &self.recs[self.nrecs]
@@ -1008,7 +1007,7 @@ cdef class Server:
             rec.koff = <uint64_t>(k - self.db.pool.base)
             rec.voff = <uint64_t>(v - self.db.pool.base)
             rec.vlen = vlen
-            rec.vcrc = pdb_crc32c(v, vlen)
+            rec.vcrc = crc32c_buf(v, vlen)
             rec.crc = key_crc_state(k, <uint32_t>klen)
             self.db.persist.persist_range(k, klen)
             self.db.persist.persist_range(v, vlen)
@@ -1061,7 +1060,7 @@ cdef class Server:
             return 0
         rc = self.db.lookup(k, <uint32_t>klen, &ref)
         if rc > 0 and (not self.db.ref_in_pool(&ref) or
-                       pdb_crc32c(base + ref.voff, ref.vlen) != ref.vcrc):
+                       crc32c_buf(base + ref.voff, ref.vlen) != ref.vcrc):
             rc = ST_CORRUPT                       # damage is an error, never a value
         if rc <= 0:
             if rc < 0:
@@ -1542,7 +1541,7 @@ cdef class Server:
             # the key into the pool for the DEL record.
             rc = self.stage_record(REC_DEL, self.scan_it.key, self.scan_it.klen, NULL, 0, 0)
         pthread_rwlock_unlock(&self.db.index_lock)
-        if rc < 0 and rc != -12 and rc != -28:
+        if rc < 0 and rc != -ENOMEM and rc != -ENOSPC:
             self.find_err = rc
             return
         # Keys written earlier in the same transaction are not in the index
