@@ -42,15 +42,21 @@ def open(
     persist: ``"auto"`` (default; ``"pmem"`` on a DAX file system, else
              ``"fdatasync"``), ``"pmem"``, ``"fdatasync"``, ``"msync"`` or
              ``"none"`` (no barrier: survives a process crash, not power loss).
-             ``"crashsim"`` is for tests: barriers update an in-memory durable
-             image, and ``db._crash_image(path, seed)`` writes a pool file a
-             power loss could leave behind.
+             ``"crashsim"``, ``"crashsim-msync"``, ``"crashsim-pmem"`` are for
+             tests: the fdatasync, msync or pmem backend as in production,
+             its barriers simulated by the I/O layer (core/vfs.pxd), and
+             ``db._crash_image(directory, seed)`` writes the pool and index
+             files a power loss could leave behind.
     index:   ``"lazy"`` (default): a background indexer moves new writes into
              the persistent B-tree off the write path.  ``"eager"``: every
              write updates the B-tree itself (the ablation the benchmark
              compares against; slower, same results).
-    faults:  tests only: ``{"write"|"barrier"|"grow": n, "persistent": bool,
-             "errno": "EIO"|"ENOSPC"}`` makes the n-th such operation fail.
+    faults:  tests only: ``{"write"|"barrier"|"grow"|"io"|"kill": n,
+             "persistent": bool, "errno": "EIO"|"ENOSPC", "torn": bytes,
+             "images": (every, prefix, seed), "from_open": bool}`` makes the
+             n-th such operation of any database file fail ("kill": SIGKILL
+             there), counted from the end of open (from its start with
+             ``from_open``); see ``Vfs.arm`` in core/vfs.pyx.
 
     Raises :class:`LockedError` at once if another process has it open.
     """

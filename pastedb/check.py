@@ -994,12 +994,12 @@ class Checker:
             return info
         info.file_bytes = os.path.getsize(path)
         try:
-            from pastedb.core.btree import BTreeTester  # compiled; imported only when needed
+            from pastedb.core.btree import TreeFile  # compiled; imported only when needed
         except ImportError as e:
             raise CannotRun(f"cannot verify the index file {path}: the pastedb.core.btree "
                             f"extension does not load ({e}); build pastedb first") from None
         try:
-            tree = BTreeTester(path, create=False, sync=False)
+            tree = TreeFile(path, create=False, sync=False)
         except PermissionError as e:
             raise CannotRun(f"cannot open the index file {path}: {e}") from None
         except Exception as e:                          # no valid meta page, unknown version, EIO
@@ -1524,7 +1524,7 @@ def write_index(directory: str, entries: list[tuple[bytes, Entry]], applied: int
     hard-linked to index.before-repair[.N] first, so the directory never lacks
     an index.  Returns that backup's path (None: there was no index file)."""
     try:
-        from pastedb.core.btree import BTreeTester
+        from pastedb.core.btree import TreeFile
     except ImportError as err:
         raise CannotRun(f"cannot write an index file: the pastedb.core.btree extension does "
                         f"not load ({err}); build pastedb first") from None
@@ -1533,7 +1533,7 @@ def write_index(directory: str, entries: list[tuple[bytes, Entry]], applied: int
     for leftover in (tmp, tmp + ".new"):
         if os.path.lexists(leftover):
             os.unlink(leftover)
-    tree = BTreeTester(tmp, create=True, sync=True)
+    tree = TreeFile(tmp, create=True, sync=True)
     try:
         tree.begin()
         for n, (key, e) in enumerate(entries, 1):

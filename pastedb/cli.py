@@ -29,8 +29,11 @@ def main() -> None:
               help="yes: reply to a write only once it is durable.  no: reply at once and "
                    "make it durable in the background (for comparison only: a crash can lose "
                    "acknowledged writes).")
-@click.option("--persist", type=click.Choice(["auto", "pmem", "fdatasync", "msync", "none"]),
-              default="auto", show_default=True, help="Durability backend.")
+@click.option("--persist", type=click.Choice(["auto", "pmem", "fdatasync", "msync", "none",
+                                              "crashsim"]),
+              default="auto", show_default=True,
+              help="Durability backend (crashsim: tests only, fdatasync with simulated "
+                   "barriers; see --crash-images).")
 @click.option("--copy", is_flag=True,
               help="Receive into ordinary buffers and copy values into the pool: the copying "
                    "baseline, kept for the ablation benchmark only.")
@@ -44,9 +47,12 @@ def main() -> None:
 @click.option("--proto-max-bulk-len", default=pastedb.limits()["max_value_len"],
               show_default=True, type=int, help="Largest bulk string accepted.")
 @click.option("--client-query-buffer-limit", default=1 << 30, show_default=True, type=int)
+@click.option("--crash-images", default=None, hidden=True, type=click.Path(file_okay=False),
+              help="Tests only, with --persist crashsim: on each SIGUSR1 write the files a "
+                   "power loss at that instant could leave into DIR/<n>, then DIR/<n>.done.")
 def serve(directory: str, host: str, port: int, requirepass: str | None, maxclients: int,
           sync_mode: str, persist: str, copy: bool, receive: str, window: int, proto_max_bulk_len: int,
-          client_query_buffer_limit: int) -> None:
+          client_query_buffer_limit: int, crash_images: str | None) -> None:
     """Serve the database in DIRECTORY over the Redis protocol."""
     from pastedb.core.server import Server
 
@@ -56,7 +62,9 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     # delivered, and one arriving before the loop runs must not kill us.
     import signal
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
+    if crash_images and persist != "crashsim":
+        raise click.ClickException("--crash-images needs --persist crashsim")
     import time
 
     t_open = time.monotonic()
@@ -65,6 +73,8 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     except pastedb.Error as e:
         raise click.ClickException(str(e)) from e
     open_ms = (time.monotonic() - t_open) * 1e3
+    if crash_images:
+        _start_crash_imager(db, crash_images)
     try:
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
                      sync=sync_mode == "yes", copy=copy, window=window, receive=receive,
@@ -195,6 +205,26 @@ def _print_status(st: dict) -> None:
         click.echo(f"  {p['name']:<11} port {p['port']:<5}  "
                    f"{'running, pid ' + str(p['pid']) if p['running'] else 'NOT RUNNING'}"
                    f"{'  ' + extra if extra else ''}")
+def _start_crash_imager(db: pastedb.DB, directory: str) -> None:
+    """Tests: a thread that writes a power-loss image per SIGUSR1 (taken
+    while the server runs: everything acknowledged before the signal was
+    sent must be in it)."""
+    import os
+    import signal
+    import threading
+
+    def run() -> None:
+        n = 0
+        while True:
+            signal.sigwait({signal.SIGUSR1})
+            path = os.path.join(directory, str(n))
+            db._crash_image(path, n)
+            with open(path + ".done", "w"):
+                pass
+            n += 1
+
+    os.makedirs(directory, exist_ok=True)
+    threading.Thread(target=run, name="pastedb-crash-imager", daemon=True).start()
 
 
 if __name__ == "__main__":

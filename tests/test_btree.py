@@ -802,20 +802,6 @@ def test_io_error_at_the_meta_fails_the_handle(tmp_path, which):
         assert t.check() == []
 
 
-def _power_loss_image(data: bytes, pending, rnd: random.Random) -> bytes:
-    """The file a power loss could leave: each write since the last barrier
-    survives whole, is lost, or is torn at a 512-byte sector."""
-    img = bytearray(data)
-    for off, old, new in reversed(pending):
-        fate = rnd.choice(("keep", "lose", "tear") if len(new) >= 1024 else ("keep", "lose"))
-        if fate == "lose":
-            img[off:off + len(old)] = old
-        elif fate == "tear":
-            cut = rnd.randrange(1, len(new) // 512) * 512
-            img[off + cut:off + len(old)] = old[cut:]
-    return bytes(img)
-
-
 def test_crash_at_every_io_of_a_commit(tmp_path, slow):
     """A commit is stopped at each of its writes and barriers in turn (the
     failing write possibly torn), and every image a power loss could then
@@ -836,7 +822,7 @@ def test_crash_at_every_io_of_a_commit(tmp_path, slow):
             ops.append(("put", k))
             after[k] = ref(10**6 + i, k)
     states = {1: sorted(before.items()), 2: sorted(after.items())}
-    work, img_path = tmp_path / "work", tmp_path / "img"
+    work = tmp_path / "work"
     variants = 6 if slow else 2
     crash_points = 0
     for at in range(1, 10_000):
@@ -852,12 +838,17 @@ def test_crash_at_every_io_of_a_commit(tmp_path, slow):
             break                                       # past the last I/O: the commit is done
         except OSError:
             pass
-        pending = t.pending_writes()
+        # Power-loss images from the I/O layer's simulator: the durable
+        # file plus each write since the last barrier whole, lost or torn
+        # at a 512-byte sector.
+        images = []
+        for v in range(variants):
+            img_dir = tmp_path / f"img{at}-{v}"
+            t.crash_image(img_dir, rnd.randrange(1 << 30))
+            images.append(img_dir / "work")
         t.close()
         crash_points += 1
-        data = work.read_bytes()
-        for _ in range(variants):
-            img_path.write_bytes(_power_loss_image(data, pending, rnd))
+        for img_path in images:
             with BTreeTester(img_path, sync=False) as r:
                 assert r.check() == [], (at, r.check())
                 assert r.applied_lsn in (1, 2)

@@ -1096,7 +1096,7 @@ def test_power_loss_images_are_never_reported_as_damage(tmp_path):
             if rnd.random() < 0.4:
                 img = tmp_path / f"img{taken}"
                 img.mkdir()
-                db._crash_image(img / "pool", taken)
+                db._crash_image(img, taken)
                 res = verify(str(img))
                 try:
                     assert res.ok, [p.message for p in res.problems]

@@ -78,7 +78,7 @@ def read_all(path) -> dict:
 def recover_image(db, tmp_path, name: str, seed: int) -> dict:
     d = tmp_path / name
     d.mkdir()
-    db._crash_image(d / "pool", seed)
+    db._crash_image(d, seed)
     return read_all(d)
 
 
@@ -181,7 +181,7 @@ def check_fault_run(tmp_path, name: str, faults: dict) -> bool:
         fired = any(db._faults_fired().values())
         img = tmp_path / (name + "-img")
         img.mkdir()
-        db._crash_image(img / "pool", 5)
+        db._crash_image(img, 5)
     finally:
         db.close()
     # A failed operation before the last acknowledged one never reached the

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from killed import run_until_killed
+from killed import background_rounds, run_until_killed
 from pastedb.core.btree import BTreeTester
 from sortedcontainers import SortedDict
 
@@ -253,10 +253,8 @@ db = pastedb.open(path, sync=True)
 db._checkpoint_policy(every=random.Random(seed).choice([4, 32, 256]), interval=0.001)
 def value(k, i):
     return k + b"|%d|" % i + hashlib.sha256(k + b"%d" % i).digest() * (i % 40)
-def ckpt():
-    while True:
-        db.checkpoint()
-threading.Thread(target=ckpt, daemon=True).start()
+{background}
+background(db.checkpoint)
 rng = random.Random(seed)
 i = 0
 os.write(1, b"READY\n")
@@ -288,6 +286,7 @@ def test_kill_during_checkpoints_loses_nothing(tmp_path, crash_runs):
     for run in range(max(3, crash_runs // 2)):
         seed = rng.randrange(1 << 30)
         out = run_until_killed(KILL_CHILD, [str(path), str(seed)], rng.uniform(0.05, 0.6))
+        assert background_rounds(out) >= 1, "no checkpoint ran before the kill"
         inflight = None
         for line in out.splitlines():
             parts = line.split()

@@ -2,12 +2,11 @@
 and a torn log cut at every byte offset of its last records.
 
 The fuzzer damages the pool file or the index file of databases closed cleanly
-or killed.  Two outcomes are known engine defects, not the checker's:
-"engine-gap" (open() returned exactly the damaged bytes the index names for a
-key: the engine does not verify those values) and "engine-crash" (reading the
-damaged files killed the process).  Both still have to be reported by
-pastedb-check and fixed by --repair; a run that met one is marked XFAIL,
-naming the seeds, rather than passing."""
+or killed.  Two outcomes are engine failures, not the checker's: "engine-gap"
+(open() returned exactly the damaged bytes the index names for a key: a read
+that did not verify the value) and "engine-crash" (reading the damaged files
+killed the process).  Both must still be reported by pastedb-check and fixed
+by --repair, and a run that met one fails, naming the seeds."""
 
 from __future__ import annotations
 

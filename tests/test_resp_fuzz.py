@@ -8,6 +8,7 @@ mutation loop for a minute as well.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import os
 import random
@@ -110,13 +111,18 @@ def test_mutated_frames(data, cuts, limits):
 def test_long_lines_do_not_hang():
     # Worst cases for rescanning: a length line or inline line arriving byte by
     # byte right up to the 64 KiB limit must stay linear (a rescan per read would
-    # be ~2 G byte compares here and time out).
-    for head in (b"*", b"*1\r\n$", b""):
-        p = Parser()
-        p.feed(head)
-        with pytest.raises(ValueError, match="too big"):
-            for _ in range(64 * 1024 // 16 + 1):
-                p.feed(b"1" * 16)
+    # be ~2 G byte compares here and time out: the watchdog fails the run
+    # with every thread's stack after 60 s instead of letting it hang).
+    faulthandler.dump_traceback_later(60, exit=True)
+    try:
+        for head in (b"*", b"*1\r\n$", b""):
+            p = Parser()
+            p.feed(head)
+            with pytest.raises(ValueError, match="too big"):
+                for _ in range(64 * 1024 // 16 + 1):
+                    p.feed(b"1" * 16)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _load_tool():

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from killed import run_until_killed
+from killed import background_rounds, run_until_killed
 from pastedb.core.btree import BTreeTester
 
 import pastedb
@@ -179,7 +179,7 @@ def test_power_loss_images_with_reuse_hold_the_acknowledged_state(tmp_path):
             if rng.random() < 0.012:
                 img = tmp_path / f"img{images}"
                 img.mkdir()
-                db._crash_image(img / "pool", rng.randrange(1 << 30))
+                db._crash_image(img, rng.randrange(1 << 30))
                 with pastedb.open(img) as got:
                     assert dict(got.items()) == model, f"image {images} at op {i}"
                 shutil.rmtree(img)
@@ -200,10 +200,8 @@ db._checkpoint_policy(every=64, interval=0.001)
 def value(k, i):
     head = b"%s/%d/" % (k, i)
     return head + hashlib.blake2b(head, digest_size=32).digest() * (1 + i % 64)
-def compactor():
-    while True:
-        db.compact()
-threading.Thread(target=compactor, daemon=True).start()
+{background}
+background(db.compact)
 rng = random.Random(seed)
 i = 0
 os.write(1, b"READY\n")
@@ -228,6 +226,7 @@ def test_kill_during_compaction_loses_nothing(tmp_path, crash_runs):
     for run in range(max(3, crash_runs // 2)):
         seed = rng.randrange(1 << 30)
         out = run_until_killed(KILL_CHILD, [str(path), str(seed)], rng.uniform(0.1, 0.8))
+        assert background_rounds(out) >= 1, "no compaction ran before the kill"
         inflight = None
         for line in out.splitlines():
             parts = line.split()

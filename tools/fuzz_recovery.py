@@ -12,20 +12,21 @@ file, the log head moved on) or left as kill -9 leaves them (log records
 after the index's applied_lsn); the damage hits the pool file, or the index
 file (flipped bytes, zeroed pages, truncation, deletion).
 
-Two outcomes are told apart instead of failing at once, because they are
-known engine defects: "engine-gap" -- open() returned, under some key,
+Two engine failures are told apart from the checker's, so that the run can
+go on and name them: "engine-gap" -- open() returned, under some key,
 exactly the bytes the index names for it, and they fail the value CRC the
-index holds (the engine does not verify values the index names; see
-tests/test_recovery.py ENGINE_VALUES_UNVERIFIED) -- and "engine-crash" --
-opening and reading the damaged files killed the process with a signal (a
-pool file cut short: the engine grows it back with zeros and follows the
-index into bytes it no longer has).  Reading happens in a child process so
-a crash cannot take the fuzzer down.  For both, pastedb-check must still
-report the damage and the repair must leave a database that reads back
-correctly (in a child too); the test suite marks a run with such outcomes
-XFAIL, naming the seeds.  Any other wrong bytes or crash fail.
+index holds (a read that did not verify the value) -- and "engine-crash" --
+opening and reading the damaged files killed the process with a signal.
+Reading happens in a child process so a crash cannot take the fuzzer down.
+For both, pastedb-check must still report the damage and the repair must
+leave a database that reads back correctly (in a child too).  Both are
+failures: the fuzzer exits 1 after its summary when any run met one, and the
+test suite's wrapper (tests/test_recovery_fuzz.py) fails naming the seeds.
+Any other wrong bytes, crash or checker mistake stops the run at once with
+an AssertionError (exit 1).
 
 Usage:  python tools/fuzz_recovery.py [--seconds 60] [--seed N] [--dir DIR]
+Exit status: 0 when every run passed, 1 on any failure.
 The test suite runs a small budget of the same loop (tests/test_recovery_fuzz.py).
 """
 
@@ -237,8 +238,8 @@ def main() -> None:
     if a.read:
         refs = None
         if a.pristine_index:
-            from pastedb.core.btree import BTreeTester
-            with BTreeTester(a.pristine_index, create=False) as t:
+            from pastedb.core.btree import TreeFile
+            with TreeFile(a.pristine_index, create=False) as t:
                 refs = dict(t.items())
         print(read_checked(Path(a.read), refs))
         return
@@ -253,10 +254,13 @@ def main() -> None:
     for k in sorted(counts):
         print(f"{counts[k]:6d}  {k}")
     gaps = sum(n for k, n in counts.items() if ":engine-" in k)
-    print(f"{sum(counts.values())} runs, seeds {a.seed}..{seed - 1}, no failure"
-          + (f"; {gaps} run(s) hit a known engine defect (engine-gap: open() returned damaged "
-             f"bytes the index names; engine-crash: reading the damaged files crashed); "
-             f"pastedb-check caught and repaired each" if gaps else ""))
+    if gaps:
+        print(f"{sum(counts.values())} runs, seeds {a.seed}..{seed - 1}: FAILED, {gaps} run(s) "
+              f"met an engine failure (engine-gap: open() returned damaged bytes the index "
+              f"names; engine-crash: reading the damaged files crashed); pastedb-check caught "
+              f"and repaired each")
+        sys.exit(1)
+    print(f"{sum(counts.values())} runs, seeds {a.seed}..{seed - 1}, no failure")
 
 
 if __name__ == "__main__":

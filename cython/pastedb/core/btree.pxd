@@ -40,7 +40,7 @@
 # (written out again beside BTree.commit):
 #   1. new and changed pages (tree and free-list chain), all at page numbers
 #      no on-disk meta reaches, are written with pwrite();
-#   2. fdatasync (skipped when sync = 0);
+#   2. fdatasync (through the Vfs: skipped with persist=none, simulated in crash tests);
 #   3. the meta page T & 1 (the older one) is written;
 #   4. fdatasync again; only then is the commit acknowledged.
 # Crash before 3 completes: the other meta (T - 1) is still the newer valid
@@ -57,6 +57,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_mutex_t
 from pastedb.core.index cimport Ref
+from pastedb.core.vfs cimport File
 
 cdef enum:
     MIN_FILL = 812                    # PAGE_CAP / 5: least bytes used by a non-root page
@@ -86,15 +87,6 @@ cdef struct U64Vec:
     size_t cap                        # allocated
 
 
-# One write since the last barrier, kept in crash-simulation mode so a test
-# can build the image a power loss could leave (each write whole, torn or lost).
-cdef struct SimWrite:
-    uint64_t off                      # file offset
-    uint32_t len                      # bytes written
-    char *old                         # file bytes before the write (zeros past the end)
-    char *new                         # bytes written
-
-
 # One cell of a list being redistributed (split, merge, compaction).
 cdef struct Cell:
     const char *p                     # the cell bytes: u16 klen | key | tail
@@ -102,8 +94,7 @@ cdef struct Cell:
 
 
 cdef class BTree:
-    cdef int fd                       # the page file, O_RDWR; -1 when closed
-    cdef int sync                     # 0: skip fdatasync (persist=none; tests)
+    cdef File file                    # the page file (fd -1 when closed), written only through it
     cdef int failed                   # a meta write/sync failed: no more commits
     cdef char *base                   # start of the reserved, never-moving address range
     cdef uint64_t reserved            # bytes of address space reserved
@@ -144,18 +135,10 @@ cdef class BTree:
     cdef size_t rd_len                # entries in use
     cdef size_t rd_cap                # allocated
 
-    # test hooks (SQLite-style crash injection at the I/O layer)
-    cdef long fault_at                # I/O op (write or barrier) number that fails; 0 off
-    cdef long fault_count             # I/O ops seen since armed
-    cdef uint32_t fault_torn          # >0: the failing write first writes this many bytes
-    cdef int crashsim                 # record writes since the last barrier (no fdatasync)
-    cdef SimWrite *sim                # those writes
-    cdef size_t nsim                  # how many
-    cdef size_t simcap                # allocated
-
     # Open (create = 1: make the file when missing, atomically via path.new +
-    # rename).  0, -errno, ST_CORRUPT (no valid meta), ST_VERSION.
-    cdef int open(self, const char *path, int create, int sync) noexcept nogil
+    # rename).  Barriers are the file's Vfs's (skipped with its nosync).
+    # 0, -errno, ST_CORRUPT (no valid meta), ST_VERSION.
+    cdef int open(self, const char *path, int create) noexcept nogil
     # Unmap and close; an open write txn is aborted.  Read cursors of this
     # tree return ST_CLOSED afterwards.
     cdef void close(self) noexcept nogil

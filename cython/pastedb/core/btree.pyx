@@ -5,16 +5,14 @@ import os
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdio cimport rename
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen, strrchr
 
 from pastedb.core.clib cimport (
-    EINTR, EINVAL, EIO, ENOENT, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED,
-    MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_NONE,
-    PROT_READ, PROT_WRITE, close as c_close, errno, fdatasync, fstat, fsync, ftruncate, mmap,
-    munmap, open as c_open, pread, pthread_mutex_destroy, pthread_mutex_init,
-    pthread_mutex_lock, pthread_mutex_unlock, pwrite, stat,
+    EINVAL, ENOENT, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
+    MAP_SHARED, O_CLOEXEC, O_RDONLY, PROT_READ, PROT_WRITE, close as c_close, errno, fstat,
+    fsync, mmap, munmap, open as c_open, pread, pthread_mutex_destroy,
+    pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, stat,
 )
 from pastedb.core.format cimport (
     FREE_HDR, FREE_PER_PAGE, MAX_DEPTH, MAX_KEY_LEN, META_MAX_PAGES, META_PAGES, PAGE_CAP,
@@ -24,6 +22,7 @@ from pastedb.core.format cimport (
     slot_off,
 )
 from pastedb.core.index cimport Ref
+from pastedb.core.vfs cimport File, Vfs, reserve_space
 from pastedb.core.status cimport ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_TOO_BIG, ST_VERSION, raise_status
 
 from pastedb.errors import Error
@@ -206,96 +205,33 @@ cdef int cmp_u32_asc(const void *a, const void *b) noexcept nogil:
 
 # ---------------------------------------------------------------- verification
 
-# ---------------------------------------------------------------- I/O layer
-# Every write and barrier of the tree goes through io_write/io_sync, so tests
-# can stop the world at any of them (fault_at) and, in crash-simulation mode,
-# see the writes a power loss could still drop or tear.
+# ---------------------------------------------------------------- I/O
+# Every write, barrier and mapping of the tree goes through its File (vfs.pxd):
+# one fault numbering with the pool's, and the crash simulator sees them all.
 
-cdef int raw_write(BTree t, uint64_t off, const char *buf, size_t n) noexcept nogil:
-    # 0 or -errno.
-    cdef ssize_t w
-    cdef SimWrite *s
-    cdef SimWrite *grown
-    cdef size_t cap
-    if t.crashsim:
-        if t.nsim == t.simcap:
-            cap = t.simcap * 2 if t.simcap else 64
-            grown = <SimWrite *>realloc(t.sim, cap * sizeof(SimWrite))
-            if grown == NULL:
-                return -ENOMEM
-            t.sim = grown
-            t.simcap = cap
-        s = &t.sim[t.nsim]
-        s.old = <char *>calloc(1, n)
-        s.new = <char *>malloc(n)
-        if s.old == NULL or s.new == NULL:
-            free(s.old)
-            free(s.new)
-            return -ENOMEM
-        pread(t.fd, s.old, n, <long>off)          # short read past the end: zeros stay
-        memcpy(s.new, buf, n)
-        s.off = off
-        s.len = <uint32_t>n
-        t.nsim += 1
-    while n:
-        w = pwrite(t.fd, buf, n, <long>off)
-        if w < 0:
-            if errno == EINTR:
-                continue
-            return -errno
-        buf += w
-        off += <uint64_t>w
-        n -= <size_t>w
-    return 0
-
-
-cdef int io_write(BTree t, uint64_t off, const char *buf, size_t n) noexcept nogil:
+cdef inline int io_write(BTree t, uint64_t off, const char *buf, size_t n) noexcept nogil:
     # 0 or -errno (-EIO when a test injected the failure).
-    if t.fault_at:
-        t.fault_count += 1
-        if t.fault_count >= t.fault_at:
-            if t.fault_count == t.fault_at and t.fault_torn:
-                raw_write(t, off, buf, t.fault_torn if t.fault_torn < n else n)
-            return -EIO
-    return raw_write(t, off, buf, n)
+    return t.file.write(off, buf, n)
 
 
-cdef void sim_clear(BTree t) noexcept nogil:
-    cdef size_t i
-    for i in range(t.nsim):
-        free(t.sim[i].old)
-        free(t.sim[i].new)
-    t.nsim = 0
-
-
-cdef int io_sync(BTree t) noexcept nogil:
+cdef inline int io_sync(BTree t) noexcept nogil:
     # The barrier.  0 or -errno.
-    if t.fault_at:
-        t.fault_count += 1
-        if t.fault_count >= t.fault_at:
-            return -EIO
-    if t.crashsim:
-        sim_clear(t)                  # the simulated barrier: all of it is durable now
-        return 0
-    if t.sync and fdatasync(t.fd) != 0:
-        return -errno
-    return 0
+    return t.file.sync()
 
 
 cdef int ensure_mapped(BTree t, uint64_t pages) noexcept nogil:
     # Map the file read-only far enough to cover `pages`.  0 or -errno.
     cdef uint64_t need = pages * PAGE_SIZE
     cdef uint64_t new_size
-    cdef void *p
+    cdef int rc
     if need <= t.mapped:
         return 0
     new_size = round_up(need, MAP_STEP)
     if new_size > t.reserved:
         return -ENOSPC
-    p = mmap(t.base + t.mapped, new_size - t.mapped, PROT_READ, MAP_SHARED | MAP_FIXED,
-             t.fd, <long>t.mapped)
-    if p == MAP_FAILED:
-        return -errno
+    rc = t.file.map(t.base + t.mapped, t.mapped, new_size - t.mapped, PROT_READ, MAP_SHARED)
+    if rc != 0:
+        return rc
     t.mapped = new_size
     return 0
 
@@ -975,8 +911,8 @@ cdef void free_page_fill(BTree t, U32Vec *chain, size_t ci, uint64_t free_txn,
 
 cdef class BTree:
 
-    def __cinit__(self):
-        self.fd = -1
+    def __cinit__(self, Vfs vfs=None):
+        self.file = File(vfs if vfs is not None else Vfs())
         self.base = NULL
         self.verified = NULL
         pthread_mutex_init(&self.lock, NULL)
@@ -989,8 +925,6 @@ cdef class BTree:
     def __dealloc__(self):
         cdef size_t i
         self.close()
-        sim_clear(self)
-        free(self.sim)
         for i in range(self.nspare):
             free(self.spare[i])
         free(self.spare)
@@ -1008,27 +942,26 @@ cdef class BTree:
         free(self.rd_cnt)
         pthread_mutex_destroy(&self.lock)
 
-    cdef int open(self, const char *path, int create, int sync) noexcept nogil:
+    cdef int open(self, const char *path, int create) noexcept nogil:
         cdef char *buf = self.scratch
         cdef MetaBody m0, m1, m
         cdef int r0, r1, rc
-        cdef stat st
         cdef void *p
-        cdef uint64_t pages
-        if self.fd >= 0:
+        cdef uint64_t pages, fsize
+        if self.file.fd >= 0:
             return -EINVAL
-        self.fd = c_open(path, O_RDWR | O_CLOEXEC)
-        if self.fd < 0:
-            if errno != ENOENT or not create:
-                return -errno
-            rc = create_file(path, sync, buf)
+        rc = self.file.open(path, 0)
+        if rc != 0:
+            if rc != -ENOENT or not create:
+                return rc
+            rc = create_file(self.file, path, buf)
             if rc != 0:
                 return rc
-            self.fd = c_open(path, O_RDWR | O_CLOEXEC)
-            if self.fd < 0:
-                return -errno
+            rc = self.file.open(path, 0)
+            if rc != 0:
+                return rc
         memset(buf, 0, 2 * PAGE_SIZE)
-        if pread(self.fd, buf, 2 * PAGE_SIZE, 0) < 0:
+        if pread(self.file.fd, buf, 2 * PAGE_SIZE, 0) < 0:
             rc = -errno
             self.close()
             return rc
@@ -1041,17 +974,16 @@ cdef class BTree:
         else:
             self.close()
             return ST_VERSION if (r0 == ST_VERSION or r1 == ST_VERSION) else ST_CORRUPT
-        if fstat(self.fd, &st) != 0:
+        rc = self.file.size(&fsize)
+        if rc != 0:
+            self.close()
+            return rc
+        self.file_pages = fsize // PAGE_SIZE
+        self.base = reserve_space(RESERVE_BYTES)
+        if self.base == NULL:
             rc = -errno
             self.close()
             return rc
-        self.file_pages = <uint64_t>st.st_size // PAGE_SIZE
-        p = mmap(NULL, RESERVE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if p == MAP_FAILED:
-            rc = -errno
-            self.close()
-            return rc
-        self.base = <char *>p
         self.reserved = RESERVE_BYTES
         self.mapped = 0
         p = mmap(NULL, MAX_PAGES // 8, PROT_READ | PROT_WRITE,
@@ -1066,7 +998,6 @@ cdef class BTree:
         if rc != 0:
             self.close()
             return rc
-        self.sync = sync
         self.failed = 0
         self.c.txn = m.txn
         self.c.max_txn = m.txn
@@ -1090,15 +1021,13 @@ cdef class BTree:
         if self.verified != NULL:
             munmap(self.verified, MAX_PAGES // 8)
             self.verified = NULL
-        if self.fd >= 0:
-            c_close(self.fd)
-            self.fd = -1
+        self.file.close()
 
     cdef int begin(self) noexcept nogil:
         cdef uint64_t bound
         cdef size_t i
         cdef int rc
-        if self.fd < 0:
+        if self.file.fd < 0:
             return ST_CLOSED
         if self.failed:
             return ST_FAILED
@@ -1202,7 +1131,7 @@ cdef class BTree:
         return 1
 
     cdef int get(self, const char *key, uint32_t klen, Ref *out) noexcept nogil:
-        if self.fd < 0:
+        if self.file.fd < 0:
             return ST_CLOSED
         if self.in_txn:
             if self.w_err:
@@ -1215,7 +1144,7 @@ cdef class BTree:
         cdef uint32_t pg = s.root
         cdef int d, level, rc, found, i
         cdef const char *p
-        if self.fd < 0:
+        if self.file.fd < 0:
             return ST_CLOSED
         if klen > MAX_KEY_LEN:
             return 0
@@ -1238,11 +1167,11 @@ cdef class BTree:
         cdef uint32_t head = 0, pg
         cdef U32Vec order
         cdef MetaBody m
-        cdef stat st
+        cdef uint64_t fsize = 0
         cdef char *b
         cdef size_t i
         cdef int rc
-        if self.fd < 0:
+        if self.file.fd < 0:
             return ST_CLOSED
         if not self.in_txn:
             return -EINVAL
@@ -1278,11 +1207,10 @@ cdef class BTree:
                 break
         # Pages taken and freed again in this txn are never written: extend
         # the file so every page below page_count exists.
-        if rc == 0 and fstat(self.fd, &st) != 0:
-            rc = -errno
-        if rc == 0 and <uint64_t>st.st_size < self.w_page_count * PAGE_SIZE:
-            if ftruncate(self.fd, <long>(self.w_page_count * PAGE_SIZE)) != 0:
-                rc = -errno
+        if rc == 0:
+            rc = self.file.size(&fsize)
+        if rc == 0 and fsize < self.w_page_count * PAGE_SIZE:
+            rc = self.file.truncate(self.w_page_count * PAGE_SIZE)
         # 2. barrier: the pages are durable before any meta names them.
         if rc == 0:
             rc = io_sync(self)
@@ -1355,7 +1283,7 @@ cdef class BTree:
         cdef size_t i, cap
         cdef uint64_t *nt
         cdef uint32_t *nc
-        if self.fd < 0:
+        if self.file.fd < 0:
             return ST_CLOSED
         pthread_mutex_lock(&self.lock)
         s[0] = self.c
@@ -1399,7 +1327,7 @@ cdef class BTree:
         cdef Cursor cur = Cursor.__new__(Cursor)
         cdef int rc
         cur.tree = self
-        if self.fd < 0:
+        if self.file.fd < 0:
             raise_status(ST_CLOSED, "b-tree cursor", None)
         if write:
             if not self.in_txn:
@@ -1428,7 +1356,7 @@ cdef class BTree:
         cdef const char *p
         cdef char *seen
         cdef int v, i
-        if self.fd < 0:
+        if self.file.fd < 0:
             raise_status(ST_CLOSED, "b-tree check", None)
         pthread_mutex_lock(&self.lock)
         s = self.c
@@ -1436,7 +1364,7 @@ cdef class BTree:
         head = self.c_free_head
         pthread_mutex_unlock(&self.lock)
         problems = []
-        if fstat(self.fd, &st) != 0:
+        if fstat(self.file.fd, &st) != 0:
             raise OSError(errno, "b-tree check: fstat failed")
         limit = <uint64_t>st.st_size // PAGE_SIZE
         if limit < pc:
@@ -1562,36 +1490,36 @@ cdef walk_tree(BTree self, uint32_t pg, int level, list out):
             walk_tree(self, branch_child(p, j), level - 1, out)
 
 
-cdef int create_file(const char *path, int sync, char *buf) noexcept nogil:
+cdef int create_file(File f, const char *path, char *buf) noexcept nogil:
     """A new file with both meta pages (txn 0, empty tree), built as
-    path.new and renamed into place once durable: `path` never exists
-    without a valid meta.  0 or -errno."""
+    path.new (through f, which is left closed) and renamed into place once
+    durable: `path` never exists without a valid meta.  0 or -errno."""
     cdef size_t n = strlen(path)
     cdef char *tmp = <char *>malloc(n + 5)
     cdef char *slash
     cdef MetaBody m
-    cdef int fd, rc = 0
+    cdef int fd, rc
     if tmp == NULL:
         return -ENOMEM
     memcpy(tmp, path, n)
     memcpy(tmp + n, b".new\0", 5)
-    fd = c_open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-    if fd < 0:
-        rc = -errno
+    rc = f.open(tmp, 1)
+    if rc != 0:
         free(tmp)
         return rc
     memset(&m, 0, sizeof(MetaBody))
     m.page_count = META_PAGES
     meta_build(buf, 0, &m)
     meta_build(buf + PAGE_SIZE, 1, &m)
-    if ftruncate(fd, 0) != 0 or pwrite(fd, buf, 2 * PAGE_SIZE, 0) != 2 * PAGE_SIZE:
-        rc = -errno if errno else -EIO
-    if rc == 0 and sync and fdatasync(fd) != 0:
-        rc = -errno
-    c_close(fd)
-    if rc == 0 and rename(tmp, path) != 0:
-        rc = -errno
-    if rc == 0 and sync:
+    rc = f.truncate(0)
+    if rc == 0:
+        rc = f.write(0, buf, 2 * PAGE_SIZE)
+    if rc == 0:
+        rc = f.sync()
+    f.close()
+    if rc == 0:
+        rc = f.vfs.rename(tmp, path)
+    if rc == 0 and not f.vfs.nosync and not f.vfs.sim:
         # the directory entry too, or a power loss could forget the file
         slash = strrchr(tmp, 47)           # '/'
         if slash == NULL:
@@ -1610,7 +1538,7 @@ cdef int create_file(const char *path, int sync, char *buf) noexcept nogil:
 # ---------------------------------------------------------------- Cursor
 
 cdef int cur_live(Cursor c) noexcept nogil:
-    if c.tree.fd < 0:
+    if c.tree.file.fd < 0:
         return ST_CLOSED
     if c.write:
         if not c.tree.in_txn or c.tree.w.txn != c.wtxn:
@@ -1853,8 +1781,16 @@ def synth_ref(uint64_t n, uint32_t klen):
     return ref_tuple(&r)
 
 
-cdef class BTreeTester:
+cdef class TreeFile:
+    """An index file as a whole, for tools that read or write one outside a
+    database (pastedb-check's verification and repair): open, one write
+    transaction at a time (begin / put / delete / commit with the log
+    position it covers), the structure check, every entry in order.  Refs
+    are 6-tuples (koff, voff, vlen, lsn, klen, vcrc); statuses raise through
+    status.raise_status.  sync=False skips the barriers; crashsim (tests)
+    simulates them (vfs.pxd)."""
     cdef BTree t
+    cdef readonly Vfs vfs
     cdef readonly object path
 
     def __cinit__(self, path, bint create=True, bint sync=True, bint crashsim=False):
@@ -1862,10 +1798,10 @@ cdef class BTreeTester:
         cdef const char *cp = bpath
         cdef int rc
         self.path = os.fspath(path)
-        self.t = BTree()
-        self.t.crashsim = crashsim
+        self.vfs = Vfs(sim=crashsim, nosync=not sync)
+        self.t = BTree(self.vfs)
         with nogil:
-            rc = self.t.open(cp, create, sync)
+            rc = self.t.open(cp, create)
         raise_status(rc, "open b-tree", self.path)
 
     def close(self):
@@ -1910,19 +1846,47 @@ cdef class BTreeTester:
     def abort(self):
         self.t.abort()
 
+    def check(self):
+        return self.t.check()
+
+    def items(self, bint write=False):
+        """Every (key, ref) in order: the write txn's (write) or the last commit's."""
+        cdef Cursor c = self.t.cursor(write)
+        cdef int rc = c.first()
+        out = []
+        while rc == 1:
+            out.append((PyBytes_FromStringAndSize(c.kbuf, c.klen), ref_tuple(&c.cref)))
+            rc = c.next()
+        c.close()
+        raise_status(rc, "b-tree scan", self.path)
+        return out
+
+    @property
+    def count(self):
+        return self.t.count()
+
+    @property
+    def applied_lsn(self):
+        return self.t.applied_lsn()
+
+    @property
+    def txn(self):
+        return self.t.c.txn
+
+
+cdef class BTreeTester(TreeFile):
+    """TreeFile plus the tests' drivers: cursors, bulk loops in C with the GIL
+    released, internals, and I/O fault injection."""
+
     def cursor(self, bint write=False):
         cdef CursorTester ct = CursorTester.__new__(CursorTester)
         ct.c = self.t.cursor(write)
         ct.path = self.path
         return ct
 
-    def check(self):
-        return self.t.check()
-
     def tree_pages(self):
         return self.t.tree_pages()
 
-    # -- bulk, in C
     def put_many(self, keys, uint64_t seq0=0):
         """put(keys[i], synth_ref(seq0 + i, len)) for each key; returns how many were new."""
         cdef list ks = list(keys)
@@ -2036,31 +2000,6 @@ cdef class BTreeTester:
             raise AssertionError("scan_snapshot: keys out of order")
         return n, c.snap.entries, c.snap.applied_lsn
 
-    def items(self, bint write=False):
-        """Every (key, ref) in order: the write txn's (write) or the last commit's."""
-        cdef Cursor c = self.t.cursor(write)
-        cdef int rc = c.first()
-        out = []
-        while rc == 1:
-            out.append((PyBytes_FromStringAndSize(c.kbuf, c.klen), ref_tuple(&c.cref)))
-            rc = c.next()
-        c.close()
-        raise_status(rc, "b-tree scan", self.path)
-        return out
-
-    # -- state
-    @property
-    def count(self):
-        return self.t.count()
-
-    @property
-    def applied_lsn(self):
-        return self.t.applied_lsn()
-
-    @property
-    def txn(self):
-        return self.t.c.txn
-
     @property
     def in_txn(self):
         return bool(self.t.in_txn)
@@ -2084,26 +2023,20 @@ cdef class BTreeTester:
             n += self.t.rd_cnt[i]
         return n
 
-    # -- crash injection
     def fail_io_at(self, long n, uint32_t torn=0):
         """I/O op n (writes and barriers, counted from now, 1-based) and every
         later one fail with EIO; with torn, write n first writes that many
         bytes.  n = 0 disarms."""
-        self.t.fault_at = n
-        self.t.fault_count = 0
-        self.t.fault_torn = torn
+        self.vfs.arm({"io": n, "persistent": True, "torn": torn})
 
     @property
     def io_ops(self):
         """I/O ops (writes and barriers) since fail_io_at() was last called."""
-        return self.t.fault_count
+        return self.vfs.counted()["io"]
 
-    def pending_writes(self):
-        """crashsim: the writes since the last barrier, [(offset, old, new)]."""
-        return [(self.t.sim[i].off,
-                 PyBytes_FromStringAndSize(self.t.sim[i].old, self.t.sim[i].len),
-                 PyBytes_FromStringAndSize(self.t.sim[i].new, self.t.sim[i].len))
-                for i in range(self.t.nsim)]
+    def crash_image(self, directory, seed):
+        """crashsim: write into `directory` the file a power loss now could leave."""
+        return self.vfs.crash_image(directory, seed)
 
 
 @cython.no_gc_clear

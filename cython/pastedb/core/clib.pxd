@@ -89,6 +89,7 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t pread(int fd, void *buf, size_t count, off_t offset)
     ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
     int getpid()
+    int unlink(const char *path)
     long sysconf(int name)
     enum:
         _SC_PAGESIZE
@@ -187,6 +188,8 @@ cdef extern from "<signal.h>" nogil:
         SIGTERM
         SIGINT
         SIGPIPE
+        SIGKILL
+    int kill(int pid, int sig)
     int sigemptyset(sigset_t *s)
     int sigaddset(sigset_t *s, int sig)
 

@@ -8,6 +8,7 @@ from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t, pthread_rwlock_t
 from pastedb.core.index cimport Index, Node, Ref
 from pastedb.core.persist cimport Persist
+from pastedb.core.vfs cimport Vfs
 from pastedb.core.pool cimport Pool
 from pastedb.core.format cimport LogRecord
 from pastedb.core.reflog cimport RefLog
@@ -31,6 +32,7 @@ cdef class DB:
     cdef object pool_path             # the pool file inside it
     cdef int lock_fd                  # LOCK file, fcntl-locked: one writer process
     cdef object lock_ident            # its (st_dev, st_ino), in _held_locks while held
+    cdef Vfs vfs                      # the I/O layer under pool and index (faults, crash simulation)
     cdef Pool pool                    # the mapped buffers
     cdef Persist persist              # barriers
     cdef RefLog log                   # the reference log

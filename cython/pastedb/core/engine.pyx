@@ -35,7 +35,7 @@ from pastedb.core.clib cimport (
 )
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.persist cimport (
-    PERSIST_AUTO, PERSIST_CRASHSIM, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
+    PERSIST_AUTO, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
     mode_from_name, mode_name,
 )
 from pastedb.core.format cimport (
@@ -43,7 +43,7 @@ from pastedb.core.format cimport (
     SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
     sb_read,
 )
-from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Fault, Pool
+from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Pool
 from pastedb.core.reflog cimport RefLog, ReplayResult
 from pastedb.core.status cimport (
     ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NO_MAP_SYNC, ST_NOT_DAX, ST_OK,
@@ -270,8 +270,10 @@ cdef class DB:
         pthread_cond_destroy(&self.idx_cond)
 
     # -------------------------------------------------------------- opening
-    def _open(self, path, bint create, bint sync, str persist_name, str index_mode):
-        cdef PersistMode mode = mode_from_name(persist_name)
+    def _open(self, path, bint create, bint sync, str persist_name, str index_mode,
+              dict faults=None):
+        cdef int simulated = 0
+        cdef PersistMode mode = mode_from_name(persist_name, &simulated)
         if index_mode not in INDEX_MODES:
             raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, not {index_mode!r}")
         self.eager = index_mode == "eager"
@@ -298,9 +300,15 @@ cdef class DB:
         target = os.path.join(self.path, POOL_FILE + ".new") if fresh else self.pool_path
         if fresh and os.path.exists(target):
             os.unlink(target)                    # left by a crash during creation
-        want_sync = mode == PERSIST_AUTO or (mode == PERSIST_PMEM and not emulate)
+        want_sync = mode == PERSIST_AUTO or (mode == PERSIST_PMEM and not emulate and not simulated)
+        # One I/O layer for pool and index: one fault numbering, and (tests)
+        # one power-loss simulator that tears both files together.
+        self.vfs = Vfs(sim=simulated, nosync=mode == PERSIST_NONE)
+        if faults and faults.get("from_open"):
+            self.vfs.arm(faults)                 # tests: count (and fail, kill, image) open's I/O too
         self.pool = Pool()
-        rc = self.pool.open_file(os.fsencode(target), 1, want_sync, INITIAL_POOL_BYTES, &created)
+        rc = self.pool.open_file(self.vfs, os.fsencode(target), 1, want_sync, INITIAL_POOL_BYTES,
+                                 &created)
         if rc == ST_NO_MAP_SYNC:
             if mode == PERSIST_PMEM:
                 raise_status(ST_NOT_DAX, "open", target)
@@ -308,26 +316,27 @@ cdef class DB:
             if fresh:
                 os.unlink(target)                # grown by the MAP_SYNC attempt: start over
             self.pool = Pool()
-            rc = self.pool.open_file(os.fsencode(target), 1, 0, INITIAL_POOL_BYTES, &created)
+            rc = self.pool.open_file(self.vfs, os.fsencode(target), 1, 0, INITIAL_POOL_BYTES,
+                                     &created)
             if mode == PERSIST_AUTO:
                 mode = PERSIST_FDATASYNC
         elif mode == PERSIST_AUTO:
             mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
         self.persist = Persist(self.pool, mode)
-        if mode == PERSIST_CRASHSIM:
-            self.persist.start_crashsim()
         # Ordinary files: write with pwrite() (see Pool.write_at for why).
         self.pool.write_syscall = mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC
         self.log = RefLog(self.pool, self.persist)
         self.index = Index()
         self.index.set_base(self.pool.base)
         self.tree_path = os.path.join(self.path, INDEX_FILE)
-        self.tree = BTree()
+        self.tree = BTree(self.vfs)
         if fresh:
             self._create(target)
         else:
             self._recover()
-        if mode != PERSIST_CRASHSIM:
+        if not simulated:
+            # Simulated runs grow in the foreground: fault numbers and images
+            # then depend on the workload alone.
             self.pool.start_grower()
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
@@ -338,10 +347,9 @@ cdef class DB:
 
     def _open_tree(self, bint create):
         # The tree syncs its own file; without barriers (persist="none")
-        # it skips them too.
+        # it skips them too (the Vfs's nosync).
         cdef bytes p = os.fsencode(self.tree_path)
-        cdef int tsync = self.persist.mode != PERSIST_NONE
-        cdef int rc = self.tree.open(p, create, tsync)
+        cdef int rc = self.tree.open(p, create)
         if rc == ST_CORRUPT:
             raise CorruptionError(
                 f"open: the index file {self.tree_path} has no valid meta page; "
@@ -363,31 +371,10 @@ cdef class DB:
             self.lock_fd = -1
 
     def _arm_faults(self, dict faults):
-        """Test hook: fail the n-th write, barrier or growth from now on
-        (SQLite-style fault injection).  faults = {"write": n, "barrier": n,
-        "grow": n, "persistent": bool, "errno": "EIO" | "ENOSPC"}."""
-        import errno as _errno
-        unknown = set(faults) - {"write", "barrier", "grow", "persistent", "errno"}
-        if unknown:
-            raise TypeError(f"unknown fault kind(s): {', '.join(sorted(unknown))}")
-        persistent = 1 if faults.get("persistent") else 0
-        err = faults.get("errno")
-        code = getattr(_errno, err) if err else 0
-        cdef Fault *f
-        cdef Fault *slots[3]
-        slots[0] = &self.pool.write_fault
-        slots[1] = &self.persist.barrier_fault
-        slots[2] = &self.pool.grow_fault
-        for i, name in enumerate(("write", "barrier", "grow")):
-            n = int(faults.get(name, 0))
-            if n < 0:
-                raise ValueError("a fault position is a positive operation number")
-            f = slots[i]
-            f.at = n
-            f.count = 0
-            f.fired = 0
-            f.persistent = persistent
-            f.err = code or (_errno.ENOSPC if name == "grow" else _errno.EIO)
+        """Test hook: fail the n-th write, barrier or growth of any file of
+        the database from now on (SQLite-style fault injection; the kinds
+        are Vfs.arm's)."""
+        self.vfs.arm(faults)
 
     def _checkpoint_policy(self, every=None, interval=None):
         """Test and benchmark hook: start a checkpoint after `every` logged
@@ -403,23 +390,20 @@ cdef class DB:
             self.ckpt_interval_ns = <int64_t>(interval * 1e9)
 
     def _faults_fired(self):
-        return {"write": self.pool.write_fault.fired, "barrier": self.persist.barrier_fault.fired,
-                "grow": self.pool.grow_fault.fired}
+        return self.vfs.fired()
 
-    def _crash_image(self, path, seed, double keep=0.5, double torn=0.25):
-        """Test hook (persist="crashsim"): write to `path` a pool file that a
-        power loss at this instant could leave behind."""
-        if self.persist is None or self.persist.mode != PERSIST_CRASHSIM:
+    def _crash_image(self, directory, seed, double keep=0.5, double torn=0.25):
+        """Test hook (persist="crashsim*"): write into `directory` the pool
+        and index files a power loss at this instant could leave behind, torn
+        together.  Returns the number of pending operations chosen from."""
+        if not self.vfs.sim:
             raise Error("crash images need persist='crashsim'")
-        import shutil
-        # The index file as of now (it syncs itself; taken between commits).
-        with nogil:
-            pthread_mutex_lock(&self.tree_lock)
-        try:
-            shutil.copyfile(self.tree_path, os.path.join(os.path.dirname(os.fspath(path)), INDEX_FILE))
-            return self.persist.crash_image(os.fspath(path), seed, keep, torn)
-        finally:
-            pthread_mutex_unlock(&self.tree_lock)
+        return self.vfs.crash_image(directory, seed, keep, torn)
+
+    @property
+    def _vfs(self):
+        """Test hook: the I/O layer (fault counts, image triggers)."""
+        return self.vfs
 
     def _lock(self):
         # A POSIX record lock (fcntl), not flock: it belongs to this process
@@ -477,7 +461,7 @@ cdef class DB:
         rc = self.persist.barrier()
         if rc != 0:
             raise_status(rc, "create", tmp_path)
-        os.rename(tmp_path, self.pool_path)
+        self.vfs.rename_file(tmp_path, self.pool_path)
         dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)
@@ -547,7 +531,7 @@ cdef class DB:
         # The superblock's mark, but not past the end of the file: a cut of
         # free segments at the end may have followed the checkpoint.
         cdef uint64_t mark = sb.alloc_tail
-        cdef uint64_t fsize = <uint64_t>os.fstat(self.pool.fd).st_size // SEG_SIZE * SEG_SIZE
+        cdef uint64_t fsize = <uint64_t>os.fstat(self.pool.file.fd).st_size // SEG_SIZE * SEG_SIZE
         if mark > fsize:
             mark = fsize
         if mark > end:
@@ -1394,10 +1378,9 @@ cdef class DB:
         pthread_mutex_unlock(&self.pool.lock)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
-        if self.persist.mode != PERSIST_CRASHSIM:
-            cut = self.pool.truncate_free_tail(64 << 20 if self.pool.size < (512 << 20) else self.pool.size // 8)
-            if cut > 0:
-                self.truncated_bytes += <uint64_t>cut
+        cut = self.pool.truncate_free_tail(64 << 20 if self.pool.size < (512 << 20) else self.pool.size // 8)
+        if cut > 0:
+            self.truncated_bytes += <uint64_t>cut
 
     cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil:
         """Copy a live value out of a sparse segment: an ordinary put of the
@@ -1564,7 +1547,7 @@ cdef class DB:
                 self._clean(0.5, True)
                 with nogil:
                     rc = self.checkpoint_index()
-            if rc == 0 and self.persist.mode != PERSIST_CRASHSIM:
+            if rc == 0:
                 with nogil:
                     cut = self.pool.truncate_free_tail(0)
                 if cut > 0:
@@ -1720,7 +1703,7 @@ cdef class DB:
                 # A clean close leaves nothing to replay.  Everything is
                 # durable in the log already: a failed checkpoint here only
                 # means the next open replays more.
-                if rc == 0 and was_open and self.tree is not None and self.tree.fd >= 0:
+                if rc == 0 and was_open and self.tree is not None and self.tree.file.fd >= 0:
                     ckpt_rc = self.checkpoint_index()
         if ckpt_rc != 0:
             log.warning("pastedb: the checkpoint at close failed (%s); nothing is lost, the next "
@@ -2087,8 +2070,8 @@ def open_db(path, *, bint create=True, bint sync=True, str persist="auto", str i
             faults=None):
     db = DB()
     try:
-        db._open(path, create, sync, persist, index)
-        if faults:
+        db._open(path, create, sync, persist, index, dict(faults) if faults else None)
+        if faults and not faults.get("from_open"):
             db._arm_faults(dict(faults))
     except BaseException:
         db._shutdown(False)

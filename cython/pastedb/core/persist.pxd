@@ -11,18 +11,18 @@
 #                      since the last barrier.
 #   PERSIST_NONE       no barrier at all: survives a process crash (the page
 #                      cache has the bytes), not a power loss.
-#   PERSIST_CRASHSIM   for tests: keeps a "durable image" in memory that only
-#                      barriers update, and the writes persisted since the last
-#                      barrier.  crash_image() writes what a power loss could
-#                      leave: the durable image plus any subset of those writes,
-#                      each whole, torn at a 512-byte sector, or lost.
 #
+# Crash simulation is not a mode: with the database's Vfs simulating
+# (persist="crashsim", "crashsim-msync", "crashsim-pmem": the fdatasync,
+# msync or pmem backend), every backend runs as in production and only its
+# barrier is simulated (vfs.pxd).
+
 # Writers call persist_range() on every byte range they wrote, then a group
 # commit calls barrier() once for everything written before it.
 
 from libc.stdint cimport uint64_t
 from pastedb.core.clib cimport pthread_mutex_t
-from pastedb.core.pool cimport Fault, Pool
+from pastedb.core.pool cimport Pool
 
 cdef enum PersistMode:
     PERSIST_AUTO = 0
@@ -30,13 +30,6 @@ cdef enum PersistMode:
     PERSIST_FDATASYNC = 2
     PERSIST_MSYNC = 3
     PERSIST_PMEM = 4
-    PERSIST_CRASHSIM = 5
-
-
-cdef struct PendingWrite:             # crashsim: a write not yet covered by a barrier
-    uint64_t off
-    uint64_t len
-    char *data                        # malloc'ed copy of the bytes at persist_range time
 
 
 cdef class Persist:
@@ -48,21 +41,13 @@ cdef class Persist:
     cdef uint64_t dirty_hi            # msync: one past the highest
     cdef readonly unsigned long barriers   # barriers issued (stats)
     cdef readonly unsigned long barrier_errors
-    cdef Fault barrier_fault          # injected barrier failures
-    # crashsim state
-    cdef char *image                  # the durable image
-    cdef uint64_t image_size
-    cdef PendingWrite *pending
-    cdef size_t npending
-    cdef size_t pending_cap
 
     # Note that [p, p + n) of the mapping was written.
     cdef void persist_range(self, const char *p, uint64_t n) noexcept nogil
     # Make everything persist_range()d before this call durable.  0 or -errno.
     cdef int barrier(self) noexcept nogil
-    cdef void drop_pending(self) noexcept nogil
-    cdef int image_apply(self, uint64_t off, const char *data, uint64_t n) noexcept nogil
 
 
 cdef str mode_name(PersistMode mode)
-cdef PersistMode mode_from_name(str name) except *
+# The backend a persist= name selects; *sim says whether its durability is simulated.
+cdef PersistMode mode_from_name(str name, int *sim) except *

@@ -10,35 +10,17 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
+from pastedb.core.vfs cimport File, Vfs
 
 cdef enum:
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
     SEG_FREE = 1                      # seg_flags: reusable
     SEG_NOFREE = 2                    # never reclaimed (superblock segment, server arenas)
 
-# Injected I/O failure (tests, SQLite style): operation number `at` (1-based,
-# counted from when the fault is armed) fails with -err; with `persistent`
-# every later one fails too.  at == 0: disarmed.
-cdef struct Fault:
-    long at                           # which operation fails
-    long count                        # operations seen since armed
-    int persistent                    # keep failing after the first
-    int err                           # errno to fail with
-    long fired                        # failures injected
-
-
-cdef inline int fault_hit(Fault *f) noexcept nogil:
-    if f.at == 0:
-        return 0
-    f.count += 1
-    if f.count == f.at or (f.persistent and f.count > f.at):
-        f.fired += 1
-        return -f.err
-    return 0
 
 
 cdef class Pool:
-    cdef int fd                       # the pool file, O_RDWR
+    cdef File file                    # the pool file, written only through it (vfs.pxd)
     cdef object path                  # its path (for messages)
     cdef char *base                   # start of the reserved address range
     cdef uint64_t reserved            # bytes of address space reserved
@@ -49,8 +31,6 @@ cdef class Pool:
     cdef uint64_t alloc_tail          # next free byte for the bump allocator
     cdef long live_views              # memoryviews into the mapping still alive
     cdef int write_syscall            # write with pwrite() instead of stores (see write_at)
-    cdef Fault write_fault            # injected failures of write_at
-    cdef Fault grow_fault             # injected failures of growth (ENOSPC)
     cdef pthread_mutex_t grow_lock    # serialises extending the file (zero writes)
     cdef pthread_cond_t grow_cond     # wakes the grower (under self.lock)
     cdef int grow_requested           # the allocator is within a step of the end
@@ -77,9 +57,10 @@ cdef class Pool:
     cdef readonly uint64_t freed_segs         # segments the free passes released (stats)
     cdef readonly uint64_t truncations        # times the file was cut back
 
-    # Map `path` (creating it with `initial` bytes when new; `created` says so).
-    # Returns 0, or ST_NO_MAP_SYNC when want_sync and the file system refused MAP_SYNC.
-    cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial, int *created) except -1
+    # Map `path` through `vfs` (creating it with `initial` bytes when new;
+    # `created` says so).  Returns 0, or ST_NO_MAP_SYNC when want_sync and the
+    # file system refused MAP_SYNC.
+    cdef int open_file(self, Vfs vfs, bytes path, int create, int want_sync, uint64_t initial, int *created) except -1
     # Make [0, end) part of the file and of the mapping.  -errno on failure
     # (ENOSPC leaves the file as it was).
     cdef int ensure(self, uint64_t end) noexcept nogil
@@ -105,4 +86,6 @@ cdef class Pool:
     # Write bytes into the pool at `off`: stores through the mapping, or
     # pwrite() when write_syscall is set.  0 or -errno.
     cdef int write_at(self, uint64_t off, const void *p, size_t n) noexcept nogil
+    # Write n zeros at `off`, the same way.  0 or -errno.
+    cdef int zero_at(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void close_map(self) noexcept

@@ -5,21 +5,19 @@ from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
 
 from pastedb.core.clib cimport (
-    EINTR, EINVAL, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED,
-    MAP_NORESERVE,
+    EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
     MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
-    pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
-    PROT_NONE, PROT_READ, PROT_WRITE, close, errno, fdatasync, fstat, ftruncate, mmap,
-    munmap, open as c_open, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
-    pthread_mutex_unlock, pwrite, stat,
+    pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, PROT_NONE, PROT_READ, PROT_WRITE, errno,
+    mmap, munmap, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
+    pthread_mutex_unlock,
 )
-from pastedb.core.status cimport ST_NO_MAP_SYNC
 from pastedb.core.format cimport BUF_SIZE, CHUNK_SIZE, HEADER_SIZE, MAP_ALIGN, SEG_SHIFT, SEG_SIZE
+from pastedb.core.status cimport ST_NO_MAP_SYNC
+from pastedb.core.vfs cimport FAULT_GROW, FAULT_WRITE, File, Vfs, reserve_space
 
 # 1 TiB of address space: no memory is committed for PROT_NONE, and the
 # x86-64 user address space is 128 TiB.
 cdef uint64_t RESERVE_BYTES = 1 << 40
-cdef uint64_t ZERO_CHUNK = 1 << 20
 
 
 cdef inline uint64_t round_up(uint64_t n, uint64_t align) noexcept nogil:
@@ -41,7 +39,6 @@ cdef inline uint64_t grow_step(uint64_t size) noexcept nogil:
 cdef class Pool:
 
     def __cinit__(self):
-        self.fd = -1
         self.base = NULL
         pthread_mutex_init(&self.lock, NULL)
         pthread_mutex_init(&self.grow_lock, NULL)
@@ -101,28 +98,27 @@ cdef class Pool:
             self.grow_requested = 0
         pthread_mutex_unlock(&self.lock)
 
-    cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial,
+    cdef int open_file(self, Vfs vfs, bytes path, int create, int want_sync, uint64_t initial,
                        int *created) except -1:
-        cdef stat st
-        cdef int flags = O_RDWR | O_CLOEXEC
-        cdef int fd
-        cdef void *p
+        cdef int rc
+        cdef uint64_t have
+        cdef char *p
         self.path = path.decode("utf-8", "surrogateescape")
+        self.file = File(vfs)
         created[0] = 0
-        fd = c_open(path, flags)
-        if fd < 0 and create and errno == ENOENT:
-            fd = c_open(path, flags | O_CREAT, 0o644)
+        rc = self.file.open(path, 0)
+        if rc == -ENOENT and create:
+            rc = self.file.open(path, 1)
             created[0] = 1
-        if fd < 0:
-            raise OSError(errno, f"cannot open pool file {self.path}")
-        self.fd = fd
-        if fstat(fd, &st) != 0:
-            raise OSError(errno, f"cannot stat {self.path}")
-        p = mmap(NULL, RESERVE_BYTES, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if p == MAP_FAILED:
+        if rc != 0:
+            raise OSError(-rc, f"cannot open pool file {self.path}")
+        rc = self.file.size(&have)
+        if rc != 0:
+            raise OSError(-rc, f"cannot stat {self.path}")
+        p = reserve_space(RESERVE_BYTES)
+        if p == NULL:
             raise OSError(errno, "cannot reserve address space for the pool mapping")
-        self.base = <char *>p
+        self.base = p
         self.reserved = RESERVE_BYTES
         # calloc: untouched pages of these arrays cost nothing.
         self.nsegs = RESERVE_BYTES >> SEG_SHIFT
@@ -139,10 +135,9 @@ cdef class Pool:
         self.map_sync = want_sync
         # A file that is not a whole number of growth steps was cut short: it
         # is extended with zeros, which recovery reads as the end of the log.
-        cdef uint64_t have = <uint64_t>st.st_size
         cdef uint64_t want = have if have else initial
         want = round_up(want, MAP_ALIGN)
-        cdef int rc = self.ensure(want)
+        rc = self.ensure(want)
         if rc != 0:
             if rc == -ENOSPC:
                 raise OSError(ENOSPC, f"no space left to create the pool file {self.path}")
@@ -162,7 +157,7 @@ cdef class Pool:
         cdef int rc
         if end <= self.size:
             return 0
-        rc = fault_hit(&self.grow_fault)
+        rc = self.file.vfs.check(FAULT_GROW)
         if rc != 0:
             return rc
         new_size = round_up(end, MAP_ALIGN)
@@ -180,51 +175,31 @@ cdef class Pool:
         Zeros are written, not just fallocated: measured here, a later
         fdatasync over fallocated (unwritten) blocks costs ~2x, since the
         extents must be converted."""
-        cdef uint64_t off, n
-        cdef stat st
-        cdef ssize_t w
-        cdef char *zeros
-        if fstat(self.fd, &st) != 0:
-            return -errno
-        if <uint64_t>st.st_size < new_size:
-            zeros = <char *>calloc(1, ZERO_CHUNK)
-            if zeros == NULL:
-                return -ENOMEM
-            off = <uint64_t>st.st_size
-            while off < new_size:
-                n = new_size - off
-                if n > ZERO_CHUNK:
-                    n = ZERO_CHUNK
-                w = pwrite(self.fd, zeros, n, <long>off)
-                if w < 0:
-                    if errno == EINTR:
-                        continue
-                    w = -errno
-                    free(zeros)
-                    # Give back what this growth took: nothing that was
-                    # acknowledged lives beyond the old size.
-                    ftruncate(self.fd, st.st_size)
-                    return <int>w
-                off += <uint64_t>w
-            free(zeros)
-            if fdatasync(self.fd) != 0:
-                return -errno
-        return 0
+        cdef uint64_t have
+        cdef int rc = self.file.size(&have)
+        if rc != 0 or have >= new_size:
+            return rc
+        rc = self.file.write_zeros(have, new_size - have)
+        if rc != 0:
+            # Give back what this growth took: nothing that was
+            # acknowledged lives beyond the old size.
+            self.file.truncate(have)
+            return rc
+        return self.file.sync()
 
     cdef int map_to(self, uint64_t new_size) noexcept nogil:
         """Map [size, new_size) of the (already extended) file after the
         current mapping (caller holds self.lock)."""
-        cdef void *p
         cdef int flags
         if new_size <= self.size:
             return 0
-        flags = MAP_SHARED | MAP_FIXED
+        flags = MAP_SHARED
         if self.map_sync:
-            flags = MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED
-        p = mmap(self.base + self.size, new_size - self.size, PROT_READ | PROT_WRITE,
-                 flags, self.fd, <long>self.size)
-        if p == MAP_FAILED:
-            return -errno
+            flags = MAP_SHARED_VALIDATE | MAP_SYNC
+        cdef int rc = self.file.map(self.base + self.size, self.size, new_size - self.size,
+                                    PROT_READ | PROT_WRITE, flags)
+        if rc != 0:
+            return rc
         self.size = new_size
         self.growths += 1
         return 0
@@ -368,8 +343,8 @@ cdef class Pool:
                 pthread_mutex_unlock(&self.grow_lock)
                 pthread_mutex_unlock(&self.lock)
                 return -errno
-            if ftruncate(self.fd, <long>new_size) != 0:
-                err = errno
+            err = -self.file.truncate(new_size)
+            if err != 0:
                 # The mapping is gone but the file is not cut: map it again.
                 pthread_mutex_unlock(&self.grow_lock)
                 self.size = new_size
@@ -396,24 +371,22 @@ cdef class Pool:
         # dirtied by pwrite() ~0.1 ms (write-protect + writeback of mapped
         # pages).  So on ordinary files the bytes go in with pwrite(); the
         # mapping sees them at once (one page cache) and serves every read.
-        cdef ssize_t w
-        cdef const char *src = <const char *>p
-        cdef int rc = fault_hit(&self.write_fault)
-        if rc != 0:
-            return rc
-        if not self.write_syscall:
+        cdef int rc
+        if self.write_syscall:
+            return self.file.write(off, p, n)
+        rc = self.file.vfs.check(FAULT_WRITE)
+        if rc == 0:
             memcpy(self.base + off, p, n)
-            return 0
-        while n:
-            w = pwrite(self.fd, src, n, <long>off)
-            if w < 0:
-                if errno == EINTR:
-                    continue
-                return -errno
-            src += w
-            off += <uint64_t>w
-            n -= <size_t>w
-        return 0
+        return rc
+
+    cdef int zero_at(self, uint64_t off, uint64_t n) noexcept nogil:
+        cdef int rc
+        if self.write_syscall:
+            return self.file.write_zeros(off, n)
+        rc = self.file.vfs.check(FAULT_WRITE)
+        if rc == 0:
+            memset(self.base + off, 0, n)
+        return rc
 
     cdef void close_map(self) noexcept:
         if self.grower_thread is not None:
@@ -432,6 +405,5 @@ cdef class Pool:
             munmap(self.base, self.reserved)
             self.base = NULL
             self.size = 0
-        if self.fd >= 0:
-            close(self.fd)
-            self.fd = -1
+        if self.file is not None:
+            self.file.close()

@@ -147,7 +147,9 @@ cdef class RefLog:
         # New records go here.  Zero the rest of the chunk so no stale record
         # from before the crash can ever follow a new one; the caller issues
         # the barrier before accepting writes.
-        memset(pool.base + res.tail_off, 0, (CHUNK_SLOTS - slot) * REC_SIZE)
+        rc = pool.zero_at(res.tail_off, (CHUNK_SLOTS - slot) * REC_SIZE)
+        if rc != 0:
+            return rc
         self.persist.persist_range(pool.base + res.tail_off, (CHUNK_SLOTS - slot) * REC_SIZE)
         self.chunk_off = chunk
         self.slot = slot
@@ -325,7 +327,9 @@ cdef class RefLog:
         cdef int rc = self.pool.alloc_extent(CHUNK_SIZE, &new_off)
         if rc != 0:
             return rc
-        memset(self.pool.base + new_off, 0, CHUNK_SIZE)
+        rc = self.pool.zero_at(new_off, CHUNK_SIZE)
+        if rc != 0:
+            return rc
         self.persist.persist_range(self.pool.base + new_off, CHUNK_SIZE)
         self.chunk_off = new_off
         self.slot = 0

@@ -757,7 +757,7 @@ cdef class Server:
         into the mapping would -- but the pages are dirtied the way write()
         dirties them, which keeps the next fdatasync cheap (see Pool.write_at).
         The bytes are then read (never written) through the mapping."""
-        cdef long off = <long>(dst - self.db.pool.base)
+        cdef uint64_t off = <uint64_t>(dst - self.db.pool.base)
         cdef ssize_t got, moved, n
         if space > self.splice_max:
             space = self.splice_max
@@ -767,14 +767,14 @@ cdef class Server:
             return got
         moved = 0
         while moved < got:
-            n = splice(self.splice_pipe[0], NULL, self.db.pool.fd, &off, <size_t>(got - moved),
-                       SPLICE_F_MOVE)
+            n = self.db.pool.file.splice_from(self.splice_pipe[0], off + <uint64_t>moved,
+                                              <size_t>(got - moved))
             if n <= 0:
-                if n < 0 and errno == EINTR:
+                if n == -EINTR:
                     continue
                 # The pipe now holds bytes of this connection we cannot place:
                 # the server cannot go on safely.
-                self.flush_error = -errno if n < 0 else -5
+                self.flush_error = <int>n if n < 0 else -5
                 return -1
             moved += n
         return got
@@ -816,6 +816,11 @@ cdef class Server:
             tail = self.arena
         if pending:
             memmove(tail, c.win + c.parser.cmd_start, pending)
+            if self.db.pool.write_syscall:
+                # A store through the mapping of an ordinary file: durable
+                # with the next barrier (the I/O layer notes it; on pmem the
+                # staged key and value are flushed by persist_range).
+                self.db.pool.file.note_store(<uint64_t>(tail - self.db.pool.base), tail, pending)
         c.win = tail
         c.win_off = self.arena_off + self.arena_tail
         c.win_len = pending
@@ -848,8 +853,14 @@ cdef class Server:
                 space = self.arena_size - self.arena_tail
             if self.splice_pipe[0] >= 0 and not self.copy_mode:
                 got = self.splice_in(fd, c.win + c.win_len, space)
-            else:
+            elif self.copy_mode:
                 got = recv(fd, c.win + c.win_len, space, 0)
+            else:
+                # Into the mapping: on an ordinary file these stores are made
+                # durable by the file's barrier (the I/O layer notes them).
+                got = self.db.pool.file.recv_into(
+                    fd, c.win + c.win_len, <uint64_t>(c.win + c.win_len - self.db.pool.base),
+                    space, self.db.pool.write_syscall)
             if got == 0:
                 self.close_conn(c)
                 return
