@@ -127,6 +127,13 @@ cdef class DB:
     # Apply one logged record to the index (index write lock held, or replay).
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil
 
+    # ---- ingest: the network server's view of the engine
+    # Look a key up and verify its value (1 / 0 / negative status); a value
+    # of pin_min bytes or more (pin_min > 0) is pinned: its segments are not
+    # released until pin_value(-1).
+    cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil
+    cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
+
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
                   int sync) noexcept nogil
     cdef object _get(self, object key, object default, bint raise_missing)

@@ -1796,6 +1796,34 @@ cdef class DB:
     def __reduce__(self):
         raise TypeError("a pastedb.DB cannot be pickled; open the path instead")
 
+    # -------------------------------------------------------------- ingest
+    # What the network server uses of the engine (engine.pxd: "ingest").
+
+    cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil:
+        """Look k up and check the value it names: inside the file and
+        matching the checksum its record carried.  1 (*out filled), 0 absent,
+        ST_CORRUPT for damage (never a value), or a negative status from the
+        tree.  A value of at least pin_min bytes (pin_min > 0) is also pinned
+        (its segments) (pool.pin), taken under
+        the index read lock: a segment is released only by a free pass after
+        a checkpoint published a tree without the entry (write lock), so a
+        pinned value stays where it is until unpin_value."""
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.lookup_locked(k, klen, out)
+        if found > 0 and (not self.ref_in_pool(out) or
+                          pdb_crc32c(self.pool.base + out.voff, out.vlen) != out.vcrc):
+            found = ST_CORRUPT
+        if found > 0 and pin_min and out.vlen >= pin_min:
+            self.pool.pin(out.voff, out.vlen, 1)
+        pthread_rwlock_unlock(&self.index_lock)
+        return found
+
+    cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil:
+        """Take (delta 1) or drop (delta -1) a reader's pin on pool bytes the
+        caller knows cannot be released meanwhile (a pinned or staged value)."""
+        self.pool.pin(voff, vlen, delta)
+
 
 cdef object value_damaged(DB db, str what, str which):
     return CorruptionError(

@@ -1,5 +1,6 @@
 """Redis-protocol server over the engine: epoll, nogil, zero-copy SET."""
 
+import logging
 import os
 import socket
 import threading
@@ -13,7 +14,7 @@ from pastedb.core.clib cimport (
     EAGAIN, EINTR, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
-    accept4, pthread_cond_timedwait,
+    accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
     clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
     pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
@@ -24,16 +25,20 @@ from pastedb.core.clib cimport (
 from pastedb.core.clib cimport read as c_read, write as c_write
 from pastedb.core.engine cimport DB, MergeIter, SEEK_FIRST
 from pastedb.core.index cimport Index, Node, Ref, key_compare
+from pastedb.core.pattern cimport glob_match
 from pastedb.core.pool cimport BUF_SIZE
 from pastedb.core.reflog cimport (
     MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, key_crc_state,
 )
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
-    out_error, out_free, out_init, out_int, out_map, out_null, out_null_array, out_raw,
+    out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null,
+    out_null_array, out_raw, out_reserve,
     out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
 )
 from pastedb.core.status cimport ST_CORRUPT, ST_OK, raise_status
+
+log = logging.getLogger("pastedb")
 
 VERSION = "7.2.0"          # the Redis version we answer to (clients probe it)
 
@@ -45,7 +50,9 @@ cdef enum CmdFlag:
     F_READONLY = 2
     F_NOAUTH = 4            # allowed before AUTH
     F_NOMULTI = 8           # executed at once even inside MULTI
-    F_DENYMULTI = 16        # refused inside MULTI (it would commit part of the transaction)
+    F_DENYMULTI = 16        # refused inside MULTI, and the EXEC aborts: Redis 7.0's no-multi
+                            # commands (SHUTDOWN, SAVE; SYNC/PSYNC are not served), and BGSAVE
+                            # (it would commit part of the transaction)
 
 cdef enum CmdId:
     C_PING = 1
@@ -130,7 +137,7 @@ COMMAND_TABLE = [
     (b"discard", 1, F_READONLY | F_NOMULTI, C_DISCARD),
     (b"save", 1, F_WRITE | F_DENYMULTI, C_SAVE),
     (b"bgsave", -1, F_WRITE | F_DENYMULTI, C_BGSAVE),
-    (b"shutdown", -1, F_NOMULTI, C_SHUTDOWN),
+    (b"shutdown", -1, F_DENYMULTI, C_SHUTDOWN),
     (b"time", 1, F_READONLY, C_TIME),
     (b"reset", 1, F_NOAUTH | F_NOMULTI, C_RESET),
 ]
@@ -152,7 +159,15 @@ cdef enum:
     UNAUTH_MAX_ARGS = 10240
     ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
+    SCAN_MAX_COUNT = 65536          # keys one SCAN call visits at most (COUNT is a hint)
     KEYS_BATCH = 1024
+    # Fairness and bounded memory (per connection):
+    CMDS_PER_SLICE = 1024           # commands run before the loop serves others
+    REF_MIN = 16384                 # values this large are sent from the pool, not copied
+    OUT_PAUSE_BYTES = 4194304       # unsent reply bytes in memory that pause input
+    OUT_PAUSE_REFS = 16384          # unsent value references that pause input
+    OUT_COMPACT = 1048576           # sent bytes at the front of the buffer worth moving
+    SEND_IOV = 64                   # iovecs per sendmsg
 
 
 # ---------------------------------------------------------------- small helpers
@@ -201,84 +216,39 @@ cdef int parse_i64(const char *s, size_t n, int64_t *out) noexcept nogil:
     return 1
 
 
-cdef int glob_match(const char *p, size_t plen, const char *s, size_t slen, int depth) noexcept nogil:
-    """Redis's stringmatchlen: * ? [abc] [^a-z] and \\ escapes, byte-wise."""
-    cdef int nt, match
-    cdef char start, end, c
-    if depth > 1000:
-        return 0
-    while plen and slen:
-        c = p[0]
-        if c == 42:                               # '*'
-            while plen > 1 and p[1] == 42:
-                p += 1
-                plen -= 1
-            if plen == 1:
-                return 1
-            while slen:
-                if glob_match(p + 1, plen - 1, s, slen, depth + 1):
-                    return 1
-                s += 1
-                slen -= 1
-            return 0
-        elif c == 63:                             # '?'
-            s += 1
-            slen -= 1
-        elif c == 91:                             # '['
-            p += 1
-            plen -= 1
-            nt = plen > 0 and p[0] == 94
-            if nt:
-                p += 1
-                plen -= 1
-            match = 0
-            while plen:
-                if p[0] == 92 and plen >= 2:
-                    p += 1
-                    plen -= 1
-                    if p[0] == s[0]:
-                        match = 1
-                elif p[0] == 93:
-                    break
-                elif plen >= 3 and p[1] == 45:
-                    start = p[0]
-                    end = p[2]
-                    if start > end:
-                        start, end = end, start
-                    p += 2
-                    plen -= 2
-                    if start <= s[0] <= end:
-                        match = 1
-                elif p[0] == s[0]:
-                    match = 1
-                p += 1
-                plen -= 1
-            if plen == 0:                         # unterminated [: treat as literal end
-                return 0
-            if nt:
-                match = not match
-            if not match:
-                return 0
-            s += 1
-            slen -= 1
-        else:
-            if c == 92 and plen >= 2:
-                p += 1
-                plen -= 1
-            if p[0] != s[0]:
-                return 0
-            s += 1
-            slen -= 1
-        p += 1
-        plen -= 1
-    while plen and p[0] == 42:
-        p += 1
-        plen -= 1
-    return plen == 0 and slen == 0
-
-
 cdef inline int out_err_fmt(OutBuf *o, bytes msg) noexcept:
     return out_error(o, <const char *>msg)
+
+
+cdef int parse_mem(object text) except? -1:
+    """Redis's memtoull: 100, 1k (1000), 1kb (1024), 1m, 1mb, 1g, 1gb."""
+    t = text.strip().lower() if isinstance(text, str) else str(text)
+    units = (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1000 ** 3),
+             ("m", 1000 ** 2), ("k", 1000), ("b", 1))
+    for suffix, mult in units:
+        if t.endswith(suffix):
+            num = t[:-len(suffix)]
+            break
+    else:
+        num, mult = t, 1
+    if not num.isdigit():
+        raise ValueError(f"invalid memory size {text!r}")
+    return int(num) * mult
+
+
+def parse_output_limit(text):
+    """`client-output-buffer-limit` as Redis takes it for normal clients:
+    "<hard> <soft> <soft seconds>", optionally led by the class "normal".
+    Returns (hard, soft, seconds) in bytes and seconds; 0 disables each."""
+    words = str(text).split()
+    if words and words[0].lower() == "normal":
+        words = words[1:]
+    if len(words) != 3:
+        raise ValueError("client-output-buffer-limit wants '[normal] <hard> <soft> <soft seconds>'")
+    hard, soft = parse_mem(words[0]), parse_mem(words[1])
+    if not words[2].isdigit():
+        raise ValueError(f"invalid soft seconds {words[2]!r}")
+    return hard, soft, int(words[2])
 
 
 cdef void free_queue(Conn *c) noexcept nogil:
@@ -323,7 +293,7 @@ cdef class Server:
     def __init__(self, DB db, *, host="127.0.0.1", int port=6380, requirepass=None,
                  int maxclients=10000, bint sync=True, bint copy=False,
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
-                 max_query=1 << 30, str receive="auto"):
+                 max_query=1 << 30, str receive="auto", client_output_buffer_limit="0 0 0"):
         self.db = db
         self.scan_it = MergeIter(db, False)
         self.sync_acks = sync
@@ -332,6 +302,10 @@ cdef class Server:
         self.maxclients = maxclients
         self.max_bulk_len = min(int(max_bulk_len), MAX_VALUE_LEN)
         self.max_query = int(max_query)
+        hard, soft, secs = parse_output_limit(client_output_buffer_limit)
+        self.obuf_hard = hard
+        self.obuf_soft = soft
+        self.obuf_soft_ns = <int64_t>secs * 1000000000
         self.requirepass = (requirepass.encode() if isinstance(requirepass, str)
                             else (requirepass or b""))
         self.has_password = len(self.requirepass) > 0
@@ -497,7 +471,8 @@ cdef class Server:
         cdef int draining = 0
         cdef int64_t drain_deadline = 0
         while True:
-            n = epoll_wait(self.epoll_fd, events, MAX_EVENTS, 100 if draining else 1000)
+            n = epoll_wait(self.epoll_fd, events, MAX_EVENTS,
+                           0 if self.nready else (100 if draining else 1000))
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -515,10 +490,15 @@ cdef class Server:
                     self.shutdown_requested = 1
                 elif fd < self.conns_cap and self.conns[fd] != NULL:
                     c = self.conns[fd]
+                    if (ev & (EPOLLHUP | EPOLLERR)) and (c.paused or c.ready):
+                        self.close_conn(c)                # gone while its input waited
+                        continue
                     if ev & (EPOLLIN | EPOLLHUP | EPOLLERR):
                         self.on_readable(c)
                     if self.conns[fd] != NULL and (ev & EPOLLOUT):
                         self.flush_output(self.conns[fd])
+            if self.nready:
+                self.run_ready()
             self.after_events()
             if self.flush_error:
                 self.fail_all()
@@ -669,6 +649,10 @@ cdef class Server:
             self.watch(fd, EPOLLIN, 0)
 
     cdef void free_conn(self, Conn *c) noexcept nogil:
+        self.drop_refs(c, 0)
+        free(c.refs)
+        if c.ready:
+            self.nready -= 1
         parser_free(&c.parser)
         out_free(&c.out)
         free_queue(c)
@@ -822,6 +806,8 @@ cdef class Server:
         cdef size_t space
         cdef int i, rc
         cdef int fd = c.fd
+        if c.ready or c.paused:
+            return                                # its window's input comes first
         for i in range(READS_PER_EVENT):
             if self.copy_mode:
                 rc = self.make_room(c)
@@ -858,7 +844,10 @@ cdef class Server:
                 self.arena_tail += <size_t>got
             self.bytes_received += <uint64_t>got
             self.process_input(c)
-            if self.conns[fd] == NULL or c.closing:
+            if c.over_limit:
+                self.close_conn(c)
+                return
+            if self.conns[fd] == NULL or c.closing or c.ready or c.paused:
                 return
             if <size_t>got < space:
                 return                            # socket drained (short read)
@@ -873,7 +862,7 @@ cdef class Server:
             # Nothing staged was logged: the replies written for it must never
             # be sent.  Drop them and close (a reply cannot be taken back).
             self.nrecs = 0
-            c.out.len = c.out_ready
+            self.out_truncate(c, c.out_ready)
             c.closing = 1
             return
         if c.hold_lsn == HOLD_PENDING:
@@ -882,9 +871,24 @@ cdef class Server:
             c.out_ready = c.out.len
 
     cdef void process_input(self, Conn *c) noexcept nogil:
-        cdef int r, i
+        """Run the complete commands in the window -- at most a slice of
+        them, and none while the connection's unsent output is over the
+        pause mark: the rest waits in the window (run_ready comes back to it)
+        and nothing more is read from the socket meanwhile, so one pipelining
+        or non-reading client neither holds the loop nor grows memory."""
+        cdef int r, i, budget = CMDS_PER_SLICE
         cdef RespParser *p = &c.parser
         while not c.closing:
+            if budget == 0 or self.output_full(c):
+                if p.pos < c.win_len:
+                    if self.output_full(c):
+                        c.paused = 1
+                        self.rearm(c)
+                    elif not c.ready:
+                        c.ready = 1
+                        self.nready += 1
+                break
+            budget -= 1
             r = parse_command(p, c.win, c.win_len)
             if r == PARSE_NEED_MORE:
                 break
@@ -905,6 +909,9 @@ cdef class Server:
                 self.args.argc = p.argc
                 self.args.in_pool = not self.copy_mode
                 self.execute(c, p.cmd_start)
+                if self.check_output_limit(c):
+                    c.over_limit = 1
+                    c.closing = 1
             parser_rebase(p, p.pos)
         self.finish_input(c)
         # Everything consumed: the bytes after the last referenced value are
@@ -931,29 +938,224 @@ cdef class Server:
 
     # ------------------------------------------------------------ sending
     cdef void flush_output(self, Conn *c) noexcept nogil:
+        """Send the ready replies: reply bytes from out.data and, between
+        them, values straight from the pool (OutRef), in one sendmsg."""
+        cdef iovec iov[SEND_IOV]
+        cdef msghdr msg
         cdef ssize_t n
-        while c.out.sent < c.out_ready:
-            n = send(c.fd, c.out.data + c.out.sent, c.out_ready - c.out.sent, MSG_NOSIGNAL)
+        cdef size_t pos, end, rs
+        cdef int r, niov
+        cdef char *base = self.db.pool.base
+        memset(&msg, 0, sizeof(msghdr))
+        msg.msg_iov = iov
+        while True:
+            niov = 0
+            pos = c.out.sent
+            r = c.ref_head
+            rs = c.ref_sent
+            while niov < SEND_IOV:
+                if r < c.nrefs and c.refs[r].at == pos and pos < c.out_ready:
+                    iov[niov].iov_base = base + c.refs[r].off + rs
+                    iov[niov].iov_len = c.refs[r].len - rs
+                    niov += 1
+                    r += 1
+                    rs = 0
+                    continue
+                end = c.out_ready
+                if r < c.nrefs and c.refs[r].at < end:
+                    end = c.refs[r].at
+                if end <= pos:
+                    break
+                iov[niov].iov_base = c.out.data + pos
+                iov[niov].iov_len = end - pos
+                niov += 1
+                pos = end
+            if niov == 0:
+                break
+            msg.msg_iovlen = <size_t>niov
+            n = sendmsg(c.fd, &msg, MSG_NOSIGNAL)
             if n < 0:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
                     if not c.want_out:
                         c.want_out = 1
-                        self.watch(c.fd, EPOLLIN | EPOLLOUT, 1)
+                        self.rearm(c)
                     return
                 self.close_conn(c)
                 return
-            c.out.sent += <size_t>n
+            self.sent_bytes(c, <size_t>n)
         if c.out.sent == c.out.len:
+            # Every reference lies before out.data[len] (a CRLF follows each).
             c.out.sent = 0
             c.out.len = 0
             c.out_ready = 0
+            c.nrefs = 0
+            c.ref_head = 0
+        elif c.out.sent >= OUT_COMPACT:
+            self.compact_output(c)
+        if c.soft_since and self.obuf_soft and \
+                c.out.len - c.out.sent + c.ref_bytes < self.obuf_soft:
+            c.soft_since = 0
+        if c.paused and not self.output_full(c):
+            c.paused = 0
+            if not c.ready:
+                c.ready = 1                       # its window's input runs next
+                self.nready += 1
+            self.rearm(c)
         if c.want_out:
             c.want_out = 0
-            self.watch(c.fd, EPOLLIN, 1)
+            self.rearm(c)
         if c.closing and c.out.len == 0:
             self.close_conn(c)
+
+    cdef void sent_bytes(self, Conn *c, size_t n) noexcept nogil:
+        """Advance the send position over n bytes of the reply stream,
+        unpinning each value once all of it is sent."""
+        cdef size_t left, end, take
+        cdef OutRef *ref
+        while n > 0:
+            if c.ref_head < c.nrefs and c.refs[c.ref_head].at == c.out.sent:
+                ref = &c.refs[c.ref_head]
+                left = ref.len - c.ref_sent
+                if n >= left:
+                    n -= left
+                    c.ref_bytes -= left
+                    self.db.pin_value(ref.off, ref.len, -1)
+                    c.ref_head += 1
+                    c.ref_sent = 0
+                else:
+                    c.ref_sent += n
+                    c.ref_bytes -= n
+                    n = 0
+                continue
+            end = c.out_ready
+            if c.ref_head < c.nrefs and c.refs[c.ref_head].at < end:
+                end = c.refs[c.ref_head].at
+            take = end - c.out.sent
+            if take > n:
+                take = n
+            c.out.sent += take
+            n -= take
+
+    cdef void compact_output(self, Conn *c) noexcept nogil:
+        """Move the unsent part of the reply stream to the front, so a
+        client that reads slowly does not keep what it has read in memory."""
+        cdef size_t cut = c.out.sent
+        cdef int i, live = c.nrefs - c.ref_head
+        memmove(c.out.data, c.out.data + cut, c.out.len - cut)
+        c.out.len -= cut
+        c.out.sent = 0
+        c.out_ready -= cut
+        if c.ref_head:
+            memmove(c.refs, c.refs + c.ref_head, <size_t>live * sizeof(OutRef))
+            c.nrefs = live
+            c.ref_head = 0
+        for i in range(c.nrefs):
+            c.refs[i].at -= cut
+
+    cdef void drop_refs(self, Conn *c, size_t from_at) noexcept nogil:
+        """Forget (and unpin) the unsent values placed at from_at or later."""
+        cdef OutRef *ref
+        while c.nrefs > c.ref_head and c.refs[c.nrefs - 1].at >= from_at:
+            c.nrefs -= 1
+            ref = &c.refs[c.nrefs]
+            if c.nrefs == c.ref_head:
+                c.ref_bytes -= ref.len - c.ref_sent
+                c.ref_sent = 0
+            else:
+                c.ref_bytes -= ref.len
+            self.db.pin_value(ref.off, ref.len, -1)
+
+    cdef void out_truncate(self, Conn *c, size_t n) noexcept nogil:
+        """Take back the replies written after stream offset n (never sent)."""
+        self.drop_refs(c, n)
+        c.out.len = n
+
+    cdef void reply_value(self, Conn *c, const char *v, size_t vlen, int pinned) noexcept nogil:
+        """A bulk reply of a value in the pool.  A pinned value (find_pinned
+        pins those of REF_MIN bytes or more) is sent from where it lies; the
+        pin goes when it is sent or dropped."""
+        cdef OutRef *grown
+        cdef uint64_t off = <uint64_t>(v - self.db.pool.base)
+        if pinned and c.nrefs == c.refs_cap:
+            grown = <OutRef *>realloc(c.refs, (c.refs_cap * 2 + 16) * sizeof(OutRef))
+            if grown == NULL:
+                self.db.pin_value(off, vlen, -1)
+                pinned = 0
+            else:
+                c.refs = grown
+                c.refs_cap = c.refs_cap * 2 + 16
+        if not pinned:
+            out_bulk(&c.out, v, vlen)
+            return
+        if out_bulk_header(&c.out, vlen) != 0 or out_reserve(&c.out, 2) != 0:
+            self.db.pin_value(off, vlen, -1)
+            return
+        c.refs[c.nrefs].at = c.out.len
+        c.refs[c.nrefs].off = off
+        c.refs[c.nrefs].len = vlen
+        c.nrefs += 1
+        c.ref_bytes += vlen
+        out_raw(&c.out, b"\r\n", 2)
+        self.referenced_replies += 1
+
+    cdef int output_full(self, Conn *c) noexcept nogil:
+        """Enough unsent output in memory that the connection's input waits."""
+        return (c.out.len - c.out.sent >= OUT_PAUSE_BYTES or
+                c.nrefs - c.ref_head >= OUT_PAUSE_REFS)
+
+    cdef int check_output_limit(self, Conn *c) noexcept nogil:
+        """Redis's client-output-buffer-limit for normal clients: 1 when the
+        unsent replies (bytes and referenced values) reached the hard limit,
+        or stayed at or over the soft limit for the soft seconds."""
+        cdef uint64_t size
+        cdef int64_t t
+        if self.obuf_hard == 0 and self.obuf_soft == 0:
+            return 0
+        size = c.out.len - c.out.sent + c.ref_bytes
+        if self.obuf_hard and size >= self.obuf_hard:
+            self.note_limit_close(c)
+            return 1
+        if self.obuf_soft and size >= self.obuf_soft:
+            t = now_ns()
+            if c.soft_since == 0:
+                c.soft_since = t
+            elif t - c.soft_since >= self.obuf_soft_ns:
+                self.note_limit_close(c)
+                return 1
+        else:
+            c.soft_since = 0
+        return 0
+
+    cdef void note_limit_close(self, Conn *c) noexcept nogil:
+        self.obuf_disconnections += 1
+        with gil:
+            log.warning("client id=%d closed for overcoming of output buffer limits "
+                        "(%d bytes of replies unsent)", c.id, c.out.len - c.out.sent + c.ref_bytes)
+
+    cdef void rearm(self, Conn *c) noexcept nogil:
+        """epoll interest from the connection's state: input unless paused,
+        output while a send would block."""
+        self.watch(c.fd, (0 if c.paused else EPOLLIN) | (EPOLLOUT if c.want_out else 0), 1)
+
+    cdef void run_ready(self) noexcept nogil:
+        """Give every connection with unprocessed input its next slice."""
+        cdef int fd
+        cdef Conn *c
+        for fd in range(self.conns_cap):
+            if self.nready == 0:
+                return
+            c = self.conns[fd]
+            if c == NULL or not c.ready:
+                continue
+            c.ready = 0
+            self.nready -= 1
+            if c.paused or c.closing:
+                continue
+            self.process_input(c)
+            if c.over_limit:
+                self.close_conn(c)
 
     cdef void reply_done(self, Conn *c) noexcept nogil:
         """A reply was appended: it may go out at once only if nothing that
@@ -1031,6 +1233,15 @@ cdef class Server:
         return rc
 
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
+        return self.find_ex(k, klen, vp, vlen, 0)
+
+    cdef int find_pinned(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
+        """find() for a reply: a value of REF_MIN bytes or more comes back
+        pinned, for reply_value to send from the pool."""
+        return self.find_ex(k, klen, vp, vlen, 1)
+
+    cdef int find_ex(self, const char *k, size_t klen, const char **vp, size_t *vlen,
+                     int pin) noexcept nogil:
         """Look a key up, seeing records staged by this command/transaction
         first.  1 found (vp/vlen set), 0 missing (or the index failed:
         find_err is set)."""
@@ -1045,13 +1256,14 @@ cdef class Server:
                     return 0
                 vp[0] = base + r.voff
                 vlen[0] = r.vlen
+                if pin and r.vlen >= REF_MIN:
+                    # Staged bytes are held (a staging pin, or an arena) until
+                    # appended, so this pin is taken before any release.
+                    self.db.pin_value(r.voff, r.vlen, 1)
                 return 1
         if klen > MAX_KEY_LEN:
             return 0
-        rc = self.db.lookup(k, <uint32_t>klen, &ref)
-        if rc > 0 and (not self.db.ref_in_pool(&ref) or
-                       pdb_crc32c(base + ref.voff, ref.vlen) != ref.vcrc):
-            rc = ST_CORRUPT                       # damage is an error, never a value
+        rc = self.db.read_value(k, <uint32_t>klen, &ref, REF_MIN if pin else 0)
         if rc <= 0:
             if rc < 0:
                 self.find_err = rc                # execute() replaces the reply
@@ -1155,7 +1367,7 @@ cdef class Server:
         self.run_command(c, spec.id)
         if self.find_err:
             # A damaged index page: no partial answer, nothing of the command staged.
-            c.out.len = olen
+            self.out_truncate(c, olen)
             self.drop_cmd_recs()
             out_error(&c.out, b"ERR damaged data (a value or index page failed its checksum); run pastedb-check")
         # The records stay staged until the end of this read (finish_input):
@@ -1364,10 +1576,10 @@ cdef class Server:
     cdef void cmd_get(self, Conn *c, int delete) noexcept nogil:
         cdef const char *v
         cdef size_t vlen
-        if not self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
+        if not self.find_pinned(self.args.ptr[1], self.args.len[1], &v, &vlen):
             out_null(&c.out, c.resp3)
             return
-        out_bulk(&c.out, v, vlen)
+        self.reply_value(c, v, vlen, vlen >= REF_MIN)
         if delete:
             self.stage_record(REC_DEL, self.args.ptr[1], self.args.len[1], NULL, 0, 0)
 
@@ -1398,8 +1610,8 @@ cdef class Server:
         cdef size_t vlen
         out_array(&c.out, a.argc - 1)
         for i in range(1, a.argc):
-            if self.find(a.ptr[i], a.len[i], &v, &vlen):
-                out_bulk(&c.out, v, vlen)
+            if self.find_pinned(a.ptr[i], a.len[i], &v, &vlen):
+                self.reply_value(c, v, vlen, vlen >= REF_MIN)
             else:
                 out_null(&c.out, c.resp3)
 
@@ -1693,6 +1905,8 @@ cdef class Server:
             b"maxclients": str(self.maxclients).encode(),
             b"proto-max-bulk-len": str(self.max_bulk_len).encode(),
             b"client-query-buffer-limit": str(self.max_query).encode(),
+            b"client-output-buffer-limit": b"normal %d %d %d" % (
+                self.obuf_hard, self.obuf_soft, self.obuf_soft_ns // 1000000000),
             b"databases": b"1", b"requirepass": b"", b"maxmemory": b"0",
             b"dir": os.fsencode(self.db.path),
         }
@@ -1703,7 +1917,7 @@ cdef class Server:
         out = {}
         for pat in patterns:
             for k, v in values.items():
-                if glob_match(pat, len(pat), k, len(k), 0):
+                if glob_match(pat, len(pat), k, len(k), 1):
                     out[k] = v
         return out
 
@@ -1733,10 +1947,13 @@ cdef class Server:
             parts.append(
                 "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
                 "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
-                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreceive_path:%s\r\n"
+                "client_output_buffer_limit_disconnections:%d\r\n"
+                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreferenced_replies:%d\r\n"
+                "receive_path:%s\r\n"
                 % (self.total_connections, self.total_commands, self.rejected_connections,
-                   self.bytes_received, self.protocol_errors, self.zero_copy_puts,
-                   self.copied_puts, self.receive_path()))
+                   self.bytes_received, self.protocol_errors, self.obuf_disconnections,
+                   self.zero_copy_puts, self.copied_puts, self.referenced_replies,
+                   self.receive_path()))
         if b"keyspace" in want:
             parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
                                              if st["keys"] else ""))
@@ -1745,12 +1962,14 @@ cdef class Server:
     cdef list keys_matching(self, bytes pattern):
         cdef list out = []
         cdef bytes k
+        cdef int every = pattern == b"*"        # as Redis: even the empty key
         overlay = self.staged_overlay()         # writes earlier in this transaction
         for k in self.db.keys():
-            if overlay.get(k, True) and glob_match(pattern, len(pattern), k, len(k), 0):
+            if overlay.get(k, True) and (every or glob_match(pattern, len(pattern), k, len(k), 0)):
                 out.append(k)
         for k, present in overlay.items():
-            if present and k not in self.db and glob_match(pattern, len(pattern), k, len(k), 0):
+            if present and k not in self.db and (
+                    every or glob_match(pattern, len(pattern), k, len(k), 0)):
                 out.append(k)
         return out
 
@@ -1775,9 +1994,10 @@ cdef class Server:
                     return RError("ERR value is not an integer or out of range")
                 if count < 1:
                     return RError("ERR syntax error")
+                count = min(count, SCAN_MAX_COUNT)    # one call stays a bounded slice
                 i += 2
             elif opt == b"match" and i + 1 < len(args):
-                pattern = args[i + 1]
+                pattern = args[i + 1] if args[i + 1] != b"*" else None   # every key
                 i += 2
             elif opt == b"type" and i + 1 < len(args):
                 if args[i + 1].lower() != b"string":
