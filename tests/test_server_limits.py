@@ -283,3 +283,38 @@ def test_shutdown_inside_multi_is_refused(server):
             tx.set("a", "1").execute_command("SHUTDOWN")
             tx.execute()
     assert srv.running and ping_answered(srv)
+
+
+# ---------------------------------------------------------------- KEYS in slices
+def test_keys_over_many_keys_yields_and_is_complete(server):
+    srv = server()
+    r = srv.client()
+    n = 60000                                  # ~15 slices
+    r.mset({b"k%06d" % i: b"v" for i in range(n)})
+    r.set(b"", b"empty key")
+    t, out = in_background(lambda: srv.client().keys("*"))
+    assert ping_answered(srv)
+    t.join(60)
+    assert sorted(out[0]) == [b""] + [b"k%06d" % i for i in range(n)]
+    assert sorted(r.keys("k00001?")) == [b"k%06d" % i for i in range(10, 20)]
+    # Commands pipelined behind KEYS wait for it, and their replies follow its reply.
+    c = srv.raw(timeout=60)
+    c.send_raw(RespConn.encode("SET", "k000000", "new") + RespConn.encode("KEYS", "k00000[0-1]")
+               + RespConn.encode("DEL", "k000001") + RespConn.encode("KEYS", "k00000[0-1]"))
+    assert c.read_reply() == b"OK"
+    assert sorted(c.read_reply()) == [b"k000000", b"k000001"]
+    assert c.read_reply() == 1
+    assert c.read_reply() == [b"k000000"]
+    c.close()
+
+
+def test_keys_inside_multi_sees_the_transaction(server):
+    r = server().client()
+    r.mset({"a1": "v", "a2": "v", "b1": "v"})
+    with r.pipeline(transaction=True) as tx:
+        tx.set("a3", "v").delete("a1").keys("a*").set("a4", "v").keys("a*").keys("*")
+        res = tx.execute()
+    assert sorted(res[2]) == [b"a2", b"a3"]
+    assert sorted(res[4]) == [b"a2", b"a3", b"a4"]
+    assert sorted(res[5]) == [b"a2", b"a3", b"a4", b"b1"]
+    assert sorted(r.keys("a*")) == [b"a2", b"a3", b"a4"]

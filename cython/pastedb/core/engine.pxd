@@ -25,6 +25,13 @@ cdef enum:
     SEEK_LT = 3
 
 
+# walk_keys hands each key to a sink: 0 go on, 1 stop here (the key counts
+# as visited), negative a status to stop with.
+ctypedef int (*KeySink)(void *ctx, const char *k, uint32_t klen) noexcept nogil
+
+cdef class MergeIter
+
+
 cdef class DB:
     cdef object path                  # the database directory (str)
     cdef object pool_path             # the pool file inside it
@@ -133,6 +140,12 @@ cdef class DB:
     # released until pin_value(-1).
     cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
+    # Visit live keys in order, after (after, alen) when after_set, at most
+    # budget of them (budget < 0: all): 1 when keys remain, 0 at the end, or
+    # a negative status.  The index read lock is held only inside the call,
+    # so a long walk is many short calls, each seeing the newest state.
+    cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
+                       int64_t budget, KeySink sink, void *ctx) noexcept nogil
 
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
                   int sync) noexcept nogil

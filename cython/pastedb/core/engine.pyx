@@ -1824,6 +1824,27 @@ cdef class DB:
         caller knows cannot be released meanwhile (a pinned or staged value)."""
         self.pool.pin(voff, vlen, delta)
 
+    cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
+                       int64_t budget, KeySink sink, void *ctx) noexcept nogil:
+        cdef int rc
+        pthread_rwlock_rdlock(&self.index_lock)
+        rc = it.renew()
+        if rc == 0:
+            rc = it.seek(SEEK_GT if after_set else SEEK_FIRST, after, alen)
+        while rc == 0:
+            if budget == 0:
+                rc = 1
+                break
+            rc = it.step()
+            if rc <= 0:
+                break
+            budget -= 1
+            rc = sink(ctx, it.key, it.klen)
+            if rc == 1:
+                break
+        pthread_rwlock_unlock(&self.index_lock)
+        return rc
+
 
 cdef object value_damaged(DB db, str what, str which):
     return CorruptionError(

@@ -34,6 +34,20 @@ cdef struct OutRef:                   # a reply's value, sent from where it lies
     size_t len                        # its bytes (pinned until sent or dropped)
 
 
+cdef struct KeysJob:                  # a KEYS walk in progress, a slice per loop turn
+    char *pat                         # malloc'ed copy of the pattern
+    size_t plen
+    int every                         # the pattern is "*": every key, even the empty one
+    OutBuf found                      # the matching keys so far, as bulk strings
+    int64_t n                         # how many
+    char *last                        # malloc'ed (MAX_KEY_LEN): the walk resumes after it
+    uint32_t lastlen
+    int started                       # last is set
+    const LogRecord *recs             # inside EXEC: records staged before KEYS (they hide
+    int nrecs                         # or add keys the index does not have yet)
+    const char *base                  # the pool mapping (record offsets)
+
+
 cdef struct Conn:
     int fd                            # the socket
     uint64_t id                       # CLIENT ID
@@ -63,6 +77,7 @@ cdef struct Conn:
     int paused                        # input not processed: too much output unsent
     int ready                         # unprocessed input in the window (a slice ended)
     int over_limit                    # past the output limit: close at once
+    KeysJob *keys                     # KEYS running (NULL: none): input waits for it
     QueuedCmd *queue                  # MULTI queue
     int qlen
     int qcap
@@ -125,6 +140,7 @@ cdef class Server:
     cdef int recs_cap
     cdef int cmd_recs_start           # first record staged by the current command
     cdef int shutdown_requested
+    cdef int in_exec                  # running EXEC's queue (no slicing: a transaction is whole)
     # stats
     cdef readonly uint64_t total_commands
     cdef readonly uint64_t total_connections
@@ -177,6 +193,8 @@ cdef class Server:
     cdef void note_limit_close(self, Conn *c) noexcept nogil
     cdef void rearm(self, Conn *c) noexcept nogil
     cdef void run_ready(self) noexcept nogil
+    cdef void cmd_keys(self, Conn *c) noexcept nogil
+    cdef int keys_step(self, Conn *c, int64_t budget) noexcept nogil
     cdef void reply_done(self, Conn *c) noexcept nogil
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
@@ -188,7 +206,6 @@ cdef class Server:
                      int pin) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
     cdef int64_t staged_dbsize(self) noexcept nogil
-    cdef object staged_overlay(self)
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
     cdef int lookup_command(self, const char *name, size_t n) noexcept nogil
     cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil
@@ -214,6 +231,5 @@ cdef class Server:
     cdef object py_command(self, Conn *c, int cid, list args)
     cdef object cmd_hello(self, Conn *c, list args)
     cdef object config_get(self, list patterns)
-    cdef list keys_matching(self, bytes pattern)
     cdef object scan(self, list args)
     cdef object _scan_table(self)

@@ -23,7 +23,7 @@ from pastedb.core.clib cimport (
     SPLICE_F_NONBLOCK, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
-from pastedb.core.engine cimport DB, MergeIter, SEEK_FIRST
+from pastedb.core.engine cimport DB, KeySink, MergeIter, SEEK_FIRST
 from pastedb.core.index cimport Index, Node, Ref, key_compare
 from pastedb.core.pattern cimport glob_match
 from pastedb.core.pool cimport BUF_SIZE
@@ -160,7 +160,7 @@ cdef enum:
     ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
     SCAN_MAX_COUNT = 65536          # keys one SCAN call visits at most (COUNT is a hint)
-    KEYS_BATCH = 1024
+    KEYS_SLICE = 4096               # keys one KEYS slice visits before others are served
     # Fairness and bounded memory (per connection):
     CMDS_PER_SLICE = 1024           # commands run before the loop serves others
     REF_MIN = 16384                 # values this large are sent from the pool, not copied
@@ -249,6 +249,38 @@ def parse_output_limit(text):
     if not words[2].isdigit():
         raise ValueError(f"invalid soft seconds {words[2]!r}")
     return hard, soft, int(words[2])
+
+
+cdef void free_keys_job(Conn *c) noexcept nogil:
+    if c.keys != NULL:
+        free(c.keys.pat)
+        free(c.keys.last)
+        out_free(&c.keys.found)
+        free(c.keys)
+        c.keys = NULL
+
+
+cdef int keys_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    """walk_keys' sink for KEYS: remember where the walk is, keep the key
+    when it matches (and, inside EXEC, the transaction has not deleted it)."""
+    cdef KeysJob *j = <KeysJob *>ctx
+    cdef int i
+    cdef const LogRecord *r
+    memcpy(j.last, k, klen)
+    j.lastlen = klen
+    j.started = 1
+    if not (j.every or glob_match(j.pat, j.plen, k, klen, 0)):
+        return 0
+    for i in range(j.nrecs - 1, -1, -1):
+        r = &j.recs[i]
+        if r.klen == klen and memcmp(j.base + r.koff, k, klen) == 0:
+            if r.type == REC_DEL:
+                return 0
+            break
+    if out_bulk(&j.found, k, klen) != 0:
+        return -12
+    j.n += 1
+    return 0
 
 
 cdef void free_queue(Conn *c) noexcept nogil:
@@ -651,6 +683,7 @@ cdef class Server:
     cdef void free_conn(self, Conn *c) noexcept nogil:
         self.drop_refs(c, 0)
         free(c.refs)
+        free_keys_job(c)
         if c.ready:
             self.nready -= 1
         parser_free(&c.parser)
@@ -878,6 +911,8 @@ cdef class Server:
         or non-reading client neither holds the loop nor grows memory."""
         cdef int r, i, budget = CMDS_PER_SLICE
         cdef RespParser *p = &c.parser
+        if c.keys != NULL:
+            return
         while not c.closing:
             if budget == 0 or self.output_full(c):
                 if p.pos < c.win_len:
@@ -913,6 +948,13 @@ cdef class Server:
                     c.over_limit = 1
                     c.closing = 1
             parser_rebase(p, p.pos)
+            if c.keys != NULL:
+                # KEYS runs a slice per loop turn; the commands after it
+                # wait in the window (their replies come after its reply).
+                if not c.ready:
+                    c.ready = 1
+                    self.nready += 1
+                break
         self.finish_input(c)
         # Everything consumed: the bytes after the last referenced value are
         # dead and may be received into again.
@@ -1153,6 +1195,11 @@ cdef class Server:
             self.nready -= 1
             if c.paused or c.closing:
                 continue
+            if c.keys != NULL:
+                self.keys_step(c, KEYS_SLICE)
+                c.ready = 1                       # the next slice, or (done) its input
+                self.nready += 1
+                continue
             self.process_input(c)
             if c.over_limit:
                 self.close_conn(c)
@@ -1299,17 +1346,6 @@ cdef class Server:
                 rc = 0
             n += (r.type == REC_PUT) - rc
         return n
-
-    cdef object staged_overlay(self):
-        """{key: present?} for keys written by records staged so far."""
-        cdef int i
-        cdef LogRecord *r
-        cdef char *base = self.db.pool.base
-        overlay = {}
-        for i in range(self.nrecs):
-            r = &self.recs[i]
-            overlay[base[r.koff:r.koff + r.klen]] = r.type == REC_PUT
-        return overlay
 
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil:
         if klen > MAX_KEY_LEN:
@@ -1496,6 +1532,8 @@ cdef class Server:
                 out_simple(&c.out, b"OK")
         elif cid == C_EXEC:
             self.cmd_exec(c)
+        elif cid == C_KEYS:
+            self.cmd_keys(c)
         elif cid == C_TIME:
             self.cmd_time(c)
         elif cid == C_FLUSHDB or cid == C_FLUSHALL:
@@ -1702,6 +1740,7 @@ cdef class Server:
         # Every queued command runs against the staged records of the ones
         # before it; all their writes are appended as ONE batch afterwards.
         out_array(&c.out, c.qlen)
+        self.in_exec = 1
         for i in range(c.qlen):
             q = &c.queue[i]
             if q.argc > self.args.cap and self.grow_args(q.argc) != 0:
@@ -1715,7 +1754,90 @@ cdef class Server:
             self.args.in_pool = 0
             idx = self.lookup_command(self.args.ptr[0], self.args.len[0])
             self.run_command(c, COMMANDS[idx].id)
+        self.in_exec = 0
         free_queue(c)
+
+    cdef void cmd_keys(self, Conn *c) noexcept nogil:
+        """KEYS walks the keys a slice at a time (KEYS_SLICE per loop turn),
+        so other clients are served however many keys there are: every key
+        present throughout the walk is returned once; one written or deleted
+        meanwhile may or may not be.  Inside EXEC it runs whole, over the
+        transaction's own writes too."""
+        cdef KeysJob *j = <KeysJob *>calloc(1, sizeof(KeysJob))
+        cdef Args *a = &self.args
+        cdef int i, k, later, rc
+        cdef const LogRecord *r
+        cdef Ref ref
+        if j == NULL or out_init(&j.found, 4096) != 0:
+            free(j)
+            out_error(&c.out, b"ERR out of memory")
+            return
+        j.pat = <char *>malloc(a.len[1] + 1)
+        j.last = <char *>malloc(MAX_KEY_LEN)
+        c.keys = j
+        if j.pat == NULL or j.last == NULL:
+            free_keys_job(c)
+            out_error(&c.out, b"ERR out of memory")
+            return
+        memcpy(j.pat, a.ptr[1], a.len[1])
+        j.plen = a.len[1]
+        j.every = j.plen == 1 and j.pat[0] == 42
+        if not self.in_exec:
+            # What this read staged before KEYS is appended first, so the
+            # walk sees it in the index and nothing else overlays it.
+            self.finish_input(c)
+            return                                # run_ready takes it from here
+        j.recs = self.recs
+        j.nrecs = self.nrecs
+        j.base = self.db.pool.base
+        rc = self.keys_step(c, -1)
+        if rc < 0:
+            return
+        # Keys the transaction wrote that the index does not hold yet.
+        for i in range(self.nrecs):
+            r = &self.recs[i]
+            if r.type != REC_PUT:
+                continue
+            later = 0
+            for k in range(i + 1, self.nrecs):
+                if self.recs[k].klen == r.klen and \
+                        memcmp(j.base + self.recs[k].koff, j.base + r.koff, r.klen) == 0:
+                    later = 1
+                    break
+            if later or self.db.read_value(j.base + r.koff, r.klen, &ref, 0) != 0:
+                continue                          # a later record decides / the index has it
+            if j.every or glob_match(j.pat, j.plen, j.base + r.koff, r.klen, 0):
+                out_bulk(&j.found, j.base + r.koff, r.klen)
+                j.n += 1
+        out_array(&c.out, j.n)
+        out_raw(&c.out, j.found.data, j.found.len)
+        free_keys_job(c)
+
+    cdef int keys_step(self, Conn *c, int64_t budget) noexcept nogil:
+        """One slice of a KEYS walk: 1 more to do; 0 done and replied (the
+        job is gone unless inside EXEC, where cmd_keys finishes it); <0 failed
+        and replied."""
+        cdef KeysJob *j = c.keys
+        cdef int rc
+        rc = self.db.walk_keys(self.scan_it, j.last, j.lastlen, j.started, budget,
+                               <KeySink>keys_sink, j)
+        if rc == 1:
+            return 1
+        if rc < 0:
+            if rc == -12:
+                out_error(&c.out, b"ERR out of memory")
+            else:
+                out_error(&c.out, b"ERR damaged data (a value or index page failed its checksum); run pastedb-check")
+            free_keys_job(c)
+            if not self.in_exec:
+                self.reply_done(c)
+            return rc
+        if not self.in_exec:
+            out_array(&c.out, j.n)
+            out_raw(&c.out, j.found.data, j.found.len)
+            free_keys_job(c)
+            self.reply_done(c)
+        return 0
 
     cdef void cmd_time(self, Conn *c) noexcept nogil:
         cdef timespec ts
@@ -1847,8 +1969,6 @@ cdef class Server:
                           f"(CONFIG GET is)")
         if cid == C_INFO:
             return self.info_text([x.lower() for x in args[1:]]).encode()
-        if cid == C_KEYS:
-            return self.keys_matching(args[1])
         if cid == C_SCAN:
             return self.scan(args)
         return RError("ERR command not implemented")
@@ -1958,20 +2078,6 @@ cdef class Server:
             parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
                                              if st["keys"] else ""))
         return "\r\n".join(parts)
-
-    cdef list keys_matching(self, bytes pattern):
-        cdef list out = []
-        cdef bytes k
-        cdef int every = pattern == b"*"        # as Redis: even the empty key
-        overlay = self.staged_overlay()         # writes earlier in this transaction
-        for k in self.db.keys():
-            if overlay.get(k, True) and (every or glob_match(pattern, len(pattern), k, len(k), 0)):
-                out.append(k)
-        for k, present in overlay.items():
-            if present and k not in self.db and (
-                    every or glob_match(pattern, len(pattern), k, len(k), 0)):
-                out.append(k)
-        return out
 
     cdef object scan(self, list args):
         # The cursor is the key to resume after, hex-encoded into an integer
