@@ -193,8 +193,6 @@ cdef class Server:
     cdef void note_limit_close(self, Conn *c) noexcept nogil
     cdef void rearm(self, Conn *c) noexcept nogil
     cdef void run_ready(self) noexcept nogil
-    cdef void cmd_keys(self, Conn *c) noexcept nogil
-    cdef int keys_step(self, Conn *c, int64_t budget) noexcept nogil
     cdef void reply_done(self, Conn *c) noexcept nogil
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
@@ -207,29 +205,4 @@ cdef class Server:
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
     cdef int64_t staged_dbsize(self) noexcept nogil
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
-    cdef int lookup_command(self, const char *name, size_t n) noexcept nogil
-    cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil
-    cdef void unknown_command(self, Conn *c) noexcept nogil
-    cdef void wrong_arity(self, Conn *c, const char *name) noexcept nogil
-    cdef int queue_command(self, Conn *c) noexcept nogil
-    cdef void run_command(self, Conn *c, int cid) noexcept nogil
-    cdef void cmd_set(self, Conn *c, int setnx) noexcept nogil
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil
-    cdef void cmd_get(self, Conn *c, int delete) noexcept nogil
-    cdef void cmd_mset(self, Conn *c) noexcept nogil
-    cdef void cmd_mget(self, Conn *c) noexcept nogil
-    cdef void cmd_del(self, Conn *c) noexcept nogil
-    cdef void cmd_exists(self, Conn *c) noexcept nogil
-    cdef void cmd_strlen(self, Conn *c) noexcept nogil
-    cdef void cmd_type(self, Conn *c) noexcept nogil
-    cdef void cmd_incr(self, Conn *c, int sign, int has_arg) noexcept nogil
-    cdef void cmd_exec(self, Conn *c) noexcept nogil
-    cdef void cmd_time(self, Conn *c) noexcept nogil
-    cdef void cmd_flush(self, Conn *c) noexcept nogil
-    cdef void cmd_save(self, Conn *c, int bg) noexcept nogil
-    cdef void run_python_command(self, Conn *c, int cid)
-    cdef object py_command(self, Conn *c, int cid, list args)
-    cdef object cmd_hello(self, Conn *c, list args)
-    cdef object config_get(self, list patterns)
-    cdef object scan(self, list args)
-    cdef object _scan_table(self)
