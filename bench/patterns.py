@@ -13,6 +13,7 @@ asserted (tests assert only that the server keeps answering).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -23,14 +24,21 @@ import time
 
 from bench.common import now_ns
 
-PATTERNS = [
-    b"a*" * 12 + b"b",
-    b"a*" * 20 + b"b",
-    b"*a" * 30 + b"*b",
-    b"*?" * 40 + b"b",
-    b"*[a-z]" * 30 + b"*b",
-    b"[^b]*" * 30 + b"b",
-]
+
+def _worst_patterns() -> list[bytes]:
+    """The fuzz tool's list (tools/fuzz_resp.py: WORST_PATTERNS), its one home."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tools", "fuzz_resp.py")
+    spec = importlib.util.spec_from_file_location("fuzz_resp", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.WORST_PATTERNS)
+
+
+PATTERNS = _worst_patterns()
 
 
 def free_port() -> int:
