@@ -626,7 +626,7 @@ cdef void cmd_keys(Server srv, Conn *c) noexcept nogil:
         return                                # run_ready takes it from here
     j.recs = srv.recs
     j.nrecs = srv.nrecs
-    j.base = srv.db.pool.base
+    j.base = srv.base
     rc = keys_step(srv, c, -1)
     if rc < 0:
         return
@@ -690,21 +690,31 @@ cdef void cmd_time(Server srv, Conn *c) noexcept nogil:
     out_bulk(&c.out, buf, <size_t>n)
 
 
+cdef int collect_key(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    """walk_keys' sink for FLUSHDB: every key, length-prefixed, into an OutBuf."""
+    cdef OutBuf *keys = <OutBuf *>ctx
+    if out_raw(keys, <const char *>&klen, sizeof(uint32_t)) != 0 or out_raw(keys, k, klen) != 0:
+        return -12
+    return 0
+
+
 cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
-    cdef char *base = srv.db.pool.base
+    cdef char *base = srv.base
     cdef int rc = 0, i, n
-    pthread_rwlock_rdlock(&srv.db.index_lock)
-    rc = srv.scan_it.renew()
-    if rc == 0:
-        rc = srv.scan_it.seek(SEEK_FIRST, NULL, 0)
-    while rc == 0:
-        rc = srv.scan_it.step()
-        if rc <= 0:
-            break
-        # Tree keys live in the cursor's buffer: stage_record copies
-        # the key into the pool for the DEL record.
-        rc = srv.stage_record(REC_DEL, srv.scan_it.key, srv.scan_it.klen, NULL, 0, 0)
-    pthread_rwlock_unlock(&srv.db.index_lock)
+    cdef OutBuf keys
+    cdef size_t at = 0
+    cdef uint32_t klen
+    if out_init(&keys, 65536) != 0:
+        out_error(&c.out, b"ERR out of memory")
+        return
+    # The walk copies the keys out (tree keys live in a cursor's buffer);
+    # stage_record then copies each into the pool for its DEL record.
+    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, -1, <KeySink>collect_key, &keys)
+    while rc == 0 and at < keys.len:
+        memcpy(&klen, keys.data + at, sizeof(uint32_t))
+        rc = srv.stage_record(REC_DEL, keys.data + at + sizeof(uint32_t), klen, NULL, 0, 0)
+        at += sizeof(uint32_t) + klen
+    out_free(&keys)
     if rc < 0 and rc != -12 and rc != -28:
         srv.find_err = rc
         return

@@ -134,7 +134,16 @@ cdef class DB:
     # Apply one logged record to the index (index write lock held, or replay).
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil
 
-    # ---- ingest: the network server's view of the engine
+    # ---- ingest: the network server's view of the engine.  Stage records
+    # (stage_ref for bytes already in the pool, stage_put / stage_delete for
+    # bytes to copy in, unstage to drop them), append a group, make it
+    # durable, look a key up; the pool's mapping and arenas to receive into.
+    cdef char *mapping(self) noexcept nogil
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                       LogRecord *rec) noexcept nogil
+    cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil
+    cdef int make_durable(self, uint64_t lsn) noexcept nogil
     # Look a key up and verify its value (1 / 0 / negative status); a value
     # of pin_min bytes or more (pin_min > 0) is pinned: its segments are not
     # released until pin_value(-1).

@@ -1799,6 +1799,50 @@ cdef class DB:
     # -------------------------------------------------------------- ingest
     # What the network server uses of the engine (engine.pxd: "ingest").
 
+    cdef char *mapping(self) noexcept nogil:
+        """The pool's mapping: fixed for the life of the DB (pool.pxd)."""
+        return self.pool.base
+
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
+        """A pool extent for receiving requests into (never reclaimed: a
+        partial request may sit in it for long).  0 or -errno."""
+        cdef int rc = self.pool.alloc_extent(nbytes, off)
+        if rc == 0:
+            self.pool.mark_nofree(off[0], nbytes)
+        return rc
+
+    cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                       LogRecord *rec) noexcept nogil:
+        """A PUT record for a key and value already in the pool, where they
+        are (the zero-copy path): checksummed there and made persistent by
+        the next barrier.  Bytes outside the pool: ST_CORRUPT."""
+        cdef char *base = self.pool.base
+        if k < base + HEADER_SIZE or v < base + HEADER_SIZE or \
+                <uint64_t>(k - base) + klen > self.pool.size or \
+                <uint64_t>(v - base) + vlen > self.pool.size:
+            return ST_CORRUPT
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_PUT
+        rec.klen = <uint16_t>klen
+        rec.koff = <uint64_t>(k - base)
+        rec.voff = <uint64_t>(v - base)
+        rec.vlen = vlen
+        rec.vcrc = pdb_crc32c(v, vlen)
+        rec.crc = key_crc_state(k, klen)
+        self.persist.persist_range(k, klen)
+        self.persist.persist_range(v, vlen)
+        return 0
+
+    cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil:
+        """Append staged records as one group (not yet durable: see
+        make_durable) and apply them to the index.  0 or a negative status."""
+        cdef int existed
+        return self.apply_records(recs, n, 0, &existed, last_lsn)
+
+    cdef int make_durable(self, uint64_t lsn) noexcept nogil:
+        """One barrier: everything appended up to lsn is durable on return 0."""
+        return self.log.commit(lsn)
+
     cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil:
         """Look k up and check the value it names: inside the file and
         matching the checksum its record carried.  1 (*out filled), 0 absent,

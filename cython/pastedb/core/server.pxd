@@ -94,7 +94,8 @@ cdef struct Args:                     # the current command's arguments
 
 
 cdef class Server:
-    cdef DB db                        # the engine
+    cdef DB db                        # the engine (its ingest API: engine.pxd)
+    cdef char *base                   # the pool's mapping (fixed for the DB's life)
     cdef MergeIter scan_it            # FLUSHALL's walk over every live key (loop thread)
     cdef int find_err                 # a lookup failed (damaged index) in this command
     cdef int listen_fd

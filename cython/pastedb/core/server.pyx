@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc, strtoll
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
@@ -16,27 +16,26 @@ from pastedb.core.clib cimport (
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
     accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
     clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
-    pdb_crc32c, pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
+    pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
-    pthread_mutex_lock, pthread_mutex_unlock, pthread_rwlock_rdlock, pthread_rwlock_unlock,
+    pthread_mutex_lock, pthread_mutex_unlock,
     recv, send, setsockopt, splice, pipe2, fcntl, F_SETPIPE_SZ, O_CLOEXEC, SPLICE_F_MOVE,
     SPLICE_F_NONBLOCK, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
-from pastedb.core.engine cimport DB, KeySink, MergeIter, SEEK_FIRST
-from pastedb.core.index cimport Index, Node, Ref, key_compare
+from pastedb.core.engine cimport DB, KeySink, MergeIter
+from pastedb.core.index cimport Ref
 from pastedb.core.pattern cimport glob_match
 from pastedb.core.pool cimport BUF_SIZE
 from pastedb.core.reflog cimport (
-    MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, key_crc_state,
+    MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
 )
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
     out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null,
-    out_null_array, out_raw, out_reserve,
+    out_raw, out_reserve,
     out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
 )
-from pastedb.core.status cimport ST_CORRUPT, ST_OK, raise_status
 
 log = logging.getLogger("pastedb")
 
@@ -151,6 +150,7 @@ cdef class Server:
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
                  max_query=1 << 30, str receive="auto", client_output_buffer_limit="0 0 0"):
         self.db = db
+        self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
         self.sync_acks = sync
         self.copy_mode = copy
@@ -288,7 +288,7 @@ cdef class Server:
             self.flusher_busy = 1
             pthread_mutex_unlock(&self.flush_lock)
             t0 = now_ns()
-            rc = self.db.log.commit(target)
+            rc = self.db.make_durable(target)
             t1 = now_ns()
             pthread_mutex_lock(&self.flush_lock)
             self.flusher_busy = 0
@@ -410,7 +410,7 @@ cdef class Server:
                 self.flusher_busy = 1
                 pthread_mutex_unlock(&self.flush_lock)
                 t0 = now_ns()
-                rc = self.db.log.commit(target)
+                rc = self.db.make_durable(target)
                 pthread_mutex_lock(&self.flush_lock)
                 self.flusher_busy = 0
                 self.last_barrier_ns = now_ns() - t0
@@ -541,12 +541,10 @@ cdef class Server:
             if w == NULL:
                 return -12
         else:
-            rc = self.db.pool.alloc_extent(size, &off)
+            rc = self.db.alloc_arena(size, &off)
             if rc != 0:
                 return rc
-            # Partial requests may sit in an arena for long: never reclaimed.
-            self.db.pool.mark_nofree(off, size)
-            w = self.db.pool.base + off
+            w = self.base + off
             c.win_off = off
         if keep:
             memcpy(w, c.win + c.parser.cmd_start, keep)
@@ -591,7 +589,7 @@ cdef class Server:
         into the mapping would -- but the pages are dirtied the way write()
         dirties them, which keeps the next fdatasync cheap (see Pool.write_at).
         The bytes are then read (never written) through the mapping."""
-        cdef long off = <long>(dst - self.db.pool.base)
+        cdef long off = <long>(dst - self.base)
         cdef ssize_t got, moved, n
         if space > self.splice_max:
             space = self.splice_max
@@ -639,11 +637,10 @@ cdef class Server:
             if want < ARENA_BYTES:
                 want = ARENA_BYTES
             want = (want + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
-            rc = self.db.pool.alloc_extent(want, &off)
+            rc = self.db.alloc_arena(want, &off)
             if rc != 0:
                 return rc
-            self.db.pool.mark_nofree(off, want)
-            self.arena = self.db.pool.base + off
+            self.arena = self.base + off
             self.arena_off = off
             self.arena_size = want
             self.arena_tail = 0
@@ -811,7 +808,7 @@ cdef class Server:
         cdef ssize_t n
         cdef size_t pos, end, rs
         cdef int r, niov
-        cdef char *base = self.db.pool.base
+        cdef char *base = self.base
         memset(&msg, 0, sizeof(msghdr))
         msg.msg_iov = iov
         while True:
@@ -943,7 +940,7 @@ cdef class Server:
         pins those of REF_MIN bytes or more) is sent from where it lies; the
         pin goes when it is sent or dropped."""
         cdef OutRef *grown
-        cdef uint64_t off = <uint64_t>(v - self.db.pool.base)
+        cdef uint64_t off = <uint64_t>(v - self.base)
         if pinned and c.nrefs == c.refs_cap:
             grown = <OutRef *>realloc(c.refs, (c.refs_cap * 2 + 16) * sizeof(OutRef))
             if grown == NULL:
@@ -1064,18 +1061,8 @@ cdef class Server:
             self.recs_cap *= 2
         rec = &self.recs[self.nrecs]
         if in_pool and rtype == REC_PUT:
-            memset(rec, 0, sizeof(LogRecord))
-            rec.type = REC_PUT
-            rec.klen = <uint16_t>klen
-            rec.koff = <uint64_t>(k - self.db.pool.base)
-            rec.voff = <uint64_t>(v - self.db.pool.base)
-            rec.vlen = vlen
-            rec.vcrc = pdb_crc32c(v, vlen)
-            rec.crc = key_crc_state(k, <uint32_t>klen)
-            self.db.persist.persist_range(k, klen)
-            self.db.persist.persist_range(v, vlen)
+            rc = self.db.stage_ref(k, <uint32_t>klen, v, vlen, rec)
             self.zero_copy_puts += 1
-            rc = 0
         elif rtype == REC_PUT:
             rc = self.db.stage_put(k, <uint32_t>klen, v, vlen, rec)
             self.copied_puts += 1
@@ -1093,11 +1080,11 @@ cdef class Server:
         self.nrecs = self.cmd_recs_start
 
     cdef int commit_staged(self) noexcept nogil:
-        cdef int existed, rc
+        cdef int rc
         cdef uint64_t lsn
         if self.nrecs == 0:
             return 0
-        rc = self.db.apply_records(self.recs, self.nrecs, 0, &existed, &lsn)
+        rc = self.db.append_group(self.recs, self.nrecs, &lsn)
         self.nrecs = 0
         if rc == 0:
             self.kick_flusher(lsn)
@@ -1119,7 +1106,7 @@ cdef class Server:
         cdef int i, rc
         cdef LogRecord *r
         cdef Ref ref
-        cdef char *base = self.db.pool.base
+        cdef char *base = self.base
         for i in range(self.nrecs - 1, -1, -1):
             r = &self.recs[i]
             if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
@@ -1153,7 +1140,7 @@ cdef class Server:
             self.find_err = rc
         cdef LogRecord *r
         cdef Ref ref
-        cdef char *base = self.db.pool.base
+        cdef char *base = self.base
         for i in range(self.nrecs):
             r = &self.recs[i]
             later = 0
