@@ -29,9 +29,14 @@ and is skipped.
 ``render`` draws bench/results/chart.png from a results file and rewrites
 the README between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``.
 
-Modules: ``common`` (timing, interleaving, statistics, physical probes,
-machine description, tables, progress bar, JSON output), ``embedded`` and
-``network`` (the engines, servers and workloads), ``internals`` (pastedb
-against itself), ``render`` (reports from
-the JSON), ``__main__`` (the command line and ``all``).
+Modules, a one-way import chain (each imports only those before it):
+``common`` (environment helpers: statistics, timing, interleaving, the
+physical probes, the machine and the pastedb build, starting and stopping
+servers, redis-benchmark, the typed ``Run`` and the ``Suite`` / ``Part``
+interfaces, progress bar, JSON output), ``render`` (all rendering: printed
+reports, tables, targets, chart, README section, made from the JSON alone),
+the suites ``embedded`` and ``network`` and the part ``internals`` (pastedb
+against itself, run inside the embedded suite), which import only ``common``
+and ``render``, and ``__main__`` (the command line, ``all``, and the table of
+suites: adding a suite is one line there).
 """

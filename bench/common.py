@@ -1,37 +1,63 @@
-"""Shared benchmark machinery.
+"""Environment helpers shared by every suite; the bottom of the import chain
+(``common`` <- ``render`` <- the suites <- ``__main__``: nothing here imports
+another bench module).
 
-- timing: every timed block reads ``time.perf_counter_ns`` (``now_ns``);
-- ``run_timed_threads``: N threads released together by a barrier, each
-  running until a shared deadline; elapsed time runs from the release to the
-  last thread's return, so an operation still in flight at the deadline is
-  counted and its time is included;
-- ``interleave``: repetitions of every engine alternate (A B A B ...) so that
-  drift on a shared, noisy machine lands on both engines alike;
-- ``Workload``: per-repetition metrics of every engine, medians, ratios;
-- physical limits measured in the same run (fdatasync of a 4 KiB overwrite,
-  memcpy bandwidth) and a machine description;
-- the printed table (plain text or Markdown) and the JSON report, which
-  ``Workload.from_json`` reads back for ``python -m bench render``;
-- ``progress``: a one-line progress bar on stderr, drawn only on a terminal.
+- statistics and timing: every timed block reads ``time.perf_counter_ns``
+  (``now_ns``); ``run_timed_threads``: N threads released together by a
+  barrier, each running until a shared deadline; elapsed time runs from the
+  release to the last thread's return, so an operation still in flight at
+  the deadline is counted and its time is included;
+- results: ``Metric`` and ``Workload`` (per-repetition metrics of every
+  engine, medians, ratios; ``Workload.from_json`` reads a report back for
+  ``python -m bench render``); ``interleave``: repetitions of every engine
+  alternate (A B A B ...) so that drift on a shared, noisy machine lands on
+  both engines alike;
+- physical limits measured in the same run: fdatasync of a 4 KiB overwrite
+  and after a 1 KiB store through a shared mapping, memcpy bandwidth,
+  loopback PING through redis-benchmark;
+- the machine and the pastedb build being measured;
+- processes and servers: ``Server`` starts pastedb serve or redis-server on
+  a free port and stops it; ``redis_client`` is the redis-py client the
+  suites use to load a server, read its INFO and shut it down;
+  ``redis_benchmark`` runs the driver and reads its CSV;
+- ``Run``: one suite's run (options, configuration, directories, what it
+  measured so far), and the ``Suite`` / ``Part`` interfaces that
+  ``bench/__main__.py`` lists its suites by;
+- ``progress``: a one-line progress bar on stderr, drawn only on a terminal;
+- JSON output.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import datetime as _dt
+import faulthandler
+import hashlib
 import json
 import math
 import os
 import platform
+import re
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import redis
 
 now_ns = time.perf_counter_ns
+KiB = 1024
+MiB = 1024 * 1024
 
 
 # ------------------------------------------------------------------ statistics
@@ -382,114 +408,471 @@ def machine_description(dirpath: str) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ output
-def fmt_num(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 100:
-        return f"{x:.0f}"
-    if ax >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
+# ------------------------------------------------------------------ the pastedb build
+def use_pastedb_dir(args: argparse.Namespace) -> None:
+    """--pastedb-dir: import pastedb from that directory (a private release build)."""
+    d = getattr(args, "pastedb_dir", None)
+    if d and os.path.abspath(d) not in sys.path:
+        sys.path.insert(0, os.path.abspath(d))
 
 
-def fmt_ratio(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.2f}x"
+def pastedb_root() -> str:
+    """The directory this process imported pastedb from."""
+    import pastedb
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
 
 
-def render_table(
-    workloads: Sequence[Workload],
-    labels: dict[str, str] | None = None,
-    extra_ratios: Sequence[tuple[str, str, str]] = (),
-    extra_engines: Sequence[str] = (),
-    markdown: bool = False,
-) -> str:
-    """One row per metric: the medians of the first two engines, their ratio
-    (the one judged against the target), the spread of the per-pair ratios,
-    the target and whether it is met; then any ``extra_ratios`` (numerator
-    engine, denominator engine, column label) and the medians of
-    ``extra_engines``.  The engines of the first workload name the columns;
-    ``labels`` renames engines in the header."""
-    if not workloads:
-        return ""
-    labels = labels or {}
-    a, b = workloads[0].engines[:2]
-    la, lb = labels.get(a, a), labels.get(b, b)
-    header = ["workload", "metric", la, lb, f"{la}/{lb}", "pairs min-max", "target", "met?"]
-    header += [lab for _n, _d, lab in extra_ratios]
-    header += [labels.get(e, e) for e in extra_engines]
-    rows: list[list[str]] = []
-    for w in workloads:
-        for i, m in enumerate(w.metrics):
-            r = w.ratio(m.key)
-            pr = w.pair_ratios(m.key)
-            met = m.met(r)
-            rows.append(
-                [
-                    w.title if i == 0 else "",
-                    m.label,
-                    fmt_num(w.med(w.engines[0], m.key)),
-                    fmt_num(w.med(w.engines[1], m.key)),
-                    fmt_ratio(r),
-                    f"{min(pr):.2f}-{max(pr):.2f}" if pr else "-",
-                    m.target_text(),
-                    "-" if met is None else ("yes" if met else "NO"),
-                ]
-                + [fmt_ratio(w.ratio_of(n, d, m.key)) for n, d, _lab in extra_ratios]
-                + [fmt_num(w.med(e, m.key)) for e in extra_engines]
+def server_env() -> dict[str, str]:
+    """The environment of child processes that run pastedb (servers, probes):
+    they import the same pastedb build as this process (they also start in
+    that directory, since ``python -m`` puts the working directory first on
+    sys.path)."""
+    root = pastedb_root()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def pastedb_versions() -> dict[str, Any]:
+    """pastedb's version, where it was imported from, and the commit of its
+    source (the snapshot recipe in ``python -m bench embedded -h`` writes
+    SOURCE_COMMIT beside a snapshot)."""
+    import pastedb
+
+    src_root = pastedb_root()
+    marker = os.path.join(src_root, "SOURCE_COMMIT")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            source: dict[str, Any] = {"snapshot_of_commit": f.read().strip(), "dirty": False}
+    else:
+        source = git_revision(src_root)
+    return {
+        "pastedb": pastedb.__version__,
+        "pastedb_module": os.path.dirname(os.path.abspath(pastedb.__file__)),
+        "pastedb_source": source,
+    }
+
+
+def pastedb_build() -> dict[str, Any]:
+    """Which compiled modules were imported, and whether any looks like a
+    PASTEDB_DEBUG build (line tracing: every traced nogil line takes the GIL,
+    so its numbers say nothing about a release build).  The generated .c of
+    a module lies beside its .pyx; linetrace leaves __Pyx_TraceLine calls in it."""
+    import pastedb.core
+
+    core = os.path.dirname(os.path.abspath(pastedb.core.__file__))
+    csrc = os.path.join(os.path.dirname(os.path.dirname(core)), "cython", "pastedb", "core")
+    modules: dict[str, Any] = {}
+    for fn in sorted(os.listdir(core)):
+        if not fn.endswith(".so"):
+            continue
+        name = fn.split(".")[0]
+        so = os.path.join(core, fn)
+        with open(so, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        info: dict[str, Any] = {
+            "sha256_16": digest,
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(os.path.getmtime(so))),
+        }
+        c = os.path.join(csrc, name + ".c")
+        if os.path.exists(c):
+            with open(c, "rb") as f:
+                info["linetrace_in_generated_c"] = b"__Pyx_TraceLine(" in f.read()
+        modules[name] = info
+    traced = sorted(n for n, i in modules.items() if i.get("linetrace_in_generated_c"))
+    return {"core_dir": core, "modules": modules, "debug_build_suspected": traced}
+
+
+# ------------------------------------------------------------------ processes and servers
+class BenchError(RuntimeError):
+    """A server or redis-benchmark failed; the message quotes its output."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_client(port: int, timeout: float = 30.0) -> redis.Redis:
+    """A redis-py client of the server on ``port`` that never retries (a
+    dropped connection must surface, not be papered over)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        single_connection_client=True,
+    )
+
+
+def answers_ping(port: int) -> bool:
+    import redis
+
+    try:
+        with redis_client(port, timeout=2) as r:  # connects at once: refused until it listens
+            return bool(r.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class Server:
+    """One server process on a free port, ready once it answers PING:
+    pastedb serve (kind "pastedb", argv from pastedb_argv), redis-server
+    ("redis", argv from redis_argv), or any other program whose argv says
+    where its port and data directory go with "{port}" and "{dir}"."""
+
+    def __init__(self, kind: str, argv: list[str], datadir: str, env: dict[str, str] | None):
+        self.kind = kind  # "pastedb", "redis" or the name of another program
+        self.argv = argv  # without the port
+        self.datadir = datadir
+        self.env = env
+        self.log_path = datadir.rstrip("/") + ".log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def command(self, port: int) -> list[str]:
+        if self.kind == "pastedb":
+            return [*self.argv[:4], self.datadir, "--port", str(port), *self.argv[4:]]
+        if self.kind == "redis":
+            return [*self.argv, "--port", str(port), "--dir", self.datadir]
+        return [a.replace("{port}", str(port)).replace("{dir}", self.datadir) for a in self.argv]
+
+    def start(self, timeout: float = 30.0) -> Server:
+        if self.kind != "pastedb":
+            os.makedirs(self.datadir, exist_ok=True)
+        for _attempt in range(5):
+            port = free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self.command(port),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=self.env,
+                    cwd=pastedb_root() if self.kind == "pastedb" else self.datadir,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if answers_ping(port):
+                    self.port = port
+                    return self
+                time.sleep(0.01)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+                raise BenchError(
+                    f"{self.kind} did not answer PING in {timeout:.0f}s:\n{self.log()}"
+                )
+            if not re.search(r"in use|cannot listen", self.log(), re.I):
+                break  # a real failure, not a lost race for the port
+        assert self.proc is not None
+        raise BenchError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SHUTDOWN NOSAVE (redis) or SIGTERM (any other); the exit code."""
+        import redis
+
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            if self.kind == "redis":
+                try:
+                    with redis_client(self.port, timeout=10) as r:
+                        r.shutdown(nosave=True)  # returns once the server closed the connection
+                except (redis.RedisError, OSError):
+                    self.proc.terminate()
+            else:
+                self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise BenchError(f"{self.kind} ignored the stop request for {timeout:.0f}s") from None
+
+    def loaded_core(self) -> str | None:
+        """Directory of the pastedb extension modules the server process
+        mapped (Linux /proc; None where that cannot be read)."""
+        assert self.proc is not None
+        try:
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                for line in f:
+                    path = line.split(maxsplit=5)[-1].strip()
+                    if "/pastedb/core/" in path and path.endswith(".so"):
+                        return os.path.dirname(os.path.realpath(path))
+        except OSError:
+            pass
+        return None
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+
+def pastedb_argv(*options: str) -> list[str]:
+    """``python -m pastedb serve [options]``; Server.command inserts DIR after "serve"."""
+    return [sys.executable, "-m", "pastedb", "serve", *options]
+
+
+def redis_argv(redis_server: str, fsync: str | None) -> list[str]:
+    """redis-server with AOF fsync ``always`` / ``everysec``, or no persistence at all (None)."""
+    common = [redis_server, "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]
+    if fsync is None:
+        return [*common, "--appendonly", "no"]
+    return [*common, "--appendonly", "yes", "--appendfsync", fsync]
+
+
+@dataclass
+class Peers:
+    """The redis programs and client library a network suite needs."""
+
+    redis_server: str | None
+    redis_benchmark: str | None
+    redis_py: bool
+
+    @classmethod
+    def find(cls) -> Peers:
+        try:
+            import redis  # noqa: F401
+
+            redis_py = True
+        except ImportError:
+            redis_py = False
+        return cls(shutil.which("redis-server"), shutil.which("redis-benchmark"), redis_py)
+
+    def missing(self) -> list[str]:
+        return [
+            n
+            for n, p in (
+                ("redis-server", self.redis_server),
+                ("redis-benchmark", self.redis_benchmark),
+                ("redis-py (pip install redis)", self.redis_py),
             )
-    if markdown:
-        return _markdown(header, rows)
-    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
-    left = {0, 1}
+            if not p
+        ]
 
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(
-            c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(cells)
+
+def tool_version(exe: str | None) -> str | None:
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or out.stderr.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+CSV_FIELDS = {
+    "rps": "rps",
+    "avg_latency_ms": "avg_us",
+    "p50_latency_ms": "p50_us",
+    "p95_latency_ms": "p95_us",
+    "p99_latency_ms": "p99_us",
+    "max_latency_ms": "max_us",
+}
+
+
+def redis_benchmark(
+    exe: str,
+    port: int,
+    test: str,
+    *,
+    clients: int,
+    pipeline: int,
+    n: int,
+    keyspace: int,
+    vsize: int,
+    timeout: float,
+) -> dict[str, float]:
+    """One redis-benchmark run; req/s and latencies (µs) from its CSV line
+    (redis-benchmark 6.2+ prints p50/p95/p99 there, from an HDR histogram)."""
+    argv = [exe, "-h", "127.0.0.1", "-p", str(port), "-t", test, "-c", str(clients)]
+    argv += ["-P", str(pipeline), "-n", str(n), "-r", str(keyspace), "-d", str(vsize), "--csv"]
+    t = now_ns()
+    try:
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(argv)} took longer than {timeout:.0f}s") from None
+    wall = (now_ns() - t) / 1e9
+    err = cp.stderr.strip()
+    if cp.returncode != 0 or "Error" in err or "error" in cp.stdout.lower():
+        raise BenchError(
+            f"{' '.join(argv)} (exit {cp.returncode}): {err[-600:] or cp.stdout[-600:]}"
         )
-
-    rule = "-+-".join("-" * x for x in widths)
-    out = [line(header), rule]
-    prev = None
-    for owner, cells in zip(_row_owners(workloads), rows, strict=True):
-        if prev is not None and owner is not prev:
-            out.append(rule)
-        out.append(line(cells))
-        prev = owner
-    return "\n".join(out)
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def esc(c: str) -> str:
-        return c.replace("|", "\\|")
-
-    out = ["| " + " | ".join(esc(h) for h in header) + " |"]
-    out.append("| " + " | ".join("---" for _ in header) + " |")
-    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    rows = list(csv.reader(line for line in cp.stdout.splitlines() if line.strip()))
+    want = "PING_MBULK" if test == "ping" else test.upper()
+    if not rows:
+        raise BenchError(f"{' '.join(argv)}: no CSV output")
+    header = rows[0]
+    for row in rows[1:]:
+        if row and row[0] == want:
+            out: dict[str, float] = {"n": n, "wall_s": wall}
+            for name, value in zip(header, row, strict=False):
+                if name in CSV_FIELDS:
+                    x = float(value)
+                    out[CSV_FIELDS[name]] = x if name == "rps" else x * 1e3
+            if "p50_us" not in out:
+                raise BenchError(
+                    f"this redis-benchmark prints no percentiles in --csv (needs 6.2+): {header}"
+                )
+            return out
+    raise BenchError(f"{' '.join(argv)}: no {want} line in\n{cp.stdout}")
 
 
-def render_rows(
-    header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False
-) -> str:
-    """A plain table of strings (first column left-aligned, the rest right-aligned)."""
-    if markdown:
-        return _markdown(header, rows)
-    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
+PING_LOADS = {"c1": (1, 1), "c50": (50, 1), "c50_p16": (50, 16)}  # (clients, pipeline)
 
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(
-            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+
+def ping_limits(
+    exe: str, port: int, n: dict[str, int], timeout: float
+) -> dict[str, dict[str, float]]:
+    """The loopback limits: redis-benchmark -t ping against a running server
+    (one that persists nothing).  At -c 1 its p50 is the round trip, at -c 50
+    (-P 16) its rate is the most this client gets from any server."""
+    return {
+        which: redis_benchmark(
+            exe,
+            port,
+            "ping",
+            clients=clients,
+            pipeline=pipeline,
+            n=n[which],
+            keyspace=1,
+            vsize=3,
+            timeout=timeout,
         )
+        for which, (clients, pipeline) in PING_LOADS.items()
+    }
 
-    return "\n".join([line(header), "-+-".join("-" * x for x in widths), *map(line, rows)])
+
+# ------------------------------------------------------------------ a run
+def profile_of(args: argparse.Namespace) -> str:
+    """smoke (seconds, proves it works), quick (under a minute) or full."""
+    return "smoke" if getattr(args, "smoke", False) else "quick" if args.quick else "full"
 
 
-def _row_owners(workloads: Sequence[Workload]) -> list[Workload]:
-    return [w for w in workloads for _ in w.metrics]
+@dataclass
+class Run:
+    """One suite's run: its options, its profile's configuration, where its
+    databases go, and what it measured so far.  A suite may extend it."""
+
+    args: argparse.Namespace
+    cfg: dict[str, Any]  # the profile's sizes and counts, after the command-line overrides
+    base: str  # temporary directory on the disk (under --dir), removed after the run
+    hang_timeout: float | None = None  # seconds one step may take (None: no watchdog)
+    t0: float = field(default_factory=time.monotonic)
+    seq: int = 0  # numbers the fresh directories
+    sync_ns: list[int] = field(default_factory=list)  # fdatasync after a 4 KiB pwrite
+    sync_mapped_ns: list[int] = field(default_factory=list)  # ... after a 1 KiB mapped store
+    workloads: list[Workload] = field(default_factory=list)  # measured, in order
+    shared: dict[str, Any] = field(default_factory=dict)  # what several workloads use
+
+    def log(self, msg: str) -> None:
+        progress.write(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
+
+    def fresh_dir(self, tag: str, under: str | None = None) -> str:
+        """A new, empty directory under ``under`` (default: the run's base)."""
+        self.seq += 1
+        path = os.path.join(under or self.base, f"{self.seq:04d}-{tag}")
+        os.makedirs(path)
+        return path
+
+    def rearm(self) -> None:
+        """Restart the hang watchdog, which dumps every thread's stack and
+        exits if a step deadlocks (each long step counts as one)."""
+        if self.hang_timeout:
+            faulthandler.dump_traceback_later(self.hang_timeout, exit=True)
+
+    def probe_sync(self, n: int) -> None:
+        """n barrier samples on the disk (every workload starts here)."""
+        self.rearm()
+        self.sync_ns.extend(fdatasync_samples(self.base, n))
+        self.sync_mapped_ns.extend(fdatasync_mapped_samples(self.base, max(1, n // 2)))
+
+
+class Part(Protocol):
+    """Groups of workloads that run inside another suite's run (the embedded
+    suite's ``internals``): a module with these names."""
+
+    NAME: str  # the key of its section in the suite's report
+    GROUPS: list[str]  # what --only takes
+    PROFILES: dict[str, dict[str, Any]]  # merged into the suite's profiles
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def configure(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+        """Apply its command-line overrides to the run's configuration."""
+
+    def planned_steps(self, cfg: dict[str, Any], groups: list[str]) -> int: ...
+
+    def measure(self, run: Run, groups: list[str]) -> dict[str, Any]: ...
+
+
+class Suite(Protocol):
+    """A benchmark suite: a module with these names, listed in
+    ``bench/__main__.py``'s table."""
+
+    NAME: str  # its subcommand, and the key of its section in an ``all`` report
+    HELP: str  # one line for ``python -m bench -h``
+    GROUPS: list[str]  # what --only takes (besides its parts' groups)
+
+    def add_arguments(self, p: argparse.ArgumentParser, standalone: bool = True) -> None:
+        """Its own options; with standalone=False (inside ``all``) the names
+        must not collide with another suite's."""
+
+    def plan(self, args: argparse.Namespace, groups: list[str], parts: Sequence[Part]) -> int:
+        """Progress steps the run will make (0 when it will be skipped)."""
+
+    def measure(
+        self,
+        args: argparse.Namespace,
+        groups: list[str],
+        parts: Sequence[Part],
+        plan_progress: bool = True,
+    ) -> dict[str, Any] | int:
+        """Run it: the report (a JSON document whose ``skipped`` says why,
+        when its peers are missing), or an exit code when nothing ran."""
+
+    def report(self, doc: dict[str, Any]) -> str:
+        """The printed report of its document."""
+
+
+def add_common_arguments(p: argparse.ArgumentParser, groups: Sequence[str], name: str) -> None:
+    """The options every suite (and ``all``) takes."""
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs (< 60 s)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a handful of operations per workload: proves the suite works, measures nothing"
+        " (writes a JSON report only with --json)",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write results here (default bench/results/{name}[-PROFILE]-<time>.json)",
+    )
+    p.add_argument("--no-json", action="store_true", help="do not write a JSON report")
+    p.add_argument(
+        "--dir",
+        default=tempfile.gettempdir(),
+        help="directory on the disk where the databases and servers' data are created"
+        " (default %(default)s)",
+    )
+    p.add_argument(
+        "--pastedb-dir",
+        metavar="DIR",
+        help="import pastedb from DIR (e.g. a private release build) instead of the current"
+        " directory; servers and probes run that build too",
+    )
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(groups)}")
 
 
 # ------------------------------------------------------------------ progress
@@ -541,7 +924,6 @@ class Progress:
     def _draw(self) -> None:
         if not self.enabled or self.total <= 0:
             return
-        import shutil
 
         frac = min(1.0, self.done / self.total)
         el = time.monotonic() - self.t0

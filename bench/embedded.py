@@ -19,7 +19,8 @@ Workloads
   5. ordered scan over all N keys            items() / cursor iternext
   6. mixed 50/50 get/durable put, 1 and 8 threads (LMDB: a read txn per get)
   7. durable single-thread put, value sizes 64 B .. 1 MiB
-  8. pastedb against itself (bench/internals.py; groups index, open, space):
+  8. pastedb against itself (bench/internals.py, a part that bench/__main__.py
+     runs inside this suite's run; groups index, open, space):
      durable put latency with index="lazy" vs index="eager" into 1M keys,
      open time after a clean close and after kill -9, space after overwrites
 and the physical limits of this machine measured in the same run: one
@@ -45,26 +46,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import faulthandler
-import hashlib
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bench import internals
+from bench import render
 from bench.common import (
+    KiB,
     Metric,
+    MiB,
+    Part,
+    Run,
     Workload,
-    default_json_path,
     fdatasync_mapped_samples,
     fdatasync_samples,
-    fmt_num,
     git_revision,
     interleave,
     latency_summary_us,
@@ -72,18 +73,20 @@ from bench.common import (
     median,
     memcpy_gbps,
     now_ns,
+    pastedb_build,
+    pastedb_versions,
     percentile,
+    profile_of,
     progress,
-    render_table,
     run_timed_threads,
     summary_us,
-    write_json,
+    use_pastedb_dir,
 )
 
+NAME = "embedded"
+HELP = "embedded API against LMDB (durable puts, batches, gets, scans, mixed, sizes)"
 ENGINES = ["pastedb", "lmdb"]
 LMDB_MAP_SIZE = 16 << 30  # sparse; large enough for every workload here
-KiB = 1024
-MiB = 1024 * 1024
 
 # Minimum pastedb/lmdb ratios the issue asks for.
 TARGET_PUT_1T = 2.0
@@ -142,9 +145,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-GROUPS = ["put1", "put8", "batch", "read", "mixed", "sizes", *internals.GROUPS]
-for _profile, _sizes in internals.PROFILES.items():
-    PROFILES[_profile].update(_sizes)
+GROUPS = ["put1", "put8", "batch", "read", "mixed", "sizes"]  # + those of its parts
 
 
 # ====================================================================== engines
@@ -241,53 +242,28 @@ Handle = PastedbHandle | LmdbHandle
 
 
 # ====================================================================== run context
-class Run:
-    def __init__(self, args: argparse.Namespace, cfg: dict[str, Any], base: str) -> None:
-        self.args = args
-        self.cfg = cfg
-        self.base = base
-        self.t0 = time.monotonic()
-        self.sync_ns: list[int] = []
-        self.sync_mapped_ns: list[int] = []
-        self.workloads: list[Workload] = []
-        self.seq = 0
-        self.shared: dict[str, Any] = {}  # what several workloads use (bench/internals.py)
+def open_engine(run: Run, engine: str, path: str) -> Handle:
+    if engine == "pastedb":
+        return PastedbHandle(path, run.args.persist)
+    return LmdbHandle(path)
 
-    def log(self, msg: str) -> None:
-        progress.write(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
 
-    def open(self, engine: str, path: str) -> Handle:
-        if engine == "pastedb":
-            return PastedbHandle(path, self.args.persist)
-        return LmdbHandle(path)
-
-    def fresh_dir(self, tag: str) -> str:
-        self.seq += 1
-        path = os.path.join(self.base, f"{self.seq:04d}-{tag}")
-        os.makedirs(path)
-        return path
-
-    def probe_sync(self, n: int) -> None:
-        # every workload starts here: re-arm the hang watchdog, which dumps
-        # every thread's stack and exits if a workload deadlocks
-        faulthandler.dump_traceback_later(self.args.hang_timeout, exit=True)
-        self.sync_ns.extend(fdatasync_samples(self.base, n))
-        self.sync_mapped_ns.extend(fdatasync_mapped_samples(self.base, max(1, n // 2)))
-
-    def add(self, w: Workload, started: float) -> None:
-        w.seconds = time.monotonic() - started
-        self.workloads.append(w)
-        m = w.metrics[0]
-        self.log(
-            f"{w.title}: pastedb {fmt_num(w.med('pastedb', m.key))}, lmdb {fmt_num(w.med('lmdb', m.key))}"
-            f" {m.label} -> {w.ratio(m.key):.2f}x  ({w.seconds:.1f}s)"
-        )
+def record(run: Run, w: Workload, started: float) -> None:
+    """Keep a measured workload and say what it found."""
+    w.seconds = time.monotonic() - started
+    run.workloads.append(w)
+    m = w.metrics[0]
+    run.log(
+        f"{w.title}: pastedb {render.fmt_num(w.med('pastedb', m.key))}, lmdb "
+        f"{render.fmt_num(w.med('lmdb', m.key))} {m.label} -> {w.ratio(m.key):.2f}x"
+        f"  ({w.seconds:.1f}s)"
+    )
 
 
 @contextlib.contextmanager
 def fresh(run: Run, engine: str, tag: str) -> Iterator[Handle]:
     path = run.fresh_dir(f"{tag}-{engine}")
-    h = run.open(engine, path)
+    h = open_engine(run, engine, path)
     try:
         yield h
     finally:
@@ -381,7 +357,7 @@ def durable_put(
     run.sync_mapped_ns.extend(near_mapped)
     w.extra["fdatasync_4k_pwrite_us_during"] = summary_us(near_sync)
     w.extra["fdatasync_1k_mapped_store_us_during"] = summary_us(near_mapped)
-    run.add(w, started)
+    record(run, w, started)
     return w
 
 
@@ -431,7 +407,7 @@ def batched_put(run: Run, order: str) -> Workload:
         engines=ENGINES,
     )
     w.reps = interleave(cfg["batch_reps"], ENGINES, one, w.title)
-    run.add(w, started)
+    record(run, w, started)
     return w
 
 
@@ -453,11 +429,11 @@ def reads(run: Run, n: int, suffix: str = "") -> list[Workload]:
     try:
         for e in ENGINES:
             paths[e] = run.fresh_dir(f"reads-{e}")
-            h = handles[e] = run.open(e, paths[e])
+            h = handles[e] = open_engine(run, e, paths[e])
             for i in range(0, n, 1000):
                 h.put_batch(load[i : i + 1000], value)
                 if i % 100_000 == 0:  # loading 1M keys may outlast the hang watchdog
-                    faulthandler.dump_traceback_later(run.args.hang_timeout, exit=True)
+                    run.rearm()
             if h.count() != n:
                 raise AssertionError(f"{e}: {h.count()} keys loaded, expected {n}")
             # warm-up: touch every key and value once, then some lookups
@@ -512,7 +488,7 @@ def reads(run: Run, n: int, suffix: str = "") -> list[Workload]:
         t_get = time.monotonic()
         wg.reps = interleave(cfg["reps"], ENGINES, get_one_rep, wg.title)
         wg.notes.append(f"load + warm-up of both databases took {load_s:.1f}s (not timed)")
-        run.add(wg, t_get)
+        record(run, wg, t_get)
 
         ws = Workload(
             id=f"scan_ordered{suffix}",
@@ -529,7 +505,7 @@ def reads(run: Run, n: int, suffix: str = "") -> list[Workload]:
         )
         t_scan = time.monotonic()
         ws.reps = interleave(cfg["reps"], ENGINES, scan_one_rep, ws.title)
-        run.add(ws, t_scan)
+        record(run, ws, t_scan)
     finally:
         for e, h in handles.items():
             h.close()
@@ -627,29 +603,13 @@ def mixed(run: Run, nthreads: int) -> Workload:
         engines=ENGINES,
     )
     w.reps = interleave(cfg["reps"], ENGINES, one, w.title)
-    run.add(w, started)
+    record(run, w, started)
     return w
 
 
 # ====================================================================== driver
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="small sizes and short runs (< 60 s)")
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a handful of operations per workload: proves the suite works, measures nothing",
-    )
-    p.add_argument(
-        "--json",
-        metavar="PATH",
-        help="write results here (default bench/results/embedded-<date>.json)",
-    )
-    p.add_argument("--no-json", action="store_true", help="do not write a JSON report")
-    p.add_argument(
-        "--dir",
-        default=tempfile.gettempdir(),
-        help="directory in which both engines' databases are created (default %(default)s)",
-    )
+def add_arguments(p: argparse.ArgumentParser, standalone: bool = True) -> None:
+    """Its options (the same inside ``all``)."""
     p.add_argument("--persist", default="auto", help="pastedb persist= backend (default auto)")
     p.add_argument("--reps", type=int, help="repetitions per engine (overrides the profile)")
     p.add_argument(
@@ -658,96 +618,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds per timed durable repetition (overrides the profile)",
     )
     p.add_argument(
-        "--pastedb-dir",
-        metavar="DIR",
-        help="import pastedb from DIR (e.g. a private release build) instead of the current directory",
-    )
-    p.add_argument(
         "--hang-timeout",
         type=float,
         help="seconds one workload may take before every thread's stack is dumped and the run"
         " aborts (default 60 with --quick, else 300)",
     )
-    p.add_argument("--only", help=f"comma-separated subset of {','.join(GROUPS)}")
     p.add_argument(
         "--read-keys",
         metavar="N[,N...]",
         help="database sizes of the random-get and scan workloads (default: the profile's;"
         " the full run measures 100000,1000000)",
     )
-    p.add_argument(
-        "--index-keys",
-        type=int,
-        metavar="N",
-        help="keys in the database of the index and open groups (default: 1000000 in the full"
-        " run, 100000 with --quick)",
-    )
-    p.add_argument(
-        "--space-keys",
-        type=int,
-        metavar="N",
-        help="keys of the space group (default: 100000 in the full run, 20000 with --quick)",
-    )
 
 
-def lmdb_version_line() -> str:
-    import lmdb
-
-    return f"py-lmdb {lmdb.__version__} (LMDB {'.'.join(str(x) for x in lmdb.version()[:3])})"
+def config(args: argparse.Namespace, parts: Sequence[Part]) -> dict[str, Any]:
+    """The profile's configuration (its parts' included), after the options."""
+    profile = profile_of(args)
+    cfg = dict(PROFILES[profile])
+    for part in parts:
+        cfg.update(part.PROFILES[profile])
+    if args.reps:
+        cfg["reps"] = args.reps
+        cfg["batch_reps"] = min(cfg["batch_reps"], args.reps)
+    if args.duration:
+        cfg["duration_s"] = args.duration
+    if args.read_keys:
+        cfg["read_n"] = [int(x.replace("_", "")) for x in args.read_keys.split(",") if x.strip()]
+    for part in parts:
+        part.configure(cfg, args)
+    return cfg
 
 
 def versions() -> dict[str, Any]:
     import lmdb
 
-    import pastedb
-
     bench_repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src_root = os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
-    marker = os.path.join(src_root, "SOURCE_COMMIT")  # written by the snapshot recipe in --help
-    if os.path.exists(marker):
-        with open(marker) as f:
-            source: dict[str, Any] = {"snapshot_of_commit": f.read().strip(), "dirty": False}
-    else:
-        source = git_revision(src_root)
     return {
-        "pastedb": pastedb.__version__,
-        "pastedb_module": os.path.dirname(os.path.abspath(pastedb.__file__)),
-        "pastedb_source": source,
+        **pastedb_versions(),
         "bench_git": git_revision(bench_repo),
         "py_lmdb": lmdb.__version__,
         "lmdb_c": ".".join(str(x) for x in lmdb.version()[:3]),
         "py_lmdb_binding": lmdb.Environment.__module__,
     }
-
-
-def pastedb_build() -> dict[str, Any]:
-    """Which compiled modules were imported, and whether any looks like a
-    PASTEDB_DEBUG build (line tracing: every traced nogil line takes the GIL,
-    so its numbers say nothing about a release build).  The generated .c of
-    a module lies beside its .pyx; linetrace leaves __Pyx_TraceLine calls in it."""
-    import pastedb.core
-
-    core = os.path.dirname(os.path.abspath(pastedb.core.__file__))
-    csrc = os.path.join(os.path.dirname(os.path.dirname(core)), "cython", "pastedb", "core")
-    modules: dict[str, Any] = {}
-    for fn in sorted(os.listdir(core)):
-        if not fn.endswith(".so"):
-            continue
-        name = fn.split(".")[0]
-        so = os.path.join(core, fn)
-        with open(so, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:16]
-        info: dict[str, Any] = {
-            "sha256_16": digest,
-            "mtime": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(os.path.getmtime(so))),
-        }
-        c = os.path.join(csrc, name + ".c")
-        if os.path.exists(c):
-            with open(c, "rb") as f:
-                info["linetrace_in_generated_c"] = b"__Pyx_TraceLine(" in f.read()
-        modules[name] = info
-    traced = sorted(n for n, i in modules.items() if i.get("linetrace_in_generated_c"))
-    return {"core_dir": core, "modules": modules, "debug_build_suspected": traced}
 
 
 def pastedb_backend(base: str, persist: str) -> dict[str, Any]:
@@ -769,43 +681,27 @@ def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
     per["mixed"] = 2 * r
     sizes = [x for x in cfg["sizes"] if not (x == 1 * KiB and "put1" in groups)]
     per["sizes"] = len(sizes) * r
-    return sum(per[g] for g in groups if g in per) + internals.planned_steps(cfg, groups)
+    return sum(per[g] for g in groups if g in per)
 
 
-@dataclasses.dataclass
-class Report:
-    """What one embedded run measured: the JSON document and the objects the
-    printed report is made from."""
-
-    doc: dict[str, Any]
-    workloads: list[Workload]
-    physical: dict[str, Any]
-    machine: dict[str, Any]
-    build: dict[str, Any]
-    cfg: dict[str, Any]
-    profile: str
-    total_s: float
-    dir: str
-    put1: Workload | None
-    internals: dict[str, Any] = dataclasses.field(default_factory=dict)
+def plan(args: argparse.Namespace, groups: list[str], parts: Sequence[Part]) -> int:
+    cfg = config(args, parts)
+    return planned_steps(cfg, groups) + sum(p.planned_steps(cfg, groups) for p in parts)
 
 
-def main(args: argparse.Namespace) -> int:
-    rep = measure(args)
-    if isinstance(rep, int):
-        return rep
-    print_report(rep)
-    if not args.no_json:
-        path = args.json or default_json_path("embedded", rep.profile)
-        write_json(path, rep.doc)
-        print(f"results written to {path}")
-    return 0
+def report(doc: dict[str, Any]) -> str:
+    return render.embedded_text(doc)
 
 
-def measure(args: argparse.Namespace) -> Report | int:
-    """Run the embedded workloads; an int is an exit code (nothing measured)."""
-    if args.pastedb_dir:
-        sys.path.insert(0, os.path.abspath(args.pastedb_dir))
+def measure(
+    args: argparse.Namespace,
+    groups: list[str],
+    parts: Sequence[Part] = (),
+    plan_progress: bool = True,
+) -> dict[str, Any] | int:
+    """Run the embedded workloads, then those of its parts; the JSON document,
+    or an exit code when nothing could run."""
+    use_pastedb_dir(args)
     try:
         import lmdb  # noqa: F401
 
@@ -818,29 +714,10 @@ def measure(args: argparse.Namespace) -> Report | int:
         )
         return 2
 
-    profile = "smoke" if getattr(args, "smoke", False) else "quick" if args.quick else "full"
-    cfg = dict(PROFILES[profile])
-    if args.reps:
-        cfg["reps"] = args.reps
-        cfg["batch_reps"] = min(cfg["batch_reps"], args.reps)
-    if args.duration:
-        cfg["duration_s"] = args.duration
-    if args.read_keys:
-        cfg["read_n"] = [int(x.replace("_", "")) for x in args.read_keys.split(",") if x.strip()]
-    if args.index_keys:
-        cfg["index_n"] = args.index_keys
-    if args.space_keys:
-        cfg["space_n"] = args.space_keys
+    profile = profile_of(args)
+    cfg = config(args, parts)
     if args.hang_timeout is None:
         args.hang_timeout = 60.0 if profile != "full" else 300.0
-    groups = GROUPS if not args.only else [g.strip() for g in args.only.split(",") if g.strip()]
-    unknown = set(groups) - set(GROUPS)
-    if unknown:
-        print(
-            f"unknown --only group(s): {', '.join(sorted(unknown))}; choose from {','.join(GROUPS)}",
-            file=sys.stderr,
-        )
-        return 2
 
     os.makedirs(args.dir, exist_ok=True)
     base = tempfile.mkdtemp(prefix="pastedb-bench-", dir=args.dir)
@@ -853,8 +730,10 @@ def measure(args: argparse.Namespace) -> Report | int:
             "(line-tracing) build; their numbers do not represent a release build",
             file=sys.stderr,
         )
-    run = Run(args, cfg, base)
-    progress.add_total(planned_steps(cfg, groups))
+    run = Run(args, cfg, base, hang_timeout=args.hang_timeout)
+    if plan_progress:
+        progress.add_total(plan(args, groups, parts))
+    sections: dict[str, Any] = {}
     t_start = time.monotonic()
     try:
         run.log(
@@ -922,7 +801,8 @@ def measure(args: argparse.Namespace) -> Report | int:
                         Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
                     ],
                 )
-        section = internals.measure(run, groups)
+        for part in parts:
+            sections[part.NAME] = part.measure(run, groups)
         run.probe_sync(cfg["sync_probe_start"] // 2)
         mc_big += memcpy_gbps(64 * MiB, 5)
         mc_small += memcpy_gbps(256 * KiB, 200)
@@ -953,10 +833,11 @@ def measure(args: argparse.Namespace) -> Report | int:
             **{f"{e}_x_mapped_fdatasync": put1.med(e, "p50_us") / near_m for e in ENGINES},
         }
 
-    doc = {
+    return {
         "suite": "embedded",
         "profile": profile,
         "config": cfg,
+        "dir": args.dir,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
         "total_seconds": round(total_s, 1),
         "machine": machine,
@@ -971,94 +852,6 @@ def measure(args: argparse.Namespace) -> Report | int:
         },
         "physical": physical,
         "workloads": [w.to_json() for w in run.workloads],
-        # pastedb against itself (bench/internals.py): index, open, space
-        "internals": section,
+        # its parts' sections: "internals" (pastedb against itself: index, open, space)
+        **sections,
     }
-    return Report(
-        doc, run.workloads, physical, machine, build, cfg, profile, total_s, args.dir, put1, section
-    )
-
-
-def print_report(rep: Report) -> None:
-    machine, build, cfg, profile, physical = (
-        rep.machine,
-        rep.build,
-        rep.cfg,
-        rep.profile,
-        rep.physical,
-    )
-    put1, total_s = rep.put1, rep.total_s
-
-    print()
-    print(
-        f"pastedb vs LMDB, embedded -- profile {profile}, {cfg['reps']} interleaved repetitions per engine"
-        f" (batched: {cfg['batch_reps']}), medians; ratio = pastedb/lmdb of the medians"
-    )
-    print(
-        f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel {machine['kernel']}, "
-        f"{machine['filesystem'].get('type', '?')} on {machine['filesystem'].get('device', '?')} "
-        f"({rep.dir}); load avg {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}"
-    )
-    print(
-        f"pastedb {build['core_dir']} (persist={machine['pastedb_backend'].get('persist')}); "
-        f"lmdb {lmdb_version_line()}"
-    )
-    if build["debug_build_suspected"]:
-        print(
-            f"WARNING: {', '.join(build['debug_build_suspected'])} built with line tracing (PASTEDB_DEBUG)"
-        )
-    print()
-    if rep.workloads:
-        print(render_table(rep.workloads))
-        print()
-    fs = physical["fdatasync_4k_pwrite_overwrite_us"]
-    fm = physical["fdatasync_1k_mapped_store_us"]
-    mc = physical["memcpy_gbps"]
-    print("physical limits, measured in this run between and beside the workloads:")
-    print(
-        f"  fdatasync after a 4 KiB pwrite overwrite     p50 {fs['p50']:>7,.0f} us"
-        f"  (p10 {fs['p10']:,.0f}, p90 {fs['p90']:,.0f}; {fs['samples']} samples)"
-    )
-    print(
-        f"  fdatasync after a 1 KiB store via MAP_SHARED p50 {fm['p50']:>7,.0f} us"
-        f"  (p10 {fm['p10']:,.0f}, p90 {fm['p90']:,.0f}; {fm['samples']} samples)"
-    )
-    print(
-        f"  memcpy 64 MiB {mc['64MiB_median']:.1f} GB/s (best {mc['64MiB_best']:.1f}),"
-        f" 256 KiB {mc['256KiB_median']:.1f} GB/s (best {mc['256KiB_best']:.1f})"
-    )
-    if put1 is not None:
-        x = physical["durable_put_1k_p50_over_fdatasync_p50"]
-        print(
-            f"  durable 1 KiB put p50, as a multiple of the fdatasync p50 sampled beside workload 1"
-            f" ({x['fdatasync_4k_pwrite_p50_us']:,.0f} us pwrite / {x['fdatasync_1k_mapped_store_p50_us']:,.0f} us mapped):"
-        )
-        print(
-            f"    pastedb {x['pastedb_x_pwrite_fdatasync']:.2f}x / {x['pastedb_x_mapped_fdatasync']:.2f}x,"
-            f" lmdb {x['lmdb_x_pwrite_fdatasync']:.2f}x / {x['lmdb_x_mapped_fdatasync']:.2f}x"
-        )
-    for w in rep.workloads:
-        opb = w.values("pastedb", "ops_per_barrier")
-        if opb and w.params.get("threads", 1) > 1:
-            print(
-                f"  {w.title}: pastedb group commit, {median(opb):.1f} puts per fdatasync (median)"
-            )
-    targets = [(w, m) for w in rep.workloads for m in w.metrics if m.target is not None]
-    missed = [
-        f"{w.title} {m.label} {w.ratio(m.key):.2f}x < {m.target:g}x"
-        for w, m in targets
-        if m.met(w.ratio(m.key)) is False
-    ]
-    print(
-        f"targets met: {len(targets) - len(missed)}/{len(targets)}"
-        + (f"; missed: {'; '.join(missed)}" if missed else "")
-    )
-    if rep.internals:
-        print()
-        print("pastedb against itself (no peer; same run):")
-        for block in internals.blocks(rep.internals):
-            print()
-            print(block)
-        own = [t for t in internals.targets(rep.internals) if t["met"] is not None]
-        print(f"targets met (pastedb alone): {sum(1 for t in own if t['met'])}/{len(own)}")
-    print(f"total time {total_s:.0f}s")

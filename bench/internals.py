@@ -5,7 +5,10 @@
 
 Part of the embedded suite (its groups ``index``, ``open`` and ``space``), but
 with no LMDB peer: each compares pastedb with itself or with an absolute
-target, measured in the same run.
+target, measured in the same run.  It is a ``Part`` (bench/common.py):
+bench/__main__.py hands it to the embedded suite, which runs it inside its
+own ``Run``; like every suite module it imports only bench.common and
+bench.render (which prints its section).
 
 index  Per-put latency (p50, p99, p999, mean; ``time.perf_counter_ns`` around
        each ``db.put``) of 1 KiB puts with random 16-byte keys, 1 thread,
@@ -47,7 +50,7 @@ persistent B-tree is wired in) the index group measures nothing and says
 
 from __future__ import annotations
 
-import faulthandler
+import argparse
 import json
 import math
 import os
@@ -62,20 +65,21 @@ from typing import Any
 
 from bench.common import (
     Metric,
+    Run,
     Workload,
-    fmt_num,
-    fmt_ratio,
     interleave,
     median,
     now_ns,
+    pastedb_root,
     percentile,
     progress,
-    render_rows,
-    render_table,
+    server_env,
 )
+from bench.render import NOT_AVAILABLE_TITLE, fmt_num, fmt_ratio
 
 KiB = 1024
 MiB = 1024 * 1024
+NAME = "internals"  # its section in the embedded report
 GROUPS = ["index", "open", "space"]
 MODES = ["lazy", "eager"]
 
@@ -84,9 +88,8 @@ TARGET_OPEN_S = 0.2  # open + first get after a clean close, seconds ...
 TARGET_OPEN_KEYS = 1_000_000  # ... of a database this large (judged only at this size or more)
 TARGET_SPACE_RATIO = 1.5  # stats()["space_ratio"] after the overwrites
 
-NOT_AVAILABLE_TITLE = "lazy vs eager indexing"
 
-# per profile; merged into bench.embedded.PROFILES
+# per profile; merged into the profiles of the suite it runs in
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "index_n": 2_000,  # keys in the database the index and open groups use
@@ -148,6 +151,29 @@ STAT_KEYS = (
 )
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--index-keys",
+        type=int,
+        metavar="N",
+        help="keys in the database of the index and open groups (default: 1000000 in the full"
+        " run, 100000 with --quick)",
+    )
+    p.add_argument(
+        "--space-keys",
+        type=int,
+        metavar="N",
+        help="keys of the space group (default: 100000 in the full run, 20000 with --quick)",
+    )
+
+
+def configure(cfg: dict[str, Any], args: argparse.Namespace) -> None:
+    if getattr(args, "index_keys", None):
+        cfg["index_n"] = args.index_keys
+    if getattr(args, "space_keys", None):
+        cfg["space_n"] = args.space_keys
+
+
 def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
     per = {
         "index": len(MODES) * cfg["index_reps"] * (2 if cfg["index_puts_nosync"] else 1),
@@ -166,13 +192,8 @@ def random_keys(seed: int, n: int) -> list[bytes]:
     return [rb(16) for _ in range(n)]
 
 
-def rearm(run: Any) -> None:
-    """Restart the hang watchdog (each long step of these workloads counts as one)."""
-    faulthandler.dump_traceback_later(run.args.hang_timeout, exit=True)
-
-
 # ====================================================================== feature check
-def index_support(run: Any) -> tuple[bool, str]:
+def index_support(run: Run) -> tuple[bool, str]:
     """Does this pastedb build take ``index=`` in ``open()`` and report it
     in ``stats()["index"]``?  (False, why) otherwise.  Probed once per run."""
     if "index_support" in run.shared:
@@ -205,20 +226,6 @@ def index_support(run: Any) -> tuple[bool, str]:
     return ok, why
 
 
-def not_available(section: dict[str, Any]) -> list[dict[str, str]]:
-    """The "not available" notices of a results section (for ``all``)."""
-    idx = section.get("index") or {}
-    if idx and not idx.get("available"):
-        return [
-            {
-                "id": "lazy_vs_eager_index",
-                "title": NOT_AVAILABLE_TITLE,
-                "why": f"not available: {idx.get('why')}",
-            }
-        ]
-    return []
-
-
 # ====================================================================== the shared database
 @dataclass
 class BaseDB:
@@ -229,7 +236,7 @@ class BaseDB:
     build_s: float
 
 
-def base_db(run: Any, n: int) -> BaseDB:
+def base_db(run: Run, n: int) -> BaseDB:
     """One database of n random 16-byte keys x 1 KiB, loaded with sync=False
     in batches, checkpointed and closed cleanly; built once per run and
     shared by the index and open groups (each leaves it at n keys)."""
@@ -238,7 +245,7 @@ def base_db(run: Any, n: int) -> BaseDB:
         return run.shared[tag]  # type: ignore[no-any-return]
     import pastedb
 
-    rearm(run)
+    run.rearm()
     path = run.fresh_dir(tag)
     keys = random_keys(11, n)
     value = os.urandom(1 * KiB)
@@ -263,11 +270,17 @@ def base_db(run: Any, n: int) -> BaseDB:
 
 
 # ====================================================================== index: lazy vs eager
-def index_ablation(run: Any) -> dict[str, Any]:
+def index_ablation(run: Run) -> dict[str, Any]:
     cfg = run.cfg
     ok, why = index_support(run)
     n = cfg["index_n"]
-    out: dict[str, Any] = {"available": ok, "why": why, "n": n, "workloads": []}
+    out: dict[str, Any] = {
+        "available": ok,
+        "why": why,
+        "n": n,
+        "target_p99_ratio": TARGET_LAZY_EAGER_P99,
+        "workloads": [],
+    }
     if not ok:
         run.log(f"{NOT_AVAILABLE_TITLE}: not available: {why}")
         progress.step(planned_steps(cfg, ["index"]))
@@ -281,7 +294,7 @@ def index_ablation(run: Any) -> dict[str, Any]:
     return out
 
 
-def index_put(run: Any, base: BaseDB, sync: bool, m: int) -> Workload:
+def index_put(run: Run, base: BaseDB, sync: bool, m: int) -> Workload:
     import pastedb
 
     started = time.monotonic()
@@ -289,7 +302,7 @@ def index_put(run: Any, base: BaseDB, sync: bool, m: int) -> Workload:
     n, value, warm_n = base.n, base.value, cfg["index_warmup"]
 
     def one(mode: str, rep: int) -> dict[str, float]:
-        rearm(run)
+        run.rearm()
         # the same keys for both modes in a repetition; new ones every repetition
         keys = random_keys(1000 + 2 * rep + int(sync), warm_n + m)
         warm, timed = keys[:warm_n], keys[warm_n:]
@@ -348,11 +361,11 @@ def index_put(run: Any, base: BaseDB, sync: bool, m: int) -> Workload:
             "checkpoint_after_s": checkpoint_s,
             "close_s": close_s,
         }
-        for k in ("index_pending", "checkpoints", "checkpoint_seconds"):
-            if k in st1:
-                res[f"{k}_end"] = st1[k]
-            if k in st0 and k in st1 and k != "index_pending":
-                res[f"{k}_during"] = st1[k] - st0[k]
+        for stat in ("index_pending", "checkpoints", "checkpoint_seconds"):
+            if stat in st1:
+                res[f"{stat}_end"] = st1[stat]
+            if stat in st0 and stat in st1 and stat != "index_pending":
+                res[f"{stat}_during"] = st1[stat] - st0[stat]
         return res
 
     w = Workload(
@@ -443,10 +456,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 """ % (STAT_KEYS,)
 
 
-def _python(run: Any, script: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+def _python(run: Run, script: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a probe script with the pastedb build this process imported."""
-    from bench.network import pastedb_root, server_env
-
     return subprocess.run(
         [sys.executable, "-c", script, *argv],
         cwd=pastedb_root(),
@@ -467,9 +478,9 @@ def _last_json(cp: subprocess.CompletedProcess[str], what: str) -> dict[str, Any
 
 
 def open_probe(
-    run: Any, path: str, key: bytes, clean_seed: int = 0, clean_n: int = 0
+    run: Run, path: str, key: bytes, clean_seed: int = 0, clean_n: int = 0
 ) -> dict[str, Any]:
-    rearm(run)
+    run.rearm()
     cp = _python(
         run, OPEN_PROBE, [path, key.hex(), run.args.persist, str(clean_seed), str(clean_n)]
     )
@@ -482,8 +493,8 @@ def open_probe(
     return res
 
 
-def crash_child(run: Any, path: str, n: int, seed: int) -> dict[str, Any]:
-    rearm(run)
+def crash_child(run: Run, path: str, n: int, seed: int) -> dict[str, Any]:
+    run.rearm()
     cp = _python(run, CRASH_CHILD, [path, str(n), str(seed), str(TAIL_CHUNK), run.args.persist])
     if cp.returncode != -signal.SIGKILL:
         raise RuntimeError(f"crash child: exit {cp.returncode}, not SIGKILL\n{cp.stderr[-3000:]}")
@@ -509,7 +520,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def open_time(run: Any) -> dict[str, Any]:
+def open_time(run: Run) -> dict[str, Any]:
     cfg = run.cfg
     started = time.monotonic()
     n = cfg["index_n"]
@@ -595,12 +606,12 @@ def disk_usage(path: str) -> dict[str, Any]:
     }
 
 
-def space(run: Any) -> dict[str, Any]:
+def space(run: Run) -> dict[str, Any]:
     import pastedb
 
     cfg = run.cfg
     started = time.monotonic()
-    rearm(run)
+    run.rearm()
     n, rewrites = cfg["space_n"], cfg["space_rewrites"]
     path = run.fresh_dir("space")
     keys = random_keys(21, n)
@@ -617,7 +628,7 @@ def space(run: Any) -> dict[str, Any]:
                     put = b.put
                     for k in keys[i : i + LOAD_CHUNK]:
                         put(k, value)
-            rearm(run)
+            run.rearm()
         write_s = time.monotonic() - t
         if db.get(keys[0]) != value or len(db) != n:
             raise AssertionError("space: the last round of values is not what reads return")
@@ -677,7 +688,7 @@ def space(run: Any) -> dict[str, Any]:
 
 
 # ====================================================================== driver
-def measure(run: Any, groups: list[str]) -> dict[str, Any]:
+def measure(run: Run, groups: list[str]) -> dict[str, Any]:
     """The groups of this module that are in ``groups``, in order."""
     section: dict[str, Any] = {}
     if "index" in groups:
@@ -687,235 +698,3 @@ def measure(run: Any, groups: list[str]) -> dict[str, Any]:
     if "space" in groups:
         section["space"] = space(run)
     return section
-
-
-# ====================================================================== reports
-def mib(x: Any) -> str:
-    return "-" if x is None else f"{x / MiB:,.1f}"
-
-
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def ms(x: Any) -> str:
-    """Seconds as milliseconds."""
-    return "-" if _missing(x) else f"{x * 1e3:,.1f}"
-
-
-def us(x: Any) -> str:
-    """Seconds as microseconds."""
-    return "-" if _missing(x) else fmt_num(x * 1e6)
-
-
-def count(x: Any) -> str:
-    return "-" if _missing(x) else f"{x:,.0f}"
-
-
-def blocks(section: dict[str, Any], markdown: bool = False) -> list[str]:
-    """The report of a results section, as text or Markdown blocks."""
-    md = markdown
-    out: list[str] = []
-
-    def head(s: str) -> str:
-        return f"*{s}*" if md else s
-
-    idx = section.get("index")
-    if idx:
-        if not idx.get("available"):
-            out.append(f"{NOT_AVAILABLE_TITLE}: not available: {idx.get('why')}")
-        else:
-            ws = [Workload.from_json(w) for w in idx.get("workloads") or []]
-            if ws:
-                reps = ws[0].params.get("reps")
-                out.append(
-                    head(
-                        f"lazy vs eager indexing: 1 KiB puts, random 16-byte keys, 1 thread, into a "
-                        f"database preloaded with {idx['n']:,} keys (then checkpoint and a clean close); "
-                        f"{reps} interleaved repetitions per mode, medians; ratio = lazy / eager "
-                        "(lower is better)"
-                    )
-                )
-                out.append(render_table(ws, markdown=md))
-                notes = []
-                for w in ws:
-                    pend = w.med("lazy", "index_pending_end")
-                    notes.append(
-                        f"{w.title}: {fmt_num(w.med('lazy', 'ops_s'))} / "
-                        f"{fmt_num(w.med('eager', 'ops_s'))} puts/s lazy / eager; "
-                        f"background checkpoints during the timed puts "
-                        f"{count(w.med('lazy', 'checkpoints_during'))} / "
-                        f"{count(w.med('eager', 'checkpoints_during'))}; "
-                        f"entries still pending when the timed puts ended (lazy): {count(pend)}; "
-                        f"the checkpoint right after them {ms(w.med('lazy', 'checkpoint_after_s'))}"
-                        f" / {ms(w.med('eager', 'checkpoint_after_s'))} ms lazy / eager"
-                    )
-                b = "- " if md else "  "
-                out.append("\n".join(b + x for x in notes))
-    op = section.get("open")
-    if op:
-        cl = op["clean"]
-        rows = [
-            [
-                "clean close",
-                "0",
-                "-",
-                count(cl.get("recovered_records_median")),
-                ms(cl["open_s_median"]),
-                f"{ms(cl['open_s_min'])}-{ms(cl['open_s_max'])}",
-                us(cl["first_get_s_median"]),
-                ms(cl["total_s_median"]),
-                str(len(cl["samples"])),
-            ]
-        ]
-        for t in op["crash"]:
-            rows.append(
-                [
-                    "kill -9",
-                    f"{t['tail_written']:,}",
-                    count(t.get("index_pending_at_kill_median")),
-                    count(t.get("recovered_records_median")),
-                    ms(t["open_s_median"]),
-                    f"{ms(t['open_s_min'])}-{ms(t['open_s_max'])}",
-                    us(t["first_get_s_median"]),
-                    ms(t["total_s_median"]),
-                    str(len(t["samples"])),
-                ]
-            )
-        out.append(
-            head(
-                f"{op['title']}: each open timed inside a fresh python process (import excluded, "
-                "page cache warm); median over the samples"
-            )
-        )
-        header = [
-            "after",
-            "keys written after the last checkpoint",
-            "pending at kill",
-            "records replayed at open",
-            "open ms",
-            "open min-max",
-            "first get us",
-            "open + get ms",
-            "samples",
-        ]
-        out.append(render_rows(header, rows, md))
-        verdict = {True: "met", False: "NOT met", None: "not judged at this size"}[op["met"]]
-        out.append(
-            f"open + first get after a clean close: {ms(cl['total_s_median'])} ms, target < "
-            f"{op['target_s'] * 1e3:g} ms at {op['target_keys']:,} keys: {verdict}"
-        )
-    sp = section.get("space")
-    if sp:
-        rows = []
-        for name, ph in sp["phases"].items():
-            st, d = ph.get("stats") or {}, ph["disk"]
-            f = d["files"]
-            rows.append(
-                [
-                    name.replace("_", " "),
-                    mib(st.get("live_bytes")),
-                    mib(st.get("file_bytes")),
-                    f"{st['space_ratio']:.2f}" if st.get("space_ratio") is not None else "-",
-                    " / ".join(mib(f.get("pool", {}).get(k)) for k in ("size", "allocated")),
-                    " / ".join(mib(f.get("index", {}).get(k)) for k in ("size", "allocated"))
-                    if "index" in f
-                    else "-",
-                    f"{d['allocated_over_live']:.2f}",
-                ]
-            )
-        out.append(
-            head(
-                f"{sp['title']} (batches of {sp['params']['batch']}), then {sp['params']['then']}; "
-                "MiB; stats() beside the files on disk (size / allocated)"
-            )
-        )
-        header = [
-            "state",
-            "live",
-            "file (stats)",
-            "space_ratio",
-            "pool size / alloc",
-            "index size / alloc",
-            "on disk / live",
-        ]
-        out.append(render_rows(header, rows, md))
-        out.append(
-            f"space_ratio after {sp['params']['then']}: {sp['space_ratio']:.2f}, target <= "
-            f"{sp['target_ratio']:g}: {'met' if sp['met'] else 'NOT met'}"
-            + ("" if sp.get("compact") else " (this build has no db.compact())")
-        )
-    return out
-
-
-def targets(section: dict[str, Any]) -> list[dict[str, Any]]:
-    """This section's rows of the targets table."""
-    out: list[dict[str, Any]] = []
-    idx = section.get("index")
-    if idx:
-        ws = [Workload.from_json(w) for w in idx.get("workloads") or []]
-        for w in ws:
-            for m in w.metrics:
-                if m.target is None:
-                    continue
-                r = w.ratio(m.key)
-                pr = w.pair_ratios(m.key)
-                out.append(
-                    {
-                        "suite": "embedded",
-                        "workload": w.title,
-                        "metric": m.label,
-                        "peer": "eager indexing",
-                        "ratio_of": 'index="lazy" / index="eager"',
-                        "ratio": r,
-                        "pairs_min_max": [min(pr), max(pr)] if pr else None,
-                        "target": m.target_text(),
-                        "met": bool(m.met(r)),
-                    }
-                )
-        if not idx.get("available"):
-            out.append(
-                {
-                    "suite": "embedded",
-                    "workload": f"durable put 1 KiB into {idx['n']:,} keys, 1 thread",
-                    "metric": "p99 us",
-                    "peer": "eager indexing",
-                    "ratio_of": 'index="lazy" / index="eager"',
-                    "ratio": None,
-                    "measured_text": "not available",
-                    "target": f"<= {TARGET_LAZY_EAGER_P99:g}x",
-                    "met": False,
-                }
-            )
-    op = section.get("open")
-    if op:
-        x = op["clean"]["total_s_median"]
-        out.append(
-            {
-                "suite": "embedded",
-                "workload": f"open + first get after a clean close, {op['params']['n']:,} keys",
-                "metric": "seconds",
-                "peer": None,
-                "ratio_of": "absolute",
-                "ratio": None,
-                "value": x,
-                "measured_text": f"{x:.3f} s",
-                "target": f"< {op['target_s']:g} s at {op['target_keys']:,} keys",
-                "met": op["met"],  # None below that size
-            }
-        )
-    sp = section.get("space")
-    if sp:
-        out.append(
-            {
-                "suite": "embedded",
-                "workload": sp["title"],
-                "metric": "space_ratio",
-                "peer": None,
-                "ratio_of": "file / live bytes (stats)",
-                "ratio": sp["space_ratio"],
-                "target": f"<= {sp['target_ratio']:g}x",
-                "met": bool(sp["met"]),
-            }
-        )
-    return out

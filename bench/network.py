@@ -47,46 +47,65 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import functools
 import math
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench import render
 from bench.common import (
+    BenchError,
+    KiB,
     Metric,
+    MiB,
+    Part,
+    Peers,
+    Run,
+    Server,
     Workload,
-    default_json_path,
-    fdatasync_mapped_samples,
     fdatasync_samples,
     filesystem_of,
-    git_revision,
     interleave,
     machine_description,
     median,
     memcpy_gbps,
-    now_ns,
+    pastedb_argv,
+    pastedb_build,
+    pastedb_root,
+    pastedb_versions,
+    ping_limits,
+    profile_of,
     progress,
+    redis_argv,
+    redis_benchmark,
+    redis_client,
+    server_env,
     summary_us,
-    write_json,
+    tool_version,
+    use_pastedb_dir,
 )
 
-KiB = 1024
-MiB = 1024 * 1024
-
+NAME = "network"
+HELP = "pastedb serve against redis-server via redis-benchmark; zero-copy vs --copy"
 SERVERS = ["pastedb", "redis-always", "pastedb-copy", "redis-everysec"]
 ZC_MODES = ["zero-copy", "copy"]  # + "recv-mapping" when the server has --receive
-PASTEDB_NAMES = ("pastedb", "pastedb-copy", "zero-copy", "copy", "recv-mapping")
+# the pastedb servers by name, and their options
+PASTEDB_OPTIONS: dict[str, list[str]] = {
+    "pastedb": [],
+    "pastedb-copy": ["--copy"],
+    "zero-copy": [],
+    "copy": ["--copy"],
+    "recv-mapping": ["--receive", "recv"],
+}
+REDIS_FSYNC = {"redis-always": "always", "redis-everysec": "everysec", "redis-nopersist": None}
 ZC_SIZES = [1 * KiB, 4 * KiB, 16 * KiB, 64 * KiB]
 GROUPS = ["server", "zerocopy"]
 
@@ -187,70 +206,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class BenchError(RuntimeError):
-    """A server or redis-benchmark failed; the message quotes its output."""
-
-
-# ====================================================================== RESP
-class Resp:
-    """Just enough of a Redis client to write the keyspace, PING and shut a
-    server down (no dependency on redis-py or redis-cli)."""
-
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = bytearray()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    @staticmethod
-    def encode(*args: bytes) -> bytes:
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(1 << 16)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        self.buf += chunk
-
-    def _line(self) -> bytes:
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[: i + 2]
-                return line
-            self._fill()
-
-    def reply(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind in (b"+", b"-"):
-            return rest if kind == b"+" else BenchError(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self._fill()
-            data = bytes(self.buf[:n])
-            del self.buf[: n + 2]
-            return data
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise BenchError(f"unexpected reply {line[:60]!r}")
-
-    def call(self, *args: bytes) -> Any:
-        self.sock.sendall(self.encode(*args))
-        return self.reply()
-
-
 def key_of(i: int) -> bytes:
     """The key redis-benchmark -r makes of the random number i."""
     return b"key:%012d" % i
@@ -260,149 +215,20 @@ def write_keyspace(port: int, keys: int, vsize: int) -> None:
     """SET every key redis-benchmark -r may pick, pipelined (not timed): GETs
     then always hit, and the server has warmed up.  Read one back."""
     value = os.urandom(vsize)
-    r = Resp(port)
+    r = redis_client(port)
     try:
         for lo in range(0, keys, 500):
-            hi = min(keys, lo + 500)
-            r.sock.sendall(b"".join(r.encode(b"SET", key_of(i), value) for i in range(lo, hi)))
-            for _ in range(lo, hi):
-                rep = r.reply()
-                if rep != b"OK":
-                    raise BenchError(f"SET while writing the keyspace: {rep!r}")
-        got = r.call(b"GET", key_of(keys - 1))
-        if got != value:
+            pipe = r.pipeline(transaction=False)
+            for i in range(lo, min(keys, lo + 500)):
+                pipe.set(key_of(i), value)
+            replies = pipe.execute(raise_on_error=False)
+            bad = [x for x in replies if x is not True]
+            if bad:
+                raise BenchError(f"SET while writing the keyspace: {bad[0]!r}")
+        if r.get(key_of(keys - 1)) != value:
             raise BenchError("GET after writing the keyspace returned other bytes")
     finally:
         r.close()
-
-
-# ====================================================================== servers
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class Server:
-    """One server process (pastedb or redis-server) on a free port."""
-
-    def __init__(self, kind: str, argv: list[str], datadir: str, env: dict[str, str] | None):
-        self.kind = kind  # "pastedb" or "redis"
-        self.argv = argv  # without the port
-        self.datadir = datadir
-        self.env = env
-        self.log_path = datadir.rstrip("/") + ".log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def command(self, port: int) -> list[str]:
-        if self.kind == "pastedb":
-            return [*self.argv[:4], self.datadir, "--port", str(port), *self.argv[4:]]
-        return [*self.argv, "--port", str(port), "--dir", self.datadir]
-
-    def start(self, timeout: float = 30.0) -> Server:
-        if self.kind == "redis":
-            os.makedirs(self.datadir, exist_ok=True)
-        for _attempt in range(5):
-            port = free_port()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    self.command(port),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=self.env,
-                    cwd=self.datadir if self.kind == "redis" else pastedb_root(),
-                )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if answers_ping(port):
-                    self.port = port
-                    return self
-                time.sleep(0.01)
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-                raise BenchError(
-                    f"{self.kind} did not answer PING in {timeout:.0f}s:\n{self.log()}"
-                )
-            if not re.search(r"in use|cannot listen", self.log(), re.I):
-                break  # a real failure, not a lost race for the port
-        raise BenchError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log()}")
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM (pastedb) or SHUTDOWN NOSAVE (redis); the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            if self.kind == "redis":
-                try:
-                    r = Resp(self.port, timeout=10)
-                    with contextlib.suppress(ConnectionError, OSError):
-                        r.call(b"SHUTDOWN", b"NOSAVE")
-                    r.close()
-                except OSError:
-                    self.proc.terminate()
-            else:
-                self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise BenchError(f"{self.kind} ignored the stop request for {timeout:.0f}s") from None
-
-    def loaded_core(self) -> str | None:
-        """Directory of the pastedb extension modules the server process
-        mapped (Linux /proc; None where that cannot be read)."""
-        assert self.proc is not None
-        try:
-            with open(f"/proc/{self.proc.pid}/maps") as f:
-                for line in f:
-                    path = line.split(maxsplit=5)[-1].strip()
-                    if "/pastedb/core/" in path and path.endswith(".so"):
-                        return os.path.dirname(os.path.realpath(path))
-        except OSError:
-            pass
-        return None
-
-    def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-
-def pastedb_argv(name: str) -> list[str]:
-    # DIR is inserted after "serve" by Server.command
-    extra = {"pastedb-copy": ["--copy"], "copy": ["--copy"], "recv-mapping": ["--receive", "recv"]}
-    return [sys.executable, "-m", "pastedb", "serve", *extra.get(name, [])]
-
-
-def pastedb_root() -> str:
-    """The directory this process imported pastedb from."""
-    import pastedb
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
-
-
-def server_env() -> dict[str, str]:
-    """The environment of the pastedb servers: they import the same pastedb
-    build as this process (they also start in that directory, since
-    ``python -m`` puts the working directory first on sys.path)."""
-    root = pastedb_root()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 def zc_modes(env: dict[str, str], profile: str = "full") -> list[str]:
@@ -432,117 +258,19 @@ def _zc_modes(pythonpath: str) -> tuple[str, ...]:
 
 def info_counters(port: int) -> dict[str, float]:
     """pastedb's barrier and commit-group counters from INFO (redis has none)."""
-    r = Resp(port)
+    r = redis_client(port)
     try:
-        text = r.call(b"INFO")
+        info = r.info()
     finally:
         r.close()
-    out: dict[str, float] = {}
-    if isinstance(text, bytes):
-        for line in text.decode(errors="replace").splitlines():
-            k, _, v = line.partition(":")
-            if k in ("barriers", "commit_groups") and v.strip().isdigit():
-                out[k] = float(v)
-    return out
+    return {
+        k: float(info[k]) for k in ("barriers", "commit_groups") if isinstance(info.get(k), int)
+    }
 
 
-def redis_argv(redis_server: str, fsync: str | None) -> list[str]:
-    common = [redis_server, "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]
-    if fsync is None:
-        return [*common, "--appendonly", "no"]
-    return [*common, "--appendonly", "yes", "--appendfsync", fsync]
+class NetRun(Run):
+    """A network run: the servers it started, what they said, the PING limits."""
 
-
-# ====================================================================== redis-benchmark
-CSV_FIELDS = {
-    "rps": "rps",
-    "avg_latency_ms": "avg_us",
-    "p50_latency_ms": "p50_us",
-    "p95_latency_ms": "p95_us",
-    "p99_latency_ms": "p99_us",
-    "max_latency_ms": "max_us",
-}
-
-
-def redis_benchmark(
-    exe: str,
-    port: int,
-    test: str,
-    *,
-    clients: int,
-    pipeline: int,
-    n: int,
-    keyspace: int,
-    vsize: int,
-    timeout: float,
-) -> dict[str, float]:
-    """One redis-benchmark run; req/s and latencies (µs) from its CSV line
-    (redis-benchmark 6.2+ prints p50/p95/p99 there, from an HDR histogram)."""
-    argv = [exe, "-h", "127.0.0.1", "-p", str(port), "-t", test, "-c", str(clients)]
-    argv += ["-P", str(pipeline), "-n", str(n), "-r", str(keyspace), "-d", str(vsize), "--csv"]
-    t = now_ns()
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{' '.join(argv)} took longer than {timeout:.0f}s") from None
-    wall = (now_ns() - t) / 1e9
-    err = cp.stderr.strip()
-    if cp.returncode != 0 or "Error" in err or "error" in cp.stdout.lower():
-        raise BenchError(
-            f"{' '.join(argv)} (exit {cp.returncode}): {err[-600:] or cp.stdout[-600:]}"
-        )
-    rows = list(csv.reader(line for line in cp.stdout.splitlines() if line.strip()))
-    want = "PING_MBULK" if test == "ping" else test.upper()
-    if not rows:
-        raise BenchError(f"{' '.join(argv)}: no CSV output")
-    header = rows[0]
-    for row in rows[1:]:
-        if row and row[0] == want:
-            out: dict[str, float] = {"n": n, "wall_s": wall}
-            for name, value in zip(header, row, strict=False):
-                if name in CSV_FIELDS:
-                    x = float(value)
-                    out[CSV_FIELDS[name]] = x if name == "rps" else x * 1e3
-            if "p50_us" not in out:
-                raise BenchError(
-                    f"this redis-benchmark prints no percentiles in --csv (needs 6.2+): {header}"
-                )
-            return out
-    raise BenchError(f"{' '.join(argv)}: no {want} line in\n{cp.stdout}")
-
-
-# ====================================================================== run
-@dataclass
-class Peers:
-    redis_server: str | None
-    redis_benchmark: str | None
-
-    @classmethod
-    def find(cls) -> Peers:
-        return cls(shutil.which("redis-server"), shutil.which("redis-benchmark"))
-
-    def missing(self) -> list[str]:
-        return [
-            n
-            for n, p in (
-                ("redis-server", self.redis_server),
-                ("redis-benchmark", self.redis_benchmark),
-            )
-            if not p
-        ]
-
-
-def tool_version(exe: str | None) -> str | None:
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or out.stderr.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-class NetRun:
     def __init__(
         self,
         args: argparse.Namespace,
@@ -552,17 +280,12 @@ class NetRun:
         disk: str,
         tmpfs: str | None,
     ) -> None:
-        self.args = args
-        self.cfg = cfg
+        super().__init__(args, cfg, disk)
         self.profile = profile
         self.peers = peers
-        self.disk = disk  # temporary directory on the disk (under --dir)
+        self.disk = disk  # temporary directory on the disk (under --dir): the run's base
         self.tmpfs = tmpfs  # temporary directory on tmpfs, or None
-        self.t0 = time.monotonic()
-        self.seq = 0
         self.timeout = 120.0 if profile != "full" else 600.0
-        self.sync_ns: list[int] = []
-        self.sync_mapped_ns: list[int] = []
         self.sync_tmpfs_ns: list[int] = []
         self.ping: list[dict[str, dict[str, float]]] = []
         self.server_lines: dict[str, str] = {}
@@ -572,23 +295,16 @@ class NetRun:
         self.zc_modes = zc_modes(self.env, profile)
         self.receive: dict[str, str] = {}  # receive path each pastedb server reported
 
-    def log(self, msg: str) -> None:
-        progress.write(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
-
-    def fresh_dir(self, under: str, tag: str) -> str:
-        self.seq += 1
-        return os.path.join(under, f"{self.seq:04d}-{tag}")
-
     def server(self, name: str, datadir: str) -> Server:
-        if name in PASTEDB_NAMES:
-            return Server("pastedb", pastedb_argv(name), datadir, self.env)
+        if name in PASTEDB_OPTIONS:
+            return Server("pastedb", pastedb_argv(*PASTEDB_OPTIONS[name]), datadir, self.env)
         assert self.peers.redis_server
-        fsync = {"redis-always": "always", "redis-everysec": "everysec", "redis-nopersist": None}
-        return Server("redis", redis_argv(self.peers.redis_server, fsync[name]), datadir, self.env)
+        argv = redis_argv(self.peers.redis_server, REDIS_FSYNC[name])
+        return Server("redis", argv, datadir, self.env)
 
     @contextlib.contextmanager
     def running(self, name: str, under: str) -> Iterator[Server]:
-        datadir = self.fresh_dir(under, name)
+        datadir = self.fresh_dir(name, under)
         srv = self.server(name, datadir).start()
         first = (srv.log().strip().splitlines() or [""])[0].strip()
         if srv.kind == "pastedb":
@@ -639,8 +355,7 @@ class NetRun:
         return out
 
     def probe_sync(self, n: int) -> None:
-        self.sync_ns.extend(fdatasync_samples(self.disk, n))
-        self.sync_mapped_ns.extend(fdatasync_mapped_samples(self.disk, max(1, n // 2)))
+        super().probe_sync(n)
         if self.tmpfs:
             self.sync_tmpfs_ns.extend(fdatasync_samples(self.tmpfs, max(1, n // 2)))
 
@@ -648,21 +363,12 @@ class NetRun:
         """Loopback round trip and request-rate ceiling: PING against a redis
         that persists nothing.  Taken once per repetition of the server
         matrix (interleaved with the servers), else before and after."""
-        n = self.cfg["ping_n"]
+        assert self.peers.redis_benchmark
         with self.running("redis-nopersist", self.disk) as srv:
-            self.ping.append(
-                {
-                    "c1": self.bench(
-                        srv, "ping", clients=1, pipeline=1, n=n["c1"], keyspace=1, vsize=3
-                    ),
-                    "c50": self.bench(
-                        srv, "ping", clients=50, pipeline=1, n=n["c50"], keyspace=1, vsize=3
-                    ),
-                    "c50_p16": self.bench(
-                        srv, "ping", clients=50, pipeline=16, n=n["c50_p16"], keyspace=1, vsize=3
-                    ),
-                }
+            limits = ping_limits(
+                self.peers.redis_benchmark, srv.port, self.cfg["ping_n"], self.timeout
             )
+            self.ping.append(limits)
 
     def ping_med(self, which: str, key: str) -> float:
         return median([p[which][key] for p in self.ping if key in p.get(which, {})])
@@ -861,32 +567,8 @@ NOT_AVAILABLE: list[dict[str, str]] = []
 
 # ====================================================================== driver
 def add_arguments(p: argparse.ArgumentParser, standalone: bool = True) -> None:
-    """Options of this suite; with standalone=False only those that
-    ``python -m bench all`` does not already have from the embedded suite."""
+    """Its options; inside ``all`` (standalone=False) --reps is --net-reps."""
     if standalone:
-        p.add_argument("--quick", action="store_true", help="short runs (< 30 s)")
-        p.add_argument(
-            "--smoke",
-            action="store_true",
-            help="a handful of requests per workload: proves it works, measures nothing",
-        )
-        p.add_argument(
-            "--json",
-            metavar="PATH",
-            help="write results here (default bench/results/network-<time>.json)",
-        )
-        p.add_argument("--no-json", action="store_true", help="do not write a JSON report")
-        p.add_argument(
-            "--dir",
-            default=tempfile.gettempdir(),
-            help="directory on the disk for the servers' data (default %(default)s)",
-        )
-        p.add_argument(
-            "--pastedb-dir",
-            metavar="DIR",
-            help="import pastedb from DIR instead of the current directory",
-        )
-        p.add_argument("--only", help=f"comma-separated subset of {','.join(GROUPS)}")
         p.add_argument(
             "--reps",
             dest="net_reps",
@@ -903,10 +585,6 @@ def add_arguments(p: argparse.ArgumentParser, standalone: bool = True) -> None:
         help="tmpfs directory for the zero-copy ablation (default %(default)s; "
         "skipped when it is not tmpfs)",
     )
-
-
-def profile_of(args: argparse.Namespace) -> str:
-    return "smoke" if getattr(args, "smoke", False) else "quick" if args.quick else "full"
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
@@ -944,31 +622,36 @@ def tmpfs_dir(path: str | None) -> tuple[str | None, str]:
 
 
 def versions(peers: Peers) -> dict[str, Any]:
-    import pastedb
-
-    src_root = os.path.dirname(os.path.dirname(os.path.abspath(pastedb.__file__)))
-    marker = os.path.join(src_root, "SOURCE_COMMIT")  # the snapshot recipe in embedded's --help
-    if os.path.exists(marker):
-        with open(marker) as f:
-            source: dict[str, Any] = {"snapshot_of_commit": f.read().strip(), "dirty": False}
-    else:
-        source = git_revision(src_root)
     return {
-        "pastedb": pastedb.__version__,
-        "pastedb_module": os.path.dirname(os.path.abspath(pastedb.__file__)),
-        "pastedb_source": source,
+        **pastedb_versions(),
         "redis_server": tool_version(peers.redis_server),
         "redis_benchmark": tool_version(peers.redis_benchmark),
     }
 
 
-def measure(args: argparse.Namespace, plan_progress: bool = True) -> dict[str, Any] | int:
+def plan(args: argparse.Namespace, groups: list[str], parts: Sequence[Part] = ()) -> int:
+    """The progress bar's length; 0 when the peers are missing (skipped)."""
+    if not groups or Peers.find().missing():
+        return 0
+    use_pastedb_dir(args)
+    tmpfs_ok = tmpfs_dir(args.tmpfs_dir)[0] is not None
+    modes = len(zc_modes(server_env(), profile_of(args)))
+    return planned_steps(config(args), groups, tmpfs_ok, modes)
+
+
+def report(doc: dict[str, Any]) -> str:
+    return render.network_text(doc)
+
+
+def measure(
+    args: argparse.Namespace,
+    groups: list[str],
+    parts: Sequence[Part] = (),
+    plan_progress: bool = True,
+) -> dict[str, Any] | int:
     """Run the network suite; the JSON document (``skipped`` says why when
     the peers are missing), or an exit code when nothing could run."""
-    from bench.embedded import pastedb_build
-
-    if getattr(args, "pastedb_dir", None) and os.path.abspath(args.pastedb_dir) not in sys.path:
-        sys.path.insert(0, os.path.abspath(args.pastedb_dir))
+    use_pastedb_dir(args)
     try:
         import pastedb  # noqa: F401
     except ImportError:
@@ -980,7 +663,6 @@ def measure(args: argparse.Namespace, plan_progress: bool = True) -> dict[str, A
         return 2
     profile = profile_of(args)
     cfg = config(args)
-    groups = GROUPS if not getattr(args, "net_only", None) else args.net_only
     peers = Peers.find()
     tmpfs, tmpfs_why = tmpfs_dir(args.tmpfs_dir)
     doc: dict[str, Any] = {
@@ -1079,34 +761,3 @@ def measure(args: argparse.Namespace, plan_progress: bool = True) -> dict[str, A
         }
     )
     return doc
-
-
-def parse_groups(only: str | None) -> list[str] | None:
-    if not only:
-        return None
-    groups = [g.strip() for g in only.split(",") if g.strip()]
-    unknown = set(groups) - set(GROUPS)
-    if unknown:
-        raise SystemExit(
-            f"unknown --only group(s): {', '.join(sorted(unknown))}; choose from {','.join(GROUPS)}"
-        )
-    return groups
-
-
-def main(args: argparse.Namespace) -> int:
-    from bench import render
-
-    args.net_only = parse_groups(args.only)
-    progress.start()
-    try:
-        doc = measure(args)
-    finally:
-        progress.finish()
-    if isinstance(doc, int):
-        return doc
-    print(render.network_text(doc))
-    if not args.no_json and not doc.get("skipped") and (args.json or profile_of(args) != "smoke"):
-        path = args.json or default_json_path("network", doc["profile"])
-        write_json(path, doc)
-        print(f"results written to {path}")
-    return 0

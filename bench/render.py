@@ -1,5 +1,7 @@
-"""Reports from a results JSON: the printed network report, the targets
-table, the chart (matplotlib) and the README section.
+"""All rendering: the printed reports of every suite, the targets table,
+the chart (matplotlib) and the README section, made from the JSON documents
+the suites write (and from nothing else, so a committed results file renders
+again).  It imports only ``bench.common``; the suites import it.
 
     python -m bench render [RESULTS.json] [--chart PATH] [--readme PATH] [--print]
 
@@ -18,18 +20,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from bench import internals
-from bench.common import (
-    RESULTS_DIR,
-    Workload,
-    fmt_num,
-    fmt_ratio,
-    median,
-    render_rows,
-    render_table,
-)
+from bench.common import RESULTS_DIR, Metric, MiB, Workload, median
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +36,117 @@ NET_LABELS = {
 }
 ZC_LABELS = {"zero-copy": "zero-copy", "copy": "--copy"}
 PAPER = (1.10, 1.88)  # PASTE (NSDI'18): +10-88 % throughput from zero-copy
+NOT_AVAILABLE_TITLE = "lazy vs eager indexing"  # the index group on a build without index=
+
+
+# ====================================================================== tables
+def fmt_num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_ratio(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2f}x"
+
+
+def render_table(
+    workloads: Sequence[Workload],
+    labels: dict[str, str] | None = None,
+    extra_ratios: Sequence[tuple[str, str, str]] = (),
+    extra_engines: Sequence[str] = (),
+    markdown: bool = False,
+) -> str:
+    """One row per metric: the medians of the first two engines, their ratio
+    (the one judged against the target), the spread of the per-pair ratios,
+    the target and whether it is met; then any ``extra_ratios`` (numerator
+    engine, denominator engine, column label) and the medians of
+    ``extra_engines``.  The engines of the first workload name the columns;
+    ``labels`` renames engines in the header."""
+    if not workloads:
+        return ""
+    labels = labels or {}
+    a, b = workloads[0].engines[:2]
+    la, lb = labels.get(a, a), labels.get(b, b)
+    header = ["workload", "metric", la, lb, f"{la}/{lb}", "pairs min-max", "target", "met?"]
+    header += [lab for _n, _d, lab in extra_ratios]
+    header += [labels.get(e, e) for e in extra_engines]
+    rows: list[list[str]] = []
+    for w in workloads:
+        for i, m in enumerate(w.metrics):
+            r = w.ratio(m.key)
+            pr = w.pair_ratios(m.key)
+            met = m.met(r)
+            rows.append(
+                [
+                    w.title if i == 0 else "",
+                    m.label,
+                    fmt_num(w.med(w.engines[0], m.key)),
+                    fmt_num(w.med(w.engines[1], m.key)),
+                    fmt_ratio(r),
+                    f"{min(pr):.2f}-{max(pr):.2f}" if pr else "-",
+                    m.target_text(),
+                    "-" if met is None else ("yes" if met else "NO"),
+                ]
+                + [fmt_ratio(w.ratio_of(n, d, m.key)) for n, d, _lab in extra_ratios]
+                + [fmt_num(w.med(e, m.key)) for e in extra_engines]
+            )
+    if markdown:
+        return _markdown(header, rows)
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
+    left = {0, 1}
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    rule = "-+-".join("-" * x for x in widths)
+    out = [line(header), rule]
+    prev = None
+    for owner, cells in zip(_row_owners(workloads), rows, strict=True):
+        if prev is not None and owner is not prev:
+            out.append(rule)
+        out.append(line(cells))
+        prev = owner
+    return "\n".join(out)
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|")
+
+    out = ["| " + " | ".join(esc(h) for h in header) + " |"]
+    out.append("| " + " | ".join("---" for _ in header) + " |")
+    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render_rows(
+    header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False
+) -> str:
+    """A plain table of strings (first column left-aligned, the rest right-aligned)."""
+    if markdown:
+        return _markdown(header, rows)
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    return "\n".join([line(header), "-+-".join("-" * x for x in widths), *map(line, rows)])
+
+
+def _row_owners(workloads: Sequence[Workload]) -> list[Workload]:
+    return [w for w in workloads for _ in w.metrics]
 
 
 # ====================================================================== documents
@@ -71,6 +176,25 @@ def nan(x: Any) -> float:
 
 
 # ====================================================================== targets
+def target_row(
+    suite: str, w: Workload, m: Metric, peer: str, ratio_of: str | None = None
+) -> dict[str, Any]:
+    """One row of the targets table: metric m of w, judged on this run's medians."""
+    r = w.ratio(m.key)
+    pr = w.pair_ratios(m.key)
+    return {
+        "suite": suite,
+        "workload": w.title,
+        "metric": m.label,
+        "peer": peer,
+        **({"ratio_of": ratio_of} if ratio_of else {}),
+        "ratio": r,
+        "pairs_min_max": [min(pr), max(pr)] if pr else None,
+        "target": m.target_text(),
+        "met": bool(m.met(r)),
+    }
+
+
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every metric with a target, judged on the medians of this run."""
     emb, net = parts(doc)
@@ -83,23 +207,12 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             for m in w.metrics:
                 if m.target is None:
                     continue
-                r = w.ratio(m.key)
-                pr = w.pair_ratios(m.key)
-                row = {
-                    "suite": suite,
-                    "workload": w.title,
-                    "metric": m.label,
-                    "peer": peer,
-                    "ratio": r,
-                    "pairs_min_max": [min(pr), max(pr)] if pr else None,
-                    "target": m.target_text(),
-                    "met": bool(m.met(r)),
-                }
+                row = target_row(suite, w, m, peer)
                 if suite == "network":
                     row["ratio_copy"] = w.ratio_of("pastedb-copy", "redis-always", m.key)
                 out.append(row)
     # pastedb against itself: lazy / eager index, open time, space ratio
-    out += internals.targets((emb or {}).get("internals") or {})
+    out += internals_targets((emb or {}).get("internals") or {})
     return out
 
 
@@ -382,6 +495,335 @@ def network_text(net: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+# ====================================================================== pastedb against itself (bench/internals.py)
+def mib(x: Any) -> str:
+    return "-" if x is None else f"{x / MiB:,.1f}"
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def ms(x: Any) -> str:
+    """Seconds as milliseconds."""
+    return "-" if _missing(x) else f"{x * 1e3:,.1f}"
+
+
+def us(x: Any) -> str:
+    """Seconds as microseconds."""
+    return "-" if _missing(x) else fmt_num(x * 1e6)
+
+
+def count(x: Any) -> str:
+    return "-" if _missing(x) else f"{x:,.0f}"
+
+
+def internals_blocks(section: dict[str, Any], markdown: bool = False) -> list[str]:
+    """The report of a results section, as text or Markdown blocks."""
+    md = markdown
+    out: list[str] = []
+
+    def head(s: str) -> str:
+        return f"*{s}*" if md else s
+
+    idx = section.get("index")
+    if idx:
+        if not idx.get("available"):
+            out.append(f"{NOT_AVAILABLE_TITLE}: not available: {idx.get('why')}")
+        else:
+            ws = [Workload.from_json(w) for w in idx.get("workloads") or []]
+            if ws:
+                reps = ws[0].params.get("reps")
+                out.append(
+                    head(
+                        f"lazy vs eager indexing: 1 KiB puts, random 16-byte keys, 1 thread, into a "
+                        f"database preloaded with {idx['n']:,} keys (then checkpoint and a clean close); "
+                        f"{reps} interleaved repetitions per mode, medians; ratio = lazy / eager "
+                        "(lower is better)"
+                    )
+                )
+                out.append(render_table(ws, markdown=md))
+                notes = []
+                for w in ws:
+                    pend = w.med("lazy", "index_pending_end")
+                    notes.append(
+                        f"{w.title}: {fmt_num(w.med('lazy', 'ops_s'))} / "
+                        f"{fmt_num(w.med('eager', 'ops_s'))} puts/s lazy / eager; "
+                        f"background checkpoints during the timed puts "
+                        f"{count(w.med('lazy', 'checkpoints_during'))} / "
+                        f"{count(w.med('eager', 'checkpoints_during'))}; "
+                        f"entries still pending when the timed puts ended (lazy): {count(pend)}; "
+                        f"the checkpoint right after them {ms(w.med('lazy', 'checkpoint_after_s'))}"
+                        f" / {ms(w.med('eager', 'checkpoint_after_s'))} ms lazy / eager"
+                    )
+                b = "- " if md else "  "
+                out.append("\n".join(b + x for x in notes))
+    op = section.get("open")
+    if op:
+        cl = op["clean"]
+
+        def row(after: str, written: str, pending: str, x: dict[str, Any]) -> list[str]:
+            return [
+                after,
+                written,
+                pending,
+                count(x.get("recovered_records_median")),
+                ms(x["open_s_median"]),
+                f"{ms(x['open_s_min'])}-{ms(x['open_s_max'])}",
+                us(x["first_get_s_median"]),
+                ms(x["total_s_median"]),
+                str(len(x["samples"])),
+            ]
+
+        rows = [row("clean close", "0", "-", cl)]
+        for t in op["crash"]:
+            pending = count(t.get("index_pending_at_kill_median"))
+            rows.append(row("kill -9", f"{t['tail_written']:,}", pending, t))
+        out.append(
+            head(
+                f"{op['title']}: each open timed inside a fresh python process (import excluded, "
+                "page cache warm); median over the samples"
+            )
+        )
+        header = [
+            "after",
+            "keys written after the last checkpoint",
+            "pending at kill",
+            "records replayed at open",
+            "open ms",
+            "open min-max",
+            "first get us",
+            "open + get ms",
+            "samples",
+        ]
+        out.append(render_rows(header, rows, md))
+        verdict = {True: "met", False: "NOT met", None: "not judged at this size"}[op["met"]]
+        out.append(
+            f"open + first get after a clean close: {ms(cl['total_s_median'])} ms, target < "
+            f"{op['target_s'] * 1e3:g} ms at {op['target_keys']:,} keys: {verdict}"
+        )
+    sp = section.get("space")
+    if sp:
+        rows = []
+        for name, ph in sp["phases"].items():
+            st, d = ph.get("stats") or {}, ph["disk"]
+            f = d["files"]
+            rows.append(
+                [
+                    name.replace("_", " "),
+                    mib(st.get("live_bytes")),
+                    mib(st.get("file_bytes")),
+                    f"{st['space_ratio']:.2f}" if st.get("space_ratio") is not None else "-",
+                    " / ".join(mib(f.get("pool", {}).get(k)) for k in ("size", "allocated")),
+                    " / ".join(mib(f.get("index", {}).get(k)) for k in ("size", "allocated"))
+                    if "index" in f
+                    else "-",
+                    f"{d['allocated_over_live']:.2f}",
+                ]
+            )
+        out.append(
+            head(
+                f"{sp['title']} (batches of {sp['params']['batch']}), then {sp['params']['then']}; "
+                "MiB; stats() beside the files on disk (size / allocated)"
+            )
+        )
+        header = [
+            "state",
+            "live",
+            "file (stats)",
+            "space_ratio",
+            "pool size / alloc",
+            "index size / alloc",
+            "on disk / live",
+        ]
+        out.append(render_rows(header, rows, md))
+        out.append(
+            f"space_ratio after {sp['params']['then']}: {sp['space_ratio']:.2f}, target <= "
+            f"{sp['target_ratio']:g}: {'met' if sp['met'] else 'NOT met'}"
+            + ("" if sp.get("compact") else " (this build has no db.compact())")
+        )
+    return out
+
+
+def internals_targets(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """This section's rows of the targets table."""
+    out: list[dict[str, Any]] = []
+    idx = section.get("index")
+    if idx:
+        ws = [Workload.from_json(w) for w in idx.get("workloads") or []]
+        for w in ws:
+            for m in w.metrics:
+                if m.target is None:
+                    continue
+                ratio_of = 'index="lazy" / index="eager"'
+                out.append(target_row("embedded", w, m, "eager indexing", ratio_of))
+        if not idx.get("available"):
+            out.append(
+                {
+                    "suite": "embedded",
+                    "workload": f"durable put 1 KiB into {idx['n']:,} keys, 1 thread",
+                    "metric": "p99 us",
+                    "peer": "eager indexing",
+                    "ratio_of": 'index="lazy" / index="eager"',
+                    "ratio": None,
+                    "measured_text": "not available",
+                    "target": f"<= {idx['target_p99_ratio']:g}x"
+                    if idx.get("target_p99_ratio")
+                    else "-",
+                    "met": False,
+                }
+            )
+    op = section.get("open")
+    if op:
+        x = op["clean"]["total_s_median"]
+        out.append(
+            {
+                "suite": "embedded",
+                "workload": f"open + first get after a clean close, {op['params']['n']:,} keys",
+                "metric": "seconds",
+                "peer": None,
+                "ratio_of": "absolute",
+                "ratio": None,
+                "value": x,
+                "measured_text": f"{x:.3f} s",
+                "target": f"< {op['target_s']:g} s at {op['target_keys']:,} keys",
+                "met": op["met"],  # None below that size
+            }
+        )
+    sp = section.get("space")
+    if sp:
+        out.append(
+            {
+                "suite": "embedded",
+                "workload": sp["title"],
+                "metric": "space_ratio",
+                "peer": None,
+                "ratio_of": "file / live bytes (stats)",
+                "ratio": sp["space_ratio"],
+                "target": f"<= {sp['target_ratio']:g}x",
+                "met": bool(sp["met"]),
+            }
+        )
+    return out
+
+
+def internals_not_available(section: dict[str, Any]) -> list[dict[str, str]]:
+    """The "not available" notices of a results section (for ``all``)."""
+    idx = section.get("index") or {}
+    if idx and not idx.get("available"):
+        return [
+            {
+                "id": "lazy_vs_eager_index",
+                "title": NOT_AVAILABLE_TITLE,
+                "why": f"not available: {idx.get('why')}",
+            }
+        ]
+    return []
+
+
+def not_available(section: dict[str, Any]) -> list[dict[str, str]]:
+    """What a suite's report says could not run on this build."""
+    own = internals_not_available(section.get("internals") or {})
+    return [*(section.get("not_available") or []), *own]
+
+
+# ====================================================================== embedded
+def group_commit_lines(ws: Sequence[Workload]) -> list[str]:
+    """Puts per fdatasync of pastedb's commit groups, for each multi-threaded workload."""
+    out = []
+    for w in ws:
+        opb = w.values("pastedb", "ops_per_barrier")
+        if opb and w.params.get("threads", 1) > 1:
+            out.append(
+                f"{w.title}: pastedb's commit groups averaged {median(opb):.1f} puts per fdatasync."
+            )
+    return out
+
+
+def embedded_text(emb: dict[str, Any]) -> str:
+    """The printed report of an embedded run."""
+    machine, build, cfg = emb["machine"], emb["pastedb_build"], emb["config"]
+    physical, v = emb["physical"], emb.get("versions") or {}
+    ws = workloads(emb)
+    out = [
+        "",
+        f"pastedb vs LMDB, embedded -- profile {emb['profile']}, {cfg['reps']} interleaved "
+        f"repetitions per engine (batched: {cfg['batch_reps']}), medians; ratio = pastedb/lmdb "
+        "of the medians",
+        f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel {machine['kernel']}, "
+        f"{machine['filesystem'].get('type', '?')} on {machine['filesystem'].get('device', '?')} "
+        f"({emb.get('dir') or os.path.dirname(machine['bench_dir'])}); load avg "
+        f"{machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}",
+        f"pastedb {build['core_dir']} (persist={machine['pastedb_backend'].get('persist')}); "
+        f"lmdb py-lmdb {v.get('py_lmdb')} (LMDB {v.get('lmdb_c')})",
+    ]
+    if build["debug_build_suspected"]:
+        out.append(
+            f"WARNING: {', '.join(build['debug_build_suspected'])} built with line tracing "
+            "(PASTEDB_DEBUG)"
+        )
+    out.append("")
+    if ws:
+        out += [render_table(ws), ""]
+    fs = physical["fdatasync_4k_pwrite_overwrite_us"]
+    fm = physical["fdatasync_1k_mapped_store_us"]
+    mc = physical["memcpy_gbps"]
+    out += [
+        "physical limits, measured in this run between and beside the workloads:",
+        f"  fdatasync after a 4 KiB pwrite overwrite     p50 {fs['p50']:>7,.0f} us"
+        f"  (p10 {fs['p10']:,.0f}, p90 {fs['p90']:,.0f}; {fs['samples']} samples)",
+        f"  fdatasync after a 1 KiB store via MAP_SHARED p50 {fm['p50']:>7,.0f} us"
+        f"  (p10 {fm['p10']:,.0f}, p90 {fm['p90']:,.0f}; {fm['samples']} samples)",
+        f"  memcpy 64 MiB {mc['64MiB_median']:.1f} GB/s (best {mc['64MiB_best']:.1f}),"
+        f" 256 KiB {mc['256KiB_median']:.1f} GB/s (best {mc['256KiB_best']:.1f})",
+    ]
+    x = physical.get("durable_put_1k_p50_over_fdatasync_p50")
+    if x:
+        out += [
+            "  durable 1 KiB put p50, as a multiple of the fdatasync p50 sampled beside workload 1"
+            f" ({x['fdatasync_4k_pwrite_p50_us']:,.0f} us pwrite / "
+            f"{x['fdatasync_1k_mapped_store_p50_us']:,.0f} us mapped):",
+            f"    pastedb {x['pastedb_x_pwrite_fdatasync']:.2f}x / "
+            f"{x['pastedb_x_mapped_fdatasync']:.2f}x, lmdb {x['lmdb_x_pwrite_fdatasync']:.2f}x / "
+            f"{x['lmdb_x_mapped_fdatasync']:.2f}x",
+        ]
+    out += ["  " + line for line in group_commit_lines(ws)]
+    judged = [(w, m) for w in ws for m in w.metrics if m.target is not None]
+    missed = [
+        f"{w.title} {m.label} {w.ratio(m.key):.2f}x < {m.target:g}x"
+        for w, m in judged
+        if m.met(w.ratio(m.key)) is False
+    ]
+    out.append(
+        f"targets met: {len(judged) - len(missed)}/{len(judged)}"
+        + (f"; missed: {'; '.join(missed)}" if missed else "")
+    )
+    own = emb.get("internals") or {}
+    if own:
+        out += ["", "pastedb against itself (no peer; same run):"]
+        for block in internals_blocks(own):
+            out += ["", block]
+        mine = [t for t in internals_targets(own) if t["met"] is not None]
+        out.append(f"targets met (pastedb alone): {sum(1 for t in mine if t['met'])}/{len(mine)}")
+    out.append(f"total time {emb['total_seconds']:.0f}s")
+    return "\n".join(out)
+
+
+# ====================================================================== all
+def all_text(doc: dict[str, Any]) -> str:
+    """The closing lines of an ``all`` run: every target, and what could not run."""
+    judged = [t for t in doc["targets"] if t["met"] is not None]  # None: wrong size to judge
+    out = [
+        "",
+        "targets (pastedb / peer, medians of this run):",
+        targets_table(doc),
+        f"targets met: {sum(1 for t in judged if t['met'])}/{len(judged)}",
+    ]
+    out += [f"{na['title']}: {na['why']}" for na in doc.get("not_available") or []]
+    out.append(f"total time {doc['total_seconds']:.0f}s")
+    return "\n".join(out)
+
+
 # ====================================================================== markdown
 def embedded_markdown(emb: dict[str, Any]) -> str:
     ws = workloads(emb)
@@ -407,16 +849,11 @@ def embedded_markdown(emb: dict[str, Any]) -> str:
             f"(one fdatasync after a 4 KiB pwrite: p50 {nan(x.get('fdatasync_4k_pwrite_p50_us')):,.0f} us "
             f"beside that workload, {nan(fs.get('p50')):,.0f} us over the whole run).",
         ]
-    for w in ws:
-        opb = w.values("pastedb", "ops_per_barrier")
-        if opb and w.params.get("threads", 1) > 1:
-            lines.append(
-                f"{w.title}: pastedb's commit groups averaged {median(opb):.1f} puts per fdatasync."
-            )
+    lines += group_commit_lines(ws)
     own = emb.get("internals") or {}
     if own:
         lines += ["", "*pastedb against itself (no peer; same run):*"]
-        for b in internals.blocks(own, markdown=True):
+        for b in internals_blocks(own, markdown=True):
             lines += ["", b]
     return "\n".join(lines)
 
@@ -476,7 +913,7 @@ def markdown(doc: dict[str, Any], json_rel: str, chart_rel: str | None) -> str:
                 out += [b, ""]
     elif doc.get("not_available"):
         # the embedded section already says what of it is not available
-        said = {na["id"] for na in internals.not_available((emb or {}).get("internals") or {})}
+        said = {na["id"] for na in internals_not_available((emb or {}).get("internals") or {})}
         for na in doc["not_available"]:
             if na.get("id") not in said:
                 out += [f"{na['title']}: {na['why']}", ""]
@@ -693,7 +1130,8 @@ def chart(doc: dict[str, Any], path: str) -> bool:
 def newest_results() -> str | None:
     files = sorted(glob.glob(os.path.join(RESULTS_DIR, "all-*.json")))
     full = [f for f in files if not os.path.basename(f).startswith(("all-quick-", "all-smoke-"))]
-    return (full or files or [None])[-1]
+    pool = full or files
+    return pool[-1] if pool else None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

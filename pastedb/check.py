@@ -1,9 +1,10 @@
 """pastedb-check: verify a pastedb database directory and, on request, repair it.
 
-Pure Python for the pool file: it reads it directly (a read-only mapping) with
-the layouts documented in ``cython/pastedb/core/pool.pxd`` (superblock slots,
-format version 2) and ``cython/pastedb/core/reflog.pxd`` (64-byte log records
-in 256 KiB chunks).  The index file (``btree.pxd``, a copy-on-write B+tree:
+It reads the pool file through a read-only mapping, and everything it knows
+of the format -- the superblock slots (format version 2), the 64-byte log
+records in 256 KiB chunks, their checksums, the log walk -- comes from the
+format module (``pastedb.core.format``, ``cython/pastedb/core/format.pxd``),
+the same code the engine uses.  The index file (``btree.pxd``, a copy-on-write B+tree:
 key -> reference into the pool) is opened through the compiled B-tree module
 (``pastedb.core.btree``, imported only when there is an index to look at); it is
 never written except by --repair.  It works on a database the engine refuses
@@ -94,13 +95,12 @@ Exit codes: 0 consistent, 1 problems found (or left after a repair), 2 cannot
 run (not a pastedb directory, database open elsewhere, the B-tree module does
 not load, usage error).
 
-Speed: the CRC32C here is pure Python (the engine's is C and not exposed).
-Large buffers are checksummed as many lanes at once with ``bytes.translate``
-and big-integer XOR, and many small ones likewise in parallel: about 40-70 MB/s
-of value bytes and 2-3 us per small record on the development VM, i.e. a few
-seconds per few hundred MB.  Each live value is checksummed once: through
-the log record that names it (from the log head on), or else through the
-index entry.  The index's own check() runs in C.
+Speed: every checksum is computed in C by the format module (hardware
+CRC32C where the CPU has it), the log walk and the file scan too, so a check
+runs at about the speed the page cache delivers the file; the summary prints
+the MB/s achieved.  Each live value is checksummed once: through the log
+record that names it (from the log head on), or else through the index entry.
+The index's own check() runs in C.
 """
 
 from __future__ import annotations
@@ -111,219 +111,78 @@ import fcntl
 import json
 import mmap
 import os
-import struct
 import sys
 import time
-from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import click
 
 # ------------------------------------------------------------------ on-disk format
-# Mirrors pool.pxd and reflog.pxd (the single source of truth).
+# All of it from the format module (format.pxd is the single source of truth).
+from pastedb.core.format import (
+    BUF_SIZE,
+    CHUNK_SIZE,
+    CHUNK_SLOTS,
+    CK_BEYOND_EOF,
+    CK_IN_HEADER,
+    CK_UNALIGNED,
+    F_BATCH,
+    HEADER_SIZE,
+    INDEX_FILE,
+    LOCK_FILE,
+    MAP_ALIGN,
+    MAX_KEY_LEN,
+    MAX_VALUE_LEN,
+    POOL_FILE,
+    POOL_VERSION,
+    REC,
+    REC_DEL,
+    REC_LINK,
+    REC_PUT,
+    REC_SIZE,
+    RV_BAD_CRC,
+    RV_BAD_LINK,
+    RV_BAD_TYPE,
+    RV_BAD_VCRC,
+    RV_EMPTY,
+    RV_KEY_BOUNDS,
+    RV_KEY_EOF,
+    RV_LINK,
+    RV_LINK_POS,
+    RV_NAMES,
+    RV_OK,
+    RV_STALE,
+    RV_VALUE_BOUNDS,
+    SEG_SIZE,
+    SUPER_SLOT,
+    bit_flip_candidates,
+    chunk_verdict,
+    encode_superblock,
+    record_crc_of,
+    record_verifies,
+    scan_runs,
+    seal_record,
+    superblock_slot,
+    verify_values,
+    walk_chunk,
+)
 
-HEADER_SIZE = 4096
-SUPER_SLOT = 2048
-BUF_SIZE = 2048
-POOL_VERSION = 2              # 2: the index checkpoint fields (tree_lsn, tree_live, alloc_tail)
-MAP_ALIGN = 2 << 20
-SEG_SIZE = 1 << 20            # pool.pxd: space is reclaimed in 1 MiB segments
-MAGIC = b"PASTEDB\0"
 # A log chain a repair writes is a complete snapshot (one PUT per key); its
 # first record is a DEL of this key, so that a later rebuild from the log can
 # tell it from a chain whose older part is gone.  (Deleting it first is
 # harmless: a snapshot names every key, this one too if it exists.)
 SNAPSHOT_MARKER = b"\0pastedb-check: this log chain starts with every key (a repair snapshot)"
 
-REC_SIZE = 64
-CHUNK_SIZE = 262144
-CHUNK_SLOTS = 4096
-REC_PUT, REC_DEL, REC_LINK = 1, 2, 3
-F_BATCH = 1
-MAX_KEY_LEN = 1024
-MAX_VALUE_LEN = 512 << 20
-
-POOL_FILE = "pool"
-INDEX_FILE = "index"
-LOCK_FILE = "LOCK"
-
-SB = struct.Struct("<8sIIQQQQQQQQI")       # Superblock (v2); crc covers bytes [0, 80)
-SB_CRC_COVER = 80
-SB_V1 = struct.Struct("<8sIIQQQQQI")       # version 1 (no index fields); crc covers [0, 56)
-REC = struct.Struct("<IBBHIIQQQQQQ")       # LogRecord
-# LogRecord field indexes
+# LogRecord field indexes (REC.unpack order)
 CRC, TYPE, FLAGS, KLEN, VCRC, BLEFT, LSN, KOFF, VOFF, VLEN, HINT, RESERVED = range(12)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
 # No database writes 2**62 records: an LSN at or above this (say 2**64 - 1, an
 # unsigned underflow) in a superblock or an index meta page is damage.
 LSN_LIMIT = 1 << 62
-
-
-# ------------------------------------------------------------------ CRC32C
-# Castagnoli, reflected 0x82F63B78, init and final xor 0xFFFFFFFF (as
-# pastedb_hw.h).  "raw" functions work on the internal (pre-inverted) register.
-#
-# Speed without a C extension: the CRC register update is linear over GF(2),
-# so a buffer is cut into K lanes of L bytes whose registers are computed side
-# by side -- byte j of every lane at once: one strided slice, four
-# bytes.translate() table lookups and big-integer XORs per step -- and then
-# folded: reg = Z_L(reg) ^ lane, Z_L being "append L zero bytes" (four 256-entry
-# tables).  Many small buffers are done the same way, each left-padded with
-# zeros to a common lane length (leading zeros do not change a register that
-# starts at 0) and corrected by the register that L zero bytes give from init.
-
-_MASK = 0xFFFFFFFF
-_POLY = 0x82F63B78
-
-
-def _make_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_T = _make_table()
-_TB = [bytes((_T[i] >> (8 * k)) & 0xFF for i in range(256)) for k in range(4)]
-_SMALL = 4096                 # below this a plain byte loop is as fast
-_BLOCK = 4 << 20              # bytes per lane pass over a large buffer
-_LANE = 512                   # lane length for large buffers
-_MANY_MAX = 65536             # items up to this size are batched by length class
-
-
-def _raw_bytewise(reg: int, data: Iterable[int]) -> int:
-    t = _T
-    for b in data:
-        reg = t[(reg ^ b) & 0xFF] ^ (reg >> 8)
-    return reg
-
-
-def _lanes_raw(buf: bytes, lane_len: int, lanes: int) -> array:
-    """Registers (from 0) of `lanes` consecutive lanes of `lane_len` bytes."""
-    fb = int.from_bytes
-    t0, t1, t2, t3 = _TB
-    r0 = r1 = r2 = r3 = 0
-    for j in range(lane_len):
-        idx = (r0 ^ fb(buf[j::lane_len], "little")).to_bytes(lanes, "little")
-        r0 = fb(idx.translate(t0), "little") ^ r1
-        r1 = fb(idx.translate(t1), "little") ^ r2
-        r2 = fb(idx.translate(t2), "little") ^ r3
-        r3 = fb(idx.translate(t3), "little")
-    out = bytearray(4 * lanes)
-    out[0::4] = r0.to_bytes(lanes, "little")
-    out[1::4] = r1.to_bytes(lanes, "little")
-    out[2::4] = r2.to_bytes(lanes, "little")
-    out[3::4] = r3.to_bytes(lanes, "little")
-    regs = array("I")
-    regs.frombytes(bytes(out))
-    if sys.byteorder != "little":
-        regs.byteswap()
-    return regs
-
-
-def _op_tables(f: Callable[[int], int]) -> list[list[int]]:
-    basis = [f(1 << b) for b in range(32)]
-    tabs = []
-    for k in range(4):
-        tab = [0] * 256
-        for v in range(1, 256):
-            low = v & -v
-            tab[v] = tab[v ^ low] ^ basis[8 * k + low.bit_length() - 1]
-        tabs.append(tab)
-    return tabs
-
-
-_ZOPS: dict[int, list[list[int]]] = {}
-
-
-def _zero_op(n: int) -> list[list[int]]:
-    """Tables of the linear map "append n zero bytes" (n a power of two)."""
-    z = _ZOPS.get(n)
-    if z is None:
-        if n == 1:
-            z = _op_tables(lambda r: _T[r & 0xFF] ^ (r >> 8))
-        else:
-            h0, h1, h2, h3 = _zero_op(n // 2)
-
-            def half(r: int) -> int:
-                return h0[r & 255] ^ h1[(r >> 8) & 255] ^ h2[(r >> 16) & 255] ^ h3[r >> 24]
-
-            z = _op_tables(lambda r: half(half(r)))
-        _ZOPS[n] = z
-    return z
-
-
-_ZINIT = [_MASK]              # _ZINIT[n]: register after n zero bytes from init
-
-
-def _zinit_upto(n: int) -> list[int]:
-    z = _ZINIT
-    if n >= len(z):
-        t = _T
-        r = z[-1]
-        for _ in range(len(z), n + 1):
-            r = t[r & 0xFF] ^ (r >> 8)
-            z.append(r)
-    return z
-
-
-def _raw(reg: int, data: bytes | bytearray | memoryview) -> int:
-    n = len(data)
-    if n < _SMALL:
-        return _raw_bytewise(reg, data)
-    mv = memoryview(data)
-    pos = 0
-    z0, z1, z2, z3 = _zero_op(_LANE)
-    while n - pos >= _SMALL:
-        lanes = min(n - pos, _BLOCK) // _LANE
-        for lane in _lanes_raw(bytes(mv[pos:pos + lanes * _LANE]), _LANE, lanes):
-            reg = z0[reg & 255] ^ z1[(reg >> 8) & 255] ^ z2[(reg >> 16) & 255] ^ z3[reg >> 24] ^ lane
-        pos += lanes * _LANE
-    return _raw_bytewise(reg, mv[pos:])
-
-
-def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """CRC32C of `data`; pass a previous result as `crc` to continue it."""
-    return _raw(crc ^ _MASK, data) ^ _MASK
-
-
-def crc32c_many(items: Sequence[bytes]) -> list[int]:
-    """CRC32C of each item (fast for many small ones)."""
-    out = [0] * len(items)
-    classes: dict[int, list[int]] = {}
-    for i, x in enumerate(items):
-        n = len(x)
-        if n > _MANY_MAX:
-            out[i] = crc32c(x)
-            continue
-        width = 16
-        while width < n:
-            width *= 2
-        classes.setdefault(width, []).append(i)
-    for width, idxs in classes.items():
-        if len(idxs) < 16 or len(idxs) * width < 8192:
-            for i in idxs:
-                out[i] = _raw_bytewise(_MASK, items[i]) ^ _MASK
-            continue
-        zi = _zinit_upto(width)
-        zeros = bytes(width)
-        per = max(16, (4 << 20) // width)
-        for s in range(0, len(idxs), per):
-            sub = idxs[s:s + per]
-            parts = []
-            for i in sub:
-                x = items[i]
-                parts.append(zeros[:width - len(x)])
-                parts.append(x)
-            regs = _lanes_raw(b"".join(parts), width, len(sub))
-            for i, r in zip(sub, regs, strict=True):
-                out[i] = zi[len(items[i])] ^ r ^ _MASK
-    return out
+# The file scan reports progress after each window of this many bytes.
+SCAN_WINDOW = 64 << 20
 
 
 # ------------------------------------------------------------------ report items
@@ -425,79 +284,67 @@ class SuperSlot:
 
 
 def read_slot(data: bytes, index: int, file_size: int) -> SuperSlot:
-    whole = data[index * SUPER_SLOT:(index + 1) * SUPER_SLOT]
-    raw = whole[:SB.size]
-    if len(raw) < SB.size:
-        return SuperSlot(index, "short")
-    if not any(whole):
-        return SuperSlot(index, "empty")
-    (magic, version, buf_size, seq, head_off, head_size, head_lsn, created, tree_lsn, tree_live,
-     alloc_tail, crc) = SB.unpack(raw)
-    slot = SuperSlot(index, "valid", seq, head_off, head_size, head_lsn, created, version,
-                     tree_lsn, tree_live, alloc_tail)
-    if magic != MAGIC:
-        slot.state = "bad-magic"
-    elif version == 1:
-        # The version-1 layout ends (crc) where v2's index fields begin: a
-        # slot that verifies as v1 is an older database, not damage.
-        v1 = SB_V1.unpack(whole[:SB_V1.size])
-        slot = SuperSlot(index, "valid", *v1[3:8], 1)
-        slot.state = "bad-version" if v1[8] == crc32c(whole[:SB_V1.size - 4]) else "bad-crc"
-    elif crc != crc32c(raw[:SB_CRC_COVER]):
-        slot.state = "bad-crc"
-    elif version != POOL_VERSION:
-        slot.state = "bad-version"
-    elif buf_size != BUF_SIZE:
-        slot.state = "bad-buf-size"
-    else:
-        slot.head_error = chunk_error(head_off, file_size)
-        if slot.head_error is None and head_size != CHUNK_SIZE:
-            slot.head_error = f"log head size {head_size} is not {CHUNK_SIZE}"
-        if slot.head_error is None and head_lsn < 1:
+    state, f = superblock_slot(data, index)
+    if state in ("short", "empty"):
+        return SuperSlot(index, state)
+    slot = SuperSlot(index, state, int(f["seq"]), int(f["log_head_off"]),
+                     int(f["log_head_size"]), int(f["log_head_lsn"]), int(f["created_ns"]),
+                     int(f["version"]), int(f["tree_lsn"]), int(f["tree_live"]),
+                     int(f["alloc_tail"]))
+    if state == "valid":
+        slot.head_error = chunk_error(slot.head_off, file_size)
+        if slot.head_error is None and slot.head_size != CHUNK_SIZE:
+            slot.head_error = f"log head size {slot.head_size} is not {CHUNK_SIZE}"
+        if slot.head_error is None and slot.head_lsn < 1:
             slot.head_error = "log head LSN 0"
     return slot
 
 
 def chunk_error(off: int, file_size: int) -> str | None:
-    if off < HEADER_SIZE:
+    v = chunk_verdict(off, file_size)
+    if v == CK_IN_HEADER:
         return f"log chunk offset {off} lies in the header"
-    if off % BUF_SIZE:
+    if v == CK_UNALIGNED:
         return f"log chunk offset {off} is not {BUF_SIZE}-byte aligned"
-    if off + CHUNK_SIZE > file_size:
+    if v == CK_BEYOND_EOF:
         return f"log chunk at {off} ends beyond the end of the file ({file_size} bytes)"
     return None
 
 
-def pack_superblock(seq: int, head_off: int, head_lsn: int, created_ns: int, tree_lsn: int,
-                    tree_live: int, alloc_tail: int) -> bytes:
-    """One superblock slot (SUPER_SLOT bytes), as engine.pyx write_superblock
-    lays it out.  tree_lsn: the applied_lsn of the index file this slot goes
-    with (the engine refuses an index whose applied_lsn is lower); tree_live:
-    the live key + value bytes in that index; alloc_tail: where the allocator
-    may start handing out bytes (everything below is kept)."""
-    body = SB.pack(MAGIC, POOL_VERSION, BUF_SIZE, seq, head_off, CHUNK_SIZE, head_lsn,
-                   created_ns, tree_lsn, tree_live, alloc_tail, 0)[:SB_CRC_COVER]
-    slot = body + struct.pack("<I", crc32c(body))
-    return slot + bytes(SUPER_SLOT - len(slot))
+def write_superblock(fd: int, seq: int, head_off: int, head_lsn: int, created_ns: int,
+                     tree_lsn: int, tree_live: int, alloc_tail: int) -> int:
+    """Write the superblock slot for seq (the format module lays it out and
+    picks the slot, as the engine does); returns the slot.  tree_lsn: the
+    applied_lsn of the index file this slot goes with (the engine refuses an
+    index whose applied_lsn is lower); tree_live: the live key + value bytes
+    in that index; alloc_tail: where the allocator may start handing out
+    bytes (everything below is kept).  The caller fsyncs."""
+    off, data = encode_superblock(seq, head_off, head_lsn, created_ns, tree_lsn, tree_live,
+                                  alloc_tail)
+    os.pwrite(fd, data, off)
+    return off // SUPER_SLOT
 
 
 # ------------------------------------------------------------------ log chain walk
 
-# Slot states, in the order verify_record (reflog.pyx) tests them.
-ZERO = "empty"                # all 64 bytes zero
-STALE = "stale-lsn"           # lsn is not the one this position must carry
-LINK_POS = "link-position"    # a record other than a LINK in a chunk's last slot
-BAD_LINK = "bad-link"         # LINK fields impossible
-BAD_TYPE = "bad-type"
-KEY_BOUNDS = "key-bounds"     # key inside the header, or too long
-KEY_EOF = "key-beyond-eof"    # key (partly) beyond the end of the file
-BAD_CRC = "bad-crc"           # crc32c(key || record[4:64]) mismatch
-VALUE_BOUNDS = "value-beyond-eof"
-BAD_VCRC = "bad-value-crc"
-PENDING = "pending"           # structurally fine, checksums not yet computed
-OK = "ok"
-LINK = "link"                 # a valid LINK
+# Slot states: the names of the format module's verdicts (rec_check tests
+# them in this order).
+OK = RV_NAMES[RV_OK]
+LINK = RV_NAMES[RV_LINK]                  # a valid LINK
+ZERO = RV_NAMES[RV_EMPTY]                 # all 64 bytes zero
+STALE = RV_NAMES[RV_STALE]                # lsn is not the one this position must carry
+BAD_LINK = RV_NAMES[RV_BAD_LINK]          # LINK fields impossible
+LINK_POS = RV_NAMES[RV_LINK_POS]          # a record other than a LINK in a chunk's last slot
+BAD_TYPE = RV_NAMES[RV_BAD_TYPE]
+KEY_BOUNDS = RV_NAMES[RV_KEY_BOUNDS]      # key inside the header, or too long
+KEY_EOF = RV_NAMES[RV_KEY_EOF]            # key (partly) beyond the end of the file
+BAD_CRC = RV_NAMES[RV_BAD_CRC]            # crc32c(key || record[4:64]) mismatch
+VALUE_BOUNDS = RV_NAMES[RV_VALUE_BOUNDS]
+BAD_VCRC = RV_NAMES[RV_BAD_VCRC]
 CRC_OK = frozenset((OK, LINK, BAD_VCRC, VALUE_BOUNDS))   # record and key verify
+# Slots whose structure is sound (what a LINK that went missing cannot be):
+# the record's fields are possible, whatever its checksums say.
+SOUND = frozenset((OK, BAD_VCRC, VALUE_BOUNDS))
 
 REASONS = {
     STALE: "the LSN is not the next one",
@@ -534,43 +381,6 @@ class Walk:
     stop: str | None = None           # why the walk could not go on (bad chunk, loop)
 
 
-def classify(f: tuple, raw: bytes, expect_lsn: int, last_slot: bool, size: int) -> str:
-    if f[LSN] != expect_lsn:
-        return ZERO if raw.count(0) == REC_SIZE else STALE
-    rtype = f[TYPE]
-    if rtype == REC_LINK:
-        # In the last slot, or earlier: a checkpoint ends the chunk early so
-        # that the new log head is a fresh chunk (reflog.pxd).
-        if f[KLEN] != 0 or f[VLEN] != CHUNK_SIZE or chunk_error(f[VOFF], size):
-            return BAD_LINK
-        return PENDING
-    if last_slot:
-        return LINK_POS if rtype in (REC_PUT, REC_DEL) else BAD_TYPE
-    if rtype not in (REC_PUT, REC_DEL):
-        return BAD_TYPE
-    if f[KLEN] > MAX_KEY_LEN or f[KOFF] < HEADER_SIZE:
-        return KEY_BOUNDS
-    if f[KOFF] + f[KLEN] > size:
-        return KEY_EOF
-    return PENDING
-
-
-def plausible(f: tuple, size: int) -> bool:
-    """Could this be a record at all (cheap filter for the file scan)?"""
-    rtype = f[TYPE]
-    if rtype not in (REC_PUT, REC_DEL, REC_LINK) or f[RESERVED] != 0 or f[LSN] < 1:
-        return False
-    if f[FLAGS] & ~F_BATCH or (not f[FLAGS] and f[BLEFT]) or f[HINT] >= f[LSN]:
-        return False
-    if rtype == REC_LINK:
-        return f[KLEN] == 0 and f[VLEN] == CHUNK_SIZE and chunk_error(f[VOFF], size) is None
-    if f[KLEN] > MAX_KEY_LEN or f[KOFF] < HEADER_SIZE or f[KOFF] + f[KLEN] > size:
-        return False
-    if rtype == REC_PUT and f[VLEN] > MAX_VALUE_LEN:
-        return False
-    return True
-
-
 @dataclass
 class Run:
     """Records found by the scan: consecutive slots with consecutive LSNs,
@@ -593,7 +403,7 @@ class Run:
 # ------------------------------------------------------------------ replay
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     lsn: int
     koff: int
@@ -753,40 +563,19 @@ class Checker:
     # -- the file scan
     def runs(self) -> list[Run]:
         """Every run of plausible records that starts at a BUF_SIZE-aligned
-        offset (computed once).  Cheap: one struct unpack per aligned offset
-        plus one per record found; no checksums (see verify_at)."""
+        offset (computed once, by the format module's scan; no checksums:
+        see verify_at)."""
         if self._runs is not None:
             return self._runs
-        mm, size, unpack = self.mm, self.size, REC.unpack_from
         runs: list[Run] = []
-        self.progress.start("scanning the file", size)
-        done = HEADER_SIZE
+        self.progress.start("scanning the file", self.size)
         pos = HEADER_SIZE
-        while pos + REC_SIZE <= size:
-            f = unpack(mm, pos)
-            if not plausible(f, size):
-                pos += BUF_SIZE
-                continue
-            lsn, count, max_hint, link_to = f[LSN], 1, f[HINT], None
-            q = pos + REC_SIZE
-            if f[TYPE] == REC_LINK:
-                link_to = f[VOFF]
-            else:
-                while q + REC_SIZE <= size:
-                    g = unpack(mm, q)
-                    if g[LSN] != lsn + count or not plausible(g, size):
-                        break
-                    count += 1
-                    max_hint = max(max_hint, g[HINT])
-                    q += REC_SIZE
-                    if g[TYPE] == REC_LINK:
-                        link_to = g[VOFF]
-                        break
-            runs.append(Run(pos, lsn, count, max_hint, link_to))
-            pos = round_up(q, BUF_SIZE)
-            if pos - done > (8 << 20):
-                self.progress.advance(pos - done)
-                done = pos
+        while pos + REC_SIZE <= self.size:
+            found, nxt = scan_runs(self.mm, pos, pos + SCAN_WINDOW)
+            runs.extend(Run(off, lsn, count, hint, None if link < 0 else link)
+                        for off, lsn, count, hint, link in found)
+            self.progress.advance(nxt - pos)
+            pos = nxt
         self.progress.finish()
         self._runs = runs
         return runs
@@ -804,13 +593,10 @@ class Checker:
 
     def verify_at(self, off: int) -> tuple | None:
         """The record at `off` if its CRC (record and key) verifies."""
+        if not record_verifies(self.mm, off):
+            return None
         f = REC.unpack_from(self.mm, off)
-        if not plausible(f, self.size):
-            return None
-        key = self.mm[f[KOFF]:f[KOFF] + f[KLEN]] if f[TYPE] != REC_LINK else b""
-        self.crc_bytes += REC_SIZE - 4 + len(key)
-        if crc32c(key + self.mm[off + 4:off + REC_SIZE]) != f[CRC]:
-            return None
+        self.crc_bytes += REC_SIZE - 4 + (f[KLEN] if f[TYPE] != REC_LINK else 0)
         return f
 
     def identify_key(self, s: Slot) -> bytes | None:
@@ -822,21 +608,10 @@ class Checker:
         f = s.f
         if f[KLEN] <= MAX_KEY_LEN and f[KOFF] >= HEADER_SIZE and f[KOFF] + f[KLEN] <= size:
             key = mm[f[KOFF]:f[KOFF] + f[KLEN]]
-            msg = key + bytes(raw[4:])
-            syndrome = crc32c(msg) ^ f[CRC]
+            syndrome = record_crc_of(key, raw) ^ f[CRC]
             if syndrome and syndrome & (syndrome - 1) == 0:
                 return key                     # only the stored CRC was hit
-            # A flipped bit at byte p of the checked message changes the CRC by
-            # the register one set bit gives, followed by len-1-p zero bytes.
-            t = _T
-            vecs = [t[1 << bit] for bit in range(8)]
-            hits = []
-            for pos in range(len(msg) - 1, -1, -1):
-                if pos < len(key):
-                    for bit in range(8):
-                        if vecs[bit] == syndrome:
-                            hits.append((pos, bit))
-                vecs = [t[v & 0xFF] ^ (v >> 8) for v in vecs]
+            hits = bit_flip_candidates(key + bytes(raw[4:]), f[CRC], len(key))
             if len(hits) == 1:
                 pos, bit = hits[0]
                 fixed = bytearray(key)
@@ -849,7 +624,7 @@ class Checker:
             if g[LSN] == s.lsn and g[TYPE] in (REC_PUT, REC_DEL) and g[KLEN] <= MAX_KEY_LEN \
                     and g[KOFF] >= HEADER_SIZE and g[KOFF] + g[KLEN] <= size:
                 key = mm[g[KOFF]:g[KOFF] + g[KLEN]]
-                if _raw_bytewise(_raw_bytewise(_MASK, key), raw[4:]) ^ _MASK == g[CRC]:
+                if record_crc_of(key, raw) == g[CRC]:
                     if found is not None:
                         return None            # ambiguous
                     found = key
@@ -863,17 +638,19 @@ class Checker:
 
     # -- walking a chain
     def walk(self, head_off: int, head_lsn: int) -> Walk:
-        """Every slot of every chunk of the chain, classified structurally, up
-        to the chunk's LINK (in its last slot, or earlier: what follows an
-        early LINK is not part of the log).  A chunk without a valid LINK is
+        """Every slot of every chunk of the chain, verified (record, key and
+        value checksums) by the format module's tolerant walk, up to the
+        chunk's LINK (in its last slot, or earlier: what follows an early
+        LINK is not part of the log).  A chunk without a valid LINK is
         bridged when the scan finds a chunk that starts with the LSN after
-        one of its slots that does not verify -- that slot was the LINK (the
+        one of its slots that is not sound -- that slot was the LINK (the
         replay then decides, from durable_hint, whether that was damage or a
         torn LINK)."""
         w = Walk(head_off, head_lsn)
         mm, size = self.mm, self.size
         chunk, base = head_off, head_lsn
         seen: set[int] = set()
+        self.progress.start("verifying the log", size)
         while True:
             err = chunk_error(chunk, size)
             if err:
@@ -886,35 +663,38 @@ class Checker:
             ci = len(w.chunks)
             w.chunks.append(chunk)
             first = len(w.slots)
-            data = mm[chunk:chunk + CHUNK_SIZE]
-            nxt = None
-            for j, f in enumerate(REC.iter_unpack(data)):
-                raw = data[j * REC_SIZE:(j + 1) * REC_SIZE]
-                s = Slot(chunk + j * REC_SIZE, base + j, f,
-                         classify(f, raw, base + j, j == CHUNK_SLOTS - 1, size), ci)
-                w.slots.append(s)
-                if s.state == PENDING and f[TYPE] == REC_LINK:
-                    if self.verify_at(s.off) is not None:
-                        s.state = LINK
-                        nxt = (f[VOFF], base + j + 1)
-                        break
-                    s.state = BAD_CRC
-            if nxt is not None:
-                chunk, base = nxt
+            verdicts, nxt = walk_chunk(mm, chunk, base)
+            names = RV_NAMES
+            crc_bytes = 0
+            for j, f in enumerate(REC.iter_unpack(mm[chunk:chunk + len(verdicts) * REC_SIZE])):
+                v = verdicts[j]
+                w.slots.append(Slot(chunk + j * REC_SIZE, base + j, f, names[v], ci))
+                if v == RV_OK or v == RV_BAD_VCRC:
+                    crc_bytes += REC_SIZE - 4 + f[KLEN] + (f[VLEN] if f[TYPE] == REC_PUT else 0)
+                elif v == RV_LINK or v == RV_BAD_CRC or v == RV_VALUE_BOUNDS:
+                    crc_bytes += REC_SIZE - 4 + (f[KLEN] if f[TYPE] != REC_LINK else 0)
+            self.crc_bytes += crc_bytes
+            self.progress.advance(crc_bytes)
+            if nxt >= 0:
+                chunk, base = nxt, base + len(verdicts)
                 continue
             # No valid LINK.  Did the log go on in a chunk the scan can find?
             # It continues with the LSN after the slot that held the LINK,
-            # which is then not a valid record (and all after it in this
+            # which is then not a sound record (and all after it in this
             # chunk are not part of the log).  Only a run whose first record
             # carries exactly that LSN qualifies.
             mine = w.slots[first:]
-            end = next((k for k, s in enumerate(mine) if s.state not in (PENDING,)), len(mine))
+
+            def sound(x: Slot) -> bool:
+                return x.state in SOUND or (x.state == BAD_CRC and x.f[TYPE] != REC_LINK)
+
+            end = next((k for k, x in enumerate(mine) if not sound(x)), len(mine))
             lo, hi = base + end + 1, base + CHUNK_SLOTS
             found = None
             for run in self.runs():
                 if lo <= run.first_lsn <= hi and run.off not in seen \
                         and chunk_error(run.off, size) is None \
-                        and mine[run.first_lsn - 1 - base].state != PENDING \
+                        and not sound(mine[run.first_lsn - 1 - base]) \
                         and (found is None or run.first_lsn < found.first_lsn):
                     found = run
             if found is None:
@@ -923,61 +703,8 @@ class Checker:
             del w.slots[first + k + 1:]
             w.relinked.append((mine[k].off, found.off))
             chunk, base = found.off, found.first_lsn
-        return w
-
-    def checksums(self, w: Walk) -> None:
-        """Compute record and value CRCs for every PENDING slot, in bulk."""
-        mm = self.mm
-        pending = [s for s in w.slots if s.state == PENDING]
-        total = sum(REC_SIZE + s.f[KLEN] for s in pending) + sum(
-            s.f[VLEN] for s in pending if s.f[TYPE] == REC_PUT)
-        self.progress.start("verifying checksums", total)
-        batch = 65536
-        for i in range(0, len(pending), batch):
-            part = pending[i:i + batch]
-            items = [mm[s.f[KOFF]:s.f[KOFF] + s.f[KLEN]] + mm[s.off + 4:s.off + REC_SIZE]
-                     for s in part]
-            n = sum(map(len, items))
-            for s, crc in zip(part, crc32c_many(items), strict=True):
-                if crc != s.f[CRC]:
-                    s.state = BAD_CRC
-                elif s.f[TYPE] == REC_DEL:
-                    s.state = OK
-                elif s.f[VOFF] < HEADER_SIZE or s.f[VLEN] > MAX_VALUE_LEN \
-                        or s.f[VOFF] + s.f[VLEN] > self.size:
-                    s.state = VALUE_BOUNDS
-            self.crc_bytes += n
-            self.progress.advance(n)
-        puts = [s for s in pending if s.state == PENDING]
-        group: list[Slot] = []
-        group_bytes = 0
-
-        def flush() -> None:
-            nonlocal group, group_bytes
-            if group:
-                crcs = crc32c_many([mm[s.f[VOFF]:s.f[VOFF] + s.f[VLEN]] for s in group])
-                for s, crc in zip(group, crcs, strict=True):
-                    s.state = OK if crc == s.f[VCRC] else BAD_VCRC
-                self.crc_bytes += group_bytes
-                self.progress.advance(group_bytes)
-            group, group_bytes = [], 0
-
-        for s in puts:
-            vlen = s.f[VLEN]
-            if vlen > _MANY_MAX:
-                crc = 0
-                for a in range(s.f[VOFF], s.f[VOFF] + vlen, _BLOCK):
-                    crc = crc32c(mm[a:min(a + _BLOCK, s.f[VOFF] + vlen)], crc)
-                s.state = OK if crc == s.f[VCRC] else BAD_VCRC
-                self.crc_bytes += vlen
-                self.progress.advance(vlen)
-                continue
-            group.append(s)
-            group_bytes += vlen
-            if group_bytes > (16 << 20) or len(group) >= 65536:
-                flush()
-        flush()
         self.progress.finish()
+        return w
 
     def stray_evidence(self, w: Walk, from_lsn: int) -> list[tuple[int, int, int]]:
         """Verifying records outside the chain whose durable_hint is at least
@@ -1010,7 +737,7 @@ class Checker:
         n = len(slots)
         engine_end = next((i for i, s in enumerate(slots) if s.state not in (OK, LINK)), n)
         # Suffix maximum of durable_hint over the later slots that carry the
-        # LSN of their position -- the engine's rule (reflog.pyx): a 64-bit LSN
+        # LSN of their position -- the engine's rule (format.pyx, walk_acknowledged): a 64-bit LSN
         # in the right slot is evidence enough even if that record's own CRC
         # fails (a cut file takes the key bytes of every later record with it).
         # Only this chain's slots count: a record of another chain with a
@@ -1233,7 +960,6 @@ class Checker:
                       round_up(alloc_end, BUF_SIZE), referenced, skip, base)
 
     def analyse(self, w: Walk, base: dict[bytes, Entry] | None = None, skip: int = 0) -> Replay:
-        self.checksums(w)
         return self.replay(w, base, skip)
 
     # -- the index file
@@ -1377,35 +1103,16 @@ class Checker:
                 todo.append((key, e))
         total = sum(e.vlen for _, e in todo)
         self.progress.start("verifying values the index names", total)
-        group: list[tuple[bytes, Entry]] = []
-        group_bytes = 0
-
-        def flush() -> None:
-            nonlocal group, group_bytes
-            if group:
-                crcs = crc32c_many([mm[e.voff:e.voff + e.vlen] for _, e in group])
-                for (key, e), crc in zip(group, crcs, strict=True):
-                    if crc != e.vcrc:
-                        lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
-                self.crc_bytes += group_bytes
-                self.progress.advance(group_bytes)
-            group, group_bytes = [], 0
-
-        for key, e in todo:
-            if e.vlen > _MANY_MAX:
-                crc = 0
-                for a in range(e.voff, e.voff + e.vlen, _BLOCK):
-                    crc = crc32c(mm[a:min(a + _BLOCK, e.voff + e.vlen)], crc)
-                if crc != e.vcrc:
+        step = 65536
+        for i in range(0, len(todo), step):
+            part = todo[i:i + step]
+            oks = verify_values(self.mm, [(e.voff, e.vlen, e.vcrc) for _, e in part])
+            for (key, e), ok in zip(part, oks, strict=True):
+                if not ok:
                     lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
-                self.crc_bytes += e.vlen
-                self.progress.advance(e.vlen)
-                continue
-            group.append((key, e))
-            group_bytes += e.vlen
-            if group_bytes > (16 << 20) or len(group) >= 65536:
-                flush()
-        flush()
+            n = sum(e.vlen for _, e in part)
+            self.crc_bytes += n
+            self.progress.advance(n)
         self.progress.finish()
         idx.verified_values = len(todo)
         if reported > 20:
@@ -1817,9 +1524,9 @@ def write_index(directory: str, entries: list[tuple[bytes, Entry]], applied: int
     an index.  Returns that backup's path (None: there was no index file)."""
     try:
         from pastedb.core.btree import BTreeTester
-    except ImportError as e:
+    except ImportError as err:
         raise CannotRun(f"cannot write an index file: the pastedb.core.btree extension does "
-                        f"not load ({e}); build pastedb first") from None
+                        f"not load ({err}); build pastedb first") from None
     path = os.path.join(directory, INDEX_FILE)
     tmp = path + ".new"
     for leftover in (tmp, tmp + ".new"):
@@ -1927,8 +1634,9 @@ def repair_index(res: Result) -> RepairReport:
     seq, slot = next_superblock(res)
     fd = os.open(ck.path, os.O_RDWR | os.O_CLOEXEC)
     try:
-        os.pwrite(fd, pack_superblock(seq, sb.head_off, sb.head_lsn, sb.created_ns, applied,
-                                      live, alloc), slot * SUPER_SLOT)
+        written = write_superblock(fd, seq, sb.head_off, sb.head_lsn, sb.created_ns, applied,
+                                   live, alloc)
+        assert written == slot
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -1991,7 +1699,7 @@ def repair_log(res: Result) -> RepairReport:
         head = round_up(cursor, SEG_SIZE)
         hint = start_lsn - 1
         # Lay the records out first (a LINK in every chunk's last slot), then
-        # checksum them all at once: crc = crc32c(key || record[4:64]).
+        # seal each (its crc covers key || record[4:64]).
         layout: list[tuple[int, bytes, bytearray]] = []    # (file offset, key, record)
         layout.append((head, SNAPSHOT_MARKER, bytearray(REC.pack(
             0, REC_DEL, 0, len(SNAPSHOT_MARKER), 0, 0, start_lsn, marker_off, 0, 0, hint, 0))))
@@ -2009,11 +1717,10 @@ def repair_log(res: Result) -> RepairReport:
             slot += 1
             lsn += 1
         last_lsn = lsn - 1                     # P: the chain's last record (the marker if no key)
-        crcs = crc32c_many([key + bytes(rec[4:]) for _, key, rec in layout])
         chunks: dict[int, bytearray] = {c: bytearray(CHUNK_SIZE)
                                         for c in range(head, chunk + 1, CHUNK_SIZE)}
-        for (off, _key, rec), crc in zip(layout, crcs, strict=True):
-            struct.pack_into("<I", rec, 0, crc)
+        for off, key, rec in layout:
+            seal_record(rec, key)
             c = head + (off - head) // CHUNK_SIZE * CHUNK_SIZE
             chunks[c][off - c:off - c + REC_SIZE] = rec
         for c, buf in chunks.items():
@@ -2028,8 +1735,9 @@ def repair_log(res: Result) -> RepairReport:
         live = sum(e.klen + e.vlen for _, e in entries)
         # alloc_tail = the chain's end: every byte before it (old log chunks
         # included) stays as it is; new data goes after the chain.
-        os.pwrite(fd, pack_superblock(seq, head, start_lsn, created, last_lsn, live,
-                                      round_up(end, SEG_SIZE)), sb_slot * SUPER_SLOT)
+        written = write_superblock(fd, seq, head, start_lsn, created, last_lsn, live,
+                                   round_up(end, SEG_SIZE))
+        assert written == sb_slot
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -2158,8 +1866,9 @@ def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
         echo(f"  LOST        every key last written before LSN {d['keys_lost_before_lsn']} "
              f"(only the index had them; which ones cannot be known)")
     mb = d["checksummed_bytes"] / 1e6
+    rate = mb / d["elapsed_s"] if d["elapsed_s"] > 0 else 0.0
     echo(f"  result      {'OK' if d['ok'] else '%d problem(s)' % len(d['problems'])} "
-         f"({mb:.1f} MB checksummed in {d['elapsed_s']:.2f} s)")
+         f"({mb:.1f} MB checksummed in {d['elapsed_s']:.2f} s, {rate:.0f} MB/s)")
 
 
 # ------------------------------------------------------------------ command line

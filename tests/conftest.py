@@ -141,19 +141,24 @@ class ServerProcess:
         pytest.fail(f"server did not start (exit code {self.proc.returncode}):\n{self.log()}")
 
     def _wait_ready(self) -> bool:
+        import redis
+
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
             # A reply, not just an accepted connection: the kernel accepts as
             # soon as the socket listens, before the event loop runs and
-            # before SIGTERM is handled.
+            # before SIGTERM is handled.  Any reply counts (with --requirepass
+            # PING gets NOAUTH).
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64):
-                        return True
-            except OSError:
+                with self.client(socket_timeout=5, socket_connect_timeout=5,
+                                 single_connection_client=True, register=False) as r:
+                    r.ping()
+                return True
+            except (redis.AuthenticationError, redis.ResponseError):
+                return True
+            except (redis.RedisError, OSError):
                 pass
             time.sleep(0.01)
         self.proc.kill()
@@ -188,9 +193,11 @@ class ServerProcess:
         return self.start()
 
     # -- helpers
-    def client(self, protocol: int = 2, **kwargs):
-        """A redis-py client for this server (closed before the server stops).
-        It never retries: a dropped connection or refused AUTH must surface."""
+    def client(self, protocol: int = 2, register: bool = True, **kwargs):
+        """A redis-py client for this server (closed before the server stops,
+        unless ``register`` is false).  It never retries: a dropped connection
+        or refused AUTH must surface.  With ``single_connection_client=True``
+        it connects at once and keeps that one connection."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -198,15 +205,17 @@ class ServerProcess:
         kwargs.setdefault("socket_timeout", 60)
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         r = redis.Redis(host="127.0.0.1", port=self.port, protocol=protocol, **kwargs)
-        self.clients.append(r)
+        if register:
+            self.clients.append(r)
         return r
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
-        """A raw TCP connection for mangling RESP by hand."""
+        """A raw TCP connection for mangling RESP by hand (malformed input)."""
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def raw(self, timeout: float = 10.0) -> "RespConn":
-        """A connection speaking RESP by hand: exact bytes, pipelining at will."""
+        """A connection speaking RESP by hand: exact bytes, pipelining at will.
+        Only for what redis-py cannot show (see RespConn); else use client()."""
         return RespConn(self.connect(timeout))
 
     def close_clients(self) -> None:
@@ -240,7 +249,15 @@ class RespConn:
     """A minimal RESP2/RESP3 client over a socket: ``send(*args)`` writes one
     command (or many, before any reply is read), ``read_reply()`` returns the
     next reply -- bytes, int, None, list, dict, RespError -- and raises
-    ConnectionError when the server closes the connection."""
+    ConnectionError when the server closes the connection.
+
+    Everything else talks to the server through redis-py (ServerProcess.client).
+    This one stays for what a real client hides on purpose: the exact reply --
+    Redis's error codes and strings (redis-py turns "-ERR ..." / "-NOAUTH ..." /
+    "-WRONGPASS ..." into exception classes and strips the code), replies its
+    callbacks rewrite (PING's argument, QUEUED inside MULTI by hand), the
+    wire types of RESP3 -- and bytes sent exactly as given (send_raw: the
+    crash tests' pipelines of hand-built commands)."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock

@@ -1,8 +1,8 @@
-"""The on-disk layout the damage tests poke at, read with struct: one copy for
-test_check.py, test_recovery.py and tools/fuzz_recovery.py.  Mirrors pool.pxd
-(Superblock, version 2), reflog.pxd (LogRecord) and btree.pxd (the index
-file's pages); test_recovery.py's test_layout_as_documented checks it against
-real files.
+"""The on-disk layout the damage tests poke at: one place for test_check.py,
+test_recovery.py and tools/fuzz_recovery.py.  Every constant and struct
+layout comes from the format module (pastedb.core.format, whose Python
+layouts are built from the C structs); test_recovery.py's
+test_layout_as_documented checks them against real files.
 
 A database directory holds `pool` (superblock, log chunks, data) and `index`
 (the persistent B-tree, key -> Ref into the pool).  The keys of a database are
@@ -17,29 +17,30 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import struct
 from pathlib import Path
 
-HEADER_SIZE = 4096
-SUPER_SLOT = 2048
-REC_SIZE = 64
-CHUNK_SIZE = 262144
-CHUNK_SLOTS = 4096                                # records per log chunk (the last one a LINK)
-POOL_VERSION = 2
-SB = struct.Struct("<8sIIQQQQQQQQI")              # pool.pxd: Superblock (crc covers [0, 80))
-SB_FIELDS = ("magic", "version", "buf_size", "seq", "log_head_off", "log_head_size",
-             "log_head_lsn", "created_ns", "tree_lsn", "tree_live", "alloc_tail", "crc")
-REC = struct.Struct("<IBBHIIQQQQQQ")              # reflog.pxd: LogRecord
-REC_FIELDS = ("crc", "type", "flags", "klen", "vcrc", "batch_left", "lsn", "koff", "voff",
-              "vlen", "durable_hint", "reserved")
-REC_PUT, REC_DEL, REC_LINK, F_BATCH = 1, 2, 3, 1
-
-INDEX_FILE = "index"
-PAGE_SIZE = 4096                                  # btree.pxd: pages 0 and 1 are the metas
-PAGE_HDR = 32
-META = struct.Struct("<8sIIQQQQQIIII")            # btree.pxd: MetaBody, at byte PAGE_HDR
-META_FIELDS = ("magic", "version", "page_size", "txn", "page_count", "entries", "applied_lsn",
-               "free_entries", "root", "depth", "free_head", "reserved")
+from pastedb.core.format import (  # noqa: F401  (re-exported for the tests)
+    CHUNK_SIZE,
+    CHUNK_SLOTS,
+    F_BATCH,
+    HEADER_SIZE,
+    INDEX_FILE,
+    META,
+    META_FIELDS,
+    PAGE_HDR,
+    PAGE_SIZE,
+    POOL_MAGIC,
+    POOL_VERSION,
+    REC,
+    REC_DEL,
+    REC_FIELDS,
+    REC_LINK,
+    REC_PUT,
+    REC_SIZE,
+    SB,
+    SB_FIELDS,
+    SUPER_SLOT,
+)
 
 
 def superblock(data: bytes) -> dict:
@@ -49,7 +50,7 @@ def superblock(data: bytes) -> dict:
     for slot in (0, 1):
         sb = dict(zip(SB_FIELDS, SB.unpack_from(data, slot * SUPER_SLOT), strict=True),
                   slot=slot)
-        if sb["magic"] == b"PASTEDB\0" and (best is None or sb["seq"] > best["seq"]):
+        if sb["magic"] == POOL_MAGIC and (best is None or sb["seq"] > best["seq"]):
             best = sb
     assert best is not None, "no superblock slot has the magic"
     return best

@@ -4,7 +4,8 @@ turns that into a chart and a README section.  Nothing here judges speed.
 
 Run twice: with redis-server/redis-benchmark hidden from PATH (the network
 part must be skipped with install instructions, not fail) and, where they
-are installed, with them.
+are installed, with them.  And the committed results files still render,
+the newest full one into exactly the README's bench section.
 """
 
 from __future__ import annotations
@@ -134,3 +135,30 @@ def test_smoke_with_redis(tmp_path):
     assert {t["suite"] for t in doc["targets"]} == {"embedded", "network"}
     text = render(tmp_path / "smoke.json", tmp_path)
     assert "zero-copy receive vs --copy" in text
+
+
+def test_committed_results_render_and_reproduce_the_readme_section(tmp_path):
+    """Every committed results file still renders, and the README's bench
+    section is what `python -m bench render` makes of the newest full one
+    (the README links it), byte for byte."""
+    results = sorted((REPO_ROOT / "bench" / "results").glob("*.json"))
+    assert results, "no committed results"
+    for path in results:
+        r = run_bench(["render", str(path), "--no-chart", "--no-readme", "--print"], tmp_path)
+        assert r.returncode == 0, (path.name, r.stdout[-3000:] + r.stderr[-3000:])
+        assert "**Targets**" in r.stdout, path.name
+    pytest.importorskip("matplotlib")                   # without it the chart link is left out
+    full = [p for p in results if p.name.startswith("all-")
+            and not p.name.startswith(("all-quick-", "all-smoke-"))]
+    newest = full[-1]
+    # the same layout in tmp_path, so that the section's relative links come out the same
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    shutil.copy(newest, tmp_path / "bench" / "results" / newest.name)
+    readme = REPO_ROOT / "README.md"
+    shutil.copy(readme, tmp_path / "README.md")
+    r = run_bench(["render", str(tmp_path / "bench" / "results" / newest.name),
+                   "--chart", str(tmp_path / "bench" / "results" / "chart.png"),
+                   "--readme", str(tmp_path / "README.md")], tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (tmp_path / "README.md").read_text() == readme.read_text(), \
+        f"the README's bench section is not what {newest.name} renders to: run `python -m bench render`"

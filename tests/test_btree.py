@@ -25,10 +25,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from pastedb.core.btree import BTreeTester, crc32c, synth_ref
+from pastedb.core.btree import BTreeTester, synth_ref
 from sortedcontainers import SortedDict
 
 import pastedb
+from pastedb.core.format import crc32c
 
 PAGE = 4096
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -158,7 +158,7 @@ def assert_never_wrong(result, expect):
 
 
 def test_layout_as_documented(db_path):
-    from pastedb.check import crc32c
+    from pastedb.core.format import crc32c
 
     rng = random.Random(1)
     expect = closed(db_path, 5, value=lambda i: rng.randbytes(rng.randrange(8, 200)),

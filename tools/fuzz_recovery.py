@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from poolfmt import INDEX_FILE, PAGE_SIZE, unindexed  # noqa: E402
 
 import pastedb  # noqa: E402
-from pastedb.check import crc32c  # noqa: E402
+from pastedb.core.format import crc32c  # noqa: E402
 
 
 def value_for(key: bytes, n: int, size: int) -> bytes:

@@ -10,31 +10,12 @@
 # pages and is done (time independent of the tree size).
 #
 # ---------------------------------------------------------------- file format
-# All integers little-endian (native on x86-64 and aarch64).  The file is a
-# sequence of PAGE_SIZE pages; page n lives at byte n * PAGE_SIZE.
-#
-#   page 0, page 1   meta pages (PT_META).  Transaction T writes page T & 1.
-#                    The valid one (checksum, magic, version, sane fields)
-#                    with the higher txn wins; neither valid: ST_CORRUPT.
-#   page 2 ...       leaf, branch and free-list pages, in any order.
-#
-# Every page starts with a PageHeader; `crc` is crc32c of bytes [4, PAGE_SIZE)
-# of the page, so it also covers the meta body and unused bytes.  A page is
-# also checked for its own page number (a misdirected write), its type and
-# level (what the parent expects), txn <= the snapshot's txn (a stale or
-# future page), and its slot layout, before anything in it is used.
-#
-# Leaf and branch pages are slotted: after the header an array of `count` u16
-# slot offsets, in key order; the cells they name are packed downward from
-# the page end ([upper, PAGE_SIZE), holes allowed after a delete).
-#   leaf cell    u16 klen | key bytes | Ref (40 bytes, the struct below, packed)
-#   branch cell  u16 klen | key bytes | u32 child
-# A branch with `count` keys has count + 1 children: `link` is child 0 (keys
-# below key 0), cell j's child holds keys >= key j and < key j + 1.
-# Keys are 0..MAX_KEY (1024) bytes and compare as memcmp, the shorter first
-# on a common prefix (index.key_compare's order).  A leaf cell is at most
-# 2 + 1024 + 40 + 2 (slot) = 1068 bytes, so even three maximal cells fit in a
-# page: no overflow pages exist.
+# The page layout (PageHeader, MetaBody, slotted leaf and branch pages, the
+# free-list page), its checksums and page_verify / meta_read are format.pxd's.
+# Pages 0 and 1 are the meta pages; transaction T writes page T & 1, and the
+# valid one with the higher txn wins.  Keys are 0..MAX_KEY_LEN (1024) bytes;
+# a leaf cell is at most 2 + 1024 + 40 + 2 (slot) = 1068 bytes, so even three
+# maximal cells fit in a page: no overflow pages exist.
 #
 # Fill invariant (check() verifies it): every non-root page uses at least
 # MIN_FILL bytes (slots + cells; about 1/5 of PAGE_CAP, so it holds >= 1 key);
@@ -47,10 +28,9 @@
 # runs of inserts fill pages to ~80%.  All leaves are at level 0, so the tree is
 # balanced by construction (check() verifies levels).
 #
-# Free-list pages (PT_FREE): header (count = entries, link = next page of
-# the chain, 0 ends it), u64 free_txn at byte 32, then `count` u32 page
-# numbers.  free_txn is the transaction that freed them (0: already reusable
-# by anyone).  A page freed by transaction F is still reachable from snapshot
+# Free-list pages (PT_FREE) hold the page numbers a commit freed, stamped
+# with free_txn, the transaction that freed them (0: already reusable by
+# anyone).  A page freed by transaction F is still reachable from snapshot
 # F - 1, so it is reused only once F <= last_committed - 1 (the older meta on
 # disk no longer names snapshot F - 1) and F <= every open read snapshot.
 # The meta names the chain head; each commit rewrites the whole chain into
@@ -79,51 +59,7 @@ from pastedb.core.clib cimport pthread_mutex_t
 from pastedb.core.index cimport Ref
 
 cdef enum:
-    PAGE_SIZE = 4096
-    PAGE_HDR = 32                     # sizeof(PageHeader)
-    PAGE_CAP = 4064                   # PAGE_SIZE - PAGE_HDR: bytes for slots and cells
     MIN_FILL = 812                    # PAGE_CAP / 5: least bytes used by a non-root page
-    MAX_KEY = 1024                    # longest key (the log's MAX_KEY_LEN)
-    REF_SIZE = 40                     # packed Ref in a leaf cell
-    MAX_DEPTH = 32                    # deeper is damage (a cycle) -> ST_CORRUPT
-    PT_META = 1
-    PT_LEAF = 2
-    PT_BRANCH = 3
-    PT_FREE = 4
-    META_PAGES = 2                    # pages 0 and 1
-    FREE_HDR = 40                     # header + u64 free_txn
-    FREE_PER_PAGE = 1014              # (PAGE_SIZE - FREE_HDR) / 4
-    BTREE_VERSION = 1
-
-
-cdef packed struct PageHeader:
-    uint32_t crc                      # crc32c of page bytes [4, PAGE_SIZE)
-    uint32_t pgno                     # this page's number
-    uint64_t txn                      # transaction that wrote the page
-    uint8_t type                      # PT_META / PT_LEAF / PT_BRANCH / PT_FREE
-    uint8_t level                     # 0 for leaves; branch: height above the leaves
-    uint16_t count                    # slots (leaf/branch) or page numbers (free list)
-    uint16_t upper                    # offset of the lowest cell byte (leaf/branch)
-    uint16_t used                     # bytes in slots + live cells (the fill measure)
-    uint32_t link                     # branch: child 0; free list: next chain page
-    uint32_t reserved                 # zero
-
-
-# The body of a meta page, at byte PAGE_HDR (header type PT_META, header txn
-# == txn, header pgno == 0 or 1).
-cdef packed struct MetaBody:
-    char magic[8]                     # b"PDBTREE\0"
-    uint32_t version                  # BTREE_VERSION
-    uint32_t page_size                # PAGE_SIZE
-    uint64_t txn                      # transaction id of this commit (0 at creation)
-    uint64_t page_count               # high-water mark: pages [0, page_count) are in use or free
-    uint64_t entries                  # keys in the tree
-    uint64_t applied_lsn              # caller's opaque log position this commit covers
-    uint64_t free_entries             # page numbers held by the free-list chain
-    uint32_t root                     # root page, 0 when the tree is empty
-    uint32_t depth                    # levels (0 empty, 1 a single leaf)
-    uint32_t free_head                # first free-list page, 0 when none
-    uint32_t reserved                 # zero
 
 
 # What a reader needs of one committed state (or of the live write txn).

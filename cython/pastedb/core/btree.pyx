@@ -13,8 +13,15 @@ from pastedb.core.clib cimport (
     EINTR, EINVAL, EIO, ENOENT, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED,
     MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_NONE,
     PROT_READ, PROT_WRITE, close as c_close, errno, fdatasync, fstat, fsync, ftruncate, mmap,
-    munmap, open as c_open, pdb_crc32c, pread, pthread_mutex_destroy, pthread_mutex_init,
+    munmap, open as c_open, pread, pthread_mutex_destroy, pthread_mutex_init,
     pthread_mutex_lock, pthread_mutex_unlock, pwrite, stat,
+)
+from pastedb.core.format cimport (
+    FREE_HDR, FREE_PER_PAGE, MAX_DEPTH, MAX_KEY_LEN, META_MAX_PAGES, META_PAGES, PAGE_CAP,
+    PAGE_HDR, PAGE_SIZE, PT_BRANCH, PT_FREE, PT_LEAF, PT_META, PV_CRC, PV_EMPTY, PV_LAYOUT,
+    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, MetaBody, PageHeader, crc32c_buf,
+    key_cmp, ld16, ld32, meta_build, meta_read, page_hdr as hdr, page_seal, page_verify,
+    slot_off,
 )
 from pastedb.core.index cimport Ref
 from pastedb.core.status cimport ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_TOO_BIG, ST_VERSION, raise_status
@@ -24,15 +31,14 @@ from pastedb.errors import Error
 # 1 TiB of address space (nothing is committed for PROT_NONE): 2^28 pages,
 # so page numbers fit the u32 fields with room to spare.
 cdef uint64_t RESERVE_BYTES = 1 << 40
-cdef uint64_t MAX_PAGES = (1 << 40) // PAGE_SIZE
+cdef uint64_t MAX_PAGES = META_MAX_PAGES
 # The read-only file mapping grows in steps of this many bytes; mapping past
 # the end of the file is allowed, and nothing past file_pages is ever read.
 cdef uint64_t MAP_STEP = 64 << 20
-cdef const char *MAGIC = b"PDBTREE\0"
 
 cdef enum:
-    SEP_CELL = 1040                   # 2 + MAX_KEY + 4, rounded: one branch cell buffer
-    LEAF_CELL_MAX = 1066              # 2 + MAX_KEY + REF_SIZE
+    SEP_CELL = 1040                   # 2 + MAX_KEY_LEN + 4, rounded: one branch cell buffer
+    LEAF_CELL_MAX = 1066              # 2 + MAX_KEY_LEN + REF_SIZE
     SCRATCH_BYTES = 16384             # L page, R page, 3 SEP_CELLs, one leaf cell
     CELLS_MAX = 1100                  # two pages of the smallest branch cells (8 bytes) + 1
     SPARE_MAX = 1024                  # page buffers kept between transactions
@@ -45,50 +51,25 @@ cdef enum:
     SEEK_FIRST = 4
     SEEK_LAST = 5
 
-    # verify_page verdicts
-    V_OK = 0
-    V_CRC = 1
-    V_PGNO = 2
-    V_TYPE = 3
-    V_LEVEL = 4
-    V_TXN = 5
-    V_EMPTY = 6
-    V_LAYOUT = 7
-    V_ORDER = 8
-
 _VERDICT = {
-    V_CRC: "checksum mismatch",
-    V_PGNO: "page number field names another page (misdirected write)",
-    V_TYPE: "wrong page type",
-    V_LEVEL: "wrong level",
-    V_TXN: "written by a transaction newer than the commit that reaches it",
-    V_EMPTY: "no entries",
-    V_LAYOUT: "slot layout out of bounds",
-    V_ORDER: "keys out of order within the page",
+    PV_CRC: "checksum mismatch",
+    PV_PGNO: "page number field names another page (misdirected write)",
+    PV_TYPE: "wrong page type",
+    PV_LEVEL: "wrong level",
+    PV_TXN: "written by a transaction newer than the commit that reaches it",
+    PV_EMPTY: "no entries",
+    PV_LAYOUT: "slot layout out of bounds",
+    PV_ORDER: "keys out of order within the page",
 }
 _TYPE_NAME = {PT_META: "meta", PT_LEAF: "leaf", PT_BRANCH: "branch", PT_FREE: "free-list"}
 
 assert sizeof(Ref) == REF_SIZE, "Ref must pack into 40 bytes"
-assert sizeof(PageHeader) == PAGE_HDR
-assert sizeof(MetaBody) + PAGE_HDR <= PAGE_SIZE
 
 
 # ---------------------------------------------------------------- small helpers
 
-cdef inline uint16_t ld16(const char *p) noexcept nogil:
-    cdef uint16_t v
-    memcpy(&v, p, 2)
-    return v
-
-
 cdef inline void st16(char *p, uint16_t v) noexcept nogil:
     memcpy(p, &v, 2)
-
-
-cdef inline uint32_t ld32(const char *p) noexcept nogil:
-    cdef uint32_t v
-    memcpy(&v, p, 4)
-    return v
 
 
 cdef inline void st32(char *p, uint32_t v) noexcept nogil:
@@ -103,25 +84,6 @@ cdef inline uint64_t ld64(const char *p) noexcept nogil:
 
 cdef inline void st64(char *p, uint64_t v) noexcept nogil:
     memcpy(p, &v, 8)
-
-
-cdef inline PageHeader *hdr(const char *p) noexcept nogil:
-    return <PageHeader *>p
-
-
-cdef inline int key_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen) noexcept nogil:
-    # memcmp order, shorter first on a common prefix (index.key_compare's order).
-    cdef uint32_t n = alen if alen < blen else blen
-    cdef int c = 0
-    if n:
-        c = memcmp(a, b, n)
-    if c != 0:
-        return c
-    return (alen > blen) - (alen < blen)
-
-
-cdef inline uint16_t slot_off(const char *p, int i) noexcept nogil:
-    return ld16(p + PAGE_HDR + 2 * i)
 
 
 cdef inline const char *slot_cell(const char *p, int i) noexcept nogil:
@@ -243,86 +205,6 @@ cdef int cmp_u32_asc(const void *a, const void *b) noexcept nogil:
 
 
 # ---------------------------------------------------------------- verification
-
-cdef int verify_page(const char *p, uint32_t pgno, uint64_t max_txn, int want) noexcept nogil:
-    """Everything a page must satisfy before any byte of it is trusted: after
-    this, every slot, key length and cell lies inside the page."""
-    cdef const PageHeader *h = hdr(p)
-    cdef int leaf, i, n
-    cdef uint32_t off, kl, sz, used, pkl = 0
-    cdef const char *pk = NULL
-    if h.crc != pdb_crc32c(p + 4, PAGE_SIZE - 4):
-        return V_CRC
-    if h.pgno != pgno:
-        return V_PGNO
-    if h.type != want:
-        return V_TYPE
-    if h.txn > max_txn or h.txn == 0:
-        return V_TXN
-    if want == PT_FREE:
-        return V_OK if h.count <= FREE_PER_PAGE else V_LAYOUT
-    leaf = want == PT_LEAF
-    if (h.level == 0) != leaf or h.level >= MAX_DEPTH:
-        return V_LEVEL
-    n = h.count
-    if n == 0:
-        return V_EMPTY
-    if PAGE_HDR + 2 * n > h.upper or h.upper > PAGE_SIZE:
-        return V_LAYOUT
-    used = 2 * <uint32_t>n
-    for i in range(n):
-        off = slot_off(p, i)
-        if off < h.upper or off + 2 > PAGE_SIZE:
-            return V_LAYOUT
-        kl = ld16(p + off)
-        if kl > MAX_KEY:
-            return V_LAYOUT
-        sz = 2 + kl + <uint32_t>(REF_SIZE if leaf else 4)
-        if off + sz > PAGE_SIZE:
-            return V_LAYOUT
-        used += sz
-        if pk != NULL and key_cmp(pk, pkl, p + off + 2, kl) >= 0:
-            return V_ORDER
-        pk = p + off + 2
-        pkl = kl
-    if used != h.used or used > PAGE_CAP:
-        return V_LAYOUT
-    return V_OK
-
-
-cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil:
-    """1 when the page is a valid meta page for `slot`, 0 when not,
-    ST_VERSION when it verifies but was written by an unknown format."""
-    cdef const PageHeader *h = hdr(p)
-    cdef const MetaBody *m = <const MetaBody *>(p + PAGE_HDR)
-    if h.crc != pdb_crc32c(p + 4, PAGE_SIZE - 4):
-        return 0
-    if h.type != PT_META or h.pgno != slot or memcmp(m.magic, MAGIC, 8) != 0:
-        return 0
-    if m.version != BTREE_VERSION or m.page_size != PAGE_SIZE:
-        return ST_VERSION
-    if m.txn != h.txn or m.page_count < META_PAGES or m.page_count > MAX_PAGES:
-        return 0
-    if m.root != 0 and (m.root < META_PAGES or m.root >= m.page_count):
-        return 0
-    if m.free_head != 0 and (m.free_head < META_PAGES or m.free_head >= m.page_count):
-        return 0
-    if (m.root == 0) != (m.depth == 0) or m.depth > MAX_DEPTH:
-        return 0
-    out[0] = m[0]
-    return 1
-
-
-cdef void build_meta(char *p, uint32_t slot, const MetaBody *m) noexcept nogil:
-    cdef PageHeader *h = hdr(p)
-    memset(p, 0, PAGE_SIZE)
-    memcpy(p + PAGE_HDR, m, sizeof(MetaBody))
-    h.pgno = slot
-    h.txn = m.txn
-    h.type = PT_META
-    h.upper = PAGE_SIZE
-    h.crc = pdb_crc32c(p + 4, PAGE_SIZE - 4)
-
 
 # ---------------------------------------------------------------- I/O layer
 # Every write and barrier of the tree goes through io_write/io_sync, so tests
@@ -507,7 +389,7 @@ cdef int page_get(BTree t, const Snapshot *s, uint32_t pgno, int level,
     p = t.base + <uint64_t>pgno * PAGE_SIZE
     want = PT_FREE if level < 0 else (PT_LEAF if level == 0 else PT_BRANCH)
     if not bit_get(t.verified, pgno):
-        if verify_page(p, pgno, s.max_txn, want) != V_OK:
+        if page_verify(p, pgno, s.max_txn, want) != PV_OK:
             return ST_CORRUPT
         bit_set(t.verified, pgno)
     elif hdr(p).type != want:
@@ -1252,7 +1134,7 @@ cdef class BTree:
         cdef char *b
         cdef uint32_t pg, size
         cdef Cell c
-        if klen > MAX_KEY:
+        if klen > MAX_KEY_LEN:
             return ST_TOO_BIG
         if not self.in_txn:
             return -EINVAL
@@ -1294,7 +1176,7 @@ cdef class BTree:
     cdef int delete(self, const char *key, uint32_t klen) noexcept nogil:
         cdef Path pa
         cdef int found, rc
-        if klen > MAX_KEY:
+        if klen > MAX_KEY_LEN:
             return 0
         if not self.in_txn:
             return -EINVAL
@@ -1335,7 +1217,7 @@ cdef class BTree:
         cdef const char *p
         if self.fd < 0:
             return ST_CLOSED
-        if klen > MAX_KEY:
+        if klen > MAX_KEY_LEN:
             return 0
         for d in range(<int>s.depth):
             level = <int>s.depth - 1 - d
@@ -1390,7 +1272,7 @@ cdef class BTree:
             b = dirty_lookup(self, pg)
             hdr(b).pgno = pg
             hdr(b).txn = txn
-            hdr(b).crc = pdb_crc32c(b + 4, PAGE_SIZE - 4)
+            page_seal(b)
             rc = io_write(self, <uint64_t>pg * PAGE_SIZE, b, PAGE_SIZE)
             if rc != 0:
                 break
@@ -1410,9 +1292,6 @@ cdef class BTree:
             return rc
         # 3. the older meta slot now names the new tree.
         memset(&m, 0, sizeof(MetaBody))
-        memcpy(m.magic, MAGIC, 8)
-        m.version = BTREE_VERSION
-        m.page_size = PAGE_SIZE
         m.txn = txn
         m.page_count = self.w_page_count
         m.entries = self.w.entries
@@ -1421,7 +1300,7 @@ cdef class BTree:
         m.root = self.w.root
         m.depth = self.w.depth
         m.free_head = head
-        build_meta(self.scratch, <uint32_t>(txn & 1), &m)
+        meta_build(self.scratch, <uint32_t>(txn & 1), &m)
         rc = io_write(self, (txn & 1) * PAGE_SIZE, self.scratch, PAGE_SIZE)
         # 4. barrier: only now is the commit durable and acknowledged.
         if rc == 0:
@@ -1583,8 +1462,8 @@ cdef class BTree:
                 break
             seen[pg] = 2
             p = self.base + <uint64_t>pg * PAGE_SIZE
-            v = verify_page(p, pg, s.txn, PT_FREE)
-            if v != V_OK:
+            v = page_verify(p, pg, s.txn, PT_FREE)
+            if v != PV_OK:
                 problems.append(f"free-list page {pg}: {_VERDICT[v]}")
                 break
             ft = ld64(p + PAGE_HDR)
@@ -1637,8 +1516,8 @@ cdef check_node(BTree self, uint32_t pg, int level, bytes lo, bytes hi, bint roo
         problems.append(f"page {pg}: impossible level {level}")
         return
     p = self.base + <uint64_t>pg * PAGE_SIZE
-    v = verify_page(p, pg, max_txn, want)
-    if v != V_OK:
+    v = page_verify(p, pg, max_txn, want)
+    if v != PV_OK:
         problems.append(f"page {pg} ({_TYPE_NAME[want]}, level {level}): {_VERDICT[v]}")
         return
     if hdr(p).level != level:
@@ -1702,12 +1581,9 @@ cdef int create_file(const char *path, int sync, char *buf) noexcept nogil:
         free(tmp)
         return rc
     memset(&m, 0, sizeof(MetaBody))
-    memcpy(m.magic, MAGIC, 8)
-    m.version = BTREE_VERSION
-    m.page_size = PAGE_SIZE
     m.page_count = META_PAGES
-    build_meta(buf, 0, &m)
-    build_meta(buf + PAGE_SIZE, 1, &m)
+    meta_build(buf, 0, &m)
+    meta_build(buf + PAGE_SIZE, 1, &m)
     if ftruncate(fd, 0) != 0 or pwrite(fd, buf, 2 * PAGE_SIZE, 0) != 2 * PAGE_SIZE:
         rc = -errno if errno else -EIO
     if rc == 0 and sync and fdatasync(fd) != 0:
@@ -1807,10 +1683,10 @@ cdef int cur_seek(Cursor c, const char *key, uint32_t klen, int mode) noexcept n
     c.depth = <int>s.depth
     if s.root == 0:
         return 0
-    if klen > MAX_KEY:
-        # longer than any stored key: only its first MAX_KEY bytes matter,
+    if klen > MAX_KEY_LEN:
+        # longer than any stored key: only its first MAX_KEY_LEN bytes matter,
         # and it sorts after them
-        klen = MAX_KEY
+        klen = MAX_KEY_LEN
         if mode == SEEK_GE:
             mode = SEEK_GT
         elif mode == SEEK_LT:
@@ -1968,9 +1844,6 @@ cdef inline void ref_synth(Ref *r, uint64_t n, uint32_t klen) noexcept nogil:
     r.vcrc = <uint32_t>(n * 2654435761ULL)
 
 
-def crc32c(bytes data not None):
-    """pdb_crc32c of data (tests rewrite pages with valid checksums)."""
-    return pdb_crc32c(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
 
 
 def synth_ref(uint64_t n, uint32_t klen):

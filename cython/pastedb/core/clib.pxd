@@ -10,6 +10,7 @@ cdef extern from "<errno.h>" nogil:
     enum:
         EINTR
         EAGAIN
+        E2BIG
         EWOULDBLOCK
         ENOSPC
         EIO
@@ -131,15 +132,10 @@ cdef extern from "<pthread.h>" nogil:
 
 cdef extern from "pastedb_hw.h" nogil:
     enum:
-        PDB_CRC_INIT
         PDB_FLUSH_NONE
         PDB_FLUSH_CLFLUSH
         PDB_FLUSH_CLFLUSHOPT
         PDB_FLUSH_CLWB
-    uint32_t pdb_crc32c_update(uint32_t crc, const void *buf, size_t n)
-    uint32_t pdb_crc32c_final(uint32_t crc)
-    uint32_t pdb_crc32c(const void *buf, size_t n)
-    int pdb_crc32c_is_hw()
     int pdb_flush_kind()
     void pdb_flush_range(int kind, const void *p, size_t n)
     void pdb_sfence()

@@ -662,7 +662,7 @@ cdef int keys_step(Server srv, Conn *c, int64_t budget) noexcept nogil:
     if rc == 1:
         return 1
     if rc < 0:
-        if rc == -12:
+        if rc == -ENOMEM:
             out_error(&c.out, b"ERR out of memory")
         else:
             out_error(&c.out, b"ERR damaged data (a value or index page failed its checksum); run pastedb-check")
@@ -694,7 +694,7 @@ cdef int collect_key(void *ctx, const char *k, uint32_t klen) noexcept nogil:
     """walk_keys' sink for FLUSHDB: every key, length-prefixed, into an OutBuf."""
     cdef OutBuf *keys = <OutBuf *>ctx
     if out_raw(keys, <const char *>&klen, sizeof(uint32_t)) != 0 or out_raw(keys, k, klen) != 0:
-        return -12
+        return -ENOMEM
     return 0
 
 
@@ -715,7 +715,7 @@ cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
         rc = srv.stage_record(REC_DEL, keys.data + at + sizeof(uint32_t), klen, NULL, 0, 0)
         at += sizeof(uint32_t) + klen
     out_free(&keys)
-    if rc < 0 and rc != -12 and rc != -28:
+    if rc < 0 and rc != -ENOMEM and rc != -ENOSPC:
         srv.find_err = rc
         return
     # Keys written earlier in the same transaction are not in the index
@@ -764,7 +764,7 @@ cdef int keys_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
                 return 0
             break
     if out_bulk(&j.found, k, klen) != 0:
-        return -12
+        return -ENOMEM
     j.n += 1
     return 0
 

@@ -9,7 +9,8 @@ from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t, pthread_rwlock_t
 from pastedb.core.index cimport Index, Node, Ref
 from pastedb.core.persist cimport Persist
 from pastedb.core.pool cimport Pool
-from pastedb.core.reflog cimport LogRecord, RefLog
+from pastedb.core.format cimport LogRecord
+from pastedb.core.reflog cimport RefLog
 
 # A pending entry with voff == TOMB records a delete not yet applied to the tree.
 cdef extern from *:

@@ -25,9 +25,9 @@ from libc.string cimport memcpy, memset
 
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.clib cimport (
-    CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, pthread_cond_destroy, pthread_cond_init,
+    CLOCK_MONOTONIC, CLOCK_REALTIME, ENOMEM, clock_gettime, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_timedwait, timespec,
-    pdb_crc32c, pdb_crc32c_is_hw, pdb_load32, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    pdb_load32, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
     pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
     pthread_rwlock_unlock,
@@ -38,16 +38,16 @@ from pastedb.core.persist cimport (
     PERSIST_AUTO, PERSIST_CRASHSIM, PERSIST_FDATASYNC, PERSIST_MSYNC, PERSIST_NONE, PERSIST_PMEM, Persist, PersistMode,
     mode_from_name, mode_name,
 )
-from pastedb.core.pool cimport (
-    BUF_SIZE, DATA_EXTENT, HEADER_SIZE, POOL_VERSION, SEG_FREE, SEG_NOFREE, SEG_SHIFT, SEG_SIZE,
-    SUPER_SLOT, Fault, Pool, Superblock,
+from pastedb.core.format cimport (
+    CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
+    SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
+    sb_read,
 )
-from pastedb.core.reflog cimport (
-    CHUNK_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, RefLog, ReplayResult,
-    key_crc_state,
-)
+from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Fault, Pool
+from pastedb.core.reflog cimport RefLog, ReplayResult
 from pastedb.core.status cimport (
-    ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NOT_DAX, ST_OK, ST_VERSION, raise_status,
+    ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NO_MAP_SYNC, ST_NOT_DAX, ST_OK,
+    ST_VALUE_DAMAGED, ST_VERSION, raise_status,
 )
 
 from pastedb.errors import CorruptionError, Error, LockedError
@@ -72,9 +72,6 @@ INITIAL_POOL_BYTES = 8 << 20
 # sync=False puts and gets.
 cdef uint64_t BIG_COPY = 65536
 cdef int ITER_BATCH = 256
-# A value that fails its checksum on a read (internal status, never returned
-# from the C API).
-cdef int VALUE_DAMAGED = -2000
 
 
 cdef inline int64_t mono_ns() noexcept nogil:
@@ -117,45 +114,10 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ------------------------------------------------------------------ superblock
-cdef uint32_t super_crc(const Superblock *sb) noexcept nogil:
-    return pdb_crc32c(<const char *>sb, <size_t>(<char *>&sb.crc - <char *>sb))
-
-
-cdef int super_slot_state(const Superblock *sb) noexcept nogil:
-    """1 valid, 0 invalid, ST_VERSION a valid slot of an unknown version."""
-    if memcmp8(sb.magic, b"PASTEDB\0") != 0:
-        return 0
-    if sb.crc != super_crc(sb):
-        return 0
-    if sb.version != POOL_VERSION:
-        return ST_VERSION
-    if sb.buf_size != BUF_SIZE:
-        return 0
-    return 1
-
-
-cdef inline int memcmp8(const char *a, const char *b) noexcept nogil:
-    cdef int i
-    for i in range(8):
-        if a[i] != b[i]:
-            return 1
-    return 0
-
+# format owns the bytes (sb_read, sb_encode); this is where they reach the disk.
 
 cdef int read_superblock(Pool pool, Superblock *out) noexcept nogil:
-    cdef const Superblock *a = <const Superblock *>pool.base
-    cdef const Superblock *b = <const Superblock *>(pool.base + SUPER_SLOT)
-    cdef int va = super_slot_state(a)
-    cdef int vb = super_slot_state(b)
-    if va < 0 or vb < 0:
-        return ST_VERSION
-    if va and (not vb or a.seq > b.seq):
-        memcpy(out, a, sizeof(Superblock))
-    elif vb:
-        memcpy(out, b, sizeof(Superblock))
-    else:
-        return ST_CORRUPT
-    return 0
+    return sb_read(pool.base, pool.size, out, NULL)
 
 
 cdef int write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept nogil:
@@ -163,16 +125,9 @@ cdef int write_superblock(Pool pool, Persist persist, Superblock *sb) noexcept n
     until a barrier has made this one durable.  Through Pool.write_at, so on
     ordinary files it is a pwrite() (a page dirtied through the mapping would
     make the next barrier ~1 ms dearer).  0 or -errno."""
-    cdef uint64_t off = (sb.seq % 2) * SUPER_SLOT
     cdef char slot[SUPER_SLOT]
-    cdef int rc
-    memcpy(sb.magic, b"PASTEDB\0", 8)
-    sb.version = POOL_VERSION
-    sb.buf_size = BUF_SIZE
-    sb.crc = super_crc(sb)
-    memset(slot, 0, SUPER_SLOT)
-    memcpy(slot, sb, sizeof(Superblock))
-    rc = pool.write_at(off, slot, SUPER_SLOT)
+    cdef uint64_t off = sb_encode(sb, slot)
+    cdef int rc = pool.write_at(off, slot, SUPER_SLOT)
     if rc == 0:
         persist.persist_range(pool.base + off, SUPER_SLOT)
     return rc
@@ -346,7 +301,7 @@ cdef class DB:
         want_sync = mode == PERSIST_AUTO or (mode == PERSIST_PMEM and not emulate)
         self.pool = Pool()
         rc = self.pool.open_file(os.fsencode(target), 1, want_sync, INITIAL_POOL_BYTES, &created)
-        if rc == -2:
+        if rc == ST_NO_MAP_SYNC:
             if mode == PERSIST_PMEM:
                 raise_status(ST_NOT_DAX, "open", target)
             self.pool.close_map()
@@ -704,7 +659,7 @@ cdef class DB:
         # Checksum what is in the pool, not the caller's buffer: a bytearray
         # another thread changes during the call must not leave bytes and
         # checksum disagreeing (the log would end there at the next open).
-        rec.vcrc = pdb_crc32c(dst + klen, vlen)
+        rec.vcrc = crc32c_buf(dst + klen, vlen)
         rec.crc = key_crc_state(dst, klen)
         return 0
 
@@ -734,7 +689,7 @@ cdef class DB:
         cdef Ref ref
         ref_from_record(rec, &ref)
         if self.index.put(self.pool.base + rec.koff, rec.klen, &ref, NULL) < 0:
-            return -12                            # ENOMEM
+            return -ENOMEM
         return 0
 
     cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil:
@@ -979,22 +934,22 @@ cdef class DB:
                     try:
                         found = self.lookup_locked(k, <uint32_t>klen, &ref)
                         if found > 0 and not self.ref_in_pool(&ref):
-                            found = VALUE_DAMAGED
+                            found = ST_VALUE_DAMAGED
                         if found > 0:
                             if ref.vlen < BIG_COPY:
                                 out = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
                                                                 <Py_ssize_t>ref.vlen)
-                                crc = pdb_crc32c(PyBytes_AS_STRING(out), ref.vlen)
+                                crc = crc32c_buf(PyBytes_AS_STRING(out), ref.vlen)
                             else:
                                 out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>ref.vlen)
                                 dst = PyBytes_AS_STRING(out)
                                 with nogil:
                                     memcpy(dst, self.pool.base + ref.voff, ref.vlen)
-                                    crc = pdb_crc32c(dst, ref.vlen)
+                                    crc = crc32c_buf(dst, ref.vlen)
                             # The copy is checked against the checksum the
                             # record carried: damage is an error, never data.
                             if crc != ref.vcrc:
-                                found = VALUE_DAMAGED
+                                found = ST_VALUE_DAMAGED
                                 out = None
                     finally:
                         pthread_rwlock_unlock(&self.index_lock)
@@ -1003,8 +958,8 @@ cdef class DB:
         finally:
             if kview:
                 PyBuffer_Release(&kb)
-        if found == VALUE_DAMAGED:
-            raise value_damaged(self, "get", f"the value of key {bytes(key)[:64]!r}")
+        if found == ST_VALUE_DAMAGED:
+            raise_status(found, f"get: the value of key {bytes(key)[:64]!r}", self.pool_path)
         if found < 0:
             raise_status(found, "get", self.tree_path)
         if not found:
@@ -1266,7 +1221,7 @@ cdef class DB:
                         cap = cap * 2 if cap else 4096
                         grown = <Applied *>realloc(ents, cap * sizeof(Applied))
                         if grown == NULL:
-                            rc = -12
+                            rc = -ENOMEM
                             break
                         ents = grown
                     ref = self.index.node_ref(node)
@@ -1707,7 +1662,7 @@ cdef class DB:
                 "truncated_bytes": self.truncated_bytes,
                 "persist": mode_name(self.persist.mode),
                 "map_sync": bool(self.pool.map_sync),
-                "crc32c": "sse4.2" if pdb_crc32c_is_hw() else "table",
+                "crc32c": "sse4.2" if crc32c_is_hw() else "table",
                 "sync": bool(self.sync_default),
                 "barriers": self.persist.barriers,
                 "barrier_errors": self.persist.barrier_errors,
@@ -1827,7 +1782,7 @@ cdef class DB:
         rec.koff = <uint64_t>(k - base)
         rec.voff = <uint64_t>(v - base)
         rec.vlen = vlen
-        rec.vcrc = pdb_crc32c(v, vlen)
+        rec.vcrc = crc32c_buf(v, vlen)
         rec.crc = key_crc_state(k, klen)
         self.persist.persist_range(k, klen)
         self.persist.persist_range(v, vlen)
@@ -1856,7 +1811,7 @@ cdef class DB:
         pthread_rwlock_rdlock(&self.index_lock)
         found = self.lookup_locked(k, klen, out)
         if found > 0 and (not self.ref_in_pool(out) or
-                          pdb_crc32c(self.pool.base + out.voff, out.vlen) != out.vcrc):
+                          crc32c_buf(self.pool.base + out.voff, out.vlen) != out.vcrc):
             found = ST_CORRUPT
         if found > 0 and pin_min and out.vlen >= pin_min:
             self.pool.pin(out.voff, out.vlen, 1)
@@ -1888,12 +1843,6 @@ cdef class DB:
                 break
         pthread_rwlock_unlock(&self.index_lock)
         return rc
-
-
-cdef object value_damaged(DB db, str what, str which):
-    return CorruptionError(
-        f"{what}: {which} in {db.pool_path} does not match its checksum (or lies outside the "
-        f"file); run 'pastedb-check --repair {db.path}'", db.pool_path)
 
 
 cdef bytes as_key(object o, str what):
@@ -2084,12 +2033,12 @@ cdef class Cursor:
                         out.append(k)
                     else:
                         if not db.ref_in_pool(&it.ref):
-                            rc = VALUE_DAMAGED
+                            rc = ST_VALUE_DAMAGED
                             break
                         v = PyBytes_FromStringAndSize(db.pool.base + it.ref.voff,
                                                       <Py_ssize_t>it.ref.vlen)
-                        if pdb_crc32c(PyBytes_AS_STRING(v), it.ref.vlen) != it.ref.vcrc:
-                            rc = VALUE_DAMAGED
+                        if crc32c_buf(PyBytes_AS_STRING(v), it.ref.vlen) != it.ref.vcrc:
+                            rc = ST_VALUE_DAMAGED
                             break
                         out.append(v if self.what == 1 else (k, v))
                     self.last = k
@@ -2100,8 +2049,8 @@ cdef class Cursor:
                 pthread_rwlock_unlock(&db.index_lock)
         finally:
             db.leave()
-        if rc == VALUE_DAMAGED:
-            raise value_damaged(db, "iterate", f"a value after key {self.last!r}")
+        if rc == ST_VALUE_DAMAGED:
+            raise_status(rc, f"iterate: a value after key {self.last!r}", db.pool_path)
         if rc < 0:
             raise_status(rc, "iterate", db.tree_path)
         if not more:

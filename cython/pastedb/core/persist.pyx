@@ -5,7 +5,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.clib cimport (
-    MS_SYNC, errno, fdatasync, msync, pdb_flush_kind, pdb_flush_range, pdb_sfence,
+    ENOMEM, MS_SYNC, errno, fdatasync, msync, pdb_flush_kind, pdb_flush_range, pdb_sfence,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
 )
 
@@ -66,7 +66,7 @@ cdef class Persist:
         if off + n > self.image_size:
             grown = <char *>realloc(self.image, off + n)
             if grown == NULL:
-                return -12
+                return -ENOMEM
             memset(grown + self.image_size, 0, off + n - self.image_size)
             self.image = grown
             self.image_size = off + n

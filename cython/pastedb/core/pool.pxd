@@ -1,12 +1,7 @@
 # pool.pxd -- the "DAX file": one file of fixed-size packet buffers, mapped
 # shared at a fixed address for the life of the Pool.
 #
-# File layout (all integers little-endian):
-#
-#   [0, 4096)        two superblock slots of 2048 bytes (see Superblock)
-#   [4096, size)     buffers of BUF_SIZE bytes, handed out as extents of
-#                    contiguous buffers: log chunks (reflog) and data extents
-#                    (keys and values, packed back to back)
+# The file layout (superblock slots, buffers, segments) is format.pxd's.
 #
 # Growth never moves the mapping: at open we reserve a large range of address
 # space (PROT_NONE, no memory is committed) and map each newly grown piece of
@@ -17,15 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
 
 cdef enum:
-    BUF_SIZE = 2048                   # one packet buffer (netmap's size)
-    SUPER_SLOT = 2048                 # bytes per superblock slot
-    HEADER_SIZE = 4096                # both slots
-    POOL_VERSION = 2                  # 2: index checkpoint fields (tree_lsn, tree_live, alloc_tail)
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
-    MAP_ALIGN = 2097152               # growth granularity (2 MiB)
-    SEG_SHIFT = 20                    # space is reclaimed in segments of 1 MiB
-    SEG_SIZE = 1048576
-    CHUNK_BYTES = 262144              # reflog's CHUNK_SIZE: carved four to a segment
     SEG_FREE = 1                      # seg_flags: reusable
     SEG_NOFREE = 2                    # never reclaimed (superblock segment, server arenas)
 
@@ -48,23 +35,6 @@ cdef inline int fault_hit(Fault *f) noexcept nogil:
         f.fired += 1
         return -f.err
     return 0
-
-
-# One superblock slot.  The slot with the higher `seq` whose crc verifies wins;
-# updates write the other slot, so a torn slot write loses nothing.
-cdef packed struct Superblock:
-    char magic[8]                     # b"PASTEDB\0"
-    uint32_t version                  # POOL_VERSION
-    uint32_t buf_size                 # BUF_SIZE at creation
-    uint64_t seq                      # bumped on every superblock write
-    uint64_t log_head_off             # first log chunk to replay (byte offset)
-    uint64_t log_head_size            # its size in bytes
-    uint64_t log_head_lsn             # LSN of the first record in it
-    uint64_t created_ns               # creation time (informational)
-    uint64_t tree_lsn                 # applied_lsn of the index checkpoint this slot goes with
-    uint64_t tree_live                # key + value bytes of the live entries in that checkpoint
-    uint64_t alloc_tail               # allocator high-water mark when the checkpoint was cut
-    uint32_t crc                      # crc32c of the slot bytes before this field
 
 
 cdef class Pool:
@@ -108,7 +78,7 @@ cdef class Pool:
     cdef readonly uint64_t truncations        # times the file was cut back
 
     # Map `path` (creating it with `initial` bytes when new; `created` says so).
-    # Returns 0, or -2 when want_sync and the file system refused MAP_SYNC.
+    # Returns 0, or ST_NO_MAP_SYNC when want_sync and the file system refused MAP_SYNC.
     cdef int open_file(self, bytes path, int create, int want_sync, uint64_t initial, int *created) except -1
     # Make [0, end) part of the file and of the mapping.  -errno on failure
     # (ENOSPC leaves the file as it was).
@@ -117,7 +87,7 @@ cdef class Pool:
     cdef int map_to(self, uint64_t new_size) noexcept nogil
     cdef void grower(self) noexcept nogil
     # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
-    # A log chunk (CHUNK_SIZE) is carved from a chunk segment; anything else
+    # A log chunk (format's CHUNK_SIZE) is carved from a chunk segment; anything else
     # is whole segments: the lowest free one when one segment does, else new
     # ones at the end of the file.
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil

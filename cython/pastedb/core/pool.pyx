@@ -5,13 +5,16 @@ from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
 
 from pastedb.core.clib cimport (
-    EINTR, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
+    EINTR, EINVAL, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED,
+    MAP_NORESERVE,
     MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
     pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, O_CLOEXEC, O_CREAT, O_RDWR,
     PROT_NONE, PROT_READ, PROT_WRITE, close, errno, fdatasync, fstat, ftruncate, mmap,
     munmap, open as c_open, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
     pthread_mutex_unlock, pwrite, stat,
 )
+from pastedb.core.status cimport ST_NO_MAP_SYNC
+from pastedb.core.format cimport BUF_SIZE, CHUNK_SIZE, HEADER_SIZE, MAP_ALIGN, SEG_SHIFT, SEG_SIZE
 
 # 1 TiB of address space: no memory is committed for PROT_NONE, and the
 # x86-64 user address space is 128 TiB.
@@ -144,7 +147,7 @@ cdef class Pool:
             if rc == -ENOSPC:
                 raise OSError(ENOSPC, f"no space left to create the pool file {self.path}")
             if want_sync and (rc == -EOPNOTSUPP or rc == -EINVAL):
-                return -2                            # not a DAX file: caller falls back
+                return ST_NO_MAP_SYNC                # not a DAX file: caller falls back
             raise OSError(-rc, f"cannot map pool file {self.path}")
         self.alloc_tail = round_up(have, SEG_SIZE) if have else SEG_SIZE
         # The first log chunks share segment 0 with the superblock.
@@ -186,7 +189,7 @@ cdef class Pool:
         if <uint64_t>st.st_size < new_size:
             zeros = <char *>calloc(1, ZERO_CHUNK)
             if zeros == NULL:
-                return -12
+                return -ENOMEM
             off = <uint64_t>st.st_size
             while off < new_size:
                 n = new_size - off
@@ -231,8 +234,8 @@ cdef class Pool:
         cdef uint64_t o
         nbytes = round_up(nbytes if nbytes else 1, BUF_SIZE)
         pthread_mutex_lock(&self.lock)
-        if nbytes == CHUNK_BYTES:
-            if self.chunk_seg_used + CHUNK_BYTES > SEG_SIZE:
+        if nbytes == CHUNK_SIZE:
+            if self.chunk_seg_used + CHUNK_SIZE > SEG_SIZE:
                 rc = self.take_segments(1, &o)
                 if rc != 0:
                     pthread_mutex_unlock(&self.lock)
@@ -240,7 +243,7 @@ cdef class Pool:
                 self.chunk_seg = o >> SEG_SHIFT
                 self.chunk_seg_used = 0
             off[0] = (self.chunk_seg << SEG_SHIFT) + self.chunk_seg_used
-            self.chunk_seg_used += CHUNK_BYTES
+            self.chunk_seg_used += CHUNK_SIZE
             pthread_mutex_unlock(&self.lock)
             return 0
         rc = self.take_segments((nbytes + SEG_SIZE - 1) >> SEG_SHIFT, off)

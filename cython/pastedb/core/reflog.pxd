@@ -1,17 +1,7 @@
 # reflog.pxd -- the persistent log of buffer references.
 #
-# The log never holds a value: each record names where a key and its value
-# already lie in the pool.  Records are 64 bytes (one cache line) and live in
-# log chunks, extents of CHUNK_SIZE bytes in the pool file; the last slot of
-# every chunk is a LINK record naming the next chunk (a checkpoint may also
-# end a chunk early with a LINK, so that the new log head is a fresh chunk).  The superblock names
-# the first chunk (and the LSN it starts at); replay follows the links.
-#
-# A record is valid when
-#   - its lsn is exactly the next expected one (so a stale record left in a
-#     reused chunk, or a zeroed slot, ends the log), and
-#   - crc == crc32c(key bytes || record bytes 4..63), and, for a PUT,
-#     vcrc == crc32c(value bytes): the checksum covers record, key and value.
+# The record and chunk format (LogRecord, LINKs, validity, durable_hint) is
+# format.pxd's; the log walk is format's walk_start/walk_step.
 #
 # Commit order (one barrier per group, the critical path):
 #   1. key and value bytes are written to a data extent and persist_range()d;
@@ -19,43 +9,12 @@
 #   3. a group leader calls barrier() once for every record appended before
 #      it started, then publishes durable_lsn; only then are those writes
 #      acknowledged.  Appends go on while the leader waits, forming group N+1.
-#
-# Torn tail versus damage: every record carries durable_hint, the durable_lsn
-# known when it was appended.  If replay meets an invalid record at lsn N and
-# a later record in the chunk verifies with durable_hint >= N, record N had
-# been acknowledged: that is damage (CorruptionError), not a torn tail.
 
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_cond_t, pthread_mutex_t
 from pastedb.core.persist cimport Persist
+from pastedb.core.format cimport LogRecord
 from pastedb.core.pool cimport Pool
-
-cdef enum:
-    REC_SIZE = 64
-    CHUNK_SIZE = 262144               # 4096 record slots
-    CHUNK_SLOTS = 4096
-    REC_PUT = 1
-    REC_DEL = 2
-    REC_LINK = 3
-    F_BATCH = 1                       # part of an all-or-nothing batch
-    MAX_KEY_LEN = 1024
-    MAX_VALUE_LEN = 536870912         # 512 MiB, as Redis's proto-max-bulk-len
-
-
-cdef packed struct LogRecord:
-    uint32_t crc                      # see above; holds the key's partial crc before append
-    uint8_t type                      # REC_PUT / REC_DEL / REC_LINK
-    uint8_t flags                     # F_BATCH
-    uint16_t klen                     # key length
-    uint32_t vcrc                     # crc32c of the value (PUT)
-    uint32_t batch_left               # records of the batch still to come after this one
-    uint64_t lsn                      # log sequence number, consecutive from 1
-    uint64_t koff                     # key offset in the pool file
-    uint64_t voff                     # value offset (LINK: next chunk offset)
-    uint64_t vlen                     # value length (LINK: next chunk size)
-    uint64_t durable_hint             # durable_lsn when this record was appended
-    uint64_t reserved                 # zero
-
 
 # Called by replay for every record to apply, in log order; batches are
 # delivered only once complete.  Returns 0 or a negative status.  Replay runs
@@ -113,9 +72,3 @@ cdef class RefLog:
     cdef int write_slot(self, LogRecord *rec, uint32_t key_state) noexcept nogil
     cdef int link_new_chunk(self) noexcept nogil
     cdef int flush_run(self) noexcept nogil
-
-
-# Verify one record in place: 1 valid, 0 invalid.  Checks the value crc too.
-cdef int verify_record(Pool pool, const LogRecord *rec, uint64_t expect_lsn, int check_value) noexcept nogil
-# crc of the key bytes, the partial state a record starts from.
-cdef uint32_t key_crc_state(const char *key, uint32_t klen) noexcept nogil

@@ -7,55 +7,21 @@ from libc.string cimport memcpy, memset
 from pastedb.core.clib cimport (
     CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, pthread_cond_signal,
     pthread_cond_timedwait, timespec,
-    PDB_CRC_INIT, pdb_crc32c, pdb_crc32c_final, pdb_crc32c_update, pthread_cond_broadcast,
+    pthread_cond_broadcast,
     pthread_cond_destroy, pthread_cond_init, pthread_cond_wait, pthread_mutex_destroy,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
 )
-from pastedb.core.persist cimport PERSIST_PMEM
-from pastedb.core.pool cimport BUF_SIZE, HEADER_SIZE
+from pastedb.core.clib cimport ENOMEM
+from pastedb.core.format cimport (
+    CHUNK_SIZE, CHUNK_SLOTS, CRC_START, F_BATCH, REC_LINK, REC_SIZE, RV_LINK, RV_OK, WALK_STRICT, LogWalk,
+    record_crc, walk_acknowledged, walk_start, walk_step,
+)
 from pastedb.core.status cimport ST_CORRUPT, ST_FAILED
 
 cdef inline int64_t mono_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-# The record layout is part of the file format.
-assert sizeof(LogRecord) == REC_SIZE
-
-
-cdef uint32_t key_crc_state(const char *key, uint32_t klen) noexcept nogil:
-    return pdb_crc32c_update(PDB_CRC_INIT, key, klen)
-
-
-cdef inline uint32_t record_crc(uint32_t key_state, const LogRecord *rec) noexcept nogil:
-    return pdb_crc32c_final(pdb_crc32c_update(key_state, (<const char *>rec) + 4, REC_SIZE - 4))
-
-
-cdef int verify_record(Pool pool, const LogRecord *rec, uint64_t expect_lsn,
-                       int check_value) noexcept nogil:
-    cdef uint64_t size = pool.size
-    if rec.lsn != expect_lsn:
-        return 0
-    if rec.type == REC_LINK:
-        if rec.klen != 0 or rec.voff < HEADER_SIZE or rec.voff % BUF_SIZE:
-            return 0
-        if rec.vlen != CHUNK_SIZE or rec.voff + rec.vlen > size:
-            return 0
-        return rec.crc == record_crc(PDB_CRC_INIT, rec)
-    if rec.type != REC_PUT and rec.type != REC_DEL:
-        return 0
-    if rec.klen > MAX_KEY_LEN or rec.koff < HEADER_SIZE or rec.koff + rec.klen > size:
-        return 0
-    if rec.crc != record_crc(key_crc_state(pool.base + rec.koff, rec.klen), rec):
-        return 0
-    if rec.type == REC_PUT:
-        if rec.vlen > MAX_VALUE_LEN or rec.voff < HEADER_SIZE or rec.voff + rec.vlen > size:
-            return 0
-        if check_value and pdb_crc32c(pool.base + rec.voff, rec.vlen) != rec.vcrc:
-            return 0
-    return 1
 
 
 cdef inline LogRecord *slot_at(Pool pool, uint64_t chunk, uint64_t slot) noexcept nogil:
@@ -96,36 +62,31 @@ cdef class RefLog:
 
     cdef int replay(self, apply_fn fn, void *ctx, ReplayResult *res) noexcept:
         cdef Pool pool = self.pool
-        cdef uint64_t chunk = self.head_off, slot = 0, lsn = self.head_lsn
-        cdef uint64_t b_chunk = 0, b_slot = 0, b_lsn = 0, j
-        cdef LogRecord *rec
-        cdef LogRecord *later
+        cdef LogWalk w
+        cdef uint64_t chunk, slot, lsn
+        cdef uint64_t b_chunk = 0, b_slot = 0, b_lsn = 0
+        cdef const LogRecord *rec
         cdef const LogRecord **batch = NULL
+        cdef const LogRecord **grown
         cdef size_t nbatch = 0, cap = 0, k
         cdef uint32_t expect_left = 0
-        cdef int rc = 0, invalid = 0
-        cdef const char *p
+        cdef int rc = 0, invalid = 0, v, torn = 0
         memset(res, 0, sizeof(ReplayResult))
-        if chunk < HEADER_SIZE or chunk % BUF_SIZE or chunk + CHUNK_SIZE > pool.size:
-            res.damaged_off = chunk
+        if walk_start(&w, pool.base, pool.size, self.head_off, self.head_lsn, WALK_STRICT, 1) != 0:
+            res.damaged_off = self.head_off
             return ST_CORRUPT
         while True:
-            rec = slot_at(pool, chunk, slot)
-            if not verify_record(pool, rec, lsn, 1):
-                invalid = 1
-                break
-            if rec.type == REC_LINK:
-                # A LINK ends a chunk: in its last slot, or earlier when a
-                # checkpoint rolled the log to a fresh chunk (a batch may
-                # span a LINK).
-                # The chunk is part of the chain recovery reads: its segment
-                # may not be reused before the head passes this lsn.
+            chunk = w.chunk
+            slot = w.slot
+            lsn = w.lsn
+            v = walk_step(&w, &rec)
+            if v == RV_LINK:
+                # A LINK ends a chunk (a batch may span it).  The chunk is
+                # part of the chain recovery reads: its segment may not be
+                # reused before the head passes this lsn.
                 pool.note_lsn(chunk, CHUNK_SIZE, lsn)
-                chunk = rec.voff
-                slot = 0
-                lsn += 1
                 continue
-            if slot == CHUNK_SLOTS - 1:         # only a LINK may sit in the last slot
+            if v != RV_OK:
                 invalid = 1
                 break
             if rec.flags & F_BATCH:
@@ -138,9 +99,11 @@ cdef class RefLog:
                     break
                 if nbatch == cap:
                     cap = cap * 2 if cap else 64
-                    batch = <const LogRecord **>realloc(batch, cap * sizeof(LogRecord *))
-                    if batch == NULL:
-                        return -12
+                    grown = <const LogRecord **>realloc(batch, cap * sizeof(LogRecord *))
+                    if grown == NULL:
+                        free(batch)
+                        return -ENOMEM
+                    batch = grown
                 batch[nbatch] = rec
                 nbatch += 1
                 expect_left = rec.batch_left
@@ -161,44 +124,17 @@ cdef class RefLog:
                     free(batch)
                     return rc
                 res.records += 1
-            slot += 1
-            lsn += 1
         free(batch)
 
-        # Was the record that ended the log ever acknowledged?  A later record
-        # in this chunk that verifies and carries durable_hint >= lsn says yes.
         if invalid:
-            rec = slot_at(pool, chunk, slot)
-            p = <const char *>rec
-            for j in range(REC_SIZE):
-                if p[j] != 0:
-                    res.torn = 1
-                    break
-            # The header of a later record at its exact position is evidence
-            # enough (its crc may fail too: a cut file or lost data page takes
-            # the key bytes of every later record with it).  A 64-bit lsn in
-            # the right slot with durable_hint >= lsn says record `lsn` had
-            # been made durable -- so it is damaged, not torn.
-            for j in range(slot + 1, CHUNK_SLOTS):
-                later = slot_at(pool, chunk, j)
-                if later.lsn == lsn + (j - slot) and later.durable_hint >= lsn:
-                    res.damaged_off = chunk + slot * REC_SIZE
-                    return ST_CORRUPT
-            if slot == CHUNK_SLOTS - 1 and res.torn:
-                # A LINK slot that holds something but does not verify: the
-                # chunk it named may still be there.  Look for a chunk whose
-                # first record continues the sequence and says the LINK was
-                # durable.
-                j = HEADER_SIZE
-                while j + CHUNK_SIZE <= pool.size:
-                    later = <LogRecord *>(pool.base + j)
-                    if later.lsn == lsn + 1:
-                        for k in range(CHUNK_SLOTS):
-                            later = slot_at(pool, j, k)
-                            if later.lsn == lsn + 1 + k and later.durable_hint >= lsn:
-                                res.damaged_off = chunk + slot * REC_SIZE
-                                return ST_CORRUPT
-                    j += BUF_SIZE
+            # Was the record that ended the log ever acknowledged?
+            w.chunk = chunk
+            w.slot = slot
+            w.lsn = lsn
+            if walk_acknowledged(&w, &torn):
+                res.damaged_off = chunk + slot * REC_SIZE
+                return ST_CORRUPT
+            res.torn = torn
         if nbatch != 0:
             # An incomplete batch at the end never happened: cut back to its start.
             res.dropped_batch = nbatch
@@ -274,7 +210,7 @@ cdef class RefLog:
         link.type = REC_LINK
         link.voff = off
         link.vlen = CHUNK_SIZE
-        rc = self.write_slot(&link, PDB_CRC_INIT)
+        rc = self.write_slot(&link, CRC_START)
         if rc == 0:
             rc = self.flush_run()                 # the old chunk's slots, LINK included
         if rc != 0:

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from pastedb.core.clib cimport epoll_event, pthread_cond_t, pthread_mutex_t
 from pastedb.core.engine cimport DB, MergeIter
 from pastedb.core.index cimport Ref
-from pastedb.core.reflog cimport LogRecord
+from pastedb.core.format cimport LogRecord
 from pastedb.core.resp cimport OutBuf, RespParser
 
 

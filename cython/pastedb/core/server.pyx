@@ -11,7 +11,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
-    EAGAIN, EINTR, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
+    E2BIG, EAGAIN, EINTR, ENOMEM, ENOSPC, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
     accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
@@ -24,11 +24,8 @@ from pastedb.core.clib cimport (
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
 from pastedb.core.engine cimport DB, KeySink, MergeIter
-from pastedb.core.index cimport Ref
-from pastedb.core.pattern cimport glob_match
-from pastedb.core.pool cimport BUF_SIZE
-from pastedb.core.reflog cimport (
-    MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
+from pastedb.core.format cimport (
+    BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
 )
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
@@ -539,7 +536,7 @@ cdef class Server:
         if self.copy_mode:
             w = <char *>malloc(size)
             if w == NULL:
-                return -12
+                return -ENOMEM
         else:
             rc = self.db.alloc_arena(size, &off)
             if rc != 0:
@@ -567,7 +564,7 @@ cdef class Server:
         keep = c.win_len - c.parser.cmd_start
         need = c.parser.need_total if c.parser.need_total > keep else keep
         if need >= self.max_query:
-            return -7                             # E2BIG: reported as a query limit
+            return -E2BIG                         # reported as a query limit
         # Reuse the space before the command when nothing there is referenced
         # and the rest of the command fits comfortably.
         start = (c.win_keep + 7) & ~(<size_t>7)
@@ -628,7 +625,7 @@ cdef class Server:
             pending = c.win_len - c.parser.cmd_start
         need = c.parser.need_total if c.parser.need_total > pending else pending
         if need >= self.max_query:
-            return -7
+            return -E2BIG
         room = self.arena_size - self.arena_tail
         if c.win != NULL and c.win + c.win_len == tail and need - pending <= room and room >= 4096:
             return 0                              # contiguous at the tail: recv appends
@@ -668,7 +665,7 @@ cdef class Server:
             else:
                 rc = self.arena_room(c)
             if rc != 0:
-                if rc == -7:
+                if rc == -E2BIG:
                     out_error(&c.out, b"ERR Protocol error: query buffer limit exceeded")
                 else:
                     out_error(&c.out, b"ERR server out of memory or disk space for the request")
@@ -1056,7 +1053,7 @@ cdef class Server:
         if self.nrecs == self.recs_cap:
             grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
             if grown == NULL:
-                return -12
+                return -ENOMEM
             self.recs = grown
             self.recs_cap *= 2
         rec = &self.recs[self.nrecs]

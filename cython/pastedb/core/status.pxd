@@ -15,6 +15,8 @@ cdef enum:
     ST_FORKED = -1005         # used in a child process after fork()
     ST_VERSION = -1006        # on-disk format from an unknown version
     ST_NOT_DAX = -1007        # pmem persistence asked for on a file that is not DAX
+    ST_VALUE_DAMAGED = -1008  # a value read back does not match its checksum (or lies outside the file)
+    ST_NO_MAP_SYNC = -1009    # the file system refused MAP_SYNC (the pool falls back to msync)
 
 # Raise the exception for a negative status; `what` says which operation and
 # `path` which file.  Returns 0 for ST_OK.

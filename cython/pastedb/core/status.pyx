@@ -30,6 +30,13 @@ cdef int raise_status(int status, str what, object path) except -1:
     if status == ST_VERSION:
         raise CorruptionError(f"{what}: {path} has an on-disk format version this pastedb "
                               f"does not know", path)
+    if status == ST_VALUE_DAMAGED:
+        # `what` names the operation and the value ("get: the value of key ...").
+        raise CorruptionError(
+            f"{what} in {path} does not match its checksum (or lies outside the file); "
+            f"run 'pastedb-check --repair {os.path.dirname(path) if path else ''}'", path)
+    if status == ST_NO_MAP_SYNC:
+        raise Error(f"{what}: the file system refused MAP_SYNC{where}")
     if status == ST_NOT_DAX:
         raise Error(f"{what}: persist='pmem' needs a DAX file system (mmap with MAP_SYNC "
                     f"failed for {path}); set PASTEDB_PMEM_EMULATE=1 only for testing")
