@@ -27,6 +27,8 @@ from pastedb.core.engine cimport DB, KeySink, MergeIter
 from pastedb.core.format cimport (
     BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
 )
+from pastedb.core.index cimport Ref
+from pastedb.core.pattern cimport glob_match
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
     out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null,
