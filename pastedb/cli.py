@@ -50,11 +50,22 @@ def main() -> None:
 @click.option("--crash-images", default=None, hidden=True, type=click.Path(file_okay=False),
               help="Tests only, with --persist crashsim: on each SIGUSR1 write the files a "
                    "power loss at that instant could leave into DIR/<n>, then DIR/<n>.done.")
+@click.option("--client-output-buffer-limit", default="0 0 0", show_default=True,
+              help="Redis's limit for normal clients: '<hard> <soft> <soft seconds>' (sizes "
+                   "as Redis writes them: 64mb, 1gb; 0 disables).  A client whose unsent "
+                   "replies reach the hard limit, or stay over the soft one that long, is "
+                   "disconnected.")
 def serve(directory: str, host: str, port: int, requirepass: str | None, maxclients: int,
           sync_mode: str, persist: str, copy: bool, receive: str, window: int, proto_max_bulk_len: int,
-          client_query_buffer_limit: int, crash_images: str | None) -> None:
+          client_query_buffer_limit: int, crash_images: str | None,
+          client_output_buffer_limit: str) -> None:
     """Serve the database in DIRECTORY over the Redis protocol."""
-    from pastedb.core.server import Server
+    from pastedb.core.server import Server, parse_output_limit
+
+    try:
+        parse_output_limit(client_output_buffer_limit)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--client-output-buffer-limit") from e
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pastedb: %(message)s")
     # Block SIGTERM/SIGINT before anything starts: the loop takes them from a
@@ -78,7 +89,8 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     try:
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
                      sync=sync_mode == "yes", copy=copy, window=window, receive=receive,
-                     max_bulk_len=proto_max_bulk_len, max_query=client_query_buffer_limit)
+                     max_bulk_len=proto_max_bulk_len, max_query=client_query_buffer_limit,
+                     client_output_buffer_limit=client_output_buffer_limit)
     except OSError as e:
         db.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e

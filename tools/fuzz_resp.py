@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Mutation fuzzer for the RESP request parser (pastedb.core.resp).
+"""Mutation fuzzer for the RESP request parser (pastedb.core.resp), and for
+the glob matcher of KEYS / SCAN MATCH (pastedb.core.pattern).
 
 Builds valid request streams (multibulk and inline), mutates them, and feeds
 each input three ways: all at once, split at random points, and split with the
@@ -8,7 +9,14 @@ The three must agree exactly -- same commands, same error message -- and the
 only exception allowed is ValueError.  Anything else, or a disagreement, is
 printed with a reproducer and the exit status is 1.
 
-    python tools/fuzz_resp.py --seconds 60 [--seed N]
+The glob fuzzer compares pastedb.core.pattern.match with a line-by-line port
+of Redis 7.0's stringmatchlen (exponential, so on short inputs only) and
+replays the worst patterns known (the CVE-2022-36021 family) on long keys.
+
+HOSTILE_CASES are the client behaviours that once stalled or exhausted the
+server; tests/test_resp_fuzz.py replays each against the real server process.
+
+    python tools/fuzz_resp.py --seconds 60 [--seed N] [--glob]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from collections import Counter
 # Runnable by hand from a checkout built in place (setup.py build_ext --inplace).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pastedb.core.pattern import match as glob_match  # noqa: E402
 from pastedb.core.resp import Parser, encode_command  # noqa: E402
 
 TOKENS = [
@@ -156,15 +165,182 @@ def run(seconds: float, seed: int, verbose: bool = True) -> Counter:
     return counts
 
 
+# ---------------------------------------------------------------- glob patterns
+
+def _signed(b: int) -> int:
+    return b - 256 if b > 127 else b
+
+
+def _lower(c: int) -> int:
+    return c + 32 if 65 <= c <= 90 else c
+
+
+def redis_stringmatch(pattern: bytes, string: bytes, nocase: bool = False) -> bool:
+    """Redis 7.0's stringmatchlen (util.c), ported line by line, including
+    the skipLongerMatches fix and the reads of the NUL after the pattern."""
+    pat = [_signed(b) for b in pattern] + [0, 0]
+    st = [_signed(b) for b in string] + [0]
+    skip = [False]
+
+    def eq(a: int, b: int) -> bool:
+        return (_lower(a) == _lower(b)) if nocase else a == b
+
+    def impl(p: int, plen: int, s: int, slen: int) -> bool:
+        while plen and slen:
+            c = pat[p]
+            if c == 42:                                   # '*'
+                while plen and pat[p + 1] == 42:
+                    p += 1
+                    plen -= 1
+                if plen == 1:
+                    return True
+                while slen:
+                    if impl(p + 1, plen - 1, s, slen):
+                        return True
+                    if skip[0]:
+                        return False
+                    s += 1
+                    slen -= 1
+                skip[0] = True
+                return False
+            elif c == 63:                                 # '?'
+                s += 1
+                slen -= 1
+            elif c == 91:                                 # '['
+                p += 1
+                plen -= 1
+                neg = pat[p] == 94
+                if neg:
+                    p += 1
+                    plen -= 1
+                hit = False
+                while True:
+                    if pat[p] == 92 and plen >= 2:
+                        p += 1
+                        plen -= 1
+                        if pat[p] == st[s]:
+                            hit = True
+                    elif pat[p] == 93:
+                        break
+                    elif plen == 0:
+                        p -= 1
+                        plen += 1
+                        break
+                    elif plen >= 3 and pat[p + 1] == 45:
+                        lo, hi, ch = pat[p], pat[p + 2], st[s]
+                        if lo > hi:
+                            lo, hi = hi, lo
+                        if nocase:
+                            lo, hi, ch = _lower(lo), _lower(hi), _lower(ch)
+                        p += 2
+                        plen -= 2
+                        if lo <= ch <= hi:
+                            hit = True
+                    elif eq(pat[p], st[s]):
+                        hit = True
+                    p += 1
+                    plen -= 1
+                if neg:
+                    hit = not hit
+                if not hit:
+                    return False
+                s += 1
+                slen -= 1
+            else:
+                if c == 92 and plen >= 2:                 # '\\'
+                    p += 1
+                    plen -= 1
+                if not eq(pat[p], st[s]):
+                    return False
+                s += 1
+                slen -= 1
+            p += 1
+            plen -= 1
+            if slen == 0:
+                while pat[p] == 42 and plen > 0:
+                    p += 1
+                    plen -= 1
+                break
+        return plen == 0 and slen == 0
+
+    return impl(0, len(pattern), 0, len(string))
+
+
+GLOB_BYTES = b"ab*?[]^-\\Aa\x00\xe9"
+
+# The exponential cases: many stars and a tail that cannot match.
+WORST_PATTERNS = [
+    b"a*" * 12 + b"b",
+    b"a*" * 20 + b"b",
+    b"*a" * 30 + b"*b",
+    b"*?" * 40 + b"b",
+    b"*[a-z]" * 30 + b"*b",
+    b"[^b]*" * 30 + b"b",
+]
+
+
+def random_glob(rng: random.Random) -> tuple[bytes, bytes]:
+    pattern = bytes(rng.choice(GLOB_BYTES) for _ in range(rng.randint(0, 12)))
+    key = bytes(rng.choice(b"abAB-^\\]\x00\xe9") for _ in range(rng.randint(0, 10)))
+    return pattern, key
+
+
+def check_glob(pattern: bytes, key: bytes, nocase: bool) -> None:
+    want = redis_stringmatch(pattern, key, nocase)
+    got = glob_match(pattern, key, nocase)
+    if got != want:
+        raise AssertionError(f"glob {pattern!r} key {key!r} nocase={nocase}: "
+                             f"pastedb says {got}, Redis says {want}")
+
+
+def run_glob(seconds: float, seed: int, verbose: bool = True) -> Counter:
+    """Compare the matcher with Redis's for `seconds`; then time the worst
+    patterns on long keys (each must take well under a second)."""
+    rng = random.Random(seed)
+    counts: Counter = Counter()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pattern, key = random_glob(rng)
+        nocase = rng.random() < 0.3
+        check_glob(pattern, key, nocase)
+        counts["matched" if glob_match(pattern, key, nocase) else "not matched"] += 1
+    for pattern in WORST_PATTERNS:
+        for key in (b"a" * 40, b"a" * 4000):
+            t0 = time.perf_counter()
+            glob_match(pattern, key)
+            counts["worst case max us"] = max(counts["worst case max us"],
+                                              int((time.perf_counter() - t0) * 1e6))
+    if verbose:
+        for k, v in sorted(counts.items()):
+            print(f"{v:10d}  {k}")
+    return counts
+
+
+# ---------------------------------------------------------------- hostile clients
+# What one client once did to stall or exhaust the whole server.  Each case is
+# a list of commands to send down one connection without reading the replies
+# (the replay checks that another connection is still answered meanwhile).
+HOSTILE_CASES = {
+    "keys-12-stars": [[b"SET", b"a" * 40, b"1"], [b"KEYS", b"a*" * 12 + b"b"]],
+    "keys-20-stars": [[b"SET", b"a" * 40, b"1"], [b"KEYS", b"a*" * 20 + b"b"]],
+    "scan-match-20-stars": [[b"SET", b"a" * 40, b"1"],
+                            [b"SCAN", b"0", b"MATCH", b"a*" * 20 + b"b", b"COUNT", b"1000"]],
+    "slow-reader-1mib": [[b"SET", b"big", b"x" * (1 << 20)]] + [[b"GET", b"big"]] * 3000,
+    "huge-pipeline": [[b"PING"]] * 200000,
+    "multi-shutdown": [[b"MULTI"], [b"SET", b"foo", b"bar"], [b"SHUTDOWN"], [b"EXEC"]],
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--glob", action="store_true", help="fuzz the glob matcher instead")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     print(f"seed {seed}, {args.seconds:g} s")
     try:
-        run(args.seconds, seed)
+        (run_glob if args.glob else run)(args.seconds, seed)
     except AssertionError as e:
         print(f"FAIL (seed {seed}): {e}", file=sys.stderr)
         return 1

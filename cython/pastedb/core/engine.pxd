@@ -27,6 +27,13 @@ cdef enum:
     SEEK_LT = 3
 
 
+# walk_keys hands each key to a sink: 0 go on, 1 stop here (the key counts
+# as visited), negative a status to stop with.
+ctypedef int (*KeySink)(void *ctx, const char *k, uint32_t klen) noexcept nogil
+
+cdef class MergeIter
+
+
 cdef class DB:
     cdef object path                  # the database directory (str)
     cdef object pool_path             # the pool file inside it
@@ -129,6 +136,28 @@ cdef class DB:
     cdef int sync_all(self) noexcept nogil
     # Apply one logged record to the index (index write lock held, or replay).
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil
+
+    # ---- ingest: the network server's view of the engine.  Stage records
+    # (stage_ref for bytes already in the pool, stage_put / stage_delete for
+    # bytes to copy in, unstage to drop them), append a group, make it
+    # durable, look a key up; the pool's mapping and arenas to receive into.
+    cdef char *mapping(self) noexcept nogil
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                       LogRecord *rec) noexcept nogil
+    cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil
+    cdef int make_durable(self, uint64_t lsn) noexcept nogil
+    # Look a key up and verify its value (1 / 0 / negative status); a value
+    # of pin_min bytes or more (pin_min > 0) is pinned: its segments are not
+    # released until pin_value(-1).
+    cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil
+    cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
+    # Visit live keys in order, after (after, alen) when after_set, at most
+    # budget of them (budget < 0: all): 1 when keys remain, 0 at the end, or
+    # a negative status.  The index read lock is held only inside the call,
+    # so a long walk is many short calls, each seeing the newest state.
+    cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
+                       int64_t budget, KeySink sink, void *ctx) noexcept nogil
 
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
                   int sync) noexcept nogil

@@ -1734,6 +1734,99 @@ cdef class DB:
     def __reduce__(self):
         raise TypeError("a pastedb.DB cannot be pickled; open the path instead")
 
+    # -------------------------------------------------------------- ingest
+    # What the network server uses of the engine (engine.pxd: "ingest").
+
+    cdef char *mapping(self) noexcept nogil:
+        """The pool's mapping: fixed for the life of the DB (pool.pxd)."""
+        return self.pool.base
+
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
+        """A pool extent for receiving requests into (never reclaimed: a
+        partial request may sit in it for long).  0 or -errno."""
+        cdef int rc = self.pool.alloc_extent(nbytes, off)
+        if rc == 0:
+            self.pool.mark_nofree(off[0], nbytes)
+        return rc
+
+    cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                       LogRecord *rec) noexcept nogil:
+        """A PUT record for a key and value already in the pool, where they
+        are (the zero-copy path): checksummed there and made persistent by
+        the next barrier.  Bytes outside the pool: ST_CORRUPT."""
+        cdef char *base = self.pool.base
+        if k < base + HEADER_SIZE or v < base + HEADER_SIZE or \
+                <uint64_t>(k - base) + klen > self.pool.size or \
+                <uint64_t>(v - base) + vlen > self.pool.size:
+            return ST_CORRUPT
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_PUT
+        rec.klen = <uint16_t>klen
+        rec.koff = <uint64_t>(k - base)
+        rec.voff = <uint64_t>(v - base)
+        rec.vlen = vlen
+        rec.vcrc = crc32c_buf(v, vlen)
+        rec.crc = key_crc_state(k, klen)
+        self.persist.persist_range(k, klen)
+        self.persist.persist_range(v, vlen)
+        return 0
+
+    cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil:
+        """Append staged records as one group (not yet durable: see
+        make_durable) and apply them to the index.  0 or a negative status."""
+        cdef int existed
+        return self.apply_records(recs, n, 0, &existed, last_lsn)
+
+    cdef int make_durable(self, uint64_t lsn) noexcept nogil:
+        """One barrier: everything appended up to lsn is durable on return 0."""
+        return self.log.commit(lsn)
+
+    cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil:
+        """Look k up and check the value it names: inside the file and
+        matching the checksum its record carried.  1 (*out filled), 0 absent,
+        ST_CORRUPT for damage (never a value), or a negative status from the
+        tree.  A value of at least pin_min bytes (pin_min > 0) is also pinned
+        (its segments) (pool.pin), taken under
+        the index read lock: a segment is released only by a free pass after
+        a checkpoint published a tree without the entry (write lock), so a
+        pinned value stays where it is until unpin_value."""
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.lookup_locked(k, klen, out)
+        if found > 0 and (not self.ref_in_pool(out) or
+                          crc32c_buf(self.pool.base + out.voff, out.vlen) != out.vcrc):
+            found = ST_CORRUPT
+        if found > 0 and pin_min and out.vlen >= pin_min:
+            self.pool.pin(out.voff, out.vlen, 1)
+        pthread_rwlock_unlock(&self.index_lock)
+        return found
+
+    cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil:
+        """Take (delta 1) or drop (delta -1) a reader's pin on pool bytes the
+        caller knows cannot be released meanwhile (a pinned or staged value)."""
+        self.pool.pin(voff, vlen, delta)
+
+    cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
+                       int64_t budget, KeySink sink, void *ctx) noexcept nogil:
+        cdef int rc
+        pthread_rwlock_rdlock(&self.index_lock)
+        rc = it.renew()
+        if rc == 0:
+            rc = it.seek(SEEK_GT if after_set else SEEK_FIRST, after, alen)
+        while rc == 0:
+            if budget == 0:
+                rc = 1
+                break
+            rc = it.step()
+            if rc <= 0:
+                break
+            budget -= 1
+            rc = sink(ctx, it.key, it.klen)
+            if rc == 1:
+                break
+        pthread_rwlock_unlock(&self.index_lock)
+        return rc
+
 
 cdef bytes as_key(object o, str what):
     if isinstance(o, bytes):

@@ -90,6 +90,8 @@ cdef int out_simple(OutBuf *o, const char *s) noexcept nogil          # +s\r\n
 cdef int out_error(OutBuf *o, const char *s) noexcept nogil           # -s\r\n
 cdef int out_int(OutBuf *o, int64_t v) noexcept nogil                 # :v\r\n
 cdef int out_bulk(OutBuf *o, const char *s, size_t n) noexcept nogil  # $n\r\n..\r\n
+# $n\r\n alone: the caller sends the n bytes (and the CRLF after them) itself.
+cdef int out_bulk_header(OutBuf *o, size_t n) noexcept nogil
 cdef int out_null(OutBuf *o, int resp3) noexcept nogil                # $-1 / _
 cdef int out_null_array(OutBuf *o, int resp3) noexcept nogil          # *-1 / _
 cdef int out_array(OutBuf *o, int64_t n) noexcept nogil               # *n

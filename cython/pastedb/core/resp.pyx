@@ -570,6 +570,12 @@ cdef int out_bulk(OutBuf *o, const char *s, size_t n) noexcept nogil:
     return 0
 
 
+cdef int out_bulk_header(OutBuf *o, size_t n) noexcept nogil:
+    if n > <uint64_t>INT64_MAX:
+        return -1
+    return _out_header(o, c'$', <int64_t>n)
+
+
 cdef int out_null(OutBuf *o, int resp3) noexcept nogil:
     if resp3:
         return out_raw(o, b"_\r\n", 3)

@@ -28,6 +28,26 @@ cdef struct QueuedCmd:                # a command queued inside MULTI (copied)
     size_t *lens                      # malloc'ed: argument lengths
 
 
+cdef struct OutRef:                   # a reply's value, sent from where it lies in the pool
+    size_t at                         # its place in the reply stream: before out.data[at]
+    uint64_t off                      # pool offset of the value
+    size_t len                        # its bytes (pinned until sent or dropped)
+
+
+cdef struct KeysJob:                  # a KEYS walk in progress, a slice per loop turn
+    char *pat                         # malloc'ed copy of the pattern
+    size_t plen
+    int every                         # the pattern is "*": every key, even the empty one
+    OutBuf found                      # the matching keys so far, as bulk strings
+    int64_t n                         # how many
+    char *last                        # malloc'ed (MAX_KEY_LEN): the walk resumes after it
+    uint32_t lastlen
+    int started                       # last is set
+    const LogRecord *recs             # inside EXEC: records staged before KEYS (they hide
+    int nrecs                         # or add keys the index does not have yet)
+    const char *base                  # the pool mapping (record offsets)
+
+
 cdef struct Conn:
     int fd                            # the socket
     uint64_t id                       # CLIENT ID
@@ -47,6 +67,17 @@ cdef struct Conn:
     OutBuf out                        # replies
     size_t out_ready                  # replies before this offset may be sent
     uint64_t hold_lsn                 # replies after out_ready wait for this lsn
+    OutRef *refs                      # values in the replies, in stream order
+    int nrefs                         # refs[ref_head, nrefs) are not fully sent
+    int refs_cap
+    int ref_head
+    size_t ref_sent                   # bytes of refs[ref_head] already sent
+    uint64_t ref_bytes                # unsent bytes of refs[ref_head, nrefs)
+    int64_t soft_since                # when the output went over the soft limit (0: under)
+    int paused                        # input not processed: too much output unsent
+    int ready                         # unprocessed input in the window (a slice ended)
+    int over_limit                    # past the output limit: close at once
+    KeysJob *keys                     # KEYS running (NULL: none): input waits for it
     QueuedCmd *queue                  # MULTI queue
     int qlen
     int qcap
@@ -63,7 +94,8 @@ cdef struct Args:                     # the current command's arguments
 
 
 cdef class Server:
-    cdef DB db                        # the engine
+    cdef DB db                        # the engine (its ingest API: engine.pxd)
+    cdef char *base                   # the pool's mapping (fixed for the DB's life)
     cdef MergeIter scan_it            # FLUSHALL's walk over every live key (loop thread)
     cdef int find_err                 # a lookup failed (damaged index) in this command
     cdef int listen_fd
@@ -81,6 +113,10 @@ cdef class Server:
     cdef int maxclients
     cdef uint64_t max_bulk_len
     cdef size_t max_query             # per-client query buffer limit
+    cdef uint64_t obuf_hard           # client-output-buffer-limit (normal): 0 = none
+    cdef uint64_t obuf_soft
+    cdef int64_t obuf_soft_ns         # how long past the soft limit is tolerated
+    cdef int nready                   # connections with ready set
     cdef bytes requirepass            # b"" = none
     cdef int has_password             # requirepass is set
     cdef object port
@@ -105,6 +141,7 @@ cdef class Server:
     cdef int recs_cap
     cdef int cmd_recs_start           # first record staged by the current command
     cdef int shutdown_requested
+    cdef int in_exec                  # running EXEC's queue (no slicing: a transaction is whole)
     # stats
     cdef readonly uint64_t total_commands
     cdef readonly uint64_t total_connections
@@ -113,6 +150,8 @@ cdef class Server:
     cdef readonly uint64_t bytes_received
     cdef readonly uint64_t zero_copy_puts
     cdef readonly uint64_t copied_puts
+    cdef readonly uint64_t obuf_disconnections    # clients closed past the output limit
+    cdef readonly uint64_t referenced_replies     # values sent from the pool, not copied
     cdef double start_time
     cdef object scans                 # SCAN cursor table
 
@@ -145,40 +184,26 @@ cdef class Server:
     cdef void finish_input(self, Conn *c) noexcept nogil
     cdef int grow_args(self, int n) noexcept nogil
     cdef void flush_output(self, Conn *c) noexcept nogil
+    cdef void sent_bytes(self, Conn *c, size_t n) noexcept nogil
+    cdef void compact_output(self, Conn *c) noexcept nogil
+    cdef void drop_refs(self, Conn *c, size_t from_at) noexcept nogil
+    cdef void out_truncate(self, Conn *c, size_t n) noexcept nogil
+    cdef void reply_value(self, Conn *c, const char *v, size_t vlen, int pinned) noexcept nogil
+    cdef int output_full(self, Conn *c) noexcept nogil
+    cdef int check_output_limit(self, Conn *c) noexcept nogil
+    cdef void note_limit_close(self, Conn *c) noexcept nogil
+    cdef void rearm(self, Conn *c) noexcept nogil
+    cdef void run_ready(self) noexcept nogil
     cdef void reply_done(self, Conn *c) noexcept nogil
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
     cdef void drop_cmd_recs(self) noexcept nogil
     cdef int commit_staged(self) noexcept nogil
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
+    cdef int find_pinned(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
+    cdef int find_ex(self, const char *k, size_t klen, const char **vp, size_t *vlen,
+                     int pin) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
     cdef int64_t staged_dbsize(self) noexcept nogil
-    cdef object staged_overlay(self)
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
-    cdef int lookup_command(self, const char *name, size_t n) noexcept nogil
-    cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil
-    cdef void unknown_command(self, Conn *c) noexcept nogil
-    cdef void wrong_arity(self, Conn *c, const char *name) noexcept nogil
-    cdef int queue_command(self, Conn *c) noexcept nogil
-    cdef void run_command(self, Conn *c, int cid) noexcept nogil
-    cdef void cmd_set(self, Conn *c, int setnx) noexcept nogil
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil
-    cdef void cmd_get(self, Conn *c, int delete) noexcept nogil
-    cdef void cmd_mset(self, Conn *c) noexcept nogil
-    cdef void cmd_mget(self, Conn *c) noexcept nogil
-    cdef void cmd_del(self, Conn *c) noexcept nogil
-    cdef void cmd_exists(self, Conn *c) noexcept nogil
-    cdef void cmd_strlen(self, Conn *c) noexcept nogil
-    cdef void cmd_type(self, Conn *c) noexcept nogil
-    cdef void cmd_incr(self, Conn *c, int sign, int has_arg) noexcept nogil
-    cdef void cmd_exec(self, Conn *c) noexcept nogil
-    cdef void cmd_time(self, Conn *c) noexcept nogil
-    cdef void cmd_flush(self, Conn *c) noexcept nogil
-    cdef void cmd_save(self, Conn *c, int bg) noexcept nogil
-    cdef void run_python_command(self, Conn *c, int cid)
-    cdef object py_command(self, Conn *c, int cid, list args)
-    cdef object cmd_hello(self, Conn *c, list args)
-    cdef object config_get(self, list patterns)
-    cdef list keys_matching(self, bytes pattern)
-    cdef object scan(self, list args)
-    cdef object _scan_table(self)

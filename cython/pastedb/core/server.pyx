@@ -1,148 +1,47 @@
 """Redis-protocol server over the engine: epoll, nogil, zero-copy SET."""
 
+import logging
 import os
 import socket
 import threading
 import time
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc, strtoll
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
     E2BIG, EAGAIN, EINTR, ENOMEM, ENOSPC, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
-    accept4, pthread_cond_timedwait,
+    accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
     clock_gettime, close, epoll_create1, epoll_ctl, epoll_event, epoll_wait, errno, eventfd,
     pdb_load_acquire_u64, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_wait, pthread_mutex_destroy, pthread_mutex_init,
-    pthread_mutex_lock, pthread_mutex_unlock, pthread_rwlock_rdlock, pthread_rwlock_unlock,
+    pthread_mutex_lock, pthread_mutex_unlock,
     recv, send, setsockopt, splice, pipe2, fcntl, F_SETPIPE_SZ, O_CLOEXEC, SPLICE_F_MOVE,
     SPLICE_F_NONBLOCK, sigaddset, sigemptyset, signalfd, sigset_t, timespec,
 )
 from pastedb.core.clib cimport read as c_read, write as c_write
-from pastedb.core.engine cimport DB, MergeIter, SEEK_FIRST
-from pastedb.core.index cimport Index, Node, Ref, key_compare
+from pastedb.core.engine cimport DB, KeySink, MergeIter
 from pastedb.core.format cimport (
-    BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord, crc32c_buf, key_crc_state,
+    BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
 )
+from pastedb.core.index cimport Ref
+from pastedb.core.pattern cimport glob_match
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
-    out_error, out_free, out_init, out_int, out_map, out_null, out_null_array, out_raw,
+    out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null,
+    out_raw, out_reserve,
     out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
 )
-from pastedb.core.status cimport ST_CORRUPT, ST_OK, raise_status
+
+log = logging.getLogger("pastedb")
 
 VERSION = "7.2.0"          # the Redis version we answer to (clients probe it)
 
-# ---------------------------------------------------------------- command table
-# name, arity (negative: at least -arity), flags, id.  Data, not code: the
-# dispatcher switches on the id; COMMAND reports this table.
-cdef enum CmdFlag:
-    F_WRITE = 1
-    F_READONLY = 2
-    F_NOAUTH = 4            # allowed before AUTH
-    F_NOMULTI = 8           # executed at once even inside MULTI
-    F_DENYMULTI = 16        # refused inside MULTI (it would commit part of the transaction)
-
-cdef enum CmdId:
-    C_PING = 1
-    C_ECHO
-    C_HELLO
-    C_AUTH
-    C_SELECT
-    C_QUIT
-    C_CLIENT
-    C_COMMAND
-    C_CONFIG
-    C_INFO
-    C_DBSIZE
-    C_FLUSHDB
-    C_FLUSHALL
-    C_SET
-    C_GET
-    C_GETDEL
-    C_SETNX
-    C_MSET
-    C_MGET
-    C_DEL
-    C_UNLINK
-    C_EXISTS
-    C_STRLEN
-    C_INCR
-    C_DECR
-    C_INCRBY
-    C_DECRBY
-    C_KEYS
-    C_SCAN
-    C_TYPE
-    C_MULTI
-    C_EXEC
-    C_DISCARD
-    C_SAVE
-    C_BGSAVE
-    C_SHUTDOWN
-    C_TIME
-    C_RESET
-
-cdef struct CmdSpec:
-    const char *name
-    int arity
-    int flags
-    int id
-
-cdef CmdSpec COMMANDS[38]
-COMMAND_TABLE = [
-    (b"ping", -1, F_READONLY | F_NOAUTH, C_PING),
-    (b"echo", 2, F_READONLY, C_ECHO),
-    (b"hello", -1, F_NOAUTH | F_NOMULTI, C_HELLO),
-    (b"auth", -2, F_NOAUTH | F_NOMULTI, C_AUTH),
-    (b"select", 2, F_READONLY, C_SELECT),
-    (b"quit", -1, F_NOAUTH | F_NOMULTI, C_QUIT),
-    (b"client", -2, F_READONLY, C_CLIENT),
-    (b"command", -1, F_READONLY, C_COMMAND),
-    (b"config", -2, F_READONLY, C_CONFIG),
-    (b"info", -1, F_READONLY, C_INFO),
-    (b"dbsize", 1, F_READONLY, C_DBSIZE),
-    (b"flushdb", -1, F_WRITE, C_FLUSHDB),
-    (b"flushall", -1, F_WRITE, C_FLUSHALL),
-    (b"set", -3, F_WRITE, C_SET),
-    (b"get", 2, F_READONLY, C_GET),
-    (b"getdel", 2, F_WRITE, C_GETDEL),
-    (b"setnx", 3, F_WRITE, C_SETNX),
-    (b"mset", -3, F_WRITE, C_MSET),
-    (b"mget", -2, F_READONLY, C_MGET),
-    (b"del", -2, F_WRITE, C_DEL),
-    (b"unlink", -2, F_WRITE, C_UNLINK),
-    (b"exists", -2, F_READONLY, C_EXISTS),
-    (b"strlen", 2, F_READONLY, C_STRLEN),
-    (b"incr", 2, F_WRITE, C_INCR),
-    (b"decr", 2, F_WRITE, C_DECR),
-    (b"incrby", 3, F_WRITE, C_INCRBY),
-    (b"decrby", 3, F_WRITE, C_DECRBY),
-    (b"keys", 2, F_READONLY, C_KEYS),
-    (b"scan", -2, F_READONLY, C_SCAN),
-    (b"type", 2, F_READONLY, C_TYPE),
-    (b"multi", 1, F_READONLY | F_NOMULTI, C_MULTI),
-    (b"exec", 1, F_NOMULTI, C_EXEC),
-    (b"discard", 1, F_READONLY | F_NOMULTI, C_DISCARD),
-    (b"save", 1, F_WRITE | F_DENYMULTI, C_SAVE),
-    (b"bgsave", -1, F_WRITE | F_DENYMULTI, C_BGSAVE),
-    (b"shutdown", -1, F_NOMULTI, C_SHUTDOWN),
-    (b"time", 1, F_READONLY, C_TIME),
-    (b"reset", 1, F_NOAUTH | F_NOMULTI, C_RESET),
-]
 # A reply held for records not yet appended (finish_input sets the real lsn).
 cdef uint64_t HOLD_PENDING = 0xFFFFFFFFFFFFFFFF
-
-cdef int NCOMMANDS = len(COMMAND_TABLE)
-assert NCOMMANDS == sizeof(COMMANDS) // sizeof(CmdSpec)
-for _i, (_n, _a, _f, _id) in enumerate(COMMAND_TABLE):
-    COMMANDS[_i].name = <const char *>_n          # the bytes objects live in COMMAND_TABLE
-    COMMANDS[_i].arity = _a
-    COMMANDS[_i].flags = _f
-    COMMANDS[_i].id = _id
 
 cdef enum:
     MAX_EVENTS = 256
@@ -151,133 +50,56 @@ cdef enum:
     UNAUTH_MAX_ARGS = 10240
     ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
-    KEYS_BATCH = 1024
+    SCAN_MAX_COUNT = 65536          # keys one SCAN call visits at most (COUNT is a hint)
+    KEYS_SLICE = 4096               # keys one KEYS slice visits before others are served
+    # Fairness and bounded memory (per connection):
+    CMDS_PER_SLICE = 1024           # commands run before the loop serves others
+    REF_MIN = 16384                 # values this large are sent from the pool, not copied
+    OUT_PAUSE_BYTES = 4194304       # unsent reply bytes in memory that pause input
+    OUT_PAUSE_REFS = 16384          # unsent value references that pause input
+    OUT_COMPACT = 1048576           # sent bytes at the front of the buffer worth moving
+    SEND_IOV = 64                   # iovecs per sendmsg
 
 
 # ---------------------------------------------------------------- small helpers
-cdef inline int ieq(const char *a, size_t alen, const char *lit) noexcept nogil:
-    """Case-insensitive equality of a counted string with a C literal."""
-    cdef size_t i
-    cdef char x
-    for i in range(alen):
-        if lit[i] == 0:
-            return 0
-        x = a[i]
-        if 65 <= x <= 90:
-            x = x + 32
-        if x != lit[i]:
-            return 0
-    return lit[alen] == 0
-
-
-cdef int parse_i64(const char *s, size_t n, int64_t *out) noexcept nogil:
-    """Strict decimal int64 (Redis string2ll): 1 ok, 0 not an integer."""
-    cdef size_t i = 0
-    cdef int neg = 0
-    cdef uint64_t v = 0, d, lim
-    if n == 0 or n > 20:
-        return 0
-    if s[0] == 45:                                # '-'
-        neg = 1
-        i = 1
-        if n == 1:
-            return 0
-    if s[i] == 48 and n > i + 1:                  # leading zero
-        return 0
-    lim = (<uint64_t>1 << 63) if neg else ((<uint64_t>1 << 63) - 1)
-    while i < n:
-        if s[i] < 48 or s[i] > 57:
-            return 0
-        d = <uint64_t>(s[i] - 48)
-        if v > (lim - d) // 10:
-            return 0
-        v = v * 10 + d
-        i += 1
-    if neg:
-        out[0] = <int64_t>(0 - v)
+cdef int parse_mem(object text) except? -1:
+    """Redis's memtoull: 100, 1k (1000), 1kb (1024), 1m, 1mb, 1g, 1gb."""
+    t = text.strip().lower() if isinstance(text, str) else str(text)
+    units = (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1000 ** 3),
+             ("m", 1000 ** 2), ("k", 1000), ("b", 1))
+    for suffix, mult in units:
+        if t.endswith(suffix):
+            num = t[:-len(suffix)]
+            break
     else:
-        out[0] = <int64_t>v
-    return 1
+        num, mult = t, 1
+    if not num.isdigit():
+        raise ValueError(f"invalid memory size {text!r}")
+    return int(num) * mult
 
 
-cdef int glob_match(const char *p, size_t plen, const char *s, size_t slen, int depth) noexcept nogil:
-    """Redis's stringmatchlen: * ? [abc] [^a-z] and \\ escapes, byte-wise."""
-    cdef int nt, match
-    cdef char start, end, c
-    if depth > 1000:
-        return 0
-    while plen and slen:
-        c = p[0]
-        if c == 42:                               # '*'
-            while plen > 1 and p[1] == 42:
-                p += 1
-                plen -= 1
-            if plen == 1:
-                return 1
-            while slen:
-                if glob_match(p + 1, plen - 1, s, slen, depth + 1):
-                    return 1
-                s += 1
-                slen -= 1
-            return 0
-        elif c == 63:                             # '?'
-            s += 1
-            slen -= 1
-        elif c == 91:                             # '['
-            p += 1
-            plen -= 1
-            nt = plen > 0 and p[0] == 94
-            if nt:
-                p += 1
-                plen -= 1
-            match = 0
-            while plen:
-                if p[0] == 92 and plen >= 2:
-                    p += 1
-                    plen -= 1
-                    if p[0] == s[0]:
-                        match = 1
-                elif p[0] == 93:
-                    break
-                elif plen >= 3 and p[1] == 45:
-                    start = p[0]
-                    end = p[2]
-                    if start > end:
-                        start, end = end, start
-                    p += 2
-                    plen -= 2
-                    if start <= s[0] <= end:
-                        match = 1
-                elif p[0] == s[0]:
-                    match = 1
-                p += 1
-                plen -= 1
-            if plen == 0:                         # unterminated [: treat as literal end
-                return 0
-            if nt:
-                match = not match
-            if not match:
-                return 0
-            s += 1
-            slen -= 1
-        else:
-            if c == 92 and plen >= 2:
-                p += 1
-                plen -= 1
-            if p[0] != s[0]:
-                return 0
-            s += 1
-            slen -= 1
-        p += 1
-        plen -= 1
-    while plen and p[0] == 42:
-        p += 1
-        plen -= 1
-    return plen == 0 and slen == 0
+def parse_output_limit(text):
+    """`client-output-buffer-limit` as Redis takes it for normal clients:
+    "<hard> <soft> <soft seconds>", optionally led by the class "normal".
+    Returns (hard, soft, seconds) in bytes and seconds; 0 disables each."""
+    words = str(text).split()
+    if words and words[0].lower() == "normal":
+        words = words[1:]
+    if len(words) != 3:
+        raise ValueError("client-output-buffer-limit wants '[normal] <hard> <soft> <soft seconds>'")
+    hard, soft = parse_mem(words[0]), parse_mem(words[1])
+    if not words[2].isdigit():
+        raise ValueError(f"invalid soft seconds {words[2]!r}")
+    return hard, soft, int(words[2])
 
 
-cdef inline int out_err_fmt(OutBuf *o, bytes msg) noexcept:
-    return out_error(o, <const char *>msg)
+cdef void free_keys_job(Conn *c) noexcept nogil:
+    if c.keys != NULL:
+        free(c.keys.pat)
+        free(c.keys.last)
+        out_free(&c.keys.found)
+        free(c.keys)
+        c.keys = NULL
 
 
 cdef void free_queue(Conn *c) noexcept nogil:
@@ -288,6 +110,9 @@ cdef void free_queue(Conn *c) noexcept nogil:
     c.qlen = 0
     c.in_multi = 0
     c.multi_error = 0
+
+
+include "commands.pxi"
 
 
 cdef class Server:
@@ -322,8 +147,9 @@ cdef class Server:
     def __init__(self, DB db, *, host="127.0.0.1", int port=6380, requirepass=None,
                  int maxclients=10000, bint sync=True, bint copy=False,
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
-                 max_query=1 << 30, str receive="auto"):
+                 max_query=1 << 30, str receive="auto", client_output_buffer_limit="0 0 0"):
         self.db = db
+        self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
         self.sync_acks = sync
         self.copy_mode = copy
@@ -331,6 +157,10 @@ cdef class Server:
         self.maxclients = maxclients
         self.max_bulk_len = min(int(max_bulk_len), MAX_VALUE_LEN)
         self.max_query = int(max_query)
+        hard, soft, secs = parse_output_limit(client_output_buffer_limit)
+        self.obuf_hard = hard
+        self.obuf_soft = soft
+        self.obuf_soft_ns = <int64_t>secs * 1000000000
         self.requirepass = (requirepass.encode() if isinstance(requirepass, str)
                             else (requirepass or b""))
         self.has_password = len(self.requirepass) > 0
@@ -457,7 +287,7 @@ cdef class Server:
             self.flusher_busy = 1
             pthread_mutex_unlock(&self.flush_lock)
             t0 = now_ns()
-            rc = self.db.log.commit(target)
+            rc = self.db.make_durable(target)
             t1 = now_ns()
             pthread_mutex_lock(&self.flush_lock)
             self.flusher_busy = 0
@@ -496,7 +326,8 @@ cdef class Server:
         cdef int draining = 0
         cdef int64_t drain_deadline = 0
         while True:
-            n = epoll_wait(self.epoll_fd, events, MAX_EVENTS, 100 if draining else 1000)
+            n = epoll_wait(self.epoll_fd, events, MAX_EVENTS,
+                           0 if self.nready else (100 if draining else 1000))
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -514,10 +345,15 @@ cdef class Server:
                     self.shutdown_requested = 1
                 elif fd < self.conns_cap and self.conns[fd] != NULL:
                     c = self.conns[fd]
+                    if (ev & (EPOLLHUP | EPOLLERR)) and (c.paused or c.ready):
+                        self.close_conn(c)                # gone while its input waited
+                        continue
                     if ev & (EPOLLIN | EPOLLHUP | EPOLLERR):
                         self.on_readable(c)
                     if self.conns[fd] != NULL and (ev & EPOLLOUT):
                         self.flush_output(self.conns[fd])
+            if self.nready:
+                self.run_ready()
             if self.shutdown_requested and not draining:
                 draining = 1
                 drain_deadline = now_ns() + <int64_t>5 * 1000000000
@@ -581,7 +417,7 @@ cdef class Server:
                 self.flusher_busy = 1
                 pthread_mutex_unlock(&self.flush_lock)
                 t0 = now_ns()
-                rc = self.db.log.commit(target)
+                rc = self.db.make_durable(target)
                 pthread_mutex_lock(&self.flush_lock)
                 self.flusher_busy = 0
                 self.last_barrier_ns = now_ns() - t0
@@ -676,6 +512,11 @@ cdef class Server:
             self.watch(fd, EPOLLIN, 0)
 
     cdef void free_conn(self, Conn *c) noexcept nogil:
+        self.drop_refs(c, 0)
+        free(c.refs)
+        free_keys_job(c)
+        if c.ready:
+            self.nready -= 1
         parser_free(&c.parser)
         out_free(&c.out)
         free_queue(c)
@@ -707,12 +548,10 @@ cdef class Server:
             if w == NULL:
                 return -ENOMEM
         else:
-            rc = self.db.pool.alloc_extent(size, &off)
+            rc = self.db.alloc_arena(size, &off)
             if rc != 0:
                 return rc
-            # Partial requests may sit in an arena for long: never reclaimed.
-            self.db.pool.mark_nofree(off, size)
-            w = self.db.pool.base + off
+            w = self.base + off
             c.win_off = off
         if keep:
             memcpy(w, c.win + c.parser.cmd_start, keep)
@@ -805,11 +644,10 @@ cdef class Server:
             if want < ARENA_BYTES:
                 want = ARENA_BYTES
             want = (want + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
-            rc = self.db.pool.alloc_extent(want, &off)
+            rc = self.db.alloc_arena(want, &off)
             if rc != 0:
                 return rc
-            self.db.pool.mark_nofree(off, want)
-            self.arena = self.db.pool.base + off
+            self.arena = self.base + off
             self.arena_off = off
             self.arena_size = want
             self.arena_tail = 0
@@ -834,6 +672,8 @@ cdef class Server:
         cdef size_t space
         cdef int i, rc
         cdef int fd = c.fd
+        if c.ready or c.paused:
+            return                                # its window's input comes first
         for i in range(READS_PER_EVENT):
             if self.copy_mode:
                 rc = self.make_room(c)
@@ -876,7 +716,10 @@ cdef class Server:
                 self.arena_tail += <size_t>got
             self.bytes_received += <uint64_t>got
             self.process_input(c)
-            if self.conns[fd] == NULL or c.closing:
+            if c.over_limit:
+                self.close_conn(c)
+                return
+            if self.conns[fd] == NULL or c.closing or c.ready or c.paused:
                 return
             if <size_t>got < space:
                 return                            # socket drained (short read)
@@ -891,7 +734,7 @@ cdef class Server:
             # Nothing staged was logged: the replies written for it must never
             # be sent.  Drop them and close (a reply cannot be taken back).
             self.nrecs = 0
-            c.out.len = c.out_ready
+            self.out_truncate(c, c.out_ready)
             c.closing = 1
             return
         if c.hold_lsn == HOLD_PENDING:
@@ -900,9 +743,26 @@ cdef class Server:
             c.out_ready = c.out.len
 
     cdef void process_input(self, Conn *c) noexcept nogil:
-        cdef int r, i
+        """Run the complete commands in the window -- at most a slice of
+        them, and none while the connection's unsent output is over the
+        pause mark: the rest waits in the window (run_ready comes back to it)
+        and nothing more is read from the socket meanwhile, so one pipelining
+        or non-reading client neither holds the loop nor grows memory."""
+        cdef int r, i, budget = CMDS_PER_SLICE
         cdef RespParser *p = &c.parser
+        if c.keys != NULL:
+            return
         while not c.closing:
+            if budget == 0 or self.output_full(c):
+                if p.pos < c.win_len:
+                    if self.output_full(c):
+                        c.paused = 1
+                        self.rearm(c)
+                    elif not c.ready:
+                        c.ready = 1
+                        self.nready += 1
+                break
+            budget -= 1
             r = parse_command(p, c.win, c.win_len)
             if r == PARSE_NEED_MORE:
                 break
@@ -922,8 +782,18 @@ cdef class Server:
                     self.args.len[i] = p.arg_len[i]
                 self.args.argc = p.argc
                 self.args.in_pool = not self.copy_mode
-                self.execute(c, p.cmd_start)
+                execute(self, c, p.cmd_start)
+                if self.check_output_limit(c):
+                    c.over_limit = 1
+                    c.closing = 1
             parser_rebase(p, p.pos)
+            if c.keys != NULL:
+                # KEYS runs a slice per loop turn; the commands after it
+                # wait in the window (their replies come after its reply).
+                if not c.ready:
+                    c.ready = 1
+                    self.nready += 1
+                break
         self.finish_input(c)
         # Everything consumed: the bytes after the last referenced value are
         # dead and may be received into again.
@@ -949,29 +819,229 @@ cdef class Server:
 
     # ------------------------------------------------------------ sending
     cdef void flush_output(self, Conn *c) noexcept nogil:
+        """Send the ready replies: reply bytes from out.data and, between
+        them, values straight from the pool (OutRef), in one sendmsg."""
+        cdef iovec iov[SEND_IOV]
+        cdef msghdr msg
         cdef ssize_t n
-        while c.out.sent < c.out_ready:
-            n = send(c.fd, c.out.data + c.out.sent, c.out_ready - c.out.sent, MSG_NOSIGNAL)
+        cdef size_t pos, end, rs
+        cdef int r, niov
+        cdef char *base = self.base
+        memset(&msg, 0, sizeof(msghdr))
+        msg.msg_iov = iov
+        while True:
+            niov = 0
+            pos = c.out.sent
+            r = c.ref_head
+            rs = c.ref_sent
+            while niov < SEND_IOV:
+                if r < c.nrefs and c.refs[r].at == pos and pos < c.out_ready:
+                    iov[niov].iov_base = base + c.refs[r].off + rs
+                    iov[niov].iov_len = c.refs[r].len - rs
+                    niov += 1
+                    r += 1
+                    rs = 0
+                    continue
+                end = c.out_ready
+                if r < c.nrefs and c.refs[r].at < end:
+                    end = c.refs[r].at
+                if end <= pos:
+                    break
+                iov[niov].iov_base = c.out.data + pos
+                iov[niov].iov_len = end - pos
+                niov += 1
+                pos = end
+            if niov == 0:
+                break
+            msg.msg_iovlen = <size_t>niov
+            n = sendmsg(c.fd, &msg, MSG_NOSIGNAL)
             if n < 0:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
                     if not c.want_out:
                         c.want_out = 1
-                        self.watch(c.fd, EPOLLIN | EPOLLOUT, 1)
+                        self.rearm(c)
                     return
                 self.close_conn(c)
                 return
-            c.out.sent += <size_t>n
+            self.sent_bytes(c, <size_t>n)
         if c.out.sent == c.out.len:
+            # Every reference lies before out.data[len] (a CRLF follows each).
             c.out.sent = 0
             c.out.len = 0
             c.out_ready = 0
+            c.nrefs = 0
+            c.ref_head = 0
+        elif c.out.sent >= OUT_COMPACT:
+            self.compact_output(c)
+        if c.soft_since and self.obuf_soft and \
+                c.out.len - c.out.sent + c.ref_bytes < self.obuf_soft:
+            c.soft_since = 0
+        if c.paused and not self.output_full(c):
+            c.paused = 0
+            if not c.ready:
+                c.ready = 1                       # its window's input runs next
+                self.nready += 1
+            self.rearm(c)
         if c.want_out:
             c.want_out = 0
-            self.watch(c.fd, EPOLLIN, 1)
+            self.rearm(c)
         if c.closing and c.out.len == 0:
             self.close_conn(c)
+
+    cdef void sent_bytes(self, Conn *c, size_t n) noexcept nogil:
+        """Advance the send position over n bytes of the reply stream,
+        unpinning each value once all of it is sent."""
+        cdef size_t left, end, take
+        cdef OutRef *ref
+        while n > 0:
+            if c.ref_head < c.nrefs and c.refs[c.ref_head].at == c.out.sent:
+                ref = &c.refs[c.ref_head]
+                left = ref.len - c.ref_sent
+                if n >= left:
+                    n -= left
+                    c.ref_bytes -= left
+                    self.db.pin_value(ref.off, ref.len, -1)
+                    c.ref_head += 1
+                    c.ref_sent = 0
+                else:
+                    c.ref_sent += n
+                    c.ref_bytes -= n
+                    n = 0
+                continue
+            end = c.out_ready
+            if c.ref_head < c.nrefs and c.refs[c.ref_head].at < end:
+                end = c.refs[c.ref_head].at
+            take = end - c.out.sent
+            if take > n:
+                take = n
+            c.out.sent += take
+            n -= take
+
+    cdef void compact_output(self, Conn *c) noexcept nogil:
+        """Move the unsent part of the reply stream to the front, so a
+        client that reads slowly does not keep what it has read in memory."""
+        cdef size_t cut = c.out.sent
+        cdef int i, live = c.nrefs - c.ref_head
+        memmove(c.out.data, c.out.data + cut, c.out.len - cut)
+        c.out.len -= cut
+        c.out.sent = 0
+        c.out_ready -= cut
+        if c.ref_head:
+            memmove(c.refs, c.refs + c.ref_head, <size_t>live * sizeof(OutRef))
+            c.nrefs = live
+            c.ref_head = 0
+        for i in range(c.nrefs):
+            c.refs[i].at -= cut
+
+    cdef void drop_refs(self, Conn *c, size_t from_at) noexcept nogil:
+        """Forget (and unpin) the unsent values placed at from_at or later."""
+        cdef OutRef *ref
+        while c.nrefs > c.ref_head and c.refs[c.nrefs - 1].at >= from_at:
+            c.nrefs -= 1
+            ref = &c.refs[c.nrefs]
+            if c.nrefs == c.ref_head:
+                c.ref_bytes -= ref.len - c.ref_sent
+                c.ref_sent = 0
+            else:
+                c.ref_bytes -= ref.len
+            self.db.pin_value(ref.off, ref.len, -1)
+
+    cdef void out_truncate(self, Conn *c, size_t n) noexcept nogil:
+        """Take back the replies written after stream offset n (never sent)."""
+        self.drop_refs(c, n)
+        c.out.len = n
+
+    cdef void reply_value(self, Conn *c, const char *v, size_t vlen, int pinned) noexcept nogil:
+        """A bulk reply of a value in the pool.  A pinned value (find_pinned
+        pins those of REF_MIN bytes or more) is sent from where it lies; the
+        pin goes when it is sent or dropped."""
+        cdef OutRef *grown
+        cdef uint64_t off = <uint64_t>(v - self.base)
+        if pinned and c.nrefs == c.refs_cap:
+            grown = <OutRef *>realloc(c.refs, (c.refs_cap * 2 + 16) * sizeof(OutRef))
+            if grown == NULL:
+                self.db.pin_value(off, vlen, -1)
+                pinned = 0
+            else:
+                c.refs = grown
+                c.refs_cap = c.refs_cap * 2 + 16
+        if not pinned:
+            out_bulk(&c.out, v, vlen)
+            return
+        if out_bulk_header(&c.out, vlen) != 0 or out_reserve(&c.out, 2) != 0:
+            self.db.pin_value(off, vlen, -1)
+            return
+        c.refs[c.nrefs].at = c.out.len
+        c.refs[c.nrefs].off = off
+        c.refs[c.nrefs].len = vlen
+        c.nrefs += 1
+        c.ref_bytes += vlen
+        out_raw(&c.out, b"\r\n", 2)
+        self.referenced_replies += 1
+
+    cdef int output_full(self, Conn *c) noexcept nogil:
+        """Enough unsent output in memory that the connection's input waits."""
+        return (c.out.len - c.out.sent >= OUT_PAUSE_BYTES or
+                c.nrefs - c.ref_head >= OUT_PAUSE_REFS)
+
+    cdef int check_output_limit(self, Conn *c) noexcept nogil:
+        """Redis's client-output-buffer-limit for normal clients: 1 when the
+        unsent replies (bytes and referenced values) reached the hard limit,
+        or stayed at or over the soft limit for the soft seconds."""
+        cdef uint64_t size
+        cdef int64_t t
+        if self.obuf_hard == 0 and self.obuf_soft == 0:
+            return 0
+        size = c.out.len - c.out.sent + c.ref_bytes
+        if self.obuf_hard and size >= self.obuf_hard:
+            self.note_limit_close(c)
+            return 1
+        if self.obuf_soft and size >= self.obuf_soft:
+            t = now_ns()
+            if c.soft_since == 0:
+                c.soft_since = t
+            elif t - c.soft_since >= self.obuf_soft_ns:
+                self.note_limit_close(c)
+                return 1
+        else:
+            c.soft_since = 0
+        return 0
+
+    cdef void note_limit_close(self, Conn *c) noexcept nogil:
+        self.obuf_disconnections += 1
+        with gil:
+            log.warning("client id=%d closed for overcoming of output buffer limits "
+                        "(%d bytes of replies unsent)", c.id, c.out.len - c.out.sent + c.ref_bytes)
+
+    cdef void rearm(self, Conn *c) noexcept nogil:
+        """epoll interest from the connection's state: input unless paused,
+        output while a send would block."""
+        self.watch(c.fd, (0 if c.paused else EPOLLIN) | (EPOLLOUT if c.want_out else 0), 1)
+
+    cdef void run_ready(self) noexcept nogil:
+        """Give every connection with unprocessed input its next slice."""
+        cdef int fd
+        cdef Conn *c
+        for fd in range(self.conns_cap):
+            if self.nready == 0:
+                return
+            c = self.conns[fd]
+            if c == NULL or not c.ready:
+                continue
+            c.ready = 0
+            self.nready -= 1
+            if c.paused or c.closing:
+                continue
+            if c.keys != NULL:
+                keys_step(self, c, KEYS_SLICE)
+                c.ready = 1                       # the next slice, or (done) its input
+                self.nready += 1
+                continue
+            self.process_input(c)
+            if c.over_limit:
+                self.close_conn(c)
 
     cdef void reply_done(self, Conn *c) noexcept nogil:
         """A reply was appended: it may go out at once only if nothing that
@@ -1009,18 +1079,8 @@ cdef class Server:
             self.recs_cap *= 2
         rec = &self.recs[self.nrecs]
         if in_pool and rtype == REC_PUT:
-            memset(rec, 0, sizeof(LogRecord))
-            rec.type = REC_PUT
-            rec.klen = <uint16_t>klen
-            rec.koff = <uint64_t>(k - self.db.pool.base)
-            rec.voff = <uint64_t>(v - self.db.pool.base)
-            rec.vlen = vlen
-            rec.vcrc = crc32c_buf(v, vlen)
-            rec.crc = key_crc_state(k, <uint32_t>klen)
-            self.db.persist.persist_range(k, klen)
-            self.db.persist.persist_range(v, vlen)
+            rc = self.db.stage_ref(k, <uint32_t>klen, v, vlen, rec)
             self.zero_copy_puts += 1
-            rc = 0
         elif rtype == REC_PUT:
             rc = self.db.stage_put(k, <uint32_t>klen, v, vlen, rec)
             self.copied_puts += 1
@@ -1038,24 +1098,33 @@ cdef class Server:
         self.nrecs = self.cmd_recs_start
 
     cdef int commit_staged(self) noexcept nogil:
-        cdef int existed, rc
+        cdef int rc
         cdef uint64_t lsn
         if self.nrecs == 0:
             return 0
-        rc = self.db.apply_records(self.recs, self.nrecs, 0, &existed, &lsn)
+        rc = self.db.append_group(self.recs, self.nrecs, &lsn)
         self.nrecs = 0
         if rc == 0:
             self.kick_flusher(lsn)
         return rc
 
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
+        return self.find_ex(k, klen, vp, vlen, 0)
+
+    cdef int find_pinned(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil:
+        """find() for a reply: a value of REF_MIN bytes or more comes back
+        pinned, for reply_value to send from the pool."""
+        return self.find_ex(k, klen, vp, vlen, 1)
+
+    cdef int find_ex(self, const char *k, size_t klen, const char **vp, size_t *vlen,
+                     int pin) noexcept nogil:
         """Look a key up, seeing records staged by this command/transaction
         first.  1 found (vp/vlen set), 0 missing (or the index failed:
         find_err is set)."""
         cdef int i, rc
         cdef LogRecord *r
         cdef Ref ref
-        cdef char *base = self.db.pool.base
+        cdef char *base = self.base
         for i in range(self.nrecs - 1, -1, -1):
             r = &self.recs[i]
             if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
@@ -1063,13 +1132,14 @@ cdef class Server:
                     return 0
                 vp[0] = base + r.voff
                 vlen[0] = r.vlen
+                if pin and r.vlen >= REF_MIN:
+                    # Staged bytes are held (a staging pin, or an arena) until
+                    # appended, so this pin is taken before any release.
+                    self.db.pin_value(r.voff, r.vlen, 1)
                 return 1
         if klen > MAX_KEY_LEN:
             return 0
-        rc = self.db.lookup(k, <uint32_t>klen, &ref)
-        if rc > 0 and (not self.db.ref_in_pool(&ref) or
-                       crc32c_buf(base + ref.voff, ref.vlen) != ref.vcrc):
-            rc = ST_CORRUPT                       # damage is an error, never a value
+        rc = self.db.read_value(k, <uint32_t>klen, &ref, REF_MIN if pin else 0)
         if rc <= 0:
             if rc < 0:
                 self.find_err = rc                # execute() replaces the reply
@@ -1088,7 +1158,7 @@ cdef class Server:
             self.find_err = rc
         cdef LogRecord *r
         cdef Ref ref
-        cdef char *base = self.db.pool.base
+        cdef char *base = self.base
         for i in range(self.nrecs):
             r = &self.recs[i]
             later = 0
@@ -1106,17 +1176,6 @@ cdef class Server:
             n += (r.type == REC_PUT) - rc
         return n
 
-    cdef object staged_overlay(self):
-        """{key: present?} for keys written by records staged so far."""
-        cdef int i
-        cdef LogRecord *r
-        cdef char *base = self.db.pool.base
-        overlay = {}
-        for i in range(self.nrecs):
-            r = &self.recs[i]
-            overlay[base[r.koff:r.koff + r.klen]] = r.type == REC_PUT
-        return overlay
-
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil:
         if klen > MAX_KEY_LEN:
             out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
@@ -1124,580 +1183,13 @@ cdef class Server:
         return 1
 
     # ------------------------------------------------------------ dispatch
-    cdef int lookup_command(self, const char *name, size_t n) noexcept nogil:
-        cdef int i
-        for i in range(NCOMMANDS):
-            if ieq(name, n, COMMANDS[i].name):
-                return i
-        return -1
-
-    cdef void execute(self, Conn *c, size_t cmd_start) noexcept nogil:
-        cdef int idx, rc
-        cdef size_t olen
-        cdef Args *a = &self.args
-        cdef CmdSpec *spec
-        self.total_commands += 1
-        idx = self.lookup_command(a.ptr[0], a.len[0])
-        if idx < 0:
-            self.unknown_command(c)
-            if c.in_multi:
-                c.multi_error = 1
-            self.reply_done(c)
-            return
-        spec = &COMMANDS[idx]
-        if (spec.arity > 0 and a.argc != spec.arity) or (spec.arity < 0 and a.argc < -spec.arity):
-            self.wrong_arity(c, spec.name)
-            if c.in_multi:
-                c.multi_error = 1
-            self.reply_done(c)
-            return
-        if not c.authed and not (spec.flags & F_NOAUTH):
-            out_error(&c.out, b"NOAUTH Authentication required.")
-            self.reply_done(c)
-            return
-        if c.in_multi and (spec.flags & F_DENYMULTI):
-            out_error(&c.out, b"ERR Command not allowed inside a transaction")
-            c.multi_error = 1
-            self.reply_done(c)
-            return
-        if c.in_multi and not (spec.flags & F_NOMULTI):
-            if self.queue_command(c) != 0:
-                out_error(&c.out, b"ERR out of memory")
-            else:
-                out_simple(&c.out, b"QUEUED")
-            self.reply_done(c)
-            return
-        self.cmd_recs_start = self.nrecs
-        olen = c.out.len
-        self.find_err = 0
-        self.run_command(c, spec.id)
-        if self.find_err:
-            # A damaged index page: no partial answer, nothing of the command staged.
-            c.out.len = olen
-            self.drop_cmd_recs()
-            out_error(&c.out, b"ERR damaged data (a value or index page failed its checksum); run pastedb-check")
-        # The records stay staged until the end of this read (finish_input):
-        # a pipeline's writes are appended together, in one lock hold and one
-        # write of the log slots; commands later in it see them (find()).
-        self.reply_done(c)
-
-    cdef void unknown_command(self, Conn *c) noexcept nogil:
-        cdef char msg[256]
-        cdef size_t n = self.args.len[0]
-        cdef size_t k = 0, i
-        cdef const char *pre = b"ERR unknown command '"
-        cdef const char *post = b"', with args beginning with: "
-        memcpy(msg, pre, strlen(pre))
-        k = strlen(pre)
-        if n > 64:
-            n = 64
-        for i in range(n):
-            msg[k] = self.args.ptr[0][i] if 32 <= self.args.ptr[0][i] < 127 else 63
-            k += 1
-        memcpy(msg + k, post, strlen(post))
-        k += strlen(post)
-        msg[k] = 0
-        out_error(&c.out, msg)
-
-    cdef void wrong_arity(self, Conn *c, const char *name) noexcept nogil:
-        cdef char msg[128]
-        cdef const char *pre = b"ERR wrong number of arguments for '"
-        cdef const char *post = b"' command"
-        cdef size_t k = strlen(pre), n = strlen(name)
-        memcpy(msg, pre, k)
-        memcpy(msg + k, name, n)
-        memcpy(msg + k + n, post, strlen(post) + 1)
-        out_error(&c.out, msg)
-
-    cdef int queue_command(self, Conn *c) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef size_t total = 0, off = 0
-        cdef int i
-        cdef QueuedCmd *q
-        cdef QueuedCmd *grown
-        if c.qlen == c.qcap:
-            grown = <QueuedCmd *>realloc(c.queue, (c.qcap * 2 + 4) * sizeof(QueuedCmd))
-            if grown == NULL:
-                return -1
-            c.queue = grown
-            c.qcap = c.qcap * 2 + 4
-        for i in range(a.argc):
-            total += a.len[i]
-        q = &c.queue[c.qlen]
-        q.argc = a.argc
-        q.blob = <char *>malloc(total + 1)
-        q.lens = <size_t *>malloc(a.argc * sizeof(size_t))
-        if q.blob == NULL or q.lens == NULL:
-            free(q.blob)
-            free(q.lens)
-            return -1
-        for i in range(a.argc):
-            memcpy(q.blob + off, a.ptr[i], a.len[i])
-            q.lens[i] = a.len[i]
-            off += a.len[i]
-        c.qlen += 1
-        return 0
-
-    cdef void run_command(self, Conn *c, int cid) noexcept nogil:
-        cdef Args *a = &self.args
-        if cid == C_PING:
-            if a.argc == 1:
-                out_simple(&c.out, b"PONG")
-            elif a.argc == 2:
-                out_bulk(&c.out, a.ptr[1], a.len[1])
-            else:
-                self.wrong_arity(c, b"ping")
-        elif cid == C_ECHO:
-            out_bulk(&c.out, a.ptr[1], a.len[1])
-        elif cid == C_SET:
-            self.cmd_set(c, 0)
-        elif cid == C_SETNX:
-            self.cmd_set(c, 1)
-        elif cid == C_GET:
-            self.cmd_get(c, 0)
-        elif cid == C_GETDEL:
-            self.cmd_get(c, 1)
-        elif cid == C_MSET:
-            self.cmd_mset(c)
-        elif cid == C_MGET:
-            self.cmd_mget(c)
-        elif cid == C_DEL or cid == C_UNLINK:
-            self.cmd_del(c)
-        elif cid == C_EXISTS:
-            self.cmd_exists(c)
-        elif cid == C_STRLEN:
-            self.cmd_strlen(c)
-        elif cid == C_INCR:
-            self.cmd_incr(c, 1, 0)
-        elif cid == C_DECR:
-            self.cmd_incr(c, -1, 0)
-        elif cid == C_INCRBY:
-            self.cmd_incr(c, 1, 1)
-        elif cid == C_DECRBY:
-            self.cmd_incr(c, -1, 1)
-        elif cid == C_TYPE:
-            self.cmd_type(c)
-        elif cid == C_DBSIZE:
-            out_int(&c.out, self.staged_dbsize())
-        elif cid == C_SELECT:
-            if a.len[1] == 1 and a.ptr[1][0] == 48:
-                out_simple(&c.out, b"OK")
-            else:
-                out_error(&c.out, b"ERR DB index is out of range (pastedb has database 0 only)")
-        elif cid == C_QUIT:
-            out_simple(&c.out, b"OK")
-            c.closing = 1
-        elif cid == C_MULTI:
-            if c.in_multi:
-                out_error(&c.out, b"ERR MULTI calls can not be nested")
-            else:
-                c.in_multi = 1
-                c.multi_error = 0
-                out_simple(&c.out, b"OK")
-        elif cid == C_DISCARD:
-            if not c.in_multi:
-                out_error(&c.out, b"ERR DISCARD without MULTI")
-            else:
-                free_queue(c)
-                out_simple(&c.out, b"OK")
-        elif cid == C_EXEC:
-            self.cmd_exec(c)
-        elif cid == C_TIME:
-            self.cmd_time(c)
-        elif cid == C_FLUSHDB or cid == C_FLUSHALL:
-            self.cmd_flush(c)
-        elif cid == C_SAVE or cid == C_BGSAVE:
-            self.cmd_save(c, cid == C_BGSAVE)
-        elif cid == C_SHUTDOWN:
-            self.shutdown_requested = 1
-            c.closing = 1
-        elif cid == C_RESET:
-            free_queue(c)
-            c.resp3 = 0
-            c.authed = not self.has_password
-            if self.has_password:
-                c.parser.max_bulk_len = UNAUTH_MAX_BULK
-                c.parser.max_args = UNAUTH_MAX_ARGS
-            c.name_len = 0
-            out_simple(&c.out, b"RESET")
-        else:
-            with gil:
-                self.run_python_command(c, cid)
-
     # --------------------------------------------------------- data commands
-    cdef void cmd_set(self, Conn *c, int setnx) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef int nx = setnx, xx = 0, get = 0, i, found
-        cdef const char *old = NULL
-        cdef size_t oldlen = 0
-        cdef char msg[160]
-        cdef size_t n
-        for i in range(3, a.argc):
-            if ieq(a.ptr[i], a.len[i], b"nx"):
-                nx = 1
-            elif ieq(a.ptr[i], a.len[i], b"xx"):
-                xx = 1
-            elif ieq(a.ptr[i], a.len[i], b"get"):
-                get = 1
-            else:
-                n = a.len[i] if a.len[i] < 40 else 40
-                memcpy(msg, b"ERR SET option '", 16)
-                memcpy(msg + 16, a.ptr[i], n)
-                memcpy(msg + 16 + n, b"' is not supported by pastedb (no expiry; NX, XX and GET are)\0", 63)
-                out_error(&c.out, msg)
-                return
-        if nx and xx:
-            out_error(&c.out, b"ERR syntax error")
-            return
-        if not self.key_ok(c, a.len[1]):
-            return
-        found = self.find(a.ptr[1], a.len[1], &old, &oldlen)
-        if get:
-            if found:
-                out_bulk(&c.out, old, oldlen)
-            else:
-                out_null(&c.out, c.resp3)
-        if (nx and found) or (xx and not found):
-            if setnx:
-                out_int(&c.out, 0)
-            elif not get:
-                out_null(&c.out, c.resp3)
-            return
-        if self.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
-            self.drop_cmd_recs()
-            out_error(&c.out, b"ERR out of space for the value")
-            return
-        if a.in_pool:
-            self.keep_window(c, a.ptr[2] + a.len[2])
-        if setnx:
-            out_int(&c.out, 1)
-        elif not get:
-            out_simple(&c.out, b"OK")
-
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil:
         cdef size_t upto = <size_t>(end - c.win)
         if upto > c.win_keep:
             c.win_keep = upto
 
-    cdef void cmd_get(self, Conn *c, int delete) noexcept nogil:
-        cdef const char *v
-        cdef size_t vlen
-        if not self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
-            out_null(&c.out, c.resp3)
-            return
-        out_bulk(&c.out, v, vlen)
-        if delete:
-            self.stage_record(REC_DEL, self.args.ptr[1], self.args.len[1], NULL, 0, 0)
-
-    cdef void cmd_mset(self, Conn *c) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef int i
-        if a.argc % 2 == 0:
-            self.wrong_arity(c, b"mset")
-            return
-        for i in range(1, a.argc, 2):
-            if not self.key_ok(c, a.len[i]):
-                self.drop_cmd_recs()
-                return
-        for i in range(1, a.argc, 2):
-            if self.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
-                                 a.in_pool) != 0:
-                self.drop_cmd_recs()
-                out_error(&c.out, b"ERR out of space for the values")
-                return
-            if a.in_pool:
-                self.keep_window(c, a.ptr[i + 1] + a.len[i + 1])
-        out_simple(&c.out, b"OK")
-
-    cdef void cmd_mget(self, Conn *c) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef int i
-        cdef const char *v
-        cdef size_t vlen
-        out_array(&c.out, a.argc - 1)
-        for i in range(1, a.argc):
-            if self.find(a.ptr[i], a.len[i], &v, &vlen):
-                out_bulk(&c.out, v, vlen)
-            else:
-                out_null(&c.out, c.resp3)
-
-    cdef void cmd_del(self, Conn *c) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef int i
-        cdef int64_t n = 0
-        cdef const char *v
-        cdef size_t vlen
-        for i in range(1, a.argc):
-            if self.find(a.ptr[i], a.len[i], &v, &vlen):
-                if self.stage_record(REC_DEL, a.ptr[i], a.len[i], NULL, 0, 0) != 0:
-                    self.drop_cmd_recs()
-                    out_error(&c.out, b"ERR out of space")
-                    return
-                n += 1
-        out_int(&c.out, n)
-
-    cdef void cmd_exists(self, Conn *c) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef int i
-        cdef int64_t n = 0
-        cdef const char *v
-        cdef size_t vlen
-        for i in range(1, a.argc):
-            n += self.find(a.ptr[i], a.len[i], &v, &vlen)
-        out_int(&c.out, n)
-
-    cdef void cmd_strlen(self, Conn *c) noexcept nogil:
-        cdef const char *v
-        cdef size_t vlen = 0
-        if not self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
-            vlen = 0
-        out_int(&c.out, <int64_t>vlen)
-
-    cdef void cmd_type(self, Conn *c) noexcept nogil:
-        cdef const char *v
-        cdef size_t vlen
-        if self.find(self.args.ptr[1], self.args.len[1], &v, &vlen):
-            out_simple(&c.out, b"string")
-        else:
-            out_simple(&c.out, b"none")
-
-    cdef void cmd_incr(self, Conn *c, int sign, int has_arg) noexcept nogil:
-        cdef Args *a = &self.args
-        cdef const char *v
-        cdef size_t vlen
-        cdef int64_t cur = 0, by = 1
-        cdef char buf[32]
-        cdef int n
-        if has_arg and not parse_i64(a.ptr[2], a.len[2], &by):
-            out_error(&c.out, b"ERR value is not an integer or out of range")
-            return
-        if sign < 0:
-            if by == INT64_MIN:
-                out_error(&c.out, b"ERR decrement would overflow")
-                return
-            by = -by
-        if not self.key_ok(c, a.len[1]):
-            return
-        if self.find(a.ptr[1], a.len[1], &v, &vlen):
-            if not parse_i64(v, vlen, &cur):
-                out_error(&c.out, b"ERR value is not an integer or out of range")
-                return
-        if (by > 0 and cur > INT64_MAX - by) or \
-                (by < 0 and cur < INT64_MIN - by):
-            out_error(&c.out, b"ERR increment or decrement would overflow")
-            return
-        cur += by
-        n = format_i64(buf, cur)
-        if self.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
-            self.drop_cmd_recs()
-            out_error(&c.out, b"ERR out of space")
-            return
-        out_int(&c.out, cur)
-
-    cdef void cmd_exec(self, Conn *c) noexcept nogil:
-        cdef int i, j, idx
-        cdef size_t off
-        cdef QueuedCmd *q
-        if not c.in_multi:
-            out_error(&c.out, b"ERR EXEC without MULTI")
-            return
-        if c.multi_error:
-            free_queue(c)
-            out_error(&c.out, b"EXECABORT Transaction discarded because of previous errors.")
-            return
-        # Every queued command runs against the staged records of the ones
-        # before it; all their writes are appended as ONE batch afterwards.
-        out_array(&c.out, c.qlen)
-        for i in range(c.qlen):
-            q = &c.queue[i]
-            if q.argc > self.args.cap and self.grow_args(q.argc) != 0:
-                break
-            off = 0
-            for j in range(q.argc):
-                self.args.ptr[j] = q.blob + off
-                self.args.len[j] = q.lens[j]
-                off += q.lens[j]
-            self.args.argc = q.argc
-            self.args.in_pool = 0
-            idx = self.lookup_command(self.args.ptr[0], self.args.len[0])
-            self.run_command(c, COMMANDS[idx].id)
-        free_queue(c)
-
-    cdef void cmd_time(self, Conn *c) noexcept nogil:
-        cdef timespec ts
-        cdef char buf[32]
-        cdef int n
-        clock_gettime(CLOCK_REALTIME, &ts)
-        out_array(&c.out, 2)
-        n = format_i64(buf, ts.tv_sec)
-        out_bulk(&c.out, buf, <size_t>n)
-        n = format_i64(buf, ts.tv_nsec // 1000)
-        out_bulk(&c.out, buf, <size_t>n)
-
-    cdef void cmd_flush(self, Conn *c) noexcept nogil:
-        cdef char *base = self.db.pool.base
-        cdef int rc = 0, i, n
-        pthread_rwlock_rdlock(&self.db.index_lock)
-        rc = self.scan_it.renew()
-        if rc == 0:
-            rc = self.scan_it.seek(SEEK_FIRST, NULL, 0)
-        while rc == 0:
-            rc = self.scan_it.step()
-            if rc <= 0:
-                break
-            # Tree keys live in the cursor's buffer: stage_record copies
-            # the key into the pool for the DEL record.
-            rc = self.stage_record(REC_DEL, self.scan_it.key, self.scan_it.klen, NULL, 0, 0)
-        pthread_rwlock_unlock(&self.db.index_lock)
-        if rc < 0 and rc != -ENOMEM and rc != -ENOSPC:
-            self.find_err = rc
-            return
-        # Keys written earlier in the same transaction are not in the index
-        # yet: delete them too (a DEL after a PUT in one batch wins).
-        n = self.nrecs
-        for i in range(n):
-            if rc == 0 and self.recs[i].type == REC_PUT:
-                rc = self.stage_record(REC_DEL, base + self.recs[i].koff, self.recs[i].klen,
-                                       NULL, 0, 0)
-        if rc != 0:
-            self.drop_cmd_recs()
-            out_error(&c.out, b"ERR out of space")
-            return
-        out_simple(&c.out, b"OK")
-
-    cdef void cmd_save(self, Conn *c, int bg) noexcept nogil:
-        cdef int rc
-        if self.commit_staged() != 0:
-            out_error(&c.out, b"ERR the database failed")
-            return
-        rc = self.db.checkpoint_index()
-        if rc != 0:
-            out_error(&c.out, b"ERR checkpoint failed")
-        elif bg:
-            out_simple(&c.out, b"Background saving started")
-        else:
-            out_simple(&c.out, b"OK")
-
     # ------------------------------------------------ rare commands in Python
-    cdef void run_python_command(self, Conn *c, int cid):
-        cdef Args *a = &self.args
-        args = [a.ptr[i][:a.len[i]] for i in range(a.argc)]
-        try:
-            reply = self.py_command(c, cid, args)
-        except Exception as e:                       # never let a command kill the loop
-            reply = RError(f"ERR internal error: {type(e).__name__}: {e}")
-        encode_reply(&c.out, reply, c.resp3)
-
-    cdef object py_command(self, Conn *c, int cid, list args):
-        sub = args[1].lower() if len(args) > 1 else b""
-        if cid == C_HELLO:
-            return self.cmd_hello(c, args)
-        if cid == C_AUTH:
-            password = args[len(args) - 1]
-            if len(args) > 3:
-                return RError("ERR syntax error")
-            if not self.requirepass:
-                return RError("ERR AUTH <password> called without any password configured "
-                              "for the default user. Are you sure your configuration is correct?")
-            if len(args) == 3 and args[1] != b"default":
-                return RError("WRONGPASS invalid username-password pair or user is disabled.")
-            if password != self.requirepass:
-                return RError("WRONGPASS invalid username-password pair or user is disabled.")
-            c.authed = 1
-            self.lift_unauth_limits(c)
-            return ROK
-        if cid == C_CLIENT:
-            if sub == b"setname" and len(args) == 3:
-                name = args[2]
-                if len(name) >= 128 or any(ch <= 32 or ch >= 127 for ch in name):
-                    return RError("ERR Client names cannot contain spaces, newlines or special "
-                                  "characters.")
-                memcpy(c.name, <const char *>name, len(name))
-                c.name_len = len(name)
-                return ROK
-            if sub == b"getname":
-                return c.name[:c.name_len] if c.name_len else None
-            if sub == b"setinfo":
-                return ROK
-            if sub == b"id":
-                return int(c.id)
-            if sub == b"info":
-                return f"id={c.id} name={c.name[:c.name_len].decode('latin-1')} resp={3 if c.resp3 else 2}\n".encode()
-            return RError(f"ERR unknown subcommand '{sub.decode('latin-1')}'. Try CLIENT HELP.")
-        if cid == C_COMMAND:
-            if sub == b"count":
-                return NCOMMANDS
-            if sub == b"docs":
-                return {}
-            if sub in (b"info", b""):
-                wanted = [x.lower() for x in args[2:]]
-                out = []
-                for name, arity, flags, _ in COMMAND_TABLE:
-                    if wanted and name not in wanted:
-                        continue
-                    fl = [RStatus("write" if flags & F_WRITE else "readonly")]
-                    first = 1 if name in (b"get", b"set", b"getdel", b"setnx", b"mset", b"mget",
-                                          b"del", b"unlink", b"exists", b"strlen", b"incr",
-                                          b"decr", b"incrby", b"decrby", b"type") else 0
-                    last = -1 if name in (b"mget", b"del", b"unlink", b"exists", b"mset") else first
-                    step = 2 if name == b"mset" else 1
-                    out.append([name, arity, fl, first, last, step if first else 0])
-                return out
-            return RError(f"ERR unknown subcommand '{sub.decode('latin-1')}'. Try COMMAND HELP.")
-        if cid == C_CONFIG:
-            if sub == b"get":
-                return self.config_get(args[2:])
-            if sub == b"resetstat":
-                return ROK
-            return RError(f"ERR CONFIG {sub.decode('latin-1').upper()} is not supported by pastedb "
-                          f"(CONFIG GET is)")
-        if cid == C_INFO:
-            return self.info_text([x.lower() for x in args[1:]]).encode()
-        if cid == C_KEYS:
-            return self.keys_matching(args[1])
-        if cid == C_SCAN:
-            return self.scan(args)
-        return RError("ERR command not implemented")
-
-    cdef object cmd_hello(self, Conn *c, list args):
-        cdef int proto = 3 if c.resp3 else 2
-        i = 1
-        if len(args) > 1:
-            try:
-                proto = int(args[1])
-            except ValueError:
-                return RError("ERR Protocol version is not an integer or out of range")
-            if proto not in (2, 3):
-                return RError("NOPROTO unsupported protocol version")
-            i = 2
-        name = None
-        while i < len(args):
-            opt = args[i].lower()
-            if opt == b"auth" and i + 2 < len(args):
-                if (not self.requirepass or args[i + 1] != b"default"
-                        or args[i + 2] != self.requirepass):
-                    return RError("WRONGPASS invalid username-password pair or user is disabled.")
-                c.authed = 1
-                self.lift_unauth_limits(c)
-                i += 3
-            elif opt == b"setname" and i + 1 < len(args):
-                name = args[i + 1]
-                i += 2
-            else:
-                return RError(f"ERR Syntax error in HELLO option '{opt.decode('latin-1')}'")
-        if not c.authed:
-            return RError("NOAUTH HELLO must be called with the client already authenticated, "
-                          "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-                          "authenticate the client and select the RESP protocol version at the "
-                          "same time")
-        if name is not None and len(name) < 128:
-            memcpy(c.name, <const char *>name, len(name))
-            c.name_len = len(name)
-        c.resp3 = proto == 3
-        return {b"server": b"redis", b"version": VERSION.encode(), b"proto": proto,
-                b"id": int(c.id), b"mode": b"standalone", b"role": b"master",
-                b"modules": [], b"engine": b"pastedb"}
-
     def receive_path(self):
         if self.copy_mode:
             return "recv-heap+copy"
@@ -1711,19 +1203,11 @@ cdef class Server:
             b"maxclients": str(self.maxclients).encode(),
             b"proto-max-bulk-len": str(self.max_bulk_len).encode(),
             b"client-query-buffer-limit": str(self.max_query).encode(),
+            b"client-output-buffer-limit": b"normal %d %d %d" % (
+                self.obuf_hard, self.obuf_soft, self.obuf_soft_ns // 1000000000),
             b"databases": b"1", b"requirepass": b"", b"maxmemory": b"0",
             b"dir": os.fsencode(self.db.path),
         }
-
-    cdef object config_get(self, list patterns):
-        cdef bytes pat
-        values = self.config_values()
-        out = {}
-        for pat in patterns:
-            for k, v in values.items():
-                if glob_match(pat, len(pat), k, len(k), 0):
-                    out[k] = v
-        return out
 
     def info_text(self, sections=()):
         st = self.db.stats()
@@ -1761,85 +1245,17 @@ cdef class Server:
             parts.append(
                 "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
                 "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
-                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreceive_path:%s\r\n"
+                "client_output_buffer_limit_disconnections:%d\r\n"
+                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreferenced_replies:%d\r\n"
+                "receive_path:%s\r\n"
                 % (self.total_connections, self.total_commands, self.rejected_connections,
-                   self.bytes_received, self.protocol_errors, self.zero_copy_puts,
-                   self.copied_puts, self.receive_path()))
+                   self.bytes_received, self.protocol_errors, self.obuf_disconnections,
+                   self.zero_copy_puts, self.copied_puts, self.referenced_replies,
+                   self.receive_path()))
         if b"keyspace" in want:
             parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
                                              if st["keys"] else ""))
         return "\r\n".join(parts)
-
-    cdef list keys_matching(self, bytes pattern):
-        cdef list out = []
-        cdef bytes k
-        overlay = self.staged_overlay()         # writes earlier in this transaction
-        for k in self.db.keys():
-            if overlay.get(k, True) and glob_match(pattern, len(pattern), k, len(k), 0):
-                out.append(k)
-        for k, present in overlay.items():
-            if present and k not in self.db and glob_match(pattern, len(pattern), k, len(k), 0):
-                out.append(k)
-        return out
-
-    cdef object scan(self, list args):
-        # The cursor is the key to resume after, hex-encoded into an integer
-        # string would overflow 64 bits; instead cursor N names an entry of a
-        # small table of resume keys.  A stale cursor restarts from the top,
-        # which SCAN's guarantees allow (it may return duplicates).
-        try:
-            cursor = int(args[1])
-        except ValueError:
-            return RError("ERR invalid cursor")
-        count = SCAN_DEFAULT_COUNT
-        pattern = None
-        i = 2
-        while i < len(args):
-            opt = args[i].lower()
-            if opt == b"count" and i + 1 < len(args):
-                try:
-                    count = int(args[i + 1])
-                except ValueError:
-                    return RError("ERR value is not an integer or out of range")
-                if count < 1:
-                    return RError("ERR syntax error")
-                i += 2
-            elif opt == b"match" and i + 1 < len(args):
-                pattern = args[i + 1]
-                i += 2
-            elif opt == b"type" and i + 1 < len(args):
-                if args[i + 1].lower() != b"string":
-                    return [b"0", []]
-                i += 2
-            else:
-                return RError("ERR syntax error")
-        table = self._scan_table()
-        start = None
-        if cursor != 0:
-            start = table.get(cursor)
-        keys = []
-        last = None
-        n = 0
-        it = self.db.keys(start=start) if start is not None else self.db.keys()
-        for k in it:
-            if start is not None and k == start:
-                continue
-            n += 1
-            last = k
-            if pattern is None or glob_match(pattern, len(pattern), k, len(k), 0):
-                keys.append(k)
-            if n >= count:
-                break
-        else:
-            return [b"0", keys]
-        nxt = table.put(last)
-        return [str(nxt).encode(), keys]
-
-    cdef object _scan_table(self):
-        if self.scans is None:
-            self.scans = ScanTable()
-        return self.scans
-
 
 
 cdef inline int64_t now_ns() noexcept nogil:
@@ -1851,90 +1267,3 @@ cdef inline int64_t now_ns() noexcept nogil:
 cdef inline int set_nodelay(int fd) noexcept nogil:
     cdef int one = 1
     return setsockopt(fd, 6, 1, &one, sizeof(int))      # IPPROTO_TCP, TCP_NODELAY
-
-
-cdef int format_i64(char *buf, int64_t v) noexcept nogil:
-    cdef char tmp[24]
-    cdef int n = 0, i
-    cdef uint64_t u
-    cdef int neg = v < 0
-    u = <uint64_t>(-(v + 1)) + 1 if neg else <uint64_t>v
-    while True:
-        tmp[n] = <char>(48 + u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    i = 0
-    if neg:
-        buf[0] = 45
-        i = 1
-    while n:
-        n -= 1
-        buf[i] = tmp[n]
-        i += 1
-    return i
-
-
-class ScanTable:
-    """Cursor ids for SCAN: a bounded map from id to the key to resume after."""
-
-    def __init__(self, size=4096):
-        self.size = size
-        self.keys = {}
-        self.next = 1
-
-    def put(self, key):
-        cid = self.next
-        self.next += 1
-        self.keys[cid] = key
-        if len(self.keys) > self.size:
-            self.keys.pop(next(iter(self.keys)))
-        return cid
-
-    def get(self, cid):
-        return self.keys.get(cid)
-
-
-class RError(str):
-    """An error reply."""
-
-
-class RStatus(str):
-    """A simple-string reply."""
-
-
-ROK = RStatus("OK")
-
-
-cdef int encode_reply(OutBuf *o, object r, int resp3) except -1:
-    cdef bytes b
-    if r is None:
-        out_null(o, resp3)
-    elif isinstance(r, RError):
-        b = str(r).encode()
-        out_error(o, b)
-    elif isinstance(r, RStatus):
-        b = str(r).encode()
-        out_simple(o, b)
-    elif isinstance(r, bool):
-        out_int(o, 1 if r else 0)
-    elif isinstance(r, int):
-        out_int(o, r)
-    elif isinstance(r, bytes):
-        out_bulk(o, r, len(r))
-    elif isinstance(r, str):
-        b = r.encode()
-        out_bulk(o, b, len(b))
-    elif isinstance(r, dict):
-        out_map(o, len(r), resp3)
-        for k, v in r.items():
-            encode_reply(o, k, resp3)
-            encode_reply(o, v, resp3)
-    elif isinstance(r, (list, tuple)):
-        out_array(o, len(r))
-        for v in r:
-            encode_reply(o, v, resp3)
-    else:
-        raise TypeError(f"cannot encode {type(r).__name__} as a reply")
-    return 0
