@@ -247,7 +247,7 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                         r.lineno = first + i
                         # Room in the format for expiry (issue 11); the engine has none yet.
                         raise r.error("the dump holds expiry times (pxat=) and this pastedb "
-                                      "has no expiry yet: nothing after this line was loaded")
+                                      "has no expiry yet")
                     r.lineno = first + i
                     if line == _DATA_END:
                         raise r.error("truncated input: DATA=END after a key without its value")
@@ -310,8 +310,7 @@ def _read_end(r: _Reader, ours: bool, rest: list[bytes], count: int, crc: int) -
             if not got.startswith(_TRAILER) or not got.endswith(b"\n"):
                 raise r.error(f"truncated or garbled trailer: {_show(got)}", base + 1)
             raise r.error(f"garbled input: the trailer says {_show(got[len(_TRAILER):])}, "
-                          f"the data read was records:{count},crc32:{crc:08x} "
-                          f"(all {count} records were applied)", base + 1)
+                          f"the data read was records:{count},crc32:{crc:08x}", base + 1)
         rest = rest[1:]
     if rest:
         raise r.error("more data after the end of the dump (mdb_dump -a of several "
