@@ -67,9 +67,16 @@ class LoadStats:
     lmdb: bool = False      # the stream had no pastedb header: a plain mdb_dump
 
 
-def _header() -> bytes:
+def _header(db: DB) -> bytes:
+    # mapsize= is for mdb_load alone (it sizes its map from it, else 1 MiB,
+    # too small for most dumps): room for the whole database in LMDB's pages
+    # with its per-entry overhead.  Only address space: LMDB's file grows as
+    # it is written.
+    st = db.stats()
+    mapsize = max(64 << 20, 4 * (st["live_bytes"] + 64 * st["keys"]))
+    mapsize = -(-mapsize // (1 << 20)) << 20
     return (b"VERSION=" + _MDB_VERSION + b"\nformat=bytevalue\ntype=btree\n"
-            b"pastedb_dump=%d\n" % FORMAT_VERSION + _HEADER_END)
+            b"mapsize=%d\npastedb_dump=%d\n" % (mapsize, FORMAT_VERSION) + _HEADER_END)
 
 
 def dump(db: DB, out: BinaryIO, *, prefix: bytes | None = None, start: bytes | None = None,
@@ -84,7 +91,7 @@ def dump(db: DB, out: BinaryIO, *, prefix: bytes | None = None, start: bytes | N
     chunk: list[bytes] = []
     size = 0
     done = 0
-    head = _header()
+    head = _header(db)
     out.write(head)
     stats.bytes += len(head)
     hexlify = binascii.hexlify

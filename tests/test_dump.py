@@ -59,7 +59,7 @@ def test_round_trip_edges(db_path, tmp_path):
     fill(db_path, data)
     with pastedb.open(db_path) as db:
         text = dumped(db)
-    assert text.count(b"\n") == 5 + 2 * len(data) + 2      # header, records, DATA=END, trailer
+    assert text.count(b"\n") == 6 + 2 * len(data) + 2      # header, records, DATA=END, trailer
     with pastedb.open(tmp_path / "b") as db:
         pastedb.load(db, io.BytesIO(text))
         assert dict(db.items()) == data
@@ -231,6 +231,8 @@ needs_lmdb_utils = pytest.mark.skipif(
 def test_lmdb_interop_both_ways(tmp_path):
     data = {bytes([i, 255 - i]) * (i % 7 + 1): bytes(range(i)) for i in range(1, 256)}
     data[b"\n"] = b""
+    # Beyond mdb_load's default 1 MiB map: the header's mapsize= must size it.
+    data.update((b"bulk:%08d" % i, b"v" * 200) for i in range(20_000))
     fill(tmp_path / "p", data)
     ours = run("dump", tmp_path / "p").stdout
     (tmp_path / "m").mkdir()
