@@ -117,28 +117,43 @@ def test_truncation_reports_what_was_applied(db, tmp_path):
     assert e.value.stats.records == 6 == len(db)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace(b" 6b657931\n", b" 6b65793\n"), "hex"),
-    (lambda t: t.replace(b" 6b657931\n", b" 6b6579zz\n"), "hex"),
-    (lambda t: t.replace(b" 6b657931\n", b"6b657931\n"), "expected a data line"),
-    (lambda t: t.replace(b" 6b657931\n", b" 6b657932\n"), "the trailer says"),
-    (lambda t: t.replace(b"records:10", b"records:11"), "the trailer says"),
-    (lambda t: t.replace(b" 6b657931\n 76616c756531\n", b""), "the trailer says"),
-    (lambda t: t.replace(b" 76616c756539\n", b""), "DATA=END after a key"),
-    (lambda t: t + b"more\n", "more data after the end"),
-    (lambda t: t.replace(b"HEADER=END\n", b"HEADER=END\npxat=1767225600000\n"), "expiry"),
-    (lambda t: t.replace(b"format=bytevalue", b"format=print"), "format=print"),
-    (lambda t: t.replace(b"VERSION=3", b"VERSION=2"), "expected VERSION=3"),
-    (lambda t: t.replace(b"pastedb_dump=1", b"pastedb_dump=2"), "newer than this pastedb"),
-    (lambda t: t.replace(b"type=btree", b"dupsort=1"), "duplicate keys"),
-    (lambda t: t.replace(b"type=btree", b"no equals sign"), "not a header line"),
-    (lambda t: b"", "empty input"),
-    (lambda t: b"\x00\xff garbage", "not a dump"),
+@pytest.mark.parametrize("old, new, message", [
+    (b" 6b657931\n", b" 6b65793\n", "hex"),
+    (b" 6b657931\n", b" 6b6579zz\n", "hex"),
+    (b" 6b657931\n", b"6b657931\n", "expected a data line"),
+    (b" 6b657931\n", b" 6b657932\n", "the trailer says"),
+    (b"records:10", b"records:11", "the trailer says"),
+    (b" 6b657931\n 76616c756531\n", b"", "the trailer says"),
+    (b" 76616c756539\n", b"", "DATA=END after a key"),
+    (b"crc32:", b"crc32:0", "the trailer says"),
+    (b"HEADER=END\n", b"HEADER=END\npxat=1767225600000\n", "expiry"),
+    (b"format=bytevalue", b"format=print", "format=print"),
+    (b"VERSION=3", b"VERSION=2", "expected VERSION=3"),
+    (b"pastedb_dump=1", b"pastedb_dump=2", "newer than this pastedb"),
+    (b"type=btree", b"dupsort=1", "duplicate keys"),
+    (b"type=btree", b"no equals sign", "not a header line"),
 ])
-def test_garbled_input(db, tmp_path, edit, message):
-    text = edit(sample(tmp_path))
+def test_garbled_input(db, tmp_path, old, new, message):
+    text = sample(tmp_path)
+    assert old in text
+    with pytest.raises(DumpFormatError, match=message):
+        pastedb.load(db, io.BytesIO(text.replace(old, new)))
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"", "empty input"),
+    (b"\x00\xff garbage", "not a dump"),
+    (b"VERSION=3\nHEADER=END\n 6b\n 76\nDATA=END\npastedb_end=x\n",
+     "more data after the end"),
+])
+def test_not_a_dump(db, text, message):
     with pytest.raises(DumpFormatError, match=message):
         pastedb.load(db, io.BytesIO(text))
+
+
+def test_data_after_the_trailer(db, tmp_path):
+    with pytest.raises(DumpFormatError, match="line 29: more data after the end"):
+        pastedb.load(db, io.BytesIO(sample(tmp_path) + b"more\n"))
 
 
 def test_key_beyond_the_limit(db):
