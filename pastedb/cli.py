@@ -421,6 +421,8 @@ def load(directory: str, batch_records: int) -> None:
     from pastedb.dump import DumpFormatError
     from pastedb.dump import load as load_db
 
+    if sys.stdin.isatty():
+        raise click.UsageError("load reads a dump from stdin: pastedb load DIR < FILE")
     fresh = not os.path.exists(directory) or (os.path.isdir(directory)
                                              and not os.listdir(directory))
     target = directory
