@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import embedded, internals, network, render, shards
+from bench import dump, embedded, internals, network, render, shards
 from bench.common import (
     Part,
     Suite,
@@ -38,6 +38,7 @@ SUITES: dict[str, tuple[Suite, Sequence[Part]]] = {
     embedded.NAME: (embedded, (internals,)),
     network.NAME: (network, ()),
     shards.NAME: (shards, ()),
+    dump.NAME: (dump, ()),
 }
 COMMANDS = ("all", *SUITES, "render")
 

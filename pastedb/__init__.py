@@ -17,9 +17,11 @@ from typing import Any
 
 from pastedb.core.engine import DB, Batch, Cursor, limits
 from pastedb.core.engine import open_db as _open_db
+from pastedb.dump import DumpFormatError, dump, load
 from pastedb.errors import CorruptionError, Error, LockedError
 
-__all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError", "limits"]
+__all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError",
+           "DumpFormatError", "limits", "dump", "load"]
 __version__ = "0.1.0"
 
 _OPTIONS = {"persist", "index", "faults"}

@@ -1,9 +1,15 @@
-"""Command-line entry points: ``pastedb serve``, ``pastedb cluster`` and ``pastedb-check``."""
+"""Command-line entry points: ``pastedb serve``, ``pastedb cluster``, the
+everyday commands (``stat``, ``get``, ``set``, ``del``, ``scan``, ``dump``,
+``load``) and ``pastedb-check``."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -237,6 +243,262 @@ def _start_crash_imager(db: pastedb.DB, directory: str) -> None:
 
     os.makedirs(directory, exist_ok=True)
     threading.Thread(target=run, name="pastedb-crash-imager", daemon=True).start()
+
+
+# -- everyday commands ------------------------------------------------------
+#
+# Commands that only read open through _open_for_reading: when read-only opens
+# exist (issue 13 item 1) it becomes pastedb.open(directory, readonly=True)
+# and these work beside a running server.
+
+def _open_db(directory: str, *, create: bool) -> pastedb.DB:
+    try:
+        return pastedb.open(directory, create=create)
+    except pastedb.LockedError as e:
+        raise click.ClickException(
+            f"{directory} is open in another process (a running `pastedb serve`?): {e}; "
+            f"read-only opens beside a writer are not available yet, so stop that "
+            f"process first") from e
+    except FileNotFoundError as e:
+        raise click.ClickException(f"no database in {directory}") from e
+    except (pastedb.Error, OSError) as e:
+        raise click.ClickException(f"cannot open {directory}: {e}") from e
+
+
+def _open_for_reading(directory: str) -> pastedb.DB:
+    return _open_db(directory, create=False)
+
+
+def _open_for_writing(directory: str) -> pastedb.DB:
+    return _open_db(directory, create=True)
+
+
+def _arg_bytes(text: str, as_hex: bool, what: str) -> bytes:
+    """A key or value given on the command line: as typed (the file system's
+    encoding, so any byte survives), or hex with --hex."""
+    if not as_hex:
+        return os.fsencode(text)
+    try:
+        return bytes.fromhex(text)
+    except ValueError as e:
+        raise click.BadParameter(f"not hex: {text!r}", param_hint=what) from e
+
+
+def _show_bytes(data: bytes, as_hex: bool) -> str:
+    """A key or value for a terminal: hex with --hex, else printable ASCII as
+    is and every other byte (and backslash) escaped, as mdb_dump -p does."""
+    if as_hex:
+        return data.hex()
+    text = data.decode("latin-1")
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text
+    return "".join(ch if " " <= ch <= "~" and ch != "\\" else
+                   "\\\\" if ch == "\\" else f"\\x{ord(ch):02x}" for ch in text)
+
+
+@contextlib.contextmanager
+def _progress(label: str, length: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr while long work runs (only on a terminal)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar: Any = click.progressbar(length=length, label=label, file=sys.stderr,
+                                 show_pos=length is None)
+    with bar:
+        yield bar.update
+
+
+def _keys_given(prefix: str | None, start: str | None, stop: str | None,
+                as_hex: bool) -> dict[str, bytes | None]:
+    return {name: None if v is None else _arg_bytes(v, as_hex, "--" + name)
+            for name, v in (("prefix", prefix), ("start", start), ("stop", stop))}
+
+
+_range_options = [
+    click.option("--prefix", default=None, help="Only keys that begin with this."),
+    click.option("--start", default=None, help="Only keys >= this."),
+    click.option("--stop", default=None, help="Only keys < this."),
+]
+
+
+def _with_range(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_range_options):
+        f = opt(f)
+    return f
+
+
+_dir_argument = click.argument("directory", type=click.Path(file_okay=False))
+_hex_option = click.option("--hex", "as_hex", is_flag=True,
+                           help="Keys and values are given and shown as hex.")
+
+
+@main.command()
+@_dir_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON.")
+def stat(directory: str, as_json: bool) -> None:
+    """The database's counters and sizes (DB.stats())."""
+    import json
+
+    with _open_for_reading(directory) as db:
+        st = db.stats()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    width = max(map(len, st))
+    for k, v in st.items():
+        if isinstance(v, float):
+            v = f"{v:.3f}"
+        elif isinstance(v, int) and not isinstance(v, bool) and k.endswith("bytes"):
+            v = f"{v} ({_human(v)})"
+        click.echo(f"{k:<{width}}  {v}")
+
+
+def _human(n: int) -> str:
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    raise AssertionError("unreachable")
+
+
+@main.command()
+@_dir_argument
+@click.argument("key")
+@_hex_option
+@click.option("--raw", is_flag=True, help="Write the value's bytes exactly, no newline.")
+def get(directory: str, key: str, as_hex: bool, raw: bool) -> None:
+    """Print the value of KEY (exit 1 when it is absent)."""
+    with _open_for_reading(directory) as db:
+        value = db.get(_arg_bytes(key, as_hex, "KEY"))
+    if value is None:
+        raise click.ClickException(f"no key {key!r}")
+    if raw:
+        sys.stdout.buffer.write(value)
+    elif as_hex:
+        click.echo(value.hex())
+    else:
+        sys.stdout.buffer.write(value + b"\n")
+    sys.stdout.flush()
+
+
+@main.command("set")
+@_dir_argument
+@click.argument("key")
+@click.argument("value")
+@_hex_option
+def set_(directory: str, key: str, value: str, as_hex: bool) -> None:
+    """Set KEY to VALUE (durable when the command returns)."""
+    k, v = _arg_bytes(key, as_hex, "KEY"), _arg_bytes(value, as_hex, "VALUE")
+    with _open_for_writing(directory) as db:
+        try:
+            db.put(k, v)
+        except (ValueError, pastedb.Error) as e:
+            raise click.ClickException(str(e)) from e
+
+
+@main.command("del")
+@_dir_argument
+@click.argument("key")
+@_hex_option
+def del_(directory: str, key: str, as_hex: bool) -> None:
+    """Delete KEY (exit 1 when it was absent)."""
+    with _open_db(directory, create=False) as db:
+        existed = db.delete(_arg_bytes(key, as_hex, "KEY"))
+    if not existed:
+        raise click.ClickException(f"no key {key!r}")
+
+
+@main.command()
+@_dir_argument
+@_with_range
+@click.option("--reverse", is_flag=True, help="Descending key order.")
+@click.option("--limit", type=click.IntRange(0), default=None, help="At most this many keys.")
+@click.option("--values", is_flag=True, help="Print KEY<TAB>VALUE, not only the key.")
+@_hex_option
+def scan(directory: str, prefix: str | None, start: str | None, stop: str | None,
+         reverse: bool, limit: int | None, values: bool, as_hex: bool) -> None:
+    """Print the keys in order, one a line (non-printable bytes escaped as
+    \\xNN; --hex for hex)."""
+    import itertools
+
+    sel = _keys_given(prefix, start, stop, as_hex)
+    with _open_for_reading(directory) as db:
+        items = db.items(sel["start"], sel["stop"], prefix=sel["prefix"], reverse=reverse)
+        for k, v in itertools.islice(items, limit):
+            click.echo(f"{_show_bytes(k, as_hex)}\t{_show_bytes(v, as_hex)}" if values
+                       else _show_bytes(k, as_hex))
+
+
+@main.command()
+@_dir_argument
+@_with_range
+@_hex_option
+def dump(directory: str, prefix: str | None, start: str | None, stop: str | None,
+         as_hex: bool) -> None:
+    """Write the database (or the keys selected) to stdout as text (docs/DUMP.md):
+    LMDB's mdb_dump format, readable by `pastedb load` and mdb_load."""
+    from pastedb.dump import dump as dump_db
+
+    sel = _keys_given(prefix, start, stop, as_hex)
+    with _open_for_reading(directory) as db:
+        whole = not any(sel.values())
+        with _progress("dump", db.stats()["keys"] if whole else None) as update:
+            try:
+                dump_db(db, sys.stdout.buffer, progress=update, **sel)
+            except BrokenPipeError:
+                sys.stderr.close()      # the reader went away: no traceback, exit 1
+                sys.exit(1)
+
+
+@main.command()
+@_dir_argument
+@click.option("--batch", "batch_records", type=click.IntRange(1), default=50_000,
+              show_default=True, help="Records per batch (each batch is one durable commit).")
+def load(directory: str, batch_records: int) -> None:
+    """Put the records of a dump read from stdout into the database in
+    DIRECTORY (docs/DUMP.md).  Into a new DIRECTORY: all or nothing (built
+    under a temporary name, renamed when complete).  Into an existing
+    database: batches; on bad input the batches before it stay applied."""
+    from pastedb.dump import DumpFormatError
+    from pastedb.dump import load as load_db
+
+    if sys.stdin.isatty():
+        raise click.UsageError("load reads a dump from stdin: pastedb load DIR < FILE")
+    fresh = not os.path.exists(directory) or (os.path.isdir(directory)
+                                             and not os.listdir(directory))
+    target = directory
+    if fresh:
+        parent = os.path.dirname(os.path.abspath(directory))
+        target = os.path.join(parent, f".{os.path.basename(os.path.abspath(directory))}"
+                                      f".loading-{os.getpid()}")
+    try:
+        size = os.fstat(sys.stdin.fileno()).st_size
+    except (OSError, ValueError):
+        size = 0
+    try:
+        with _open_for_writing(target) as db, _progress("load", size or None) as update:
+            st = load_db(db, sys.stdin.buffer, batch_records=batch_records, progress=update)
+        if fresh:
+            if os.path.isdir(directory):
+                os.rmdir(directory)
+            os.rename(target, directory)
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except DumpFormatError as e:
+        applied = "nothing was applied" if fresh else \
+            f"{e.stats.records} records were applied before it"  # type: ignore[attr-defined]
+        raise click.ClickException(f"{e}; {applied}") from e
+    except (ValueError, pastedb.Error, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        if fresh and os.path.exists(target):
+            shutil.rmtree(target)
+    click.echo(f"loaded {st.records} records in {st.batches} batches"
+               f"{' from an LMDB dump' if st.lmdb else ''}", err=True)
 
 
 if __name__ == "__main__":
