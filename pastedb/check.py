@@ -175,7 +175,7 @@ from pastedb.core.format import (
 SNAPSHOT_MARKER = b"\0pastedb-check: this log chain starts with every key (a repair snapshot)"
 
 # LogRecord field indexes (REC.unpack order)
-CRC, TYPE, FLAGS, KLEN, VCRC, BLEFT, LSN, KOFF, VOFF, VLEN, HINT, RESERVED = range(12)
+CRC, TYPE, FLAGS, KLEN, VCRC, BLEFT, LSN, KOFF, VOFF, VLEN, HINT, EXPIRE = range(12)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT = 0, 1, 2
 # No database writes 2**62 records: an LSN at or above this (say 2**64 - 1, an
@@ -412,10 +412,11 @@ class Entry:
     vlen: int
     vcrc: int
     src: str = "log"                  # "tree": from the index file, not (yet) from a log record
+    expire_ms: int = 0                # absolute expiry (ms since the epoch), 0 none
 
-    def ref(self) -> tuple[int, int, int, int, int, int]:
-        """The index file's Ref tuple (koff, voff, vlen, lsn, klen, vcrc)."""
-        return (self.koff, self.voff, self.vlen, self.lsn, self.klen, self.vcrc)
+    def ref(self) -> tuple[int, int, int, int, int, int, int]:
+        """The index file's Ref tuple (koff, voff, vlen, lsn, klen, vcrc, expire_ms)."""
+        return (self.koff, self.voff, self.vlen, self.lsn, self.klen, self.vcrc, self.expire_ms)
 
 
 @dataclass
@@ -800,7 +801,8 @@ class Checker:
             if old is not None:
                 superseded.append((old, key))
             if f[TYPE] == REC_PUT:
-                state[key] = Entry(f[LSN], f[KOFF], f[KLEN], f[VOFF], f[VLEN], f[VCRC])
+                state[key] = Entry(f[LSN], f[KOFF], f[KLEN], f[VOFF], f[VLEN], f[VCRC],
+                                   expire_ms=f[EXPIRE])
             else:
                 state.pop(key, None)
 
@@ -1040,8 +1042,8 @@ class Checker:
                          f"refuses the database; {fix}", file=path, scope="index")
             return info
         entries: dict[bytes, Entry] = {}
-        for key, (koff, voff, vlen, lsn, klen, vcrc) in items:
-            entries[key] = Entry(lsn, koff, klen, voff, vlen, vcrc, "tree")
+        for key, (koff, voff, vlen, lsn, klen, vcrc, expire_ms) in items:
+            entries[key] = Entry(lsn, koff, klen, voff, vlen, vcrc, "tree", expire_ms)
             if lsn > info.max_entry_lsn:
                 info.max_entry_lsn = lsn
         info.items = entries
@@ -1694,7 +1696,8 @@ def repair_log(res: Result) -> RepairReport:
             if key in move:
                 data = key + mm[e.voff:e.voff + e.vlen]
                 os.pwrite(fd, data, cursor)
-                e = Entry(e.lsn, cursor, e.klen, cursor + e.klen, e.vlen, e.vcrc)
+                e = Entry(e.lsn, cursor, e.klen, cursor + e.klen, e.vlen, e.vcrc,
+                          expire_ms=e.expire_ms)
                 cursor += (len(data) + 7) & ~7
             entries.append((key, e))
         head = round_up(cursor, SEG_SIZE)
@@ -1702,9 +1705,11 @@ def repair_log(res: Result) -> RepairReport:
         # The chain (format lays it out: a LINK in every chunk's last slot):
         # the snapshot marker, then one PUT per key.
         records = [(REC_DEL, SNAPSHOT_MARKER, marker_off, 0, 0, 0)]
-        records += [(REC_PUT, key, e.koff, e.voff, e.vlen, e.vcrc) for key, e in entries]
+        records += [(REC_PUT, key, e.koff, e.voff, e.vlen, e.vcrc, e.expire_ms)
+                    for key, e in entries]
         chunks, lsns, end = encode_chain(head, start_lsn, hint, records)
-        tree_entries = [(key, Entry(lsn, e.koff, e.klen, e.voff, e.vlen, e.vcrc))
+        tree_entries = [(key, Entry(lsn, e.koff, e.klen, e.voff, e.vlen, e.vcrc,
+                                    expire_ms=e.expire_ms))
                         for (key, e), lsn in zip(entries, lsns[1:], strict=True)]
         last_lsn = lsns[-1]                    # P: the chain's last record (the marker if no key)
         for c, data in chunks:

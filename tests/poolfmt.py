@@ -91,7 +91,7 @@ def index_metas(path) -> list[dict]:
 
 def index_items(db_path) -> list[tuple[bytes, tuple]]:
     """(key, Ref) of every entry of the index file's last commit; Ref =
-    (koff, voff, vlen, lsn, klen, vcrc)."""
+    (koff, voff, vlen, lsn, klen, vcrc, expire_ms)."""
     from pastedb.core.btree import BTreeTester
     with BTreeTester(os.path.join(db_path, INDEX_FILE), create=False) as t:
         return t.items()

@@ -29,15 +29,15 @@ from pastedb.core.btree import BTreeTester, synth_ref
 from sortedcontainers import SortedDict
 
 import pastedb
-from pastedb.core.format import crc32c
+from pastedb.core.format import REF_SIZE, crc32c
 
 PAGE = 4096
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def ref(n: int, key: bytes) -> tuple:
-    """A distinguishable Ref for (n, key): (koff, voff, vlen, lsn, klen, vcrc)."""
-    return (n * 3, n * 7 + 1, n % 1000, n, len(key), (n * 2654435761) & 0xFFFFFFFF)
+    """A distinguishable Ref for (n, key): (koff, voff, vlen, lsn, klen, vcrc, expire_ms)."""
+    return (n * 3, n * 7 + 1, n % 1000, n, len(key), (n * 2654435761) & 0xFFFFFFFF, 0)
 
 
 @pytest.fixture
@@ -560,7 +560,7 @@ def test_sequential_inserts_fill_pages(path, order):
             t.commit(b)
         assert t.check() == []
         leaves = sum(1 for _, level in t.tree_pages() if level == 0)
-    payload = len(keys) * (2 + 12 + 40 + 2)
+    payload = len(keys) * (2 + 12 + REF_SIZE + 2)
     assert payload / (leaves * (PAGE - 32)) > 0.75
 
 

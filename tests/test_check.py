@@ -806,7 +806,7 @@ def test_overlapping_reference_in_the_index(db_path):
     with BTreeTester(str(index(db_path)), create=False) as t:
         applied = t.applied_lsn
         t.begin()
-        koff, _v, _l, lsn, klen, _c = refs[b"key006"]
+        koff, _v, _l, lsn, klen, _c, _e = refs[b"key006"]
         t.put(b"key006", (koff, voff, vlen, lsn, klen, crc32c(value)))
         t.commit(applied)
     expect[b"key006"] = value
@@ -1002,7 +1002,7 @@ def test_value_named_only_by_the_index_is_verified(db_path):
     # repair drops the key, reporting it.
     expect = closed_two_chunks(db_path)
     refs = dict(index_items(db_path))
-    koff, voff, vlen, lsn, klen, vcrc = refs[b"k00010"]
+    koff, voff, vlen, lsn, klen, vcrc, _expire = refs[b"k00010"]
     assert lsn < superblock(pool(db_path).read_bytes())["log_head_lsn"]
     flip(pool(db_path), voff + vlen - 1)
     rc, d = check_json(db_path)

@@ -200,7 +200,7 @@ def test_layout_as_documented(db_path):
     items = index_items(db_path)
     assert [k for k, _ in items] == sorted(expect)
     by_key = {data[r["koff"]:r["koff"] + r["klen"]]: r for r in recs}
-    for k, (koff, voff, vlen, lsn, klen, vcrc) in items:
+    for k, (koff, voff, vlen, lsn, klen, vcrc, _expire) in items:
         r = by_key[k]
         assert (koff, voff, vlen, lsn, klen, vcrc) == \
             (r["koff"], r["voff"], r["vlen"], r["lsn"], r["klen"], r["vcrc"])
@@ -387,7 +387,7 @@ def test_damage_to_a_value_in_the_log_heads_chunk(db_path):
 def test_damage_to_a_value_before_the_log_head(db_path):
     # Checkpointed past it: only the index names the value now.
     expect = closed_two_chunks(db_path)
-    koff, voff, vlen, lsn, klen, vcrc = dict(index_items(db_path))[b"k00003"]
+    koff, voff, vlen, lsn, klen, vcrc, _expire = dict(index_items(db_path))[b"k00003"]
     flip(pool_file(db_path), voff, 0x10)
     assert_never_wrong(open_or_corruption(db_path), expect)
 

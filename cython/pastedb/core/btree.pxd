@@ -14,7 +14,7 @@
 # free-list page), its checksums and page_verify / meta_read are format.pxd's.
 # Pages 0 and 1 are the meta pages; transaction T writes page T & 1, and the
 # valid one with the higher txn wins.  Keys are 0..MAX_KEY_LEN (1024) bytes;
-# a leaf cell is at most 2 + 1024 + 40 + 2 (slot) = 1068 bytes, so even three
+# a leaf cell is at most 2 + 1024 + 48 + 2 (slot) = 1076 bytes, so even three
 # maximal cells fit in a page: no overflow pages exist.
 #
 # Fill invariant (check() verifies it): every non-root page uses at least
@@ -103,6 +103,8 @@ cdef class BTree:
     cdef uint8_t *verified            # one bit per page: checksum verified since open
     cdef pthread_mutex_t lock         # guards `c`, file_pages and the reader table
     cdef Snapshot c                   # the last committed state
+    cdef uint32_t version             # the meta's BTREE_VERSION (BTREE_VERSION_V1: read-only)
+    cdef uint32_t ref_size            # leaf Ref bytes for that version (format.ref_size_of)
     cdef uint64_t c_page_count        # its meta page_count (c.page_limit is min with the file)
     cdef uint32_t c_free_head         # its free-list chain head
     cdef uint64_t c_free_entries      # page numbers in that chain

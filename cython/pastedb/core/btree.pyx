@@ -17,7 +17,7 @@ from pastedb.core.clib cimport (
 from pastedb.core.format cimport (
     FREE_HDR, FREE_PER_PAGE, MAX_DEPTH, MAX_KEY_LEN, META_MAX_PAGES, META_PAGES, PAGE_CAP,
     PAGE_HDR, PAGE_SIZE, PT_BRANCH, PT_FREE, PT_LEAF, PT_META, PV_CRC, PV_EMPTY, PV_LAYOUT,
-    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, MetaBody, PageHeader, crc32c_buf,
+    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, BTREE_VERSION_V1, MetaBody, ref_size_of, PageHeader, crc32c_buf,
     key_cmp, ld16, ld32, meta_build, meta_read, page_hdr as hdr, page_seal, page_verify,
     slot_off,
 )
@@ -37,7 +37,7 @@ cdef uint64_t MAP_STEP = 64 << 20
 
 cdef enum:
     SEP_CELL = 1040                   # 2 + MAX_KEY_LEN + 4, rounded: one branch cell buffer
-    LEAF_CELL_MAX = 1066              # 2 + MAX_KEY_LEN + REF_SIZE
+    LEAF_CELL_MAX = 1074              # 2 + MAX_KEY_LEN + REF_SIZE
     SCRATCH_BYTES = 16384             # L page, R page, 3 SEP_CELLs, one leaf cell
     CELLS_MAX = 1100                  # two pages of the smallest branch cells (8 bytes) + 1
     SPARE_MAX = 1024                  # page buffers kept between transactions
@@ -62,7 +62,7 @@ _VERDICT = {
 }
 _TYPE_NAME = {PT_META: "meta", PT_LEAF: "leaf", PT_BRANCH: "branch", PT_FREE: "free-list"}
 
-assert sizeof(Ref) == REF_SIZE, "Ref must pack into 40 bytes"
+assert sizeof(Ref) == REF_SIZE, "Ref must pack into REF_SIZE bytes"
 
 
 # ---------------------------------------------------------------- small helpers
@@ -325,7 +325,7 @@ cdef int page_get(BTree t, const Snapshot *s, uint32_t pgno, int level,
     p = t.base + <uint64_t>pgno * PAGE_SIZE
     want = PT_FREE if level < 0 else (PT_LEAF if level == 0 else PT_BRANCH)
     if not bit_get(t.verified, pgno):
-        if page_verify(p, pgno, s.max_txn, want) != PV_OK:
+        if page_verify(p, pgno, s.max_txn, want, t.ref_size) != PV_OK:
             return ST_CORRUPT
         bit_set(t.verified, pgno)
     elif hdr(p).type != want:
@@ -1008,6 +1008,8 @@ cdef class BTree:
         self.c.depth = m.depth
         self.c.write = 0
         self.c_page_count = m.page_count
+        self.version = m.version
+        self.ref_size = ref_size_of(m.version)
         self.c_free_head = m.free_head
         self.c_free_entries = m.free_entries
         return 0
@@ -1033,6 +1035,8 @@ cdef class BTree:
             return ST_FAILED
         if self.in_txn:
             return -EINVAL
+        if self.version == BTREE_VERSION_V1:
+            return ST_VERSION                     # read-only: the engine converts it first
         # Pages freed by txn F are reachable from snapshot F - 1: reusable
         # once the older meta on disk is past it (F <= last - 1) and no read
         # cursor holds a snapshot older than F.
@@ -1158,7 +1162,8 @@ cdef class BTree:
             else:
                 i = leaf_lower_bound(p, key, klen, &found)
                 if found and out != NULL:
-                    memcpy(out, slot_cell(p, i) + 2 + klen, REF_SIZE)
+                    out.expire_ms = 0
+                    memcpy(out, slot_cell(p, i) + 2 + klen, self.ref_size)
                 return found
         return 0
 
@@ -1390,7 +1395,7 @@ cdef class BTree:
                 break
             seen[pg] = 2
             p = self.base + <uint64_t>pg * PAGE_SIZE
-            v = page_verify(p, pg, s.txn, PT_FREE)
+            v = page_verify(p, pg, s.txn, PT_FREE, self.ref_size)
             if v != PV_OK:
                 problems.append(f"free-list page {pg}: {_VERDICT[v]}")
                 break
@@ -1444,7 +1449,7 @@ cdef check_node(BTree self, uint32_t pg, int level, bytes lo, bytes hi, bint roo
         problems.append(f"page {pg}: impossible level {level}")
         return
     p = self.base + <uint64_t>pg * PAGE_SIZE
-    v = page_verify(p, pg, max_txn, want)
+    v = page_verify(p, pg, max_txn, want, self.ref_size)
     if v != PV_OK:
         problems.append(f"page {pg} ({_TYPE_NAME[want]}, level {level}): {_VERDICT[v]}")
         return
@@ -1558,7 +1563,8 @@ cdef int cur_load(Cursor c) noexcept nogil:
     cdef const char *cell = slot_cell(p, c.idx[c.depth - 1])
     c.klen = ld16(cell)
     memcpy(c.kbuf, cell + 2, c.klen)
-    memcpy(&c.cref, cell + 2 + c.klen, REF_SIZE)
+    c.cref.expire_ms = 0
+    memcpy(&c.cref, cell + 2 + c.klen, c.tree.ref_size)
     c.valid = 1
     c.wgen = c.tree.wgen
     return 1
@@ -1752,15 +1758,18 @@ cdef class Cursor:
 
 # ---------------------------------------------------------------- Python edge (tests)
 # BTreeTester and CursorTester drive a BTree from Python: bytes keys, Refs as
-# 6-tuples (koff, voff, vlen, lsn, klen, vcrc), statuses raised through
+# 7-tuples (koff, voff, vlen, lsn, klen, vcrc, expire_ms) (a 6-tuple given is
+# one without expiry), statuses raised through
 # status.raise_status.  Bulk helpers loop in C with the GIL released.
 
 cdef inline tuple ref_tuple(const Ref *r):
-    return (r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc)
+    return (r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc, r.expire_ms)
 
 
 cdef inline void ref_from(Ref *r, object t) except *:
-    r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc = t
+    # A 6-tuple is a Ref without expiry.
+    r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc = t[:6]
+    r.expire_ms = t[6] if len(t) > 6 else 0
 
 
 cdef inline void ref_synth(Ref *r, uint64_t n, uint32_t klen) noexcept nogil:
@@ -1770,6 +1779,7 @@ cdef inline void ref_synth(Ref *r, uint64_t n, uint32_t klen) noexcept nogil:
     r.lsn = n
     r.klen = klen
     r.vcrc = <uint32_t>(n * 2654435761ULL)
+    r.expire_ms = 0
 
 
 
@@ -1786,7 +1796,7 @@ cdef class TreeFile:
     database (pastedb-check's verification and repair): open, one write
     transaction at a time (begin / put / delete / commit with the log
     position it covers), the structure check, every entry in order.  Refs
-    are 6-tuples (koff, voff, vlen, lsn, klen, vcrc); statuses raise through
+    are 7-tuples (koff, voff, vlen, lsn, klen, vcrc, expire_ms); statuses raise through
     status.raise_status.  sync=False skips the barriers; crashsim (tests)
     simulates them (vfs.pxd)."""
     cdef BTree t
@@ -1872,6 +1882,53 @@ cdef class TreeFile:
     @property
     def txn(self):
         return self.t.c.txn
+
+    @property
+    def version(self):
+        """The file's BTREE_VERSION (BTREE_VERSION_V1: read-only, upgrade_file converts it)."""
+        return self.t.version
+
+
+def upgrade_file(path):
+    """Convert a version-1 index file (Refs without expire_ms) to the
+    current version, atomically: the entries are copied, as "no expiry", into
+    path.upgrade under one commit with the same applied_lsn, which is
+    verified, fsynced and renamed over `path`, and the directory fsynced.  A
+    crash before the rename leaves the old file in force (the next open
+    converts again).  Returns True when it converted, False when the file is
+    already current."""
+    path = os.fspath(path)
+    tmp = path + ".upgrade"
+    with TreeFile(path, create=False, sync=False) as old:
+        if old.version != BTREE_VERSION_V1:
+            return False
+        applied = old.applied_lsn
+        items = old.items()
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    with TreeFile(tmp, create=True, sync=True) as new:
+        new.begin()
+        for n, (key, ref) in enumerate(items, 1):
+            new.put(key, ref)
+            if n % 262144 == 0:                   # bound the write txn; the file is not in use
+                new.commit(0)
+                new.begin()
+        new.commit(applied)
+        problems = new.check()
+        if problems or new.count != len(items):
+            raise Error(f"upgrade of {path}: the converted index does not verify: {problems[:3]}")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 cdef class BTreeTester(TreeFile):

@@ -12,6 +12,7 @@ from pastedb.core.vfs cimport Vfs
 from pastedb.core.pool cimport Pool
 from pastedb.core.format cimport LogRecord
 from pastedb.core.reflog cimport RefLog
+from pastedb.core.expiry cimport ExpEntry, ExpiryHeap
 
 # A pending entry with voff == TOMB records a delete not yet applied to the tree.
 cdef extern from *:
@@ -41,10 +42,21 @@ cdef class DB:
     cdef object lock_ident            # its (st_dev, st_ino), in _held_locks while held
     cdef Vfs vfs                      # the I/O layer under pool and index (faults, crash simulation)
     cdef Pool pool                    # the mapped buffers
-    cdef Persist persist              # barriers
+    cdef Persist barriers             # barriers and range persistence
     cdef RefLog log                   # the reference log
     cdef Index index                  # the pending table: logged, not yet in the tree (TOMB = deleted)
     cdef pthread_rwlock_t index_lock  # guards `index`; writers hold it inside the log lock
+    # expiry (expiry.pxd): the live keys whose Ref has an expire_ms, and their
+    # time order.  exp_map changes with the pending table (index write lock);
+    # exp_heap under exp_lock (taken inside the index lock when both are).
+    cdef Index exp_map
+    cdef ExpiryHeap exp_heap
+    cdef pthread_mutex_t exp_lock
+    cdef int64_t clock_offset_ms      # tests: added to the wall clock (0 in production)
+    cdef uint64_t clock_fixed_ms      # tests: a frozen clock (0: the wall clock)
+    cdef int active_expire            # 1: the indexer deletes expired keys (DEBUG SET-ACTIVE-EXPIRE)
+    cdef int lazy_hits                # a read met an expired key: the expirer deletes it even when inactive
+    cdef uint64_t expired_keys        # DELs the expirer logged, since open
     cdef BTree tree                   # the persistent index (file "index")
     cdef object tree_path
     cdef int eager                    # 1: the put path updates the tree (the ablation)
@@ -115,6 +127,24 @@ cdef class DB:
     # absent, or a negative status (a damaged tree page).
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
     cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
+    # lookup_locked including expired entries (what the log and tree hold).
+    cdef int lookup_raw_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil
+    # ---- expiry.  The clock: wall-clock ms since the Unix epoch (+ the test offset).
+    cdef uint64_t now_ms(self) noexcept nogil
+    # Keys (and their key + value bytes) expired but not yet deleted (index read lock held).
+    cdef void count_expired(self, uint64_t now, int64_t *keys, int64_t *nbytes) noexcept nogil
+    # Volatile keys not yet expired (index read lock held).
+    cdef int64_t count_volatile(self, uint64_t now) noexcept nogil
+    # Stage a PUT that names k's current key and value bytes with a new
+    # expire_ms (no value copy; the bytes pinned like a staged write): 1 and
+    # *rec, *cur (the Ref it replaces), 0 when k is absent or expired.
+    cdef int stage_expiry(self, const char *k, uint32_t klen, uint64_t expire_ms, LogRecord *rec,
+                          Ref *cur) noexcept nogil
+    # Pin the bytes a record names as staging does (a record staged from another one).
+    cdef void pin_record(self, const LogRecord *rec) noexcept nogil
+    # Log DELs for up to budget expired keys (no sync): how many, or a negative status.
+    cdef int expire_pass(self, int budget) noexcept nogil
+    cdef void exp_note(self, const char *k, uint32_t klen, const Ref *ref) noexcept nogil
     cdef int ref_in_pool(self, const Ref *r) noexcept nogil
     # Exact live key count and live key + value bytes (O(pending)).
     cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil
@@ -160,7 +190,7 @@ cdef class DB:
                        int64_t budget, KeySink sink, void *ctx) noexcept nogil
 
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
-                  int sync) noexcept nogil
+                  int sync, uint64_t expire_ms) noexcept nogil
     cdef object _get(self, object key, object default, bint raise_missing)
     cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil
 
@@ -175,6 +205,7 @@ cdef class MergeIter:
     cdef int tvalid                   # tree cursor at an entry
     cdef int adv_p                    # consume: advance before the next comparison
     cdef int adv_t
+    cdef uint64_t now                 # the clock at renew(): entries expired by then are skipped
     cdef const char *key              # current entry (valid until the next step)
     cdef uint32_t klen
     cdef Ref ref

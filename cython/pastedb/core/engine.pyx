@@ -20,10 +20,11 @@ from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
+from pastedb.core.btree import upgrade_file
 from pastedb.core.clib cimport (
     CLOCK_MONOTONIC, CLOCK_REALTIME, ENOMEM, clock_gettime, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_timedwait, timespec,
@@ -39,12 +40,13 @@ from pastedb.core.persist cimport (
     mode_from_name, mode_name,
 )
 from pastedb.core.format cimport (
-    CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
+    BTREE_VERSION, CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
     SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
     sb_read,
 )
 from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Pool
 from pastedb.core.reflog cimport RefLog, ReplayResult
+from pastedb.core.expiry cimport ExpEntry, ExpiryHeap
 from pastedb.core.status cimport (
     ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NO_MAP_SYNC, ST_NOT_DAX, ST_OK,
     ST_VALUE_DAMAGED, ST_VERSION, raise_status,
@@ -72,6 +74,18 @@ INITIAL_POOL_BYTES = 8 << 20
 # sync=False puts and gets.
 cdef uint64_t BIG_COPY = 65536
 cdef int ITER_BATCH = 256
+# The active expirer logs at most this many DELs per indexer round (20 ms).
+cdef int EXPIRE_BATCH = 256
+
+
+cdef inline uint64_t wall_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
+
+
+cdef inline int ref_expired(const Ref *r, uint64_t now) noexcept nogil:
+    return r.expire_ms != 0 and r.expire_ms <= now
 
 
 cdef inline int64_t mono_ns() noexcept nogil:
@@ -215,10 +229,12 @@ cdef inline void ref_from_record(const LogRecord *rec, Ref *ref) noexcept nogil:
         ref.voff = rec.voff
         ref.vlen = rec.vlen
         ref.vcrc = rec.vcrc
+        ref.expire_ms = rec.expire_ms
     else:
         ref.voff = TOMB
         ref.vlen = 0
         ref.vcrc = 0
+        ref.expire_ms = 0
 
 
 cdef inline int in_victim(const uint8_t *victim, uint64_t tail, const Ref *r) noexcept nogil:
@@ -252,6 +268,8 @@ cdef class DB:
         pthread_mutex_init(&self.tree_lock, NULL)
         pthread_mutex_init(&self.idx_mutex, NULL)
         pthread_cond_init(&self.idx_cond, NULL)
+        pthread_mutex_init(&self.exp_lock, NULL)
+        self.active_expire = 1
 
     def __dealloc__(self):
         if not self.closed:
@@ -268,6 +286,7 @@ cdef class DB:
         pthread_mutex_destroy(&self.tree_lock)
         pthread_mutex_destroy(&self.idx_mutex)
         pthread_cond_destroy(&self.idx_cond)
+        pthread_mutex_destroy(&self.exp_lock)
 
     # -------------------------------------------------------------- opening
     def _open(self, path, bint create, bint sync, str persist_name, str index_mode,
@@ -322,12 +341,15 @@ cdef class DB:
                 mode = PERSIST_FDATASYNC
         elif mode == PERSIST_AUTO:
             mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
-        self.persist = Persist(self.pool, mode)
+        self.barriers = Persist(self.pool, mode)
         # Ordinary files: write with pwrite() (see Pool.write_at for why).
         self.pool.write_syscall = mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC
-        self.log = RefLog(self.pool, self.persist)
+        self.log = RefLog(self.pool, self.barriers)
         self.index = Index()
         self.index.set_base(self.pool.base)
+        self.exp_map = Index()
+        self.exp_map.set_base(self.pool.base)
+        self.exp_heap = ExpiryHeap()
         self.tree_path = os.path.join(self.path, INDEX_FILE)
         self.tree = BTree(self.vfs)
         if fresh:
@@ -349,13 +371,63 @@ cdef class DB:
         # The tree syncs its own file; without barriers (persist="none")
         # it skips them too (the Vfs's nosync).
         cdef bytes p = os.fsencode(self.tree_path)
-        cdef int rc = self.tree.open(p, create)
+        cdef int rc
+        if os.path.exists(self.tree_path) and upgrade_file(self.tree_path):
+            log.warning("pastedb: converted the index file %s from format version 1 (no "
+                        "expiry) to version %d", self.tree_path, BTREE_VERSION)
+        rc = self.tree.open(p, create)
         if rc == ST_CORRUPT:
             raise CorruptionError(
                 f"open: the index file {self.tree_path} has no valid meta page; "
                 f"run 'pastedb-check --repair {self.path}'", self.tree_path)
         if rc != 0:
             raise_status(rc, "open", self.tree_path)
+
+    def _load_expiry(self):
+        """The tree's keys with an expiry into exp_map / exp_heap (open: one
+        walk of the tree, before replay adds the pending ones)."""
+        cdef TreeCursor c = self.tree.cursor(0)
+        cdef Ref ref
+        cdef const char *k
+        cdef uint32_t klen
+        cdef int rc
+        with nogil:
+            rc = c.first()
+            while rc == 1:
+                c.ref(&ref)
+                if ref.expire_ms != 0 and self.ref_in_pool(&ref):
+                    self.exp_note(self.pool.base + ref.koff, ref.klen, &ref)
+                rc = c.next()
+        c.close()
+        if rc < 0:
+            raise_status(rc, "open", self.tree_path)
+
+    def _set_clock_offset(self, double seconds):
+        """Test hook: the engine's clock runs `seconds` ahead of the wall
+        clock (expiry decisions, ttl(), the server's TTL replies)."""
+        self.clock_offset_ms = <int64_t>(seconds * 1000)
+        with nogil:
+            pthread_mutex_lock(&self.idx_mutex)
+            pthread_cond_signal(&self.idx_cond)
+            pthread_mutex_unlock(&self.idx_mutex)
+
+    def _set_clock(self, ms):
+        """Test hook: freeze the engine's clock at `ms` (ms since the Unix
+        epoch); None lets it run with the wall clock again."""
+        self.clock_fixed_ms = 0 if ms is None else ms
+        with nogil:
+            pthread_mutex_lock(&self.idx_mutex)
+            pthread_cond_signal(&self.idx_cond)
+            pthread_mutex_unlock(&self.idx_mutex)
+
+    def _set_active_expire(self, bint on):
+        """DEBUG SET-ACTIVE-EXPIRE: whether the indexer deletes expired keys
+        by itself (they are invisible either way; a read that meets one
+        still has it deleted)."""
+        self.active_expire = on
+
+    def _now_ms(self):
+        return self.now_ms()
 
     def _indexer_main(self):
         with nogil:
@@ -453,12 +525,12 @@ cdef class DB:
             os.unlink(self.tree_path)
         self._open_tree(True)
         self.publish_tree()
-        rc = write_superblock(self.pool, self.persist, &sb)
+        rc = write_superblock(self.pool, self.barriers, &sb)
         if rc != 0:
             raise_status(rc, "create", tmp_path)
         self.sb_seq = 1
         self.log.set_head(off, 1)
-        rc = self.persist.barrier()
+        rc = self.barriers.barrier()
         if rc != 0:
             raise_status(rc, "create", tmp_path)
         self.vfs.rename_file(tmp_path, self.pool_path)
@@ -500,6 +572,7 @@ cdef class DB:
             self.c_live = self._tree_bytes()
         self.w_live = self.c_live
         self.publish_tree()
+        self._load_expiry()
         self.cut_lsn = applied
         self.log.set_head(sb.log_head_off, sb.log_head_lsn)
         ctx.db = <void *>self
@@ -537,7 +610,7 @@ cdef class DB:
         if mark > end:
             end = mark
         self.pool.alloc_tail = (end + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
-        rc = self.persist.barrier()              # the zeroed tail, before any new write
+        rc = self.barriers.barrier()              # the zeroed tail, before any new write
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
         if res.end_lsn <= applied:
@@ -633,7 +706,7 @@ cdef class DB:
         if rc != 0:
             self.pool.pin(off, klen + vlen, -1)
             return rc
-        self.persist.persist_range(dst, klen + vlen)
+        self.barriers.persist_range(dst, klen + vlen)
         memset(rec, 0, sizeof(LogRecord))
         rec.type = REC_PUT
         rec.klen = <uint16_t>klen
@@ -658,7 +731,7 @@ cdef class DB:
         if rc != 0:
             self.pool.pin(off, klen, -1)
             return rc
-        self.persist.persist_range(dst, klen)
+        self.barriers.persist_range(dst, klen)
         memset(rec, 0, sizeof(LogRecord))
         rec.type = REC_DEL
         rec.klen = <uint16_t>klen
@@ -674,7 +747,157 @@ cdef class DB:
         ref_from_record(rec, &ref)
         if self.index.put(self.pool.base + rec.koff, rec.klen, &ref, NULL) < 0:
             return -ENOMEM
+        if ref.expire_ms != 0:
+            self.exp_note(self.pool.base + rec.koff, rec.klen, &ref)
+        elif self.exp_map.count:
+            self.exp_map.remove(self.pool.base + rec.koff, rec.klen, NULL)
         return 0
+
+    cdef void exp_note(self, const char *k, uint32_t klen, const Ref *ref) noexcept nogil:
+        """k has an expiry now (index write lock held, or opening).  Out of
+        memory leaves the key without its entry: it stays invisible once
+        expired (every read checks the Ref), only counted and deleted later."""
+        if self.exp_map.put(k, klen, ref, NULL) < 0:
+            return
+        pthread_mutex_lock(&self.exp_lock)
+        self.exp_heap.push(k, klen, ref.expire_ms, ref.lsn)
+        pthread_mutex_unlock(&self.exp_lock)
+
+    cdef uint64_t now_ms(self) noexcept nogil:
+        if self.clock_fixed_ms:
+            return self.clock_fixed_ms
+        return <uint64_t>(<int64_t>wall_ms() + self.clock_offset_ms)
+
+    cdef void count_expired(self, uint64_t now, int64_t *keys, int64_t *nbytes) noexcept nogil:
+        # Depth first over the heap, pruned below any entry later than now
+        # (its subtree is later still): the cost is the number of due entries.
+        cdef ExpEntry **v = self.exp_heap.v
+        cdef size_t hn
+        cdef size_t stack[64]
+        cdef size_t sp = 1, i
+        cdef ExpEntry *e
+        cdef Ref cur
+        cdef int64_t k = 0, b = 0
+        pthread_mutex_lock(&self.exp_lock)
+        v = self.exp_heap.v
+        hn = self.exp_heap.n
+        if hn == 0 or v[0].expire_ms > now:
+            sp = 0
+        stack[0] = 0
+        while sp:
+            sp -= 1
+            i = stack[sp]
+            e = v[i]
+            if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
+                k += 1
+                b += <int64_t>(cur.klen + cur.vlen)
+            # At most one pending sibling per level is on the stack (depth < 64).
+            if 2 * i + 1 < hn and v[2 * i + 1].expire_ms <= now:
+                stack[sp] = 2 * i + 1
+                sp += 1
+            if 2 * i + 2 < hn and v[2 * i + 2].expire_ms <= now:
+                stack[sp] = 2 * i + 2
+                sp += 1
+        pthread_mutex_unlock(&self.exp_lock)
+        keys[0] = k
+        nbytes[0] = b
+
+    cdef int64_t count_volatile(self, uint64_t now) noexcept nogil:
+        cdef int64_t k = 0, b = 0
+        self.count_expired(now, &k, &b)
+        return <int64_t>self.exp_map.count - k
+
+    cdef void pin_record(self, const LogRecord *rec) noexcept nogil:
+        cdef uint64_t lo, ln
+        rec_span(rec, &lo, &ln)
+        self.pool.pin(lo, ln, 1)
+
+    cdef int stage_expiry(self, const char *k, uint32_t klen, uint64_t expire_ms, LogRecord *rec,
+                          Ref *cur) noexcept nogil:
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.lookup_locked(k, klen, cur)
+        if found > 0 and not self.ref_in_pool(cur):
+            found = ST_CORRUPT
+        if found > 0:
+            memset(rec, 0, sizeof(LogRecord))
+            rec.type = REC_PUT
+            rec.klen = <uint16_t>klen
+            rec.koff = cur.koff
+            rec.voff = cur.voff
+            rec.vlen = cur.vlen
+            rec.vcrc = cur.vcrc
+            rec.expire_ms = expire_ms
+            rec.crc = key_crc_state(self.pool.base + cur.koff, klen)
+            # Under the read lock, while the key names these bytes: a free
+            # pass cannot release them before the record is appended.
+            self.pin_record(rec)
+        pthread_rwlock_unlock(&self.index_lock)
+        return found
+
+    cdef int expire_pass(self, int budget) noexcept nogil:
+        """Take up to budget due entries off the heap; log a DEL for each key
+        that is still expired with that Ref (appended only if so: a write
+        meanwhile wins).  No sync: an expired key that comes back after a
+        crash is still expired."""
+        cdef ExpEntry **due = NULL
+        cdef ExpEntry *e
+        cdef Ref cur
+        cdef LogRecord rec
+        cdef int n = 0, i, rc = 0, done = 0, existed
+        cdef size_t j
+        cdef uint64_t now = self.now_ms()
+        due = <ExpEntry **>malloc(<size_t>budget * sizeof(ExpEntry *))
+        if due == NULL:
+            return -ENOMEM
+        pthread_rwlock_rdlock(&self.index_lock)
+        pthread_mutex_lock(&self.exp_lock)
+        while n < budget:
+            e = self.exp_heap.top()
+            if e == NULL or e.expire_ms > now:
+                break
+            e = self.exp_heap.pop()
+            if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
+                due[n] = e
+                n += 1
+            else:
+                free(e)                           # stale: the key was written since
+        pthread_mutex_unlock(&self.exp_lock)
+        pthread_rwlock_unlock(&self.index_lock)
+        for i in range(n):
+            e = due[i]
+            if rc == 0:
+                pthread_rwlock_rdlock(&self.index_lock)
+                existed = self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn
+                pthread_rwlock_unlock(&self.index_lock)
+                if existed:
+                    rc = self.stage_delete(e.key, e.klen, &rec)
+                    if rc == 0:
+                        rc = self.apply_records_ex(&rec, 1, 0, &existed, NULL, &cur)
+                    if rc == 0 and existed:
+                        done += 1
+            if rc != 0:
+                # Not deleted: back on the heap, so it is still counted as expired.
+                pthread_rwlock_rdlock(&self.index_lock)
+                pthread_mutex_lock(&self.exp_lock)
+                self.exp_heap.push(e.key, e.klen, e.expire_ms, e.lsn)
+                pthread_mutex_unlock(&self.exp_lock)
+                pthread_rwlock_unlock(&self.index_lock)
+            free(e)
+        free(due)
+        self.expired_keys += <uint64_t>done
+        if rc == 0 and self.exp_heap.n > 2 * self.exp_map.count + 4096:
+            # Mostly stale entries (volatile keys rewritten): drop them.
+            pthread_rwlock_rdlock(&self.index_lock)
+            pthread_mutex_lock(&self.exp_lock)
+            for j in range(self.exp_heap.n):
+                e = self.exp_heap.v[j]
+                if not (self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn):
+                    e.lsn = 0                     # stale
+            self.exp_heap.purge()
+            pthread_mutex_unlock(&self.exp_lock)
+            pthread_rwlock_unlock(&self.index_lock)
+        return rc if rc < 0 else done
 
     cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil:
         """Apply one pending entry to the tree's write txn (tree_lock held)."""
@@ -726,11 +949,17 @@ cdef class DB:
         self.log.lock_log()
         if n == 1 and (recs[0].type == REC_DEL or expect != NULL):
             # Deleting an absent key writes nothing.
-            found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
-            if found > 0 and expect != NULL and (tmp.koff != expect.koff or
-                                                 tmp.voff != expect.voff or
-                                                 tmp.vlen != expect.vlen):
-                found = 0
+            if expect != NULL:
+                # The cleaner and the expirer: the key must still name exactly
+                # these bytes with this expiry (expired or not).
+                pthread_rwlock_rdlock(&self.index_lock)
+                found = self.lookup_raw_locked(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
+                pthread_rwlock_unlock(&self.index_lock)
+                if found > 0 and (tmp.koff != expect.koff or tmp.voff != expect.voff or
+                                  tmp.vlen != expect.vlen or tmp.expire_ms != expect.expire_ms):
+                    found = 0
+            else:
+                found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
             if found <= 0:
                 self.unstage(recs, 1)
                 self.log.unlock_log()
@@ -791,7 +1020,17 @@ cdef class DB:
     cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         """Pending table first, then the tree commit published with it (index
         read lock held: a checkpoint publishes a commit and drops the pending
-        entries it holds in one write-lock hold)."""
+        entries it holds in one write-lock hold).  An expired key is absent
+        (lazy expiry: the expirer is told to delete it)."""
+        cdef int found = self.lookup_raw_locked(k, klen, out)
+        if found > 0 and out.expire_ms != 0 and out.expire_ms <= self.now_ms():
+            if not self.lazy_hits:
+                self.lazy_hits = 1
+            return 0
+        return found
+
+    cdef int lookup_raw_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
+        out.expire_ms = 0
         if self.index.get(k, klen, out):
             return 0 if out.voff == TOMB else 1
         if self.cur_snap.root == 0:
@@ -817,7 +1056,7 @@ cdef class DB:
         cdef const Ref *ref
         cdef Ref old
         cdef int rc = 0, in_tree
-        cdef int64_t n, b
+        cdef int64_t n, b, xk = 0, xb = 0
         pthread_rwlock_rdlock(&self.index_lock)
         n = <int64_t>self.cur_snap.entries
         b = self.cur_live
@@ -838,6 +1077,10 @@ cdef class DB:
                 n += 1
                 b += <int64_t>(ref.klen + ref.vlen)
             node = self.index.next(node)
+        if rc == 0 and self.exp_map.count:
+            self.count_expired(self.now_ms(), &xk, &xb)
+            n -= xk
+            b -= xb
         pthread_rwlock_unlock(&self.index_lock)
         keys[0] = n
         live[0] = b
@@ -852,7 +1095,7 @@ cdef class DB:
 
     # -------------------------------------------------------------- API
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
-                  int sync) noexcept nogil:
+                  int sync, uint64_t expire_ms) noexcept nogil:
         cdef LogRecord rec
         cdef int rc, existed
         rc = self.enter()
@@ -860,13 +1103,22 @@ cdef class DB:
             return rc
         rc = self.stage_put(k, <uint32_t>klen, v, <uint64_t>vlen, &rec)
         if rc == 0:
+            rec.expire_ms = expire_ms
             rc = self.apply_records(&rec, 1, sync, &existed, NULL)
         self.leave()
         return rc
 
-    def put(self, key, value):
+    def put(self, key, value, *, ttl=None):
         """Store value under key.  With sync=True (the default) the call returns
-        once the write is durable."""
+        once the write is durable.  ttl (seconds, a float): the key expires
+        that long from now; ttl <= 0 deletes the key (as Redis does); None
+        stores it without an expiry (clearing any it had)."""
+        cdef uint64_t expire_ms = 0
+        if ttl is not None:
+            expire_ms = self._expire_at(ttl)
+            if expire_ms == 0:
+                self.delete(key)
+                return
         cdef Py_buffer kb, vb
         cdef const char *k
         cdef const char *v
@@ -885,7 +1137,7 @@ cdef class DB:
                 # write lock, and a reader holding the read lock may need the
                 # GIL to finish.
                 with nogil:
-                    rc = self._put(k, klen, v, vlen, sync)
+                    rc = self._put(k, klen, v, vlen, sync, expire_ms)
             finally:
                 if vview:
                     PyBuffer_Release(&vb)
@@ -897,6 +1149,115 @@ cdef class DB:
 
     def __setitem__(self, key, value):
         self.put(key, value)
+
+    def _expire_at(self, ttl):
+        """The absolute expire_ms `ttl` seconds from now; 0 when ttl <= 0."""
+        cdef double t = float(ttl)
+        cdef int64_t ms
+        if t != t:
+            raise ValueError("ttl must be a number of seconds, not NaN")
+        if t <= 0:
+            return 0
+        if t > 1e12:
+            raise ValueError(f"ttl of {ttl!r} seconds is too large")
+        ms = <int64_t>(t * 1000.0)
+        if ms < 1:
+            ms = 1                                # a positive ttl never means "no expiry"
+        return self.now_ms() + <uint64_t>ms
+
+    def _set_expiry(self, key, uint64_t expire_ms, int cond=0):
+        """Give key the absolute expiry expire_ms (0: none), logged as one
+        record naming its current bytes (no value copy).  cond: 0 always,
+        1 NX (only without an expiry), 2 XX (only with one), 3 GT (later
+        than the current; none counts as infinite), 4 LT.  An expire_ms in
+        the past deletes the key.  True when it changed (or deleted) the key."""
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef int kview, rc = 0, found = 0, existed = 0
+        cdef int sync = self.sync_default
+        cdef LogRecord rec
+        cdef Ref cur
+        cdef uint64_t old
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            rc = self.enter()
+            if rc == 0:
+                if klen <= MAX_KEY_LEN:
+                    with nogil:
+                        found = self.stage_expiry(k, <uint32_t>klen, expire_ms, &rec, &cur)
+                        if found > 0:
+                            old = cur.expire_ms
+                            if (cond == 1 and old != 0) or (cond == 2 and old == 0) or \
+                                    (cond == 3 and (old == 0 or expire_ms <= old)) or \
+                                    (cond == 4 and old != 0 and expire_ms >= old) or \
+                                    (expire_ms == 0 and old == 0):
+                                self.unstage(&rec, 1)
+                                found = 0
+                        if found > 0 and expire_ms != 0 and expire_ms <= self.now_ms():
+                            self.unstage(&rec, 1)
+                            rc = self.stage_delete(k, <uint32_t>klen, &rec)
+                        if found > 0 and rc == 0:
+                            rc = self.apply_records_ex(&rec, 1, sync, &existed, NULL, &cur)
+                            found = existed
+                self.leave()
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        if rc == 0 and found < 0:
+            rc = found
+        if rc != 0:
+            raise_status(rc, "expire", self.pool_path)
+        return found > 0
+
+    def expire(self, key, seconds):
+        """Make key expire `seconds` (a float) from now; seconds <= 0
+        deletes it.  True when the key exists (and now has that expiry)."""
+        cdef uint64_t at = self._expire_at(seconds)
+        if at == 0:
+            return self.delete(key)
+        return self._set_expiry(key, at)
+
+    def persist(self, key):
+        """Remove key's expiry.  True when it had one."""
+        return self._set_expiry(key, 0)
+
+    def expire_at_ms(self, key):
+        """Key's absolute expiry in ms since the Unix epoch, 0 when it has
+        none; KeyError when the key does not exist (or has expired)."""
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef Ref ref
+        cdef int kview, rc, found = 0
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            rc = self.enter()
+            if rc != 0:
+                raise_status(rc, "ttl", self.pool_path)
+            if klen <= MAX_KEY_LEN:
+                read_lock_gil(&self.index_lock)
+                found = self.lookup_locked(k, <uint32_t>klen, &ref)
+                pthread_rwlock_unlock(&self.index_lock)
+            self.leave()
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+        if found < 0:
+            raise_status(found, "ttl", self.tree_path)
+        if not found:
+            raise KeyError(key)
+        return ref.expire_ms
+
+    def ttl(self, key):
+        """Seconds until key expires (a float), None when it has no expiry;
+        KeyError when the key does not exist."""
+        cdef uint64_t at = self.expire_at_ms(key)
+        cdef uint64_t now
+        if at == 0:
+            return None
+        now = self.now_ms()
+        return (at - now) / 1000.0 if at > now else 0.0
 
     cdef object _get(self, object key, object default, bint raise_missing):
         cdef Py_buffer kb
@@ -1309,9 +1670,9 @@ cdef class DB:
         sb.tree_lsn = tree_lsn
         sb.tree_live = <uint64_t>self.c_live
         sb.alloc_tail = mark
-        rc = write_superblock(self.pool, self.persist, &sb)
+        rc = write_superblock(self.pool, self.barriers, &sb)
         if rc == 0:
-            rc = self.persist.barrier()
+            rc = self.barriers.barrier()
         if rc == 0:
             self.sb_seq = sb.seq
         return rc
@@ -1400,6 +1761,7 @@ cdef class DB:
         pthread_rwlock_unlock(&self.index_lock)
         if rc != 0:
             return rc
+        rec.expire_ms = ref.expire_ms
         if rec.vcrc != ref.vcrc:
             self.unstage(&rec, 1)                 # damaged bytes stay where they are
             return ST_CORRUPT
@@ -1580,6 +1942,15 @@ cdef class DB:
             pthread_cond_timedwait(&self.idx_cond, &self.idx_mutex, &deadline)
             if self.idx_stop:
                 break
+            if (self.active_expire or self.lazy_hits) and self.exp_map.count and \
+                    not self.log.failed:
+                # Active expiry: a bounded batch of DELs per round, through
+                # the ordinary write path (writers are never held up by more
+                # than one record's log-lock hold).
+                pthread_mutex_unlock(&self.idx_mutex)
+                self.lazy_hits = 0
+                self.expire_pass(EXPIRE_BATCH)
+                pthread_mutex_lock(&self.idx_mutex)
             now = mono_ns()
             logged = self.log.next_lsn - 1 - self.cut_lsn
             due = logged >= self.ckpt_every or (
@@ -1606,10 +1977,13 @@ cdef class DB:
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "stats", self.pool_path)
-        cdef int64_t keys = 0, live = 0
+        cdef int64_t keys = 0, live = 0, expires = 0
         try:
             with nogil:
                 rc = self.count_live(&keys, &live)
+                pthread_rwlock_rdlock(&self.index_lock)
+                expires = self.count_volatile(self.now_ms())
+                pthread_rwlock_unlock(&self.index_lock)
             if rc != 0:
                 raise_status(rc, "stats", self.tree_path)
             try:
@@ -1620,6 +1994,8 @@ cdef class DB:
             return {
                 "path": self.path,
                 "keys": keys,
+                "expires": expires,
+                "expired_keys": self.expired_keys,
                 "live_bytes": live,
                 "file_bytes": file_bytes,
                 "pool_file_bytes": self.pool.size,
@@ -1643,12 +2019,12 @@ cdef class DB:
                 "relocated_bytes": self.relocated_bytes,
                 "cleaner_runs": self.cleaner_runs,
                 "truncated_bytes": self.truncated_bytes,
-                "persist": mode_name(self.persist.mode),
+                "persist": mode_name(self.barriers.mode),
                 "map_sync": bool(self.pool.map_sync),
                 "crc32c": "sse4.2" if crc32c_is_hw() else "table",
                 "sync": bool(self.sync_default),
-                "barriers": self.persist.barriers,
-                "barrier_errors": self.persist.barrier_errors,
+                "barriers": self.barriers.barriers,
+                "barrier_errors": self.barriers.barrier_errors,
                 "commit_groups": self.log.groups,
                 "log_records": self.log.records,
                 "log_next_lsn": self.log.next_lsn,
@@ -1767,8 +2143,8 @@ cdef class DB:
         rec.vlen = vlen
         rec.vcrc = crc32c_buf(v, vlen)
         rec.crc = key_crc_state(k, klen)
-        self.persist.persist_range(k, klen)
-        self.persist.persist_range(v, vlen)
+        self.barriers.persist_range(k, klen)
+        self.barriers.persist_range(v, vlen)
         return 0
 
     cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil:
@@ -1851,6 +2227,7 @@ cdef class MergeIter:
             self.tc.close()
 
     cdef int renew(self) noexcept nogil:
+        self.now = self.db.now_ms()
         return self.tc.renew()
 
     cdef int seek(self, int op, const char *k, uint32_t klen) noexcept nogil:
@@ -1913,7 +2290,7 @@ cdef class MergeIter:
                 self.adv_p = 1
                 if c == 0:
                     self.adv_t = 1
-                if pref.voff == TOMB:
+                if pref.voff == TOMB or ref_expired(pref, self.now):
                     continue
                 self.key = pk
                 self.klen = pref.klen
@@ -1921,6 +2298,8 @@ cdef class MergeIter:
                 return 1
             self.adv_t = 1
             self.tc.ref(&self.ref)
+            if ref_expired(&self.ref, self.now):
+                continue
             self.key = tk
             self.klen = tklen
             return 1
@@ -2111,11 +2490,18 @@ cdef class Batch:
                 PyBuffer_Release(&kb)
         return 0
 
-    def put(self, key, value):
-        """Add a put to the batch."""
+    def put(self, key, value, *, ttl=None):
+        """Add a put to the batch; ttl as for DB.put (ttl <= 0: a delete)."""
+        cdef uint64_t at = 0
         if value is None:
             raise TypeError("value must be bytes-like, not None")
+        if ttl is not None:
+            at = self.db._expire_at(ttl)
+            if at == 0:
+                self._stage(key, None)
+                return
         self._stage(key, value)
+        self.recs[self.n - 1].expire_ms = at
 
     def delete(self, key):
         """Add a delete to the batch (a key that does not exist is fine)."""

@@ -41,6 +41,11 @@
 #   - crc == crc32c(key bytes || record bytes 4..63);
 #   - a PUT's value lies inside the file, at most MAX_VALUE_LEN bytes, and
 #     vcrc == crc32c(value bytes): the checksum covers record, key and value.
+# expire_ms (a PUT's absolute expiry time, wall-clock ms since the Unix
+# epoch, 0 = none; DEL and LINK: 0) sits where version-1 databases wrote a
+# zero `reserved` field, under the same crc: old logs read as "no expiry".
+# An EXPIRE or PERSIST is a PUT naming the same key and value bytes with the
+# new expire_ms (no value is copied).
 # Records of an all-or-nothing batch carry F_BATCH and count down batch_left
 # to 0; an incomplete batch at the end of the log never happened.
 #
@@ -64,6 +69,7 @@
 # slot offsets, in key order; the cells they name are packed downward from
 # the page end.
 #   leaf cell    u16 klen | key bytes | Ref (REF_SIZE bytes, index.pxd's Ref)
+#                (version 1: REF_SIZE_V1 bytes, the Ref up to vcrc: no expiry)
 #   branch cell  u16 klen | key bytes | u32 child
 # Keys compare as memcmp, the shorter first on a common prefix (key_cmp).
 # Free-list pages (PT_FREE): header (count = entries, link = next page of the
@@ -98,7 +104,8 @@ cdef enum:
     PAGE_SIZE = 4096
     PAGE_HDR = 32                     # sizeof(PageHeader)
     PAGE_CAP = 4064                   # PAGE_SIZE - PAGE_HDR: bytes for slots and cells
-    REF_SIZE = 40                     # packed Ref in a leaf cell
+    REF_SIZE = 48                     # packed Ref in a leaf cell (index.pxd's Ref)
+    REF_SIZE_V1 = 40                  # BTREE_VERSION 1: the Ref without expire_ms
     MAX_DEPTH = 32                    # deeper is damage (a cycle)
     PT_META = 1
     PT_LEAF = 2
@@ -107,7 +114,8 @@ cdef enum:
     META_PAGES = 2                    # pages 0 and 1
     FREE_HDR = 40                     # header + u64 free_txn
     FREE_PER_PAGE = 1014              # (PAGE_SIZE - FREE_HDR) / 4
-    BTREE_VERSION = 1
+    BTREE_VERSION = 2                 # 2: expire_ms in the leaf Ref
+    BTREE_VERSION_V1 = 1              # opens read-only; the engine converts it (engine.pyx)
 
 # Superblock slot verdicts (sb_check).
 cdef enum:
@@ -201,7 +209,7 @@ cdef packed struct LogRecord:
     uint64_t voff                     # value offset (LINK: next chunk offset)
     uint64_t vlen                     # value length (LINK: next chunk size)
     uint64_t durable_hint             # durable_lsn when this record was appended
-    uint64_t reserved                 # zero
+    uint64_t expire_ms                # PUT: absolute expiry, ms since the Unix epoch; 0 none
 
 
 # The header of every index page.
@@ -339,9 +347,15 @@ cdef void page_seal(char *p) noexcept nogil
 # PV_* verdict: everything page pgno must satisfy, as a `want` page (PT_*)
 # reached from a snapshot of txn max_txn, before any byte of it is trusted;
 # after PV_OK every slot, key length and cell lies inside the page.
-cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want) noexcept nogil
-# 1 when the page is a valid meta page for `slot` (*out filled), 0 when not,
-# ST_VERSION when it verifies but was written by another format version.
+# ref_size: REF_SIZE, or REF_SIZE_V1 for a version-1 tree.
+cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want,
+                     uint32_t ref_size) noexcept nogil
+# 1 when the page is a valid meta page for `slot` (*out filled; out.version
+# BTREE_VERSION or BTREE_VERSION_V1), 0 when not, ST_VERSION when it
+# verifies but was written by another format version.
 cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil
+# The leaf Ref size of a tree of this (valid) version.
+cdef inline uint32_t ref_size_of(uint32_t version) noexcept nogil:
+    return REF_SIZE_V1 if version == BTREE_VERSION_V1 else REF_SIZE
 # Lay out meta page `slot` for m (magic, version and page size set here).
 cdef void meta_build(char *p, uint32_t slot, MetaBody *m) noexcept nogil

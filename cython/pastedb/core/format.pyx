@@ -169,7 +169,7 @@ cdef int rec_check(const char *base, uint64_t size, const LogRecord *rec, uint64
 cdef int rec_plausible(const LogRecord *rec, uint64_t size) noexcept nogil:
     if rec.type != REC_PUT and rec.type != REC_DEL and rec.type != REC_LINK:
         return 0
-    if rec.reserved != 0 or rec.lsn < 1:
+    if rec.lsn < 1 or (rec.expire_ms != 0 and rec.type != REC_PUT):
         return 0
     if rec.flags & ~F_BATCH or (not rec.flags and rec.batch_left) or rec.durable_hint >= rec.lsn:
         return 0
@@ -256,7 +256,8 @@ cdef void page_seal(char *p) noexcept nogil:
     page_hdr(p).crc = crc32c_buf(p + 4, PAGE_SIZE - 4)
 
 
-cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want) noexcept nogil:
+cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want,
+                     uint32_t ref_size) noexcept nogil:
     cdef const PageHeader *h = page_hdr(p)
     cdef int leaf, i, n
     cdef uint32_t off, kl, sz, used, pkl = 0
@@ -287,7 +288,7 @@ cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want) n
         kl = ld16(p + off)
         if kl > MAX_KEY_LEN:
             return PV_LAYOUT
-        sz = 2 + kl + <uint32_t>(REF_SIZE if leaf else 4)
+        sz = 2 + kl + (ref_size if leaf else 4)
         if off + sz > PAGE_SIZE:
             return PV_LAYOUT
         used += sz
@@ -307,7 +308,7 @@ cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil:
         return 0
     if h.type != PT_META or h.pgno != slot or memcmp(m.magic, TREE_MAGIC_C, 8) != 0:
         return 0
-    if m.version != BTREE_VERSION or m.page_size != PAGE_SIZE:
+    if (m.version != BTREE_VERSION and m.version != BTREE_VERSION_V1) or m.page_size != PAGE_SIZE:
         return ST_VERSION
     if m.txn != h.txn or m.page_count < META_PAGES or m.page_count > META_MAX_PAGES:
         return 0
@@ -343,7 +344,7 @@ _CONSTANTS = dict(
     SEG_SIZE=SEG_SIZE, MAP_ALIGN=MAP_ALIGN, REC_SIZE=REC_SIZE, CHUNK_SIZE=CHUNK_SIZE, CHUNK_SLOTS=CHUNK_SLOTS,
     REC_PUT=REC_PUT, REC_DEL=REC_DEL, REC_LINK=REC_LINK, F_BATCH=F_BATCH,
     MAX_KEY_LEN=MAX_KEY_LEN, MAX_VALUE_LEN=MAX_VALUE_LEN, PAGE_SIZE=PAGE_SIZE, PAGE_HDR=PAGE_HDR,
-    REF_SIZE=REF_SIZE, PT_META=PT_META, PT_LEAF=PT_LEAF, PT_BRANCH=PT_BRANCH, PT_FREE=PT_FREE,
+    REF_SIZE=REF_SIZE, REF_SIZE_V1=REF_SIZE_V1, BTREE_VERSION_V1=BTREE_VERSION_V1, PT_META=PT_META, PT_LEAF=PT_LEAF, PT_BRANCH=PT_BRANCH, PT_FREE=PT_FREE,
     BTREE_VERSION=BTREE_VERSION,
     SB_VALID=SB_VALID, SB_EMPTY=SB_EMPTY, SB_SHORT=SB_SHORT, SB_BAD_MAGIC=SB_BAD_MAGIC,
     SB_BAD_CRC=SB_BAD_CRC, SB_BAD_VERSION=SB_BAD_VERSION, SB_BAD_BUF_SIZE=SB_BAD_BUF_SIZE,
@@ -425,7 +426,7 @@ REC, REC_FIELDS = _layout([
     ("voff", _at(&_rec.voff, &_rec), sizeof(_rec.voff), "u"),
     ("vlen", _at(&_rec.vlen, &_rec), sizeof(_rec.vlen), "u"),
     ("durable_hint", _at(&_rec.durable_hint, &_rec), sizeof(_rec.durable_hint), "u"),
-    ("reserved", _at(&_rec.reserved, &_rec), sizeof(_rec.reserved), "u"),
+    ("expire_ms", _at(&_rec.expire_ms, &_rec), sizeof(_rec.expire_ms), "u"),
 ], sizeof(LogRecord))
 
 PAGE_HEADER, PAGE_HEADER_FIELDS = _layout([
@@ -644,8 +645,8 @@ def walk_chunk(buf, uint64_t chunk, uint64_t base_lsn, bint check_value=True):
 def encode_chain(uint64_t head, uint64_t first_lsn, uint64_t hint, list records):
     """Lay out a fresh log chain (what a repair writes): its chunks are
     contiguous from `head`, every chunk's last slot a LINK to the next.
-    records: (type, key, koff, voff, vlen, vcrc) for PUT and DEL records, in
-    log order, the key bytes as they lie at koff; every record gets
+    records: (type, key, koff, voff, vlen, vcrc[, expire_ms]) for PUT and DEL
+    records, in log order, the key bytes as they lie at koff; every record gets
     durable_hint `hint` and is sealed.  Returns (chunks, lsns, end): the
     chunks as (file offset, CHUNK_SIZE bytes), each record's LSN, and the
     offset after the last chunk."""
@@ -658,7 +659,10 @@ def encode_chain(uint64_t head, uint64_t first_lsn, uint64_t hint, list records)
     lsns = []
     if chunk_check(head, UINT64_MAX) != CK_OK:
         raise ValueError(f"no log chunk can start at {head}")
-    for rtype, key, koff, voff, vlen, vcrc in records:
+    cdef uint64_t expire_ms
+    for item in records:
+        rtype, key, koff, voff, vlen, vcrc = item[:6]
+        expire_ms = item[6] if len(item) > 6 else 0
         if rtype != REC_PUT and rtype != REC_DEL:
             raise ValueError(f"record type {rtype}: a chain holds PUT and DEL records")
         k = key
@@ -689,6 +693,7 @@ def encode_chain(uint64_t head, uint64_t first_lsn, uint64_t hint, list records)
             r.voff = voff
             r.vlen = vlen
             r.vcrc = vcrc
+            r.expire_ms = expire_ms
         r.durable_hint = hint
         r.crc = record_crc(key_crc_state(_ptr(k), <uint32_t>k.shape[0]), r)
         lsns.append(lsn)
@@ -765,12 +770,13 @@ def verify_values(buf, list spans):
 
 # ---------------------------------------------------------------- index pages
 
-def page_verdict(page, uint32_t pgno, uint64_t max_txn, int want):
-    """PV_* verdict of an index page (PAGE_SIZE bytes)."""
+def page_verdict(page, uint32_t pgno, uint64_t max_txn, int want, uint32_t ref_size=REF_SIZE):
+    """PV_* verdict of an index page (PAGE_SIZE bytes) of a tree whose leaf
+    Refs are ref_size bytes (REF_SIZE; REF_SIZE_V1 for a version-1 tree)."""
     cdef const unsigned char[::1] b = page
     if b.shape[0] < PAGE_SIZE:
         raise ValueError(f"an index page is {PAGE_SIZE} bytes")
-    return page_verify(_ptr(b), pgno, max_txn, want)
+    return page_verify(_ptr(b), pgno, max_txn, want, ref_size)
 
 
 def seal_page(bytearray page not None):

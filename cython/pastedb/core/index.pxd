@@ -18,6 +18,8 @@ cdef struct Ref:
     uint64_t lsn       # log sequence number of the record that wrote this
     uint32_t klen      # key length in bytes
     uint32_t vcrc      # crc32c of the value bytes (verified by get when asked)
+    uint64_t expire_ms # absolute expiry, ms since the Unix epoch; 0 none (after vcrc:
+                       # a version-1 leaf cell holds the Ref up to here)
 
 
 cdef struct Node                        # opaque skip-list node

@@ -162,7 +162,6 @@ cdef class RefLog:
         cdef int rc
         rec.lsn = self.next_lsn
         rec.durable_hint = self.durable_lsn
-        rec.reserved = 0
         rec.crc = record_crc(key_state, rec)
         if self.pool.write_syscall:
             # Gather consecutive slots; flush_run() writes them with one
