@@ -18,7 +18,7 @@ cdef enum CmdFlag:
                             # (it would commit part of the transaction)
 
 cdef enum:
-    MAX_COMMANDS = 64
+    MAX_COMMANDS = 128
 
 # A command's implementation: its arguments are in srv.args, its reply goes
 # to c.out.  Never fails: errors are replies (or srv.find_err, which
@@ -389,54 +389,8 @@ cdef void h_scan(Server srv, Conn *c) noexcept nogil:
 
 
 # ---------------------------------------------------------------- data commands
-cdef void cmd_set(Server srv, Conn *c, int setnx) noexcept nogil:
-    cdef Args *a = &srv.args
-    cdef int nx = setnx, xx = 0, get = 0, i, found
-    cdef const char *old = NULL
-    cdef size_t oldlen = 0
-    cdef char msg[160]
-    cdef size_t n
-    for i in range(3, a.argc):
-        if ieq(a.ptr[i], a.len[i], b"nx"):
-            nx = 1
-        elif ieq(a.ptr[i], a.len[i], b"xx"):
-            xx = 1
-        elif ieq(a.ptr[i], a.len[i], b"get"):
-            get = 1
-        else:
-            n = a.len[i] if a.len[i] < 40 else 40
-            memcpy(msg, b"ERR SET option '", 16)
-            memcpy(msg + 16, a.ptr[i], n)
-            memcpy(msg + 16 + n, b"' is not supported by pastedb (no expiry; NX, XX and GET are)\0", 63)
-            out_error(&c.out, msg)
-            return
-    if nx and xx:
-        out_error(&c.out, b"ERR syntax error")
-        return
-    if not srv.key_ok(c, a.len[1]):
-        return
-    found = srv.find(a.ptr[1], a.len[1], &old, &oldlen)
-    if get:
-        if found:
-            out_bulk(&c.out, old, oldlen)
-        else:
-            out_null(&c.out, c.resp3)
-    if (nx and found) or (xx and not found):
-        if setnx:
-            out_int(&c.out, 0)
-        elif not get:
-            out_null(&c.out, c.resp3)
-        return
-    if srv.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
-        srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space for the value")
-        return
-    if a.in_pool:
-        srv.keep_window(c, a.ptr[2] + a.len[2])
-    if setnx:
-        out_int(&c.out, 1)
-    elif not get:
-        out_simple(&c.out, b"OK")
+# cmd_set (SET with its expiry options, SETNX) is in expire_cmds.pxi.
+include "expire_cmds.pxi"
 
 
 cdef void cmd_get(Server srv, Conn *c, int delete) noexcept nogil:
@@ -535,6 +489,7 @@ cdef void cmd_incr(Server srv, Conn *c, int sign, int has_arg) noexcept nogil:
     cdef int64_t cur = 0, by = 1
     cdef char buf[32]
     cdef int n
+    cdef uint64_t exp = 0
     if has_arg and not parse_i64(a.ptr[2], a.len[2], &by):
         out_error(&c.out, b"ERR value is not an integer or out of range")
         return
@@ -545,7 +500,7 @@ cdef void cmd_incr(Server srv, Conn *c, int sign, int has_arg) noexcept nogil:
         by = -by
     if not srv.key_ok(c, a.len[1]):
         return
-    if srv.find(a.ptr[1], a.len[1], &v, &vlen):
+    if srv.find_exp(a.ptr[1], a.len[1], &v, &vlen, &exp):     # INCR keeps the expiry
         if not parse_i64(v, vlen, &cur):
             out_error(&c.out, b"ERR value is not an integer or out of range")
             return
@@ -559,6 +514,7 @@ cdef void cmd_incr(Server srv, Conn *c, int sign, int has_arg) noexcept nogil:
         srv.drop_cmd_recs()
         out_error(&c.out, b"ERR out of space")
         return
+    srv.recs[srv.nrecs - 1].expire_ms = exp
     out_int(&c.out, cur)
 
 
@@ -1058,3 +1014,16 @@ defcmd(b"bgsave", -1, F_WRITE | F_DENYMULTI, h_bgsave)
 defcmd(b"shutdown", -1, F_DENYMULTI, h_shutdown)
 defcmd(b"time", 1, F_READONLY, cmd_time)
 defcmd(b"reset", 1, F_NOAUTH | F_NOMULTI, h_reset)
+defcmd(b"setex", 4, F_WRITE, h_setex, 1, 1, 1)
+defcmd(b"psetex", 4, F_WRITE, h_psetex, 1, 1, 1)
+defcmd(b"getex", -2, F_WRITE, cmd_getex, 1, 1, 1)
+defcmd(b"expire", -3, F_WRITE, h_expire, 1, 1, 1)
+defcmd(b"pexpire", -3, F_WRITE, h_pexpire, 1, 1, 1)
+defcmd(b"expireat", -3, F_WRITE, h_expireat, 1, 1, 1)
+defcmd(b"pexpireat", -3, F_WRITE, h_pexpireat, 1, 1, 1)
+defcmd(b"ttl", 2, F_READONLY, h_ttl, 1, 1, 1)
+defcmd(b"pttl", 2, F_READONLY, h_pttl, 1, 1, 1)
+defcmd(b"expiretime", 2, F_READONLY, h_expiretime, 1, 1, 1)
+defcmd(b"pexpiretime", 2, F_READONLY, h_pexpiretime, 1, 1, 1)
+defcmd(b"persist", 2, F_WRITE, h_persist, 1, 1, 1)
+defcmd(b"debug", -2, F_READONLY, h_debug)

@@ -204,6 +204,13 @@ cdef class Server:
     cdef int find_ex(self, const char *k, size_t klen, const char **vp, size_t *vlen,
                      int pin) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
+    # expiry: find() that also gives the key's expire_ms (0 none); stage a
+    # record giving a key (staged or committed) a new expire_ms over its
+    # current bytes (1 staged, 0 absent, negative status); the engine's clock.
+    cdef int find_exp(self, const char *k, size_t klen, const char **vp, size_t *vlen,
+                      uint64_t *expire_ms) noexcept nogil
+    cdef int stage_expiry(self, const char *k, size_t klen, uint64_t expire_ms) noexcept nogil
+    cdef uint64_t now_ms(self) noexcept nogil
     cdef int64_t staged_dbsize(self) noexcept nogil
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil

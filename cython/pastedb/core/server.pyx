@@ -1148,6 +1148,72 @@ cdef class Server:
         vlen[0] = ref.vlen
         return 1
 
+    cdef uint64_t now_ms(self) noexcept nogil:
+        return self.db.now_ms()
+
+    cdef int find_exp(self, const char *k, size_t klen, const char **vp, size_t *vlen,
+                      uint64_t *expire_ms) noexcept nogil:
+        """find(), and the key's expire_ms (0: none) in *expire_ms."""
+        cdef int i, rc
+        cdef LogRecord *r
+        cdef Ref ref
+        cdef char *base = self.base
+        expire_ms[0] = 0
+        for i in range(self.nrecs - 1, -1, -1):
+            r = &self.recs[i]
+            if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
+                if r.type == REC_DEL or (r.expire_ms != 0 and r.expire_ms <= self.db.now_ms()):
+                    return 0
+                vp[0] = base + r.voff
+                vlen[0] = r.vlen
+                expire_ms[0] = r.expire_ms
+                return 1
+        if klen > MAX_KEY_LEN:
+            return 0
+        rc = self.db.read_value(k, <uint32_t>klen, &ref, 0)
+        if rc <= 0:
+            if rc < 0:
+                self.find_err = rc
+            return 0
+        vp[0] = base + ref.voff
+        vlen[0] = ref.vlen
+        expire_ms[0] = ref.expire_ms
+        return 1
+
+    cdef int stage_expiry(self, const char *k, size_t klen, uint64_t expire_ms) noexcept nogil:
+        """Stage a PUT naming k's current bytes with expire_ms: a copy of
+        its record staged in this command/transaction, or (committed) the
+        engine's stage_expiry.  Pinned like any staged record."""
+        cdef LogRecord *rec
+        cdef LogRecord *r
+        cdef LogRecord *grown
+        cdef Ref cur
+        cdef int i, rc
+        cdef char *base = self.base
+        if self.nrecs == self.recs_cap:
+            grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
+            if grown == NULL:
+                return -ENOMEM
+            self.recs = grown
+            self.recs_cap *= 2
+        rec = &self.recs[self.nrecs]
+        for i in range(self.nrecs - 1, -1, -1):
+            r = &self.recs[i]
+            if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
+                if r.type == REC_DEL or (r.expire_ms != 0 and r.expire_ms <= self.db.now_ms()):
+                    return 0
+                rec[0] = r[0]
+                rec.expire_ms = expire_ms
+                self.db.pin_record(rec)
+                self.nrecs += 1
+                return 1
+        if klen > MAX_KEY_LEN:
+            return 0
+        rc = self.db.stage_expiry(k, <uint32_t>klen, expire_ms, rec, &cur)
+        if rc > 0:
+            self.nrecs += 1
+        return rc
+
     cdef int64_t staged_dbsize(self) noexcept nogil:
         """The key count as the index will have it once the records staged
         by this transaction are applied."""
@@ -1253,7 +1319,8 @@ cdef class Server:
                    self.zero_copy_puts, self.copied_puts, self.referenced_replies,
                    self.receive_path()))
         if b"keyspace" in want:
-            parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
+            parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=%d,avg_ttl=0\r\n"
+                                             % (st["keys"], st["expires"])
                                              if st["keys"] else ""))
         return "\r\n".join(parts)
 
