@@ -95,10 +95,12 @@ def dump(db: DB, out: BinaryIO, *, prefix: bytes | None = None, start: bytes | N
     out.write(head)
     stats.bytes += len(head)
     hexlify = binascii.hexlify
-    for key, value in db.items(start, stop, prefix=prefix):
-        # Expiry: once the engine keeps one, a key with an expiry time gets a
-        # b"pxat=%d\n" line (ms since the epoch) before its key line.
+    for key, value, pxat in db._items_with_expiry(start, stop, prefix=prefix):
+        # A key with an expiry time gets a b"pxat=%d\n" line (ms since the
+        # epoch) before its key line.
         line = b" " + hexlify(key) + b"\n " + hexlify(value) + b"\n"
+        if pxat:
+            line = b"pxat=%d\n" % pxat + line
         chunk.append(line)
         size += len(line)
         stats.records += 1
@@ -228,6 +230,7 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
     crc = 0
     count = 0               # records read (applied or staged)
     key: bytes | None = None
+    pxat: int | None = None       # the expiry line before the key being read
     b: Batch = db.batch()
     staged = 0
     staged_bytes = 0
@@ -241,7 +244,7 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
             first = r.lineno + 1
             for i, line in enumerate(lines):
                 if line[:1] != b" ":
-                    if line == _DATA_END and key is None:
+                    if line == _DATA_END and key is None and pxat is None:
                         r.lineno = first + i
                         if staged:
                             b.commit()
@@ -250,12 +253,24 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                         stats.records = count
                         _read_end(r, ours, lines[i + 1:], count, crc)
                         return
-                    if line.startswith(_PXAT):
+                    if line.startswith(_PXAT) and key is None and pxat is None:
                         r.lineno = first + i
-                        # Room in the format for expiry (issue 11); the engine has none yet.
-                        raise r.error("the dump holds expiry times (pxat=) and this pastedb "
-                                      "has no expiry yet")
+                        if not line.endswith(b"\n"):
+                            raise r.error("truncated input: the last line is cut short")
+                        digits = line[len(_PXAT):-1]
+                        if not digits.isdigit() or len(digits) > 19 or int(digits) == 0:
+                            raise r.error(f"garbled input: an expiry line holds {_show(line)} "
+                                          f"(pxat= and milliseconds since the epoch)")
+                        pxat = int(digits)
+                        crc = crc32(line, crc)
+                        continue
                     r.lineno = first + i
+                    if line.startswith(_PXAT):
+                        raise r.error("garbled input: an expiry line (pxat=) where a value or "
+                                      "another record's key belongs")
+                    if line == _DATA_END and pxat is not None:
+                        raise r.error("truncated input: DATA=END after an expiry line (pxat=) "
+                                      "without its record")
                     if line == _DATA_END:
                         raise r.error("truncated input: DATA=END after a key without its value")
                     if not line.endswith(b"\n"):
@@ -280,7 +295,11 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                 if len(data) > max_value:
                     r.lineno = first + i
                     raise r.error(f"value is {len(data)} bytes; the limit is {max_value}")
-                b.put(key, data)
+                if pxat is None:
+                    b.put(key, data)
+                else:
+                    b._put_at(key, data, pxat)   # already past: the key is deleted
+                    pxat = None
                 count += 1
                 staged += 1
                 staged_bytes += len(key) + len(data)

@@ -292,6 +292,31 @@ def test_checker_catches_a_damaged_expiry(tmp_path):
                for p in res.problems), [p.message for p in res.problems]
 
 
+# ------------------------------------------------------------------ dump / load
+
+def test_dump_writes_pxat_and_load_honours_it(tmp_path):
+    import io
+    src = pastedb.open(tmp_path / "src")
+    src._set_clock(T0)
+    src.put(b"a", b"1", ttl=60)
+    src.put(b"b", b"2")
+    src.put(b"c", b"3", ttl=0.5)
+    out = io.BytesIO()
+    assert pastedb.dump(src, out).records == 3
+    src.close()
+    text = out.getvalue()
+    assert b"pxat=%d\n 61\n" % (T0 + 60_000) in text and b"pxat=%d\n 63\n" % (T0 + 500) in text
+    assert text.count(b"pxat=") == 2
+    dst = pastedb.open(tmp_path / "dst")
+    dst._set_clock(T0 + 1000)                    # c's time has passed by the load
+    dst.put(b"c", b"old")
+    st = pastedb.load(dst, io.BytesIO(text))
+    assert st.records == 3
+    assert dict(dst.items()) == {b"a": b"1", b"b": b"2"}
+    assert dst.expire_at_ms(b"a") == T0 + 60_000 and dst.ttl(b"b") is None
+    dst.close()
+
+
 # ------------------------------------------------------------------ crash images
 
 def _value(key: bytes, n: int) -> bytes:

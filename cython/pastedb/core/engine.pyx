@@ -1424,6 +1424,11 @@ cdef class DB:
             stop = None if stop is None else as_key(stop, "stop")
         return Cursor(self, what, start, stop, bool(reverse))
 
+    def _items_with_expiry(self, start=None, stop=None, *, prefix=None):
+        """(key, value, expire_ms) in key order (expire_ms 0: none); arguments
+        as for items() (dump uses it)."""
+        return self._cursor(3, start, stop, prefix, False)
+
     def batch(self):
         """An all-or-nothing group of puts and deletes::
 
@@ -2312,7 +2317,7 @@ cdef class Cursor:
     consistent order) while writers and the indexer run."""
 
     cdef DB db
-    cdef int what                     # 0 keys, 1 values, 2 items
+    cdef int what                     # 0 keys, 1 values, 2 items, 3 (key, value, expire_ms)
     cdef bytes start                  # inclusive lower bound or None
     cdef bytes stop                   # exclusive upper bound or None
     cdef bint reverse
@@ -2402,7 +2407,10 @@ cdef class Cursor:
                         if crc32c_buf(PyBytes_AS_STRING(v), it.ref.vlen) != it.ref.vcrc:
                             rc = ST_VALUE_DAMAGED
                             break
-                        out.append(v if self.what == 1 else (k, v))
+                        if self.what == 3:
+                            out.append((k, v, it.ref.expire_ms))
+                        else:
+                            out.append(v if self.what == 1 else (k, v))
                     self.last = k
                     n += 1
                     if n == ITER_BATCH:
@@ -2502,6 +2510,15 @@ cdef class Batch:
                 return
         self._stage(key, value)
         self.recs[self.n - 1].expire_ms = at
+
+    def _put_at(self, key, value, uint64_t expire_ms):
+        """Add a put with the absolute expiry expire_ms (0 none; one already
+        past adds a delete instead)."""
+        if expire_ms != 0 and expire_ms <= self.db.now_ms():
+            self._stage(key, None)
+            return
+        self._stage(key, value)
+        self.recs[self.n - 1].expire_ms = expire_ms
 
     def delete(self, key):
         """Add a delete to the batch (a key that does not exist is fine)."""
