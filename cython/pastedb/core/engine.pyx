@@ -962,6 +962,11 @@ cdef class DB:
                 found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
             if found <= 0:
                 self.unstage(recs, 1)
+                if last_lsn != NULL:
+                    # Nothing appended: a caller that waits for durability
+                    # waits for what was appended before (the server holds
+                    # the reply until then).
+                    last_lsn[0] = self.log.next_lsn - 1
                 self.log.unlock_log()
                 if self.eager:
                     pthread_mutex_unlock(&self.tree_lock)

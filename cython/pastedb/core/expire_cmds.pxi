@@ -108,13 +108,16 @@ cdef int expire_ms_of(Server srv, Conn *c, int arg, int flags, const char *cmd,
     return 1
 
 
-cdef int stage_value(Server srv, Conn *c, int key_arg, int val_arg, uint64_t expire_ms) noexcept nogil:
-    """Stage SET's write: a PUT with expire_ms (0 none), or a DEL when the
-    time is already past.  1, or 0 after replying the error."""
+cdef int stage_value(Server srv, Conn *c, int key_arg, int val_arg, uint64_t expire_ms,
+                     int found) noexcept nogil:
+    """Stage SET's write: a PUT with expire_ms (0 none), or, when the time is
+    already past, a DEL of the key if it exists (found).  1, or 0 after
+    replying the error."""
     cdef Args *a = &srv.args
-    cdef int rc
+    cdef int rc = 0
     if expire_ms != 0 and expire_ms <= srv.now_ms():
-        rc = srv.stage_record(REC_DEL, a.ptr[key_arg], a.len[key_arg], NULL, 0, 0)
+        if found:
+            rc = srv.stage_record(REC_DEL, a.ptr[key_arg], a.len[key_arg], NULL, 0, 0)
     else:
         rc = srv.stage_record(REC_PUT, a.ptr[key_arg], a.len[key_arg], a.ptr[val_arg],
                               a.len[val_arg], a.in_pool)
@@ -157,7 +160,7 @@ cdef void cmd_set(Server srv, Conn *c, int setnx) noexcept nogil:
         return
     if (flags & SO_KEEPTTL) and found:
         at = old_exp
-    if not stage_value(srv, c, 1, 2, at):
+    if not stage_value(srv, c, 1, 2, at, found):
         return
     if setnx:
         out_int(&c.out, 1)
@@ -173,7 +176,7 @@ cdef void cmd_setex(Server srv, Conn *c, int unit) noexcept nogil:
         return
     if not srv.key_ok(c, a.len[1]):
         return
-    if stage_value(srv, c, 1, 3, at):
+    if stage_value(srv, c, 1, 3, at, 1):
         out_simple(&c.out, b"OK")
 
 
