@@ -536,3 +536,42 @@ def test_model_with_a_controllable_clock(tmp_path_factory, ops):
             assert db.stats()["expires"] == sum(1 for k in want if model[k][1])
     finally:
         db.close()
+
+
+# ------------------------------------------------------------------ space
+
+def test_active_expiry_keeps_files_bounded_under_short_lived_keys(db_path):
+    """Sessions: every key is new, lives one (engine) second, and is never
+    read or deleted again.  Only active expiry deletes them; the checkpoints
+    then release their segments for reuse, so the files stay near the size
+    of the keys alive at once, not of everything ever written."""
+    db = pastedb.open(db_path, sync=False)
+    db._checkpoint_policy(every=4000, interval=0.05)
+    now = T0
+    db._set_clock(now)
+    per_round, size, rounds = 4000, 2000, 30
+    written = 0
+    sizes = []
+    for rnd in range(rounds):
+        for i in range(per_round):
+            db.put(b"session:%03d:%05d" % (rnd, i), os.urandom(size), ttl=1)
+            written += size
+        now += 2000
+        db._set_clock(now)                     # this round's keys are all due
+        deadline = time.monotonic() + 60
+        while db.stats()["expired_keys"] < (rnd + 1) * per_round and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert db.stats()["expired_keys"] == (rnd + 1) * per_round
+        sizes.append(db.stats()["pool_file_bytes"])
+    db.checkpoint()
+    st = db.stats()
+    assert st["keys"] == 0 and st["index_keys"] == 0
+    alive_at_once = per_round * (size + 20)
+    assert written > 20 * alive_at_once
+    # Bounded: the last rounds' file is no bigger than a fixed multiple of
+    # what lives at once (plus the fixed slack the pool keeps), far below
+    # what was written.
+    bound = 3 * alive_at_once + 16 * 2 ** 20      # measured: 16 MiB for 228 MiB written
+    assert max(sizes[rounds // 2:]) <= bound, (sizes, bound)
+    assert st["freed_segments"] > 0 and st["reused_segments"] > 0
+    db.close()

@@ -1941,25 +1941,28 @@ cdef class DB:
         cdef timespec deadline
         cdef int64_t last = mono_ns(), now, last_clean = 0
         cdef uint64_t logged
-        cdef int rc, due
+        cdef int rc, due, more = 0
         pthread_mutex_lock(&self.idx_mutex)
         while not self.idx_stop:
-            clock_gettime(CLOCK_REALTIME, &deadline)
-            deadline.tv_nsec += 20000000
-            if deadline.tv_nsec >= 1000000000:
-                deadline.tv_sec += 1
-                deadline.tv_nsec -= 1000000000
-            pthread_cond_timedwait(&self.idx_cond, &self.idx_mutex, &deadline)
+            if not more:
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_nsec += 20000000
+                if deadline.tv_nsec >= 1000000000:
+                    deadline.tv_sec += 1
+                    deadline.tv_nsec -= 1000000000
+                pthread_cond_timedwait(&self.idx_cond, &self.idx_mutex, &deadline)
+            more = 0
             if self.idx_stop:
                 break
             if (self.active_expire or self.lazy_hits) and self.exp_map.count and \
                     not self.log.failed:
                 # Active expiry: a bounded batch of DELs per round, through
                 # the ordinary write path (writers are never held up by more
-                # than one record's log-lock hold).
+                # than one record's log-lock hold); a full batch means more
+                # are due: the next round starts at once.
                 pthread_mutex_unlock(&self.idx_mutex)
                 self.lazy_hits = 0
-                self.expire_pass(EXPIRE_BATCH)
+                more = self.expire_pass(EXPIRE_BATCH) == EXPIRE_BATCH
                 pthread_mutex_lock(&self.idx_mutex)
             now = mono_ns()
             logged = self.log.next_lsn - 1 - self.cut_lsn
