@@ -1704,7 +1704,7 @@ def repair_log(res: Result) -> RepairReport:
         hint = start_lsn - 1
         # The chain (format lays it out: a LINK in every chunk's last slot):
         # the snapshot marker, then one PUT per key.
-        records = [(REC_DEL, SNAPSHOT_MARKER, marker_off, 0, 0, 0)]
+        records = [(REC_DEL, SNAPSHOT_MARKER, marker_off, 0, 0, 0, 0)]
         records += [(REC_PUT, key, e.koff, e.voff, e.vlen, e.vcrc, e.expire_ms)
                     for key, e in entries]
         chunks, lsns, end = encode_chain(head, start_lsn, hint, records)

@@ -17,11 +17,11 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pastedb.core.btree import TreeFile
 
 import pastedb
 from pastedb import check
 from pastedb.core import format as fmt
-from pastedb.core.btree import TreeFile
 
 T0 = 1_900_000_000_000                  # a fixed "now" (ms since the epoch) for frozen clocks
 
@@ -391,7 +391,7 @@ def test_crash_images_expired_never_back_unexpired_never_lost(tmp_path, crash_ru
             with pastedb.open(d, persist="none") as r:
                 got = dict(r.items())
                 ttls = {k: r.ttl(k) for k in got}
-            def same(state):
+            def same(state, got=got, ttls=ttls):
                 # visible keys and values, and for each: no expiry, or one
                 # the writer set 5000 s ahead of its clock (1000 s behind)
                 return visible(state) == got and all(

@@ -30,11 +30,13 @@ MAX_VALUE_LEN: int
 PAGE_SIZE: int
 PAGE_HDR: int
 REF_SIZE: int
+REF_SIZE_V1: int
 PT_META: int
 PT_LEAF: int
 PT_BRANCH: int
 PT_FREE: int
 BTREE_VERSION: int
+BTREE_VERSION_V1: int
 TREE_MAGIC: bytes
 
 # superblock slot verdicts (names: SB_STATES)
@@ -94,10 +96,11 @@ def record_verifies(buf: Buffer, off: int) -> bool: ...
 def walk_chunk(buf: Buffer, chunk: int, base_lsn: int,
                check_value: bool = True) -> tuple[bytes, int]: ...
 def encode_chain(head: int, first_lsn: int, hint: int,
-                 records: list[tuple[int, bytes, int, int, int, int]]
+                 records: list[tuple[int, bytes, int, int, int, int, int]]
                  ) -> tuple[list[tuple[int, bytes]], list[int], int]: ...
 def scan_runs(buf: Buffer, start: int,
               stop: int) -> tuple[list[tuple[int, int, int, int, int]], int]: ...
 def verify_values(buf: Buffer, spans: list[tuple[int, int, int]]) -> list[bool]: ...
-def page_verdict(page: Buffer, pgno: int, max_txn: int, want: int) -> int: ...
+def page_verdict(page: Buffer, pgno: int, max_txn: int, want: int,
+                 ref_size: int = ...) -> int: ...
 def seal_page(page: bytearray) -> None: ...
