@@ -575,3 +575,25 @@ def test_active_expiry_keeps_files_bounded_under_short_lived_keys(db_path):
     assert max(sizes[rounds // 2:]) <= bound, (sizes, bound)
     assert st["freed_segments"] > 0 and st["reused_segments"] > 0
     db.close()
+
+
+def test_repair_rebuilds_an_index_with_the_expiry_times(db_path):
+    import subprocess
+    import sys
+    db = pastedb.open(db_path)
+    db._set_clock(T0)
+    db.put(b"a", b"1", ttl=3600)
+    db.put(b"b", b"2")
+    db.checkpoint()
+    db.put(b"c", b"3", ttl=7200)
+    db.close()
+    os.unlink(db_path / "index")
+    r = subprocess.run([sys.executable, "-m", "pastedb.check", str(db_path), "--repair"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with pastedb.open(db_path) as db:
+        db._set_clock(T0)
+        assert db.expire_at_ms(b"a") == T0 + 3_600_000
+        assert db.expire_at_ms(b"b") == 0
+        assert db.expire_at_ms(b"c") == T0 + 7_200_000
+    assert check.verify(str(db_path)).ok

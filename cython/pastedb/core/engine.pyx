@@ -2311,8 +2311,8 @@ cdef class DB:
             more = 0
             if self.idx_stop:
                 break
-            if (self.active_expire or self.lazy_hits) and self.exp_map.count and \
-                    not self.log.failed:
+            if (self.active_expire or self.lazy_hits) and \
+                    (self.exp_map.count or self.exp_heap.n) and not self.log.failed:
                 # Active expiry: a bounded batch of DELs per round, through
                 # the ordinary write path (writers are never held up by more
                 # than one record's log-lock hold); a full batch means more
