@@ -1994,6 +1994,30 @@ cdef class DB:
         if rc != 0 and raise_errors:
             raise_status(rc, "close", self.pool_path)
 
+    def backup(self, dest):
+        """Write a compacted, verified copy of the database to the new
+        directory ``dest`` while writes go on; see pastedb.backup."""
+        from pastedb.backup import backup
+        return backup(self, dest)
+
+    def _freeze(self, bint frozen):
+        """Read-only handle: catch up with the writer once, then hold that
+        state until unfrozen (one point in time for a backup).  Returns the
+        log position the state is at."""
+        cdef int rc
+        if not self.readonly:
+            raise Error("only a read-only handle can be frozen")
+        if frozen:
+            self.ro_frozen = 0
+            rc = self.enter()             # the refresh
+            if rc != 0:
+                raise_status(rc, "backup", self.pool_path)
+            self.ro_frozen = 1
+            self.leave()
+        else:
+            self.ro_frozen = 0
+        return self.ro_lsn
+
     def __enter__(self):
         return self
 
