@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.common import (
@@ -135,32 +135,36 @@ def child_reader(engine: str, path: str, n: int, seconds: float) -> dict[str, fl
     rng = random.Random(11)
     keys = [key(rng.randrange(n)) for _ in range(100_000)]
     out: dict[str, float] = {}
+    get: Callable[[bytes], bytes | None]
+    scan: Callable[[], int]
     if engine == "pastedb":
         import pastedb
 
         db = pastedb.open(path, readonly=True)
         get = db.get
 
-        def scan() -> int:
+        def scan_db() -> int:
             c = 0
             for _k, _v in db.items():
                 c += 1
             return c
+        scan = scan_db
     else:
         import lmdb
 
         env = lmdb.open(path, map_size=1 << 34, readonly=True, lock=True)
 
-        def get(k: bytes) -> bytes | None:
+        def get_env(k: bytes) -> bytes | None:
             with env.begin() as txn:
                 return txn.get(k)
 
-        def scan() -> int:
+        def scan_env() -> int:
             c = 0
             with env.begin() as txn:
                 for _k, _v in txn.cursor():
                     c += 1
             return c
+        get, scan = get_env, scan_env
     end = time.monotonic() + seconds
     gets = 0
     t = time.perf_counter()

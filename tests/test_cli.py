@@ -104,7 +104,7 @@ def test_beside_a_running_server(server, tmp_path):
     assert ok("scan", tmp_path / "live", "--values") == b"k\tv\n"
     st = json.loads(ok("stat", tmp_path / "live", "--json"))
     assert st["keys"] == 1 and st["readonly"] is True
-    assert b"k" in ok("dump", tmp_path / "live")
+    assert b"\n 6b\n 76\n" in ok("dump", tmp_path / "live")          # k -> v, hex
     c.set("k", "w")                        # acknowledged: the next read sees it
     assert ok("get", tmp_path / "live", "k") == b"w\n"
     for args in (("set", "k", "x"), ("del", "k")):

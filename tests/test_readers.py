@@ -400,7 +400,7 @@ def test_backup_of_an_embedded_writer_while_a_thread_writes(db_path, tmp_path):
 
 def test_backup_is_compacted(db_path, tmp_path):
     with pastedb.open(db_path) as db:
-        for r in range(20):
+        for _r in range(20):
             for i in range(200):
                 db[b"k%d" % i] = os.urandom(4000)
         big = db.stats()["pool_file_bytes"]

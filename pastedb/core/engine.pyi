@@ -1,7 +1,6 @@
 """Type stubs for the Cython engine (pastedb.core.engine)."""
 
 import os
-
 from collections.abc import Iterator
 from typing import Any, Literal, TypeVar, overload
 
