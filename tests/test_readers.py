@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 import pastedb
 from pastedb.core.readers import ReaderTable
@@ -409,3 +412,107 @@ def test_backup_is_compacted(db_path, tmp_path):
         st = copy.stats()
         assert st["keys"] == 200
         assert st["pool_file_bytes"] < big
+
+
+# ---------------------------------------------------------------- model
+
+mkeys = st.lists(st.sampled_from([b"", b"\x00", b"a", b"b", b"\xff"]), max_size=3).map(b"".join)
+mvalues = st.one_of(st.binary(max_size=24), st.binary(max_size=24),
+                    st.builds(lambda n, b: b * n, st.sampled_from([70_000, 300_001]),
+                              st.binary(min_size=1, max_size=2)))
+
+
+class ReadersMachine(RuleBasedStateMachine):
+    """A writer and read-only handles of the same directory against a dict:
+    after every step each reader's next call shows exactly the model."""
+    base_dir = None
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="readers-", dir=self.base_dir)
+        self.model: dict[bytes, bytes] = {}
+        self.db = None
+        self.readers: list = []
+
+    @initialize()
+    def open_all(self):
+        self.db = pastedb.open(self.dir, persist="none")
+        self.db._checkpoint_policy(interval=3600)
+        self.readers = [pastedb.open(self.dir, readonly=True)]
+
+    def teardown(self):
+        for r in self.readers:
+            r.close()
+        if self.db is not None:
+            self.db.close()
+
+    @rule(k=mkeys, v=mvalues)
+    def put(self, k, v):
+        self.db[k] = v
+        self.model[k] = v
+
+    @rule(k=mkeys)
+    def delete(self, k):
+        assert self.db.delete(k) == (k in self.model)
+        self.model.pop(k, None)
+
+    @rule(ops=st.lists(st.tuples(mkeys, st.one_of(st.none(), st.binary(max_size=8))), max_size=6))
+    def batch(self, ops):
+        with self.db.batch() as b:
+            for k, v in ops:
+                if v is None:
+                    b.delete(k)
+                    self.model.pop(k, None)
+                else:
+                    b.put(k, v)
+                    self.model[k] = v
+
+    @rule()
+    def checkpoint(self):
+        self.db.checkpoint()
+
+    @rule()
+    def compact(self):
+        self.db.compact()
+
+    @rule()
+    def reopen_writer(self):
+        self.db.close()
+        self.db = pastedb.open(self.dir, persist="none")
+        self.db._checkpoint_policy(interval=3600)
+
+    @rule()
+    def open_reader(self):
+        if len(self.readers) < 3:
+            self.readers.append(pastedb.open(self.dir, readonly=True))
+
+    @rule(i=st.integers(0, 2))
+    def close_reader(self, i):
+        if len(self.readers) > 1:
+            self.readers.pop(i % len(self.readers)).close()
+
+    @rule(i=st.integers(0, 2), k=mkeys)
+    def reader_get(self, i, k):
+        r = self.readers[i % len(self.readers)]
+        assert r.get(k) == self.model.get(k)
+        assert (k in r) == (k in self.model)
+
+    @rule(i=st.integers(0, 2), prefix=st.sampled_from([None, b"", b"a", b"\xff"]),
+          reverse=st.booleans())
+    def reader_scan(self, i, prefix, reverse):
+        r = self.readers[i % len(self.readers)]
+        want = sorted(((k, v) for k, v in self.model.items()
+                       if prefix is None or k.startswith(prefix)), reverse=reverse)
+        assert list(r.items(prefix=prefix, reverse=reverse)) == want
+        assert len(r) == len(self.model)
+
+
+def test_readers_model(tmp_path, slow):
+    ReadersMachine.base_dir = str(tmp_path)
+    run_state_machine_as_test(ReadersMachine, settings=settings(
+        max_examples=300 if slow else 30,
+        stateful_step_count=50 if slow else 30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    ))
