@@ -8,6 +8,7 @@ pending entries into the persistent B-tree ("index" file) in batches and then
 advances the log head (a checkpoint), so the log to replay at open stays short.
 """
 
+import errno
 import fcntl
 import logging
 import os
@@ -372,10 +373,11 @@ cdef class DB:
         self.sync_default = False
         try:
             self.readers = ReaderTable(self.path, False)
-        except PermissionError:
-            # A directory we cannot write: no writer can register readers
-            # in it either; read what the files hold.
-            if os.access(self.path, os.W_OK):
+        except OSError as e:
+            # A directory we cannot write (permissions, a read-only mount):
+            # no writer can run in it either; read what the files hold.
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or \
+                    os.access(self.path, os.W_OK):
                 raise
             log.warning("pastedb: %s is not writable: reading it without a reader slot", self.path)
             self.readers = None
