@@ -15,11 +15,11 @@ operation i returned, i.e. once it was acknowledged.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import mmap
 import os
-import struct
 import sys
 import time
 
@@ -100,12 +100,15 @@ class Ack:
                 f.write(b"\0" * 4096)
         self.f = open(path, "r+b")
         self.m = mmap.mmap(self.f.fileno(), 4096)
+        # One aligned 8-byte load/store (struct.pack_into zeroes the bytes
+        # first: a reader in between would see 0).
+        self.word = ctypes.c_uint64.from_buffer(self.m)
 
     def get(self) -> int:
-        return struct.unpack_from("<Q", self.m, 0)[0]
+        return self.word.value
 
     def set(self, i: int) -> None:
-        struct.pack_into("<Q", self.m, 0, i)
+        self.word.value = i
 
 
 def writer(directory: str, ack_path: str, nkeys: int, seconds: float, mode: str = "embedded",

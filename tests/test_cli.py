@@ -88,7 +88,7 @@ def test_stat(db_path):
     assert "file_bytes" in text and "MiB" in text
 
 
-@pytest.mark.parametrize("command", ["stat", "get", "set", "del", "scan", "dump", "load"])
+@pytest.mark.parametrize("command", ["stat", "get", "set", "del", "scan", "dump", "load", "backup"])
 def test_help(command):
     out = ok(command, "--help")
     assert b"Usage:" in out and b"DIRECTORY" in out

@@ -361,6 +361,27 @@ def test_backup_during_a_write_load_from_another_process(db_path, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".backup-" in p]     # no temporaries left
 
 
+def test_backup_of_a_server_under_load(server, tmp_path):
+    """`pastedb backup` against the directory a running server holds, while
+    redis-py writes: verified, and the model at one acknowledged point."""
+    srv = server(directory=tmp_path / "srv")
+    ackf = str(tmp_path / "ack")
+    ack = w.Ack(ackf, create=True)
+    wr = start("writer", srv.directory, ackf, NKEYS, 5, "server", srv.port)
+    wait_for_ack(ack, 300, wr)
+    before = ack.get()
+    out = subprocess.run([sys.executable, "-m", "pastedb", "backup", str(srv.directory),
+                          str(tmp_path / "copy")], capture_output=True)
+    after = ack.get()
+    assert out.returncode == 0, out.stderr
+    assert b"backup of" in out.stderr
+    finish(wr)
+    assert subprocess.run(["pastedb-check", str(tmp_path / "copy")],
+                          capture_output=True).returncode == 0
+    with pastedb.open(tmp_path / "copy", readonly=True) as copy:
+        check_db(copy, before, after + 1)
+
+
 def test_backup_of_an_embedded_writer_while_a_thread_writes(db_path, tmp_path):
     import threading
 
