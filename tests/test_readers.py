@@ -537,3 +537,19 @@ def test_readers_model(tmp_path, slow):
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     ))
+
+
+def test_readonly_refuses_every_mapping_write(db_path):
+    """The MutableMapping writes too (pop, popitem, setdefault, update,
+    put_many, delete_many, clear): a clear Error, nothing written."""
+    with pastedb.open(db_path) as db:
+        db[b"a"] = b"1"
+    before = files_digest(db_path)
+    with pastedb.open(db_path, readonly=True) as r:
+        for write in (lambda: r.pop(b"a"), r.popitem, lambda: r.setdefault(b"z", b"9"),
+                      lambda: r.update({b"b": b"2"}), lambda: r.put_many([(b"c", b"3")]),
+                      lambda: r.delete_many([b"a"]), r.clear):
+            with pytest.raises(pastedb.Error, match="read-only"):
+                write()
+        assert dict(r.items()) == {b"a": b"1"}
+    assert files_digest(db_path) == before
