@@ -20,11 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-<<<<<<< HEAD
-from bench import dump, embedded, internals, network, readers, render, shards
-=======
-from bench import api, dump, embedded, internals, network, render, shards
->>>>>>> main
+from bench import api, dump, embedded, internals, network, readers, render, shards
 from bench.common import (
     Part,
     Suite,
@@ -43,11 +39,8 @@ SUITES: dict[str, tuple[Suite, Sequence[Part]]] = {
     network.NAME: (network, ()),
     shards.NAME: (shards, ()),
     dump.NAME: (dump, ()),
-<<<<<<< HEAD
-    readers.NAME: (readers, ()),
-=======
     api.NAME: (api, ()),
->>>>>>> main
+    readers.NAME: (readers, ()),
 }
 COMMANDS = ("all", *SUITES, "render")
 

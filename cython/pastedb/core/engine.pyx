@@ -401,7 +401,7 @@ cdef class DB:
         self._ro_build(True)
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
-        _open_dbs.add(self)
+        _open_dbs[id(self)] = self
 
     def _ro_limit(self):
         """The highest lsn this reader may replay: the writer's durable lsn,
