@@ -15,6 +15,11 @@ until N puts are done, while a ticker task measures the event loop's lag
 does without pastedb.aio: ``await loop.run_in_executor(pool, db.put, k, v)``
 with a 64-thread pool and a ``sync=True`` handle.
 
+view (db.view against db.get, one database): for values of 1 KiB up to
+256 MiB (the profile's largest), the time of ``with db.view(k) as mv`` (the
+checksum is verified over the bytes in place; nothing is copied) against
+``db.get(k)`` (verified and copied into a new bytes), per call.
+
 Profiles: --smoke (seconds), --quick (about 20 s), default (200k records,
 3 repetitions).  ``python -m bench.api RESULTS.json`` prints a run's
 report as Markdown.
@@ -39,9 +44,9 @@ from bench.common import (
     Metric,
     Part,
     Workload,
+    finish_doc,
     interleave,
     machine_description,
-    pastedb_versions,
     profile_of,
     progress,
     use_pastedb_dir,
@@ -50,8 +55,9 @@ from bench.render import render_table
 
 NAME = "api"
 HELP = "the embedded bulk calls against LMDB's multi calls; pastedb.aio against threads"
-GROUPS = ["bulk", "asyncio"]
-LABELS = {"pastedb": "pastedb", "lmdb": "lmdb", "aio": "pastedb.aio", "threads": "threads"}
+GROUPS = ["bulk", "asyncio", "view"]
+LABELS = {"pastedb": "pastedb", "lmdb": "lmdb", "aio": "pastedb.aio", "threads": "threads",
+          "view": "db.view", "get": "db.get"}
 PROFILES = {
     #        bulk records  async puts  reps
     "smoke": (5_000, 2_000, 1),
@@ -63,6 +69,8 @@ VSIZE = 100
 CALL = 10_000
 COROUTINES = 1_000
 POOL = 64
+VIEW_SIZES = {"smoke": [1 << 10, 1 << 20], "quick": [1 << 10, 1 << 16, 1 << 20, 1 << 24],
+              "full": [1 << 10, 1 << 16, 1 << 20, 1 << 24, 1 << 28]}
 
 
 def config(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,7 +78,8 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
     if args.api_reps:
         reps = args.api_reps
     return {"records": records, "async_puts": aputs, "reps": reps, "ksize": KSIZE,
-            "vsize": VSIZE, "call": CALL, "coroutines": COROUTINES, "pool": POOL}
+            "vsize": VSIZE, "call": CALL, "coroutines": COROUTINES, "pool": POOL,
+            "view_sizes": VIEW_SIZES[profile_of(args)]}
 
 
 class ApiRun:
@@ -82,6 +91,7 @@ class ApiRun:
         self.recs = [(b"key:%012d" % i, ((b"%08d" % i) * (VSIZE // 8 + 1))[:VSIZE])
                      for i in range(n)]
         self.order = [k for k, _ in self.recs]
+        self._view: Any = None                  # the view group's database, opened once
         random.Random(1).shuffle(self.order)
 
     def fresh(self, tag: str) -> str:
@@ -134,6 +144,36 @@ class ApiRun:
                 out["get_s"] = n / (time.perf_counter() - t)
             env.close()
         shutil.rmtree(path)
+        return out
+
+    def view_db(self) -> Any:
+        import pastedb
+
+        if self._view is None:
+            db = pastedb.open(self.fresh("view"), sync=False)
+            for size in self.cfg["view_sizes"]:
+                db.put(b"v%d" % size, os.urandom(1 << 20) * (size >> 20) if size >= 1 << 20
+                       else os.urandom(size))
+            db.sync()
+            db.checkpoint()
+            self._view = db
+        return self._view
+
+    def view_one(self, engine: str, rep: int) -> dict[str, float]:
+        db = self.view_db()
+        out: dict[str, float] = {}
+        for size in self.cfg["view_sizes"]:
+            k = b"v%d" % size
+            calls = max(3, min(2000, (64 << 20) // size))
+            t = time.perf_counter()
+            if engine == "view":
+                for _ in range(calls):
+                    with db.view(k) as mv:
+                        assert len(mv) == size
+            else:
+                for _ in range(calls):
+                    assert len(db.get(k)) == size
+            out[f"us_{size}"] = (time.perf_counter() - t) / calls * 1e6
         return out
 
     def asyncio_one(self, engine: str, rep: int) -> dict[str, float]:
@@ -198,6 +238,10 @@ def plan(args: argparse.Namespace, groups: list[str], parts: Sequence[Part] = ()
     return reps * 2 * len([g for g in groups if g in GROUPS])
 
 
+def size_text(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
 def measure(
     args: argparse.Namespace,
     groups: list[str],
@@ -242,20 +286,23 @@ def measure(
                          Metric("lag_p99_ms", "event-loop lag p99, ms", higher_is_better=False),
                          Metric("lag_p50_ms", "event-loop lag p50, ms", higher_is_better=False)],
                 seconds=time.monotonic() - t))
+        if "view" in groups:
+            t = time.monotonic()
+            reps = interleave(cfg["reps"], ["view", "get"], run.view_one, label="api/view")
+            run.view_db().close()
+            workloads.append(Workload(
+                id="view", title="read one value: db.view (verified in place) against db.get "
+                "(verified and copied)", params=cfg, engines=["view", "get"], reps=reps,
+                metrics=[Metric(f"us_{n}", f"{size_text(n)}, us per call", higher_is_better=False)
+                         for n in cfg["view_sizes"]],
+                seconds=time.monotonic() - t))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    total_s = time.monotonic() - t0
-    machine["loadavg_end"] = list(os.getloadavg())
     import lmdb
 
-    doc.update({
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-        "total_seconds": round(total_s, 1),
-        "machine": machine,
-        "versions": {**pastedb_versions(), "py-lmdb": lmdb.__version__,
-                     "lmdb": ".".join(map(str, lmdb.version()))},
-        "workloads": [w.to_json() for w in workloads],
-    })
+    finish_doc(doc, t0, machine, {"py-lmdb": lmdb.__version__,
+                                  "lmdb": ".".join(map(str, lmdb.version()))},
+               workloads=[w.to_json() for w in workloads])
     return doc
 
 

@@ -339,3 +339,55 @@ def test_bulk_calls_are_durable_when_they_return(tmp_path):
                 assert dict(got.items()) == model, f"image {n}"
     finally:
         db.close()
+
+
+def test_view_is_pinned_across_reclamation_and_refused_after_release(db_path):
+    db = pastedb.open(db_path, sync=False)
+    db._checkpoint_policy(every=2000, interval=3600)
+    big = bytes(range(256)) * 4096                        # 1 MiB: a segment of its own
+    db[b"big"] = big
+    db.checkpoint()
+    with db.view(b"big") as mv:
+        assert mv.readonly and len(mv) == len(big)
+        head = mv[:4096]                                   # a slice outlives the block
+        # Overwrite and churn until the first value's segment would be reclaimed.
+        for gen in range(30):
+            db[b"big"] = bytes([gen]) * len(big)
+            for i in range(200):
+                db[b"f%03d" % i] = bytes([gen]) * 3000
+            db.checkpoint()
+        db.compact()
+        assert mv == big                                   # still the bytes it was, in place
+    with pytest.raises(ValueError):
+        mv[0]
+    with pytest.raises(pastedb.Error):
+        db.close()                                         # the slice still pins it
+    assert head == big[:4096]
+    del head
+    freed_before = db.stats()["freed_segments"]
+    for gen in range(5):
+        db[b"big"] = bytes([100 + gen]) * len(big)
+        db.checkpoint()
+    db.compact()
+    assert db.stats()["freed_segments"] > freed_before    # reclamation goes on once released
+    with pytest.raises(KeyError):
+        db.view(b"absent")
+    with db.view(b"big") as mv:
+        with pytest.raises(TypeError):
+            mv[0] = 1                                      # read-only
+    db.close()
+
+
+def test_view_of_a_damaged_value_raises(db_path):
+    with pastedb.open(db_path) as db:
+        db[b"k"] = b"A" * 5000
+        db.checkpoint()
+        pool = db_path / "pool"
+    data = pool.read_bytes()
+    at = data.index(b"A" * 5000)
+    with open(pool, "r+b") as f:
+        f.seek(at + 100)
+        f.write(b"B")
+    with pastedb.open(db_path) as db:
+        with pytest.raises(pastedb.CorruptionError):
+            db.view(b"k")

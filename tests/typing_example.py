@@ -25,4 +25,6 @@ def example(path: str) -> list[tuple[bytes, bytes]]:
         assert popped and maybe is None
         first: list[bytes] = list(db.keys(limit=1))
         db.delete_many(first)
+        with db.view(b"b") as mv:
+            assert mv[:1] == b"2"
         return list(db.items(prefix=b"user:"))

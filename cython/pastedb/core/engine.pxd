@@ -87,6 +87,7 @@ cdef class DB:
     cdef readonly bint sync_default   # sync= given to open()
     cdef int64_t closed               # set by close(); operations check it
     cdef int64_t active               # operations in flight (close waits for 0)
+    cdef int views                    # ValueViews holding a pin (close refuses while any does)
     cdef long fork_gen                # fork generation at open
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging
@@ -173,6 +174,7 @@ cdef class DB:
                                uint64_t pin_min) noexcept nogil
     cdef int value_ok(self, const Ref *r) noexcept nogil
     cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref)
+    cdef read_failed(self, int found, str what, bytes key)
     cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
                         const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil
     cdef _write_many(self, list keys, list values, str what)

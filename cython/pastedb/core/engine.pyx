@@ -10,6 +10,7 @@ advances the log head (a checkpoint), so the log to replay at open stays short.
 
 import errno
 import fcntl
+import gc
 import logging
 import os
 import threading
@@ -17,7 +18,10 @@ import time
 import weakref
 from collections.abc import Mapping
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport (
+    PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
@@ -1174,16 +1178,20 @@ cdef class DB:
         finally:
             if kview:
                 PyBuffer_Release(&kb)
-        if found == ST_CORRUPT:
-            raise_status(ST_VALUE_DAMAGED, f"get: the value of key {bytes(key)[:64]!r}",
-                         self.pool_path)
         if found < 0:
-            raise_status(found, "get", self.tree_path)
+            self.read_failed(found, "get", bytes(key))
         if not found:
             if raise_missing:
                 raise KeyError(key)
             return default
         return out
+
+    cdef read_failed(self, int found, str what, bytes key):
+        """Raise for read_value's negative verdict: a damaged value (the pool
+        file) or a damaged tree page (the index file)."""
+        if found == ST_CORRUPT:
+            raise_status(ST_VALUE_DAMAGED, f"{what}: the value of key {key[:64]!r}", self.pool_path)
+        raise_status(found, what, self.tree_path)
 
     cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref):
         """(found, value) for one key (inside enter/leave): read_value's
@@ -1473,11 +1481,8 @@ cdef class DB:
                     pthread_rwlock_unlock(&self.index_lock)
         finally:
             self.leave()
-        if found == ST_CORRUPT:
-            raise_status(ST_VALUE_DAMAGED, f"get_many: the value of key {ks[i][:64]!r}",
-                         self.pool_path)
         if found < 0:
-            raise_status(found, "get_many", self.tree_path)
+            self.read_failed(found, "get_many", ks[i])
         return out
 
     # -------------------------------------------------------------- the mapping
@@ -1520,10 +1525,8 @@ cdef class DB:
                                                &ref)
                 finally:
                     self.leave()
-            if found == ST_CORRUPT:
-                raise_status(ST_VALUE_DAMAGED, f"pop: the value of key {k[:64]!r}", self.pool_path)
             if found < 0:
-                raise_status(found, "pop", self.tree_path)
+                self.read_failed(found, "pop", k)
             if not found:
                 if default:
                     return default[0]
@@ -2306,10 +2309,50 @@ cdef class DB:
         return pdb_load_sc(&self.closed) != 0
 
     def close(self):
-        """Make everything durable and release the database.  Idempotent."""
+        """Make everything durable and release the database.  Idempotent.
+        Refuses (pastedb.Error) while a db.view() memoryview is still
+        referenced: its bytes lie in the mapping close() unmaps."""
         if pdb_load_sc(&self.closed):
             return
+        if self.views:
+            gc.collect()                      # views only a reference cycle still holds
+            if self.views:
+                raise Error(f"close(): {self.views} value view(s) from db.view() are still "
+                            f"referenced (a memoryview or a slice of one); release them first")
         self._shutdown(True)
+
+    def view(self, key):
+        """``with db.view(key) as mv:`` a read-only memoryview of the value
+        where it lies in the pool -- no copy.  Its checksum is verified
+        first; the bytes stay pinned (never reclaimed or reused) until the
+        block ends and every slice of mv is gone; mv itself raises
+        ValueError once the block has ended.  KeyError when key is absent."""
+        cdef bytes k = as_key(key, "key")
+        cdef Ref ref
+        cdef int rc, found = 0
+        cdef ValueView v
+        rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "view", self.pool_path)
+        try:
+            if PyBytes_GET_SIZE(k) <= MAX_KEY_LEN:
+                read_lock_gil(&self.index_lock)
+                found = self.read_value_locked(PyBytes_AS_STRING(k), <uint32_t>PyBytes_GET_SIZE(k),
+                                               &ref, 1)
+                pthread_rwlock_unlock(&self.index_lock)
+        finally:
+            self.leave()
+        if found < 0:
+            self.read_failed(found, "view", k)
+        if not found:
+            raise KeyError(key)
+        v = ValueView.__new__(ValueView)
+        v.db = self
+        v.voff = ref.voff
+        v.vlen = ref.vlen
+        v.pinned = True
+        self.views += 1
+        return v
 
     def _shutdown(self, bint raise_errors):
         cdef int rc = 0, ckpt_rc = 0
@@ -2507,6 +2550,66 @@ cdef bytes as_key(object o, str what):
     if isinstance(o, str) or not PyObject_CheckBuffer(o):
         raise TypeError(f"{what} must be bytes-like, not {type(o).__name__}")
     return bytes(memoryview(o))
+
+
+cdef class ValueView:
+    """What db.view() returns: the exporter of a pinned value's bytes.  The
+    pin (taken by read_value under the index read lock) is dropped once the
+    with-block has ended and no memoryview of it remains."""
+
+    cdef DB db
+    cdef uint64_t voff
+    cdef uint64_t vlen
+    cdef int exports                  # live Py_buffers (memoryviews and their slices)
+    cdef bint pinned
+    cdef bint ended                   # the with-block is over
+    cdef object mv
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        if self.ended or not self.pinned:
+            raise ValueError("this value view was released (its with-block ended)")
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a value view is read-only")
+        PyBuffer_FillInfo(buf, self, self.db.pool.base + self.voff, <Py_ssize_t>self.vlen, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        self.exports -= 1
+        if self.exports == 0 and self.ended:
+            self._unpin()
+
+    def __enter__(self):
+        if self.ended:
+            raise ValueError("this value view was released (its with-block ended)")
+        self.mv = memoryview(self)
+        return self.mv
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def release(self):
+        """End the view (what the with-block's exit does)."""
+        self.ended = True
+        if self.mv is not None:
+            self.mv.release()
+            self.mv = None
+        if self.exports == 0:
+            self._unpin()
+
+    def __len__(self):
+        return self.vlen
+
+    def __dealloc__(self):
+        if self.pinned and self.db is not None:
+            self._unpin()
+
+    cdef _unpin(self):
+        if self.pinned:
+            self.pinned = False
+            if self.vlen:
+                self.db.pool.pin(self.voff, self.vlen, -1)
+            self.db.views -= 1
 
 
 cdef class MergeIter:
