@@ -39,9 +39,9 @@ from bench.common import (
     Metric,
     Part,
     Workload,
+    finish_doc,
     interleave,
     machine_description,
-    pastedb_versions,
     profile_of,
     progress,
     use_pastedb_dir,
@@ -265,18 +265,11 @@ def measure(
             metrics=[Metric("scan_keys_s", "keys/s")], engines=list(ENGINES),
             reps={e: [{"scan_keys_s": r["scan_keys_s"]} for r in reps[e]] for e in ENGINES},
             seconds=total_s))
-    machine["loadavg_end"] = list(os.getloadavg())
     import lmdb
 
-    doc.update({
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-        "total_seconds": round(total_s, 1),
-        "machine": machine,
-        "versions": {**pastedb_versions(), "py-lmdb": lmdb.__version__,
-                     "lmdb": ".".join(map(str, lmdb.version()))},
-        "workloads": [w.to_json() for w in workloads],
-        "writer_puts_s": run.writer_puts,
-    })
+    finish_doc(doc, t0, machine, {"py-lmdb": lmdb.__version__,
+                                  "lmdb": ".".join(map(str, lmdb.version()))},
+               workloads=[w.to_json() for w in workloads], writer_puts_s=run.writer_puts)
     return doc
 
 

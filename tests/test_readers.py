@@ -553,3 +553,30 @@ def test_readonly_refuses_every_mapping_write(db_path):
                 write()
         assert dict(r.items()) == {b"a": b"1"}
     assert files_digest(db_path) == before
+
+
+def test_a_readers_view_keeps_its_bytes(db_path):
+    """db.view() on a read-only handle: the bytes it shows stay as they were
+    while the writer overwrites that key and frees and reuses segments
+    (the slot stops moving while a view lives); afterwards they are freed."""
+    db = pastedb.open(db_path)
+    db._checkpoint_policy(interval=3600)
+    try:
+        i = _churn(db, 2)
+        r = pastedb.open(db_path, readonly=True)
+        k = w.key_of(5, NKEYS)
+        with r.view(k) as mv:
+            want = bytes(mv)
+            w.parse(k, want)
+            freed0 = db.stats()["freed_segments"]
+            i = _churn(db, 4, i)
+            assert r.get(k) != want                        # the reader moved on ...
+            i = _churn(db, 4, i)
+            assert bytes(mv) == want                       # ... the view's bytes did not
+            assert db.stats()["freed_segments"] == freed0
+        r.get(k)                                           # a call after the view: moves on
+        _churn(db, 2, i)
+        assert db.stats()["freed_segments"] > freed0
+        r.close()
+    finally:
+        db.close()

@@ -499,7 +499,8 @@ cdef class DB:
             self._ro_follow(limit)
             self.ro_epoch = epoch
             if self.readers is not None:
-                self.readers.pin(<int64_t>self.cur_snap.txn, self.ro_lsn)
+                # A view taken under the previous writer: keep pinning all.
+                self.readers.pin(<int64_t>self.cur_snap.txn, 0 if self.views > 0 else self.ro_lsn)
         finally:
             pthread_rwlock_unlock(&self.index_lock)
 
@@ -559,9 +560,19 @@ cdef class DB:
                     self.c_live = self._ro_tree_live(applied)
                     self.w_live = self.c_live
                     self.publish_tree()
-            self.readers.pin(<int64_t>self.cur_snap.txn, self.ro_lsn)
+            self.readers.pin(<int64_t>self.cur_snap.txn, self._ro_view_lsn(self.ro_lsn))
         finally:
             pthread_rwlock_unlock(&self.index_lock)
+
+    def _ro_view_lsn(self, int64_t lsn):
+        """The log position to pin: a live db.view() holds bytes of the
+        state it was taken in, so while one exists the slot does not move
+        on (its pins are this process's; the writer only sees the slot)."""
+        cdef int64_t held
+        if self.views <= 0 or self.readers is None or self.readers.slot < 0:
+            return lsn
+        held = pdb_load_sc(&self.readers.slots[self.readers.slot].lsn)
+        return held if held < lsn else lsn
 
     def _open_tree(self, bint create):
         # The tree syncs its own file; without barriers (persist="none")
