@@ -4,6 +4,8 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar, overload
 
+from pastedb.snapshot import Snapshot
+
 Buffer = bytes | bytearray | memoryview
 _T = TypeVar("_T")
 
@@ -51,6 +53,7 @@ class DB:
     def __ne__(self, other: object) -> bool: ...
     __hash__: None  # type: ignore[assignment]
     def view(self, key: Buffer) -> ValueView: ...
+    def snapshot(self) -> Snapshot: ...
     # Bulk calls: one all-or-nothing batch each, staged in C
     def put_many(self, items: Mapping[bytes, Buffer] | Iterable[tuple[Buffer, Buffer]]) -> None: ...
     def delete_many(self, keys: Iterable[Buffer]) -> None: ...

@@ -88,6 +88,7 @@ cdef class DB:
     cdef int64_t closed               # set by close(); operations check it
     cdef int64_t active               # operations in flight (close waits for 0)
     cdef int views                    # ValueViews holding a pin (close refuses while any does)
+    cdef object snapshots             # the open Snapshots of this writer (close() closes them)
     cdef long fork_gen                # fork generation at open
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging

@@ -259,6 +259,7 @@ cdef class DB:
     def __cinit__(self):
         self.lock_fd = -1
         self.closed = 1
+        self.snapshots = set()
         pthread_rwlock_init(&self.index_lock, NULL)
         pthread_mutex_init(&self.data_lock, NULL)
         pthread_mutex_init(&self.tree_lock, NULL)
@@ -2293,6 +2294,7 @@ cdef class DB:
                 "barriers": self.persist.barriers,
                 "barrier_errors": self.persist.barrier_errors,
                 "commit_groups": self.log.groups,
+                "snapshots": len(self.snapshots),
                 "log_records": self.log.records,
                 "log_next_lsn": self.log.next_lsn,
                 "log_durable_lsn": self.log.durable_lsn,
@@ -2325,12 +2327,28 @@ cdef class DB:
         referenced: its bytes lie in the mapping close() unmaps."""
         if pdb_load_sc(&self.closed):
             return
+        for snap in list(self.snapshots):
+            snap.close()
         if self.views:
             gc.collect()                      # views only a reference cycle still holds
             if self.views:
                 raise Error(f"close(): {self.views} value view(s) from db.view() are still "
                             f"referenced (a memoryview or a slice of one); release them first")
         self._shutdown(True)
+
+    def snapshot(self):
+        """``with db.snapshot() as s:`` a read-only view (get, [], in, len,
+        keys/values/items, get_many, view) of the database exactly as it is
+        now, whatever writes, deletes, checkpoints, compaction and expiry
+        follow (pastedb/snapshot.py)."""
+        from pastedb.snapshot import Snapshot
+        return Snapshot(self)
+
+    def _snapshot_opened(self, snap):
+        self.snapshots.add(snap)
+
+    def _snapshot_closed(self, snap):
+        self.snapshots.discard(snap)
 
     def view(self, key):
         """``with db.view(key) as mv:`` a read-only memoryview of the value
