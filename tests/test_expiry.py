@@ -597,3 +597,22 @@ def test_repair_rebuilds_an_index_with_the_expiry_times(db_path):
         assert db.expire_at_ms(b"b") == 0
         assert db.expire_at_ms(b"c") == T0 + 7_200_000
     assert check.verify(str(db_path)).ok
+
+
+def test_read_only_handle_sees_expiry_and_refuses_to_set_it(db_path):
+    db = pastedb.open(db_path)
+    db.put(b"a", b"1", ttl=3600)
+    db.put(b"b", b"2")
+    db.checkpoint()
+    db.put(b"c", b"3", ttl=7200)
+    with pastedb.open(db_path, readonly=True) as ro:
+        assert 3500 < ro.ttl(b"a") <= 3600 and ro.ttl(b"b") is None
+        assert 7100 < ro.ttl(b"c") <= 7200
+        assert len(ro) == 3 and ro.stats()["expires"] == 2
+        ro._set_clock_offset(5000)                 # a is due, c is not
+        assert len(ro) == 2 and b"a" not in ro and ro.stats()["expires"] == 1
+        with pytest.raises(pastedb.Error):
+            ro.expire(b"b", 10)
+        with pytest.raises(pastedb.Error):
+            ro.persist(b"c")
+    db.close()
