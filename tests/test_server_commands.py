@@ -13,7 +13,6 @@ import threading
 
 import pytest
 import redis
-
 from conftest import RespError
 
 MIB = 1024 * 1024

@@ -846,16 +846,18 @@ cdef void cmd_getset(Server srv, Conn *c) noexcept nogil:
     if not srv.key_ok(c, a.len[1]):
         return
     found = srv.find(a.ptr[1], a.len[1], &old, &oldlen)
-    if found:
-        out_bulk(&c.out, old, oldlen)
-    else:
-        out_null(&c.out, c.resp3)
+    if srv.find_err:
+        return
+    # The old bytes stay where they are until this group is appended.
     if srv.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
-        srv.out_truncate(c, c.out.len)
         no_space(srv, c)
         return
     if a.in_pool:
         srv.keep_window(c, a.ptr[2] + a.len[2])
+    if found:
+        out_bulk(&c.out, old, oldlen)
+    else:
+        out_null(&c.out, c.resp3)
 
 
 cdef int put_joined(Server srv, const char *k, size_t klen, const char *old, size_t oldlen,
