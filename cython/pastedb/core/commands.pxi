@@ -19,7 +19,8 @@ cdef enum CmdFlag:
 
 cdef enum:
     MAX_COMMANDS = 128
-    LCS_MAX_CELLS = 16777216      # LCS's table: (len1+1)*(len2+1) cells of 4 bytes at most
+    LCS_MAX_CELLS = 4194304       # LCS's table: (len1+1)*(len2+1) cells of 4 bytes at most
+    RANDOM_SKIP = 16              # RANDOMKEY walks up to this many keys past its probe
 
 # A command's implementation: its arguments are in srv.args, its reply goes
 # to c.out.  Never fails: errors are replies (or srv.find_err, which
@@ -1078,6 +1079,9 @@ cdef void cmd_lcs(Server srv, Conn *c) noexcept nogil:
     cdef int want_len = 0, want_idx = 0, withlen = 0, k, inrange = 0, nmatch = 0
     cdef int64_t minlen = 0, a0 = 0, a1 = 0, b0 = 0, b1 = 0
     cdef uint32_t *t
+    cdef uint32_t *row
+    cdef uint32_t *prev
+    cdef char xc
     cdef uint32_t total, up, left
     cdef char *s
     cdef size_t si
@@ -1114,23 +1118,26 @@ cdef void cmd_lcs(Server srv, Conn *c) noexcept nogil:
         return
     if (<uint64_t>xl + 1) * (<uint64_t>yl + 1) > LCS_MAX_CELLS:
         out_error(&c.out, b"ERR LCS of values this large is not supported by pastedb: "
-                          b"(len1+1)*(len2+1) must be at most 16777216 (64 MB of working memory)")
+                          b"(len1+1)*(len2+1) must be at most 4194304 (16 MB of working memory)")
         return
     w = yl + 1
     t = <uint32_t *>malloc((xl + 1) * w * sizeof(uint32_t))
     if t == NULL:
         out_error(&c.out, b"ERR Insufficient memory, failed allocating transient memory for LCS")
         return
-    for i in range(xl + 1):
-        for j in range(yl + 1):
-            if i == 0 or j == 0:
-                t[i * w + j] = 0
-            elif x[i - 1] == y[j - 1]:
-                t[i * w + j] = t[(i - 1) * w + j - 1] + 1
+    memset(t, 0, w * sizeof(uint32_t))
+    for i in range(1, xl + 1):
+        row = t + i * w
+        prev = row - w
+        row[0] = 0
+        xc = x[i - 1]
+        for j in range(1, yl + 1):
+            if xc == y[j - 1]:
+                row[j] = prev[j - 1] + 1
             else:
-                up = t[(i - 1) * w + j]
-                left = t[i * w + j - 1]
-                t[i * w + j] = up if up > left else left
+                up = prev[j]
+                left = row[j - 1]
+                row[j] = up if up > left else left
     total = t[xl * w + yl]
     if want_len:
         free(t)
@@ -1299,14 +1306,18 @@ cdef inline uint64_t next_rand(Server srv) noexcept nogil:
 
 
 cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
-    """RANDOMKEY in O(log n): the first live key at or after a random byte
-    string drawn between the first and the last key (the tree keeps no
-    counts, so keys are not equally likely: one after a wide gap of the
-    key space is chosen more often).  A few draws at most, then nil."""
+    """RANDOMKEY in O(log n): the first live key after a random probe drawn
+    between the first and the last key (their common prefix, a byte between
+    theirs, then fewer bytes than the longer has after it, each within the
+    range of bytes the two use past the prefix), then up to RANDOM_SKIP keys
+    further.  The tree keeps no counts, so keys are not equally likely: one
+    after a wide gap of the key space comes up more often.  A few draws at
+    most (inside EXEC the transaction may have deleted what the index has),
+    then nil."""
     cdef OneKey lo, hi, pick
     cdef char probe[MAX_KEY_LEN]
-    cdef uint32_t plen, p, i, common
-    cdef int tries, rc, span
+    cdef uint32_t plen, i, common, longest, tail
+    cdef int tries, rc, span, bmin = 255, bmax = 0, p, x
     cdef const char *v
     cdef size_t vlen
     lo.got = 0
@@ -1320,35 +1331,55 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
     if not lo.got:
         out_null(&c.out, c.resp3)
         return
+    common = 0
+    while common < lo.klen and common < hi.klen and lo.key[common] == hi.key[common]:
+        common += 1
+    longest = lo.klen if lo.klen > hi.klen else hi.klen
+    for i in range(common, lo.klen):
+        x = <uint8_t>lo.key[i]
+        bmin = x if x < bmin else bmin
+        bmax = x if x > bmax else bmax
+    for i in range(common, hi.klen):
+        x = <uint8_t>hi.key[i]
+        bmin = x if x < bmin else bmin
+        bmax = x if x > bmax else bmax
+    if bmin > bmax:
+        bmin = 0
+        bmax = 255
     for tries in range(8):
-        # probe: the common prefix of lo and hi, a byte between theirs, then random bytes
-        common = 0
-        while common < lo.klen and common < hi.klen and lo.key[common] == hi.key[common]:
-            common += 1
         memcpy(probe, lo.key, common)
         plen = common
         if common < hi.klen:
             p = <uint8_t>lo.key[common] if common < lo.klen else 0
-            span = <uint8_t>hi.key[common] - <int>p + 1
-            probe[plen] = <char>(p + next_rand(srv) % <uint64_t>span)
+            span = <uint8_t>hi.key[common] - p + 1
+            probe[plen] = <char>(p + <int>(next_rand(srv) % <uint64_t>span))
             plen += 1
-            for i in range(next_rand(srv) % 8):
-                if plen == MAX_KEY_LEN:
-                    break
-                probe[plen] = <char>(next_rand(srv) & 255)
+            tail = <uint32_t>(next_rand(srv) % <uint64_t>(longest - common))
+            for i in range(tail):
+                probe[plen] = <char>(bmin + <int>(next_rand(srv) % <uint64_t>(bmax - bmin + 1)))
                 plen += 1
         pick.got = 0
-        rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1, 1, <KeySink>one_key_sink, &pick)
+        rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1,
+                              1 + <int64_t>(next_rand(srv) % RANDOM_SKIP),
+                              <KeySink>last_key_sink, &pick)
         if rc < 0:
             srv.find_err = rc
             return
         if not pick.got:
             pick = lo                          # past the last key: wrap to the first
-        # Inside EXEC the transaction may have deleted it already.
         if srv.find(pick.key, pick.klen, &v, &vlen):
             out_bulk(&c.out, pick.key, pick.klen)
             return
     out_null(&c.out, c.resp3)
+
+
+cdef int last_key_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    """walk_keys' sink keeping the last key visited."""
+    cdef OneKey *o = <OneKey *>ctx
+    memcpy(o.key, k, klen)
+    o.klen = klen
+    o.got = 1
+    return 0
 
 
 cdef void cmd_object(Server srv, Conn *c) noexcept nogil:
