@@ -300,6 +300,14 @@ def test_randomkey(r):
     assert len(seen) >= 3                               # not always the same key
 
 
+@pytest.mark.parametrize("keys", [[b"foo", b"bar"], [b"a", b"b", b"c"],
+                                  [b"key:%d" % i for i in range(30)]])
+def test_randomkey_reaches_every_key(r, keys):
+    r.mset({k: b"v" for k in keys})
+    seen = {r.randomkey() for _ in range(200 * len(keys))}
+    assert seen == set(keys)
+
+
 def test_randomkey_inside_a_transaction_sees_its_deletes(r):
     r.set("a", "1")
     p = r.pipeline(transaction=True)

@@ -1282,8 +1282,9 @@ cdef void cmd_touch(Server srv, Conn *c) noexcept nogil:
     cmd_exists(srv, c)
 
 
-cdef struct OneKey:                   # walk_keys' sink for RANDOMKEY: the first key visited
+cdef struct OneKey:                   # walk_keys' sink for RANDOMKEY: the first / last key visited
     int got
+    int64_t visited                   # keys visited (last_key_sink)
     uint32_t klen
     char key[MAX_KEY_LEN]
 
@@ -1318,6 +1319,7 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
     cdef char probe[MAX_KEY_LEN]
     cdef uint32_t plen, i, common, longest, tail
     cdef int tries, rc, span, bmin = 255, bmax = 0, p, x
+    cdef int64_t left
     cdef const char *v
     cdef size_t vlen
     lo.got = 0
@@ -1358,15 +1360,24 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
             for i in range(tail):
                 probe[plen] = <char>(bmin + <int>(next_rand(srv) % <uint64_t>(bmax - bmin + 1)))
                 plen += 1
+        # Walk 1..RANDOM_SKIP keys from the probe, wrapping past the last
+        # key to the first (the keys as a circle: no end is favoured).
         pick.got = 0
-        rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1,
-                              1 + <int64_t>(next_rand(srv) % RANDOM_SKIP),
+        pick.visited = 0
+        left = 1 + <int64_t>(next_rand(srv) % RANDOM_SKIP)
+        rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1, left,
                               <KeySink>last_key_sink, &pick)
+        while rc >= 0 and pick.visited < left:
+            left -= pick.visited
+            pick.visited = 0
+            rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, left, <KeySink>last_key_sink, &pick)
+            if pick.visited == 0:
+                break
         if rc < 0:
             srv.find_err = rc
             return
         if not pick.got:
-            pick = lo                          # past the last key: wrap to the first
+            pick = lo
         if srv.find(pick.key, pick.klen, &v, &vlen):
             out_bulk(&c.out, pick.key, pick.klen)
             return
@@ -1379,6 +1390,7 @@ cdef int last_key_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
     memcpy(o.key, k, klen)
     o.klen = klen
     o.got = 1
+    o.visited += 1
     return 0
 
 
