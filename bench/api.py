@@ -44,9 +44,9 @@ from bench.common import (
     Metric,
     Part,
     Workload,
+    finish_doc,
     interleave,
     machine_description,
-    pastedb_versions,
     profile_of,
     progress,
     use_pastedb_dir,
@@ -298,18 +298,11 @@ def measure(
                 seconds=time.monotonic() - t))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    total_s = time.monotonic() - t0
-    machine["loadavg_end"] = list(os.getloadavg())
     import lmdb
 
-    doc.update({
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-        "total_seconds": round(total_s, 1),
-        "machine": machine,
-        "versions": {**pastedb_versions(), "py-lmdb": lmdb.__version__,
-                     "lmdb": ".".join(map(str, lmdb.version()))},
-        "workloads": [w.to_json() for w in workloads],
-    })
+    finish_doc(doc, t0, machine, {"py-lmdb": lmdb.__version__,
+                                  "lmdb": ".".join(map(str, lmdb.version()))},
+               workloads=[w.to_json() for w in workloads])
     return doc
 
 

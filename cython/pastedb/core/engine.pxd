@@ -156,6 +156,7 @@ cdef class DB:
                                uint64_t pin_min) noexcept nogil
     cdef int value_ok(self, const Ref *r) noexcept nogil
     cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref)
+    cdef read_failed(self, int found, str what, bytes key)
     cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
                         const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil
     cdef _write_many(self, list keys, list values, str what)

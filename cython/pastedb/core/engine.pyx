@@ -932,16 +932,20 @@ cdef class DB:
         finally:
             if kview:
                 PyBuffer_Release(&kb)
-        if found == ST_CORRUPT:
-            raise_status(ST_VALUE_DAMAGED, f"get: the value of key {bytes(key)[:64]!r}",
-                         self.pool_path)
         if found < 0:
-            raise_status(found, "get", self.tree_path)
+            self.read_failed(found, "get", bytes(key))
         if not found:
             if raise_missing:
                 raise KeyError(key)
             return default
         return out
+
+    cdef read_failed(self, int found, str what, bytes key):
+        """Raise for read_value's negative verdict: a damaged value (the pool
+        file) or a damaged tree page (the index file)."""
+        if found == ST_CORRUPT:
+            raise_status(ST_VALUE_DAMAGED, f"{what}: the value of key {key[:64]!r}", self.pool_path)
+        raise_status(found, what, self.tree_path)
 
     cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref):
         """(found, value) for one key (inside enter/leave): read_value's
@@ -1228,11 +1232,8 @@ cdef class DB:
                     pthread_rwlock_unlock(&self.index_lock)
         finally:
             self.leave()
-        if found == ST_CORRUPT:
-            raise_status(ST_VALUE_DAMAGED, f"get_many: the value of key {ks[i][:64]!r}",
-                         self.pool_path)
         if found < 0:
-            raise_status(found, "get_many", self.tree_path)
+            self.read_failed(found, "get_many", ks[i])
         return out
 
     # -------------------------------------------------------------- the mapping
@@ -1275,10 +1276,8 @@ cdef class DB:
                                                &ref)
                 finally:
                     self.leave()
-            if found == ST_CORRUPT:
-                raise_status(ST_VALUE_DAMAGED, f"pop: the value of key {k[:64]!r}", self.pool_path)
             if found < 0:
-                raise_status(found, "pop", self.tree_path)
+                self.read_failed(found, "pop", k)
             if not found:
                 if default:
                     return default[0]
@@ -2067,10 +2066,8 @@ cdef class DB:
                 pthread_rwlock_unlock(&self.index_lock)
         finally:
             self.leave()
-        if found == ST_CORRUPT:
-            raise_status(ST_VALUE_DAMAGED, f"view: the value of key {k[:64]!r}", self.pool_path)
         if found < 0:
-            raise_status(found, "view", self.tree_path)
+            self.read_failed(found, "view", k)
         if not found:
             raise KeyError(key)
         v = ValueView.__new__(ValueView)
