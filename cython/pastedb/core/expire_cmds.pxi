@@ -354,12 +354,3 @@ cdef void h_persist(Server srv, Conn *c) noexcept nogil:
         out_error(&c.out, b"ERR out of space")
         return
     out_int(&c.out, rc)
-
-
-cdef void h_debug(Server srv, Conn *c) noexcept nogil:
-    cdef Args *a = &srv.args
-    if ieq(a.ptr[1], a.len[1], b"set-active-expire") and a.argc == 3:
-        srv.db.active_expire = not (a.len[2] == 1 and a.ptr[2][0] == 48)
-        out_simple(&c.out, b"OK")
-        return
-    out_error(&c.out, b"ERR DEBUG subcommand not supported by pastedb (SET-ACTIVE-EXPIRE is)")
