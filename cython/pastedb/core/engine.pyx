@@ -1109,32 +1109,46 @@ cdef class DB:
         return found
 
     cdef int expire_pass(self, int budget) noexcept nogil:
-        """Take up to budget due entries off the heap; log a DEL for each key
-        that is still expired with that Ref (appended only if so: a write
-        meanwhile wins).  No sync: an expired key that comes back after a
-        crash is still expired."""
+        """Log a DEL for up to budget keys that are due and still have the Ref
+        their heap entry names (appended only if so: a write meanwhile wins),
+        then drop the heap's stale top entries.  An entry stays on the heap
+        until its key is deleted, so len() counts it out throughout.  No
+        sync: an expired key that comes back after a crash is still expired."""
         cdef ExpEntry **due = NULL
+        cdef ExpEntry **v
         cdef ExpEntry *e
         cdef Ref cur
         cdef LogRecord rec
         cdef int n = 0, i, rc = 0, done = 0, existed
-        cdef size_t j
+        cdef size_t j, hn, sp = 1
+        cdef size_t stack[64]
         cdef uint64_t now = self.now_ms()
-        due = <ExpEntry **>malloc(<size_t>budget * sizeof(ExpEntry *))
+        due = <ExpEntry **>calloc(<size_t>budget, sizeof(ExpEntry *))
         if due == NULL:
             return -ENOMEM
         pthread_rwlock_rdlock(&self.index_lock)
         pthread_mutex_lock(&self.exp_lock)
-        while n < budget:
-            e = self.exp_heap.top()
-            if e == NULL or e.expire_ms > now:
-                break
-            e = self.exp_heap.pop()
+        v = self.exp_heap.v
+        hn = self.exp_heap.n
+        if hn == 0 or v[0].expire_ms > now:
+            sp = 0
+        stack[0] = 0
+        while sp and n < budget:
+            sp -= 1
+            j = stack[sp]
+            e = v[j]
             if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
-                due[n] = e
+                due[n] = <ExpEntry *>malloc(sizeof(ExpEntry) + e.klen)
+                if due[n] == NULL:
+                    break
+                memcpy(due[n], e, sizeof(ExpEntry) + e.klen)
                 n += 1
-            else:
-                free(e)                           # stale: the key was written since
+            if 2 * j + 1 < hn and v[2 * j + 1].expire_ms <= now:
+                stack[sp] = 2 * j + 1
+                sp += 1
+            if 2 * j + 2 < hn and v[2 * j + 2].expire_ms <= now:
+                stack[sp] = 2 * j + 2
+                sp += 1
         pthread_mutex_unlock(&self.exp_lock)
         pthread_rwlock_unlock(&self.index_lock)
         for i in range(n):
@@ -1149,15 +1163,18 @@ cdef class DB:
                         rc = self.apply_records_ex(&rec, 1, 0, &existed, NULL, &cur)
                     if rc == 0 and existed:
                         done += 1
-            if rc != 0:
-                # Not deleted: back on the heap, so it is still counted as expired.
-                pthread_rwlock_rdlock(&self.index_lock)
-                pthread_mutex_lock(&self.exp_lock)
-                self.exp_heap.push(e.key, e.klen, e.expire_ms, e.lsn)
-                pthread_mutex_unlock(&self.exp_lock)
-                pthread_rwlock_unlock(&self.index_lock)
             free(e)
         free(due)
+        # The deleted keys' entries (and any other stale ones) at the top go.
+        pthread_rwlock_rdlock(&self.index_lock)
+        pthread_mutex_lock(&self.exp_lock)
+        while True:
+            e = self.exp_heap.top()
+            if e == NULL or (self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn):
+                break
+            free(self.exp_heap.pop())
+        pthread_mutex_unlock(&self.exp_lock)
+        pthread_rwlock_unlock(&self.index_lock)
         self.expired_keys += <uint64_t>done
         if rc == 0 and self.exp_heap.n > 2 * self.exp_map.count + 4096:
             # Mostly stale entries (volatile keys rewritten): drop them.
