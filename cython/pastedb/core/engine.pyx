@@ -75,7 +75,7 @@ SPACE_ALLOWANCE = 64 << 20
 CLEAN_AT = 1.2
 CLEAN_SLACK = 24 << 20
 cdef double clean_slack = CLEAN_SLACK
-cdef int64_t CLEAN_PERIOD_NS = 2000000000
+cdef int64_t CLEAN_PERIOD_NS = 100000000     # at least this, and 3x the last run's time, apart
 # What the cleaner aims for when it runs: this many times the live bytes, plus
 # CLEAN_GOAL_SLACK (segments are relocated sparsest first until it is met).
 cdef double CLEAN_GOAL = 1.1
@@ -1671,9 +1671,9 @@ cdef class DB:
 
     cdef void indexer(self) noexcept nogil:
         cdef timespec deadline
-        cdef int64_t last = mono_ns(), now, last_clean = 0
+        cdef int64_t last = mono_ns(), now, last_clean = 0, clean_gap = CLEAN_PERIOD_NS
         cdef uint64_t logged
-        cdef int rc, due
+        cdef int rc, due, over, cleaned = 0
         pthread_mutex_lock(&self.idx_mutex)
         while not self.idx_stop:
             clock_gettime(CLOCK_REALTIME, &deadline)
@@ -1686,9 +1686,15 @@ cdef class DB:
                 break
             now = mono_ns()
             logged = self.log.next_lsn - 1 - self.cut_lsn
+            # Over the cleaning mark, anything logged (the cleaner's own
+            # relocations included) is worth a checkpoint: its free pass is
+            # what gives the space back.
+            over = self.seg_ready and self.clean_at > 0 and \
+                <double>self.pool.size > self.clean_at * <double>self.c_live + clean_slack
             due = logged >= self.ckpt_every or (
                 (logged > 0 or self.index.count > 0) and now - last >= self.ckpt_interval_ns) or (
-                self.ckpt_bytes > 0 and self.logged_bytes - self.cut_bytes >= self.ckpt_bytes)
+                self.ckpt_bytes > 0 and self.logged_bytes - self.cut_bytes >= self.ckpt_bytes) or (
+                logged > 0 and (over or cleaned))
             if not due or self.log.failed:
                 continue
             pthread_mutex_unlock(&self.idx_mutex)
@@ -1698,13 +1704,21 @@ cdef class DB:
                 # the pool's free end back, so the next try can commit (and
                 # its free pass release what the deletes killed).
                 self.pool.truncate_free_tail(0)
+            cleaned = 0
             if rc == 0 and self.seg_ready and self.clean_at > 0 and \
-                    now - last_clean >= CLEAN_PERIOD_NS and \
+                    now - last_clean >= clean_gap and \
                     <double>self.pool.size > self.clean_at * <double>self.c_live + clean_slack:
                 # Much more file than data: move live values out of sparse
-                # segments; the next checkpoints release them.
+                # segments; the next checkpoints release them.  As often as
+                # the pace of writes needs, but never more than a quarter of
+                # the indexer's time.
+                now = mono_ns()
                 self.auto_clean()
                 last_clean = mono_ns()
+                clean_gap = 3 * (last_clean - now)
+                if clean_gap < CLEAN_PERIOD_NS:
+                    clean_gap = CLEAN_PERIOD_NS
+                cleaned = 1
             pthread_mutex_lock(&self.idx_mutex)
             self.idx_error = rc
             last = mono_ns()
@@ -1966,6 +1980,10 @@ cdef class DB:
             rc = sink(ctx, it.key, it.klen)
             if rc == 1:
                 break
+        # The next call renews the snapshot anyway: holding it between calls
+        # would keep the tree from reusing any page freed since (the index
+        # file would grow with every checkpoint).
+        it.tc.close()
         pthread_rwlock_unlock(&self.index_lock)
         return rc
 

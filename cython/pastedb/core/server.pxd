@@ -150,6 +150,7 @@ cdef class Server:
     cdef int nrecs
     cdef int recs_cap
     cdef int cmd_recs_start           # first record staged by the current command
+    cdef int stage_rc                 # why the last stage_record failed (-errno)
     cdef int shutdown_requested
     cdef int in_exec                  # running EXEC's queue (no slicing: a transaction is whole)
     # stats
@@ -224,6 +225,7 @@ cdef class Server:
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
     cdef void drop_cmd_recs(self) noexcept nogil
+    cdef void space_error(self, Conn *c) noexcept nogil
     cdef int commit_staged(self) noexcept nogil
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
     cdef int find_pinned(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil

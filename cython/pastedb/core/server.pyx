@@ -62,7 +62,12 @@ cdef enum:
 
 
 # ---------------------------------------------------------------- small helpers
-cdef int parse_mem(object text) except? -1:
+def parse_size(text):
+    """A size as Redis writes it (parse_mem), for the command line."""
+    return parse_mem(text)
+
+
+cdef int64_t parse_mem(object text) except? -1:
     """Redis's memtoull: 100, 1k (1000), 1kb (1024), 1m, 1mb, 1g, 1gb."""
     t = text.strip().lower() if isinstance(text, str) else str(text)
     units = (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1000 ** 3),
@@ -155,6 +160,7 @@ cdef class Server:
         self.db = db
         self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
+        self.scan_it.tc.close()                   # pinned only inside walk_keys (engine.pyx)
         self.sync_acks = sync
         self.copy_mode = copy
         self.window = max(4096, (window + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE)
@@ -1227,7 +1233,21 @@ cdef class Server:
             rc = self.db.stage_delete(k, <uint32_t>klen, rec)
         if rc == 0:
             self.nrecs += 1
+        else:
+            self.stage_rc = rc
         return rc
+
+    cdef void space_error(self, Conn *c) noexcept nogil:
+        """The reply to a write that could not get space (stage_record
+        failed with stage_rc): on a full disk (or past --max-disk) Redis's
+        -OOM class, naming the disk; reads, deletes and INFO go on."""
+        if self.stage_rc == -ENOSPC or self.stage_rc == -EDQUOT:
+            self.disk_full_refusals += 1
+            out_error(&c.out, b"OOM command not allowed when the disk is full: no space left for "
+                              b"the database's files (delete keys or raise --max-disk; writes "
+                              b"resume once space is reclaimed)")
+        else:
+            out_error(&c.out, b"ERR out of memory for the value")
 
     cdef void drop_cmd_recs(self) noexcept nogil:
         """Forget the records the current command staged (releasing the
