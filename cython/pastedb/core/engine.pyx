@@ -1211,7 +1211,11 @@ cdef class DB:
             # all it names.  The rest of the old chunk is released with it.
             rc = self.log.link_new_chunk()
             if rc != 0:
-                self.log.failed = rc
+                # No chunk to be had (a full disk) fails before anything is
+                # written: the checkpoint is tried again later.  Anything
+                # else may have left the chunk half linked.
+                if rc != -ENOSPC and rc != -EDQUOT:
+                    self.log.failed = rc
                 self.log.unlock_log()
                 return rc
         L = self.log.next_lsn - 1
@@ -1566,6 +1570,9 @@ cdef class DB:
                     if in_victim(victim, tail, &ref):
                         kp = c.key(&klen)
                         rc2 = self.relocate(kp, klen, &ref)
+                        if rc2 == -ENOSPC or rc2 == -EDQUOT:
+                            rc = 0                # no room to move into: stop here
+                            break
                         if rc2 < 0 and rc2 != ST_CORRUPT:
                             rc = rc2
                             break
@@ -1593,6 +1600,9 @@ cdef class DB:
                 pthread_rwlock_unlock(&self.index_lock)
                 for i in range(nents):
                     rc = self.relocate(ents[i].key, ents[i].ref.klen, &ents[i].ref)
+                    if rc == -ENOSPC or rc == -EDQUOT:
+                        rc = 0
+                        break
                     if rc < 0 and rc != ST_CORRUPT:
                         break
                     rc = 0
@@ -1640,17 +1650,24 @@ cdef class DB:
                         cut = self.pool.truncate_free_tail(0)
                 # New writes (the relocations too) start in the lowest free
                 # segments: leave the current data extent and chunk segment.
+                # (Not on a full disk: there a fresh segment may not be had.)
                 with nogil:
-                    pthread_mutex_lock(&self.data_lock)
-                    self.data_off = 0
-                    self.data_end = 0
-                    pthread_mutex_lock(&self.pool.lock)
-                    self.pool.chunk_seg_used = SEG_SIZE
-                    pthread_mutex_unlock(&self.pool.lock)
-                    pthread_mutex_unlock(&self.data_lock)
+                    if not self.pool.disk_full:
+                        pthread_mutex_lock(&self.data_lock)
+                        self.data_off = 0
+                        self.data_end = 0
+                        pthread_mutex_lock(&self.pool.lock)
+                        self.pool.chunk_seg_used = SEG_SIZE
+                        pthread_mutex_unlock(&self.pool.lock)
+                        pthread_mutex_unlock(&self.data_lock)
                 self._clean(0.5, True)
                 with nogil:
                     rc = self.checkpoint_index()
+                    if rc == -ENOSPC or rc == -EDQUOT:
+                        # The first checkpoint released what was dead; the
+                        # relocations' segments are released by the
+                        # indexer's next one, once it gets room.
+                        rc = 0
             if rc == 0:
                 with nogil:
                     cut = self.pool.truncate_free_tail(0)

@@ -78,7 +78,10 @@ cdef class Pool:
                 break
             step = grow_step(self.size)
             target = round_up(self.size + step, MAP_ALIGN)
-            if target > self.reserved:
+            if self.max_size and target > self.max_size:
+                target = self.max_size // MAP_ALIGN * MAP_ALIGN     # the quota is the disk's end
+                self.disk_full = 1                # from here on ordinary allocations keep the reserve
+            if target > self.reserved or target <= self.size:
                 self.grow_requested = 0
                 continue
             gen = self.truncations
@@ -169,10 +172,7 @@ cdef class Pool:
         pthread_mutex_unlock(&self.grow_lock)
         if rc != 0:
             return rc
-        rc = self.map_to(new_size)
-        if rc == 0:
-            self.disk_full = 0
-        return rc
+        return self.map_to(new_size)
 
     cdef int extend_file(self, uint64_t new_size) noexcept nogil:
         """Make the file at least new_size bytes (caller holds grow_lock).
@@ -286,9 +286,10 @@ cdef class Pool:
         cdef int rc
         cdef uint64_t start, end, grow_to, need = nseg << SEG_SHIFT
         if self.disk_full and not use_reserve and self.headroom() < need + self.reserve:
-            rc = self.ensure(round_up(self.alloc_tail, SEG_SIZE) + need + self.reserve)
+            rc = self.ensure(round_up(self.size, SEG_SIZE) + need + self.reserve)
             if rc != 0:
                 return -ENOSPC if rc == -ENOSPC or rc == -EDQUOT else rc
+            self.disk_full = 0                    # room again (deletes elsewhere on the disk)
         if self.take_free_run(nseg, off) == 0:
             return 0
         start = self.alloc_tail
@@ -300,10 +301,16 @@ cdef class Pool:
             if grow_to < end:
                 grow_to = end
             rc = self.ensure(grow_to)
+            if rc == 0:
+                self.disk_full = 0
             if (rc == -ENOSPC or rc == -EDQUOT) and end < grow_to:
                 # The disk is nearly full: take only what we need -- and an
                 # ordinary allocation leaves the reserve's worth on the disk.
                 rc = self.ensure(end if use_reserve else end + self.reserve)
+            if rc == 0 and end < grow_to:
+                # Only the tail of the disk was left: from now on ordinary
+                # allocations keep the reserve's headroom.
+                self.disk_full = 1
             if rc == -ENOSPC or rc == -EDQUOT:
                 self.disk_full = 1
                 if use_reserve:

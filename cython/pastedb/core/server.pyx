@@ -249,7 +249,14 @@ cdef class Server:
             pthread_mutex_unlock(&self.flush_lock)
             flusher.join()
         if rc == 0:
-            self.db.checkpoint()
+            try:
+                self.db.checkpoint()
+            except OSError as e:
+                if e.errno not in (ENOSPC, EDQUOT):
+                    raise
+                # Everything acknowledged is durable in the log already.
+                log.warning("pastedb: no disk space for the checkpoint at shutdown; nothing is "
+                            "lost, the next open replays the log since the last one")
         return rc
 
     def _run_flusher(self):
