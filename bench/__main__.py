@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import dump, embedded, internals, network, render, shards
+from bench import api, dump, embedded, internals, network, render, shards
 from bench.common import (
     Part,
     Suite,
@@ -39,6 +39,7 @@ SUITES: dict[str, tuple[Suite, Sequence[Part]]] = {
     network.NAME: (network, ()),
     shards.NAME: (shards, ()),
     dump.NAME: (dump, ()),
+    api.NAME: (api, ()),
 }
 COMMANDS = ("all", *SUITES, "render")
 

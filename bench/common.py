@@ -434,6 +434,22 @@ def server_env() -> dict[str, str]:
     return env
 
 
+def finish_doc(doc: dict[str, Any], t0: float, machine: dict[str, Any],
+               versions: dict[str, Any], **fields: Any) -> None:
+    """The closing fields of a suite's JSON document: when it started, how
+    long it took, the machine (with its load at the end) and the versions
+    (pastedb's and the peers' given), then the suite's own fields."""
+    total_s = time.monotonic() - t0
+    machine["loadavg_end"] = list(os.getloadavg())
+    doc.update({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
+        "total_seconds": round(total_s, 1),
+        "machine": machine,
+        "versions": {**pastedb_versions(), **versions},
+        **fields,
+    })
+
+
 def pastedb_versions() -> dict[str, Any]:
     """pastedb's version, where it was imported from, and the commit of its
     source (the snapshot recipe in ``python -m bench embedded -h`` writes

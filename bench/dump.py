@@ -39,9 +39,9 @@ from bench.common import (
     Metric,
     Part,
     Workload,
+    finish_doc,
     interleave,
     machine_description,
-    pastedb_versions,
     profile_of,
     progress,
     tool_version,
@@ -188,22 +188,15 @@ def measure(
         params={**cfg, "text_bytes": text_bytes},
         metrics=[Metric("puts_s", "records/s")], engines=eng, reps=reps,
         seconds=time.monotonic() - t0)
-    total_s = time.monotonic() - t0
-    machine["loadavg_end"] = list(os.getloadavg())
     import lmdb
 
-    doc.update({
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-        "total_seconds": round(total_s, 1),
-        "machine": machine,
-        "versions": {**pastedb_versions(), "py-lmdb": lmdb.__version__,
-                     "lmdb": ".".join(map(str, lmdb.version())),
-                     "mdb_load": tool_version(shutil.which("mdb_load"))},
-        "workloads": [w.to_json()],
-        "dump_records_s": run.dumps,
-        "not_available": [] if "mdb_load" in eng else [
-            {"title": "mdb_load", "why": "lmdb-utils not installed (apt-get install lmdb-utils)"}],
-    })
+    finish_doc(doc, t0, machine,
+               {"py-lmdb": lmdb.__version__, "lmdb": ".".join(map(str, lmdb.version())),
+                "mdb_load": tool_version(shutil.which("mdb_load"))},
+               workloads=[w.to_json()], dump_records_s=run.dumps,
+               not_available=[] if "mdb_load" in eng else [
+                   {"title": "mdb_load",
+                    "why": "lmdb-utils not installed (apt-get install lmdb-utils)"}])
     return doc
 
 

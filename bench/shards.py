@@ -44,10 +44,10 @@ from bench.common import (
     Part,
     Peers,
     Workload,
+    finish_doc,
     interleave,
     machine_description,
     now_ns,
-    pastedb_versions,
     profile_of,
     progress,
     redis_benchmark,
@@ -246,20 +246,12 @@ def measure(
     from pastedb import cluster
 
     peers = Peers.find()
-    total_s = time.monotonic() - t0
-    machine["loadavg_end"] = list(os.getloadavg())
-    doc.update({
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - total_s)),
-        "total_seconds": round(total_s, 1),
-        "machine": machine,
-        "versions": {**pastedb_versions(),
-                     "nutcracker": tool_version(cluster.find_nutcracker()),
-                     "redis_server": tool_version(peers.redis_server),
-                     "redis_benchmark": tool_version(peers.redis_benchmark)},
-        "workloads": [w.to_json() for w in workloads],
-        "restart_after_kill9": run.restarts,
-        "caveat": CAVEAT.format(cores=os.cpu_count()),
-    })
+    finish_doc(doc, t0, machine,
+               {"nutcracker": tool_version(cluster.find_nutcracker()),
+                "redis_server": tool_version(peers.redis_server),
+                "redis_benchmark": tool_version(peers.redis_benchmark)},
+               workloads=[w.to_json() for w in workloads], restart_after_kill9=run.restarts,
+               caveat=CAVEAT.format(cores=os.cpu_count()))
     return doc
 
 

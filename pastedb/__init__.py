@@ -13,6 +13,7 @@ that references them -- the value is never copied into a log.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from pastedb.core.engine import DB, Batch, Cursor, limits
@@ -23,6 +24,8 @@ from pastedb.errors import CorruptionError, Error, LockedError
 __all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError",
            "DumpFormatError", "limits", "dump", "load"]
 __version__ = "0.1.0"
+
+MutableMapping.register(DB)
 
 _OPTIONS = {"persist", "index", "faults"}
 

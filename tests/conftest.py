@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tally
 
 try:
     import pastedb
@@ -46,6 +47,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The crash tests' own count of what they did (tests/tally.py)."""
+    if tally.counts["kill"] or tally.counts["image"]:
+        terminalreporter.write_line(
+            f"crash tests: {tally.counts['kill']} kill -9 rounds, "
+            f"{tally.counts['image']} power-loss images checked")
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import tally
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BACKGROUND = r'''
@@ -64,6 +66,7 @@ def run_until_killed(code: str, args: list[str], delay: float) -> str:
     text = out.decode()
     assert "BERR" not in text, f"the child's background loop died: {text[text.index('BERR'):][:300]}"
     assert rc == -signal.SIGKILL, f"the child exited with {rc} before it was killed"
+    tally.kill()
     return text
 
 

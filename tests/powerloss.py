@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 import zlib
 
+import tally
+
 import pastedb
 
 
@@ -64,6 +66,7 @@ class Ledger:
 def check_image(directory, acked: dict[bytes, int], ledger: Ledger) -> int:
     """Open the image and check it against what was acknowledged before it
     was taken.  Returns the number of keys it holds."""
+    tally.image()
     with pastedb.open(directory, persist="none") as db:
         got = dict(db.items())
     for k, v in got.items():

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tally
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -845,6 +846,7 @@ def test_crash_at_every_io_of_a_commit(tmp_path, slow):
         for v in range(variants):
             img_dir = tmp_path / f"img{at}-{v}"
             t.crash_image(img_dir, rnd.randrange(1 << 30))
+            tally.image()
             images.append(img_dir / "work")
         t.close()
         crash_points += 1
@@ -912,6 +914,7 @@ def test_sigkill_during_commits(tmp_path, crash_runs):
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate()
         assert child.returncode == -signal.SIGKILL, err
+        tally.kill()
         reported = [int(x) for x in out.split()] or [applied]
         with BTreeTester(path, sync=False) as t:
             now = t.applied_lsn

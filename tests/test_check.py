@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tally
 from poolfmt import (  # noqa: F401  (the layout, shared with test_recovery.py)
     CHUNK_SIZE,
     CHUNK_SLOTS,
@@ -1097,6 +1098,7 @@ def test_power_loss_images_are_never_reported_as_damage(tmp_path):
                 img = tmp_path / f"img{taken}"
                 img.mkdir()
                 db._crash_image(img, taken)
+                tally.image()
                 res = verify(str(img))
                 try:
                     assert res.ok, [p.message for p in res.problems]

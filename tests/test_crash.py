@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tally
 
 import pastedb
 
@@ -213,6 +214,7 @@ def run_and_kill(path, mode, nthreads, seed, tag, rng):
             err.seek(0)
             pytest.fail(f"crash child exited with {rc} before the kill:\n"
                         f"{err.read().decode(errors='replace')}")
+        tally.kill()
     return lines, delay
 
 

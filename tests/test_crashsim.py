@@ -16,6 +16,7 @@ import random
 import zlib
 
 import pytest
+import tally
 
 import pastedb
 
@@ -79,6 +80,7 @@ def recover_image(db, tmp_path, name: str, seed: int) -> dict:
     d = tmp_path / name
     d.mkdir()
     db._crash_image(d, seed)
+    tally.image()
     return read_all(d)
 
 
@@ -182,6 +184,7 @@ def check_fault_run(tmp_path, name: str, faults: dict) -> bool:
         img = tmp_path / (name + "-img")
         img.mkdir()
         db._crash_image(img, 5)
+        tally.image()
     finally:
         db.close()
     # A failed operation before the last acknowledged one never reached the

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 
+import tally
 from test_crashsim import apply, assert_prefix, random_op, read_all, run_op
 
 import pastedb
@@ -61,6 +62,7 @@ def crashed_database(directory, seed: int):
                 since.append(op)
         crashed = directory / "crashed"
         db._crash_image(crashed, seed)
+        tally.image()
     finally:
         db.close()
     shutil.rmtree(work)
@@ -95,6 +97,7 @@ def test_power_loss_during_recovery(tmp_path, slow):
         for n in range(taken):
             assert_prefix(read_all(f"{prefix}{n}"), durable, since)
         images += taken
+        tally.image(taken)
         shutil.rmtree(d)
     assert images >= rounds * 2
 
@@ -120,6 +123,7 @@ def test_kill_during_recovery(tmp_path, slow):
             assert proc.returncode == -signal.SIGKILL, (at, proc.returncode, proc.stderr)
             assert b"OPENED" not in proc.stdout
             kills += 1
+            tally.kill()
             assert_prefix(read_all(work), durable, since)
             # and recovery after the interrupted recovery is stable
             assert_prefix(read_all(work), durable, since)

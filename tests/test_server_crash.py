@@ -29,6 +29,7 @@ import time
 import zlib
 
 import pytest
+import tally
 
 import pastedb
 
@@ -282,6 +283,8 @@ def crash_round(srv, writers: list[Writer], observer: Observer | None,
             time.sleep(rng.uniform(0, 0.03))
         running = srv.running
         srv.kill()
+        if running and srv.proc.returncode == -signal.SIGKILL:
+            tally.kill()
         assert not running or srv.proc.returncode in (-signal.SIGKILL, 0), (
             f"the server died of {srv.proc.returncode}, not of the kill:\n{srv.log()}")
         if how == "kill":

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import tally
 from killed import background_rounds, run_until_killed
 from pastedb.core.btree import BTreeTester
 
@@ -180,6 +181,7 @@ def test_power_loss_images_with_reuse_hold_the_acknowledged_state(tmp_path):
                 img = tmp_path / f"img{images}"
                 img.mkdir()
                 db._crash_image(img, rng.randrange(1 << 30))
+                tally.image()
                 with pastedb.open(img) as got:
                     assert dict(got.items()) == model, f"image {images} at op {i}"
                 shutil.rmtree(img)

@@ -16,4 +16,15 @@ def example(path: str) -> list[tuple[bytes, bytes]]:
             b.delete(b"user:1")
         n: int = len(db)
         assert n >= 0
+        db.put_many({b"a": b"1", b"b": b"2"})
+        db.update([(b"c", b"3")])
+        got: list[bytes | None] = db.get_many([b"a", b"zz"])
+        assert got[1] is None
+        popped: bytes = db.pop(b"a")
+        maybe: bytes | None = db.pop(b"a", None)
+        assert popped and maybe is None
+        first: list[bytes] = list(db.keys(limit=1))
+        db.delete_many(first)
+        with db.view(b"b") as mv:
+            assert mv[:1] == b"2"
         return list(db.items(prefix=b"user:"))

@@ -90,6 +90,7 @@ cdef class DB:
     cdef readonly bint sync_default   # sync= given to open()
     cdef int64_t closed               # set by close(); operations check it
     cdef int64_t active               # operations in flight (close waits for 0)
+    cdef int views                    # ValueViews holding a pin (close refuses while any does)
     cdef long fork_gen                # fork generation at open
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging
@@ -161,6 +162,15 @@ cdef class DB:
     # of pin_min bytes or more (pin_min > 0) is pinned: its segments are not
     # released until pin_value(-1).
     cdef int read_value(self, const char *k, uint32_t klen, Ref *out, uint64_t pin_min) noexcept nogil
+    cdef int read_value_locked(self, const char *k, uint32_t klen, Ref *out,
+                               uint64_t pin_min) noexcept nogil
+    cdef int value_ok(self, const Ref *r) noexcept nogil
+    cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref)
+    cdef read_failed(self, int found, str what, bytes key)
+    cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
+                        const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil
+    cdef _write_many(self, list keys, list values, str what)
+    cdef int _remove_if(self, bytes key, const Ref *expect) except? -1000000
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
     # Visit live keys in order, after (after, alen) when after_set, at most
     # budget of them (budget < 0: all): 1 when keys remain, 0 at the end, or

@@ -9,18 +9,23 @@ advances the log head (a checkpoint), so the log to replay at open stays short.
 """
 
 import fcntl
+import gc
 import logging
 import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport (
+    PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
 )
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
@@ -86,6 +91,11 @@ INITIAL_POOL_BYTES = 8 << 20
 # Values at least this long are copied with the GIL released even for
 # sync=False puts and gets.
 cdef uint64_t BIG_COPY = 65536
+# put_many / delete_many pack small items into groups of this many bytes, one
+# pool write each (small enough that an extent's unusable tail stays small).
+cdef uint64_t BULK_GROUP = 65536
+# get_many looks up this many keys per hold of the index read lock.
+cdef Py_ssize_t GET_SLICE = 256
 cdef int ITER_BATCH = 256
 
 
@@ -107,7 +117,7 @@ cdef struct Applied:
 cdef long fork_generation = 0
 
 
-_open_dbs = weakref.WeakSet()
+_open_dbs = weakref.WeakValueDictionary()   # id -> DB (a DB is a mapping: unhashable)
 _held_locks = set()                 # (st_dev, st_ino) of LOCK files this process holds
 _held_locks_guard = threading.Lock()
 
@@ -121,7 +131,7 @@ def _after_fork_in_child():
     fork_generation += 1
     _held_locks_guard = threading.Lock()     # may have been held by another thread
     _held_locks.clear()
-    for db in list(_open_dbs):
+    for db in list(_open_dbs.values()):
         (<DB>db)._drop_lock_fd()
 
 
@@ -356,7 +366,7 @@ cdef class DB:
             self.pool.start_grower()
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
-        _open_dbs.add(self)
+        _open_dbs[id(self)] = self
         self.idx_thread = threading.Thread(target=self._indexer_main, daemon=True,
                                            name="pastedb-indexer")
         self.idx_thread.start()
@@ -747,8 +757,9 @@ cdef class DB:
 
     cdef int apply_records_ex(self, LogRecord *recs, int n, int sync, int *existed,
                               uint64_t *last_lsn, const Ref *expect) noexcept nogil:
-        # expect (n == 1, the cleaner): append only if the key still names
-        # exactly those bytes; *existed = 0 when it does not.
+        # expect (n == 1): append only if the key still names exactly those
+        # bytes (the cleaner, pop), or, when expect.voff == TOMB, only if the
+        # key is absent (setdefault); *existed = 0 when it does not hold.
         cdef uint64_t lsn, lo, ln
         cdef Ref tmp
         cdef int rc = 0, i, found
@@ -761,7 +772,10 @@ cdef class DB:
         if n == 1 and (recs[0].type == REC_DEL or expect != NULL):
             # Deleting an absent key writes nothing.
             found = self.lookup(self.pool.base + recs[0].koff, recs[0].klen, &tmp)
-            if found > 0 and expect != NULL and (tmp.koff != expect.koff or
+            if expect != NULL and expect.voff == TOMB:
+                if found >= 0:
+                    found = 1 - found
+            elif found > 0 and expect != NULL and (tmp.koff != expect.koff or
                                                  tmp.voff != expect.voff or
                                                  tmp.vlen != expect.vlen):
                 found = 0
@@ -940,8 +954,6 @@ cdef class DB:
         cdef int kview, rc, found = 0
         cdef Ref ref
         cdef bytes out = None
-        cdef char *dst
-        cdef uint32_t crc = 0
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
@@ -949,43 +961,51 @@ cdef class DB:
                 raise_status(rc, "get", self.pool_path)
             try:
                 if klen <= MAX_KEY_LEN:
-                    read_lock_gil(&self.index_lock)
-                    try:
-                        found = self.lookup_locked(k, <uint32_t>klen, &ref)
-                        if found > 0 and not self.ref_in_pool(&ref):
-                            found = ST_VALUE_DAMAGED
-                        if found > 0:
-                            if ref.vlen < BIG_COPY:
-                                out = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
-                                                                <Py_ssize_t>ref.vlen)
-                                crc = crc32c_buf(PyBytes_AS_STRING(out), ref.vlen)
-                            else:
-                                out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>ref.vlen)
-                                dst = PyBytes_AS_STRING(out)
-                                with nogil:
-                                    memcpy(dst, self.pool.base + ref.voff, ref.vlen)
-                                    crc = crc32c_buf(dst, ref.vlen)
-                            # The copy is checked against the checksum the
-                            # record carried: damage is an error, never data.
-                            if crc != ref.vcrc:
-                                found = ST_VALUE_DAMAGED
-                                out = None
-                    finally:
-                        pthread_rwlock_unlock(&self.index_lock)
+                    found, out = self.read_bytes(k, <uint32_t>klen, &ref)
             finally:
                 self.leave()
         finally:
             if kview:
                 PyBuffer_Release(&kb)
-        if found == ST_VALUE_DAMAGED:
-            raise_status(found, f"get: the value of key {bytes(key)[:64]!r}", self.pool_path)
         if found < 0:
-            raise_status(found, "get", self.tree_path)
+            self.read_failed(found, "get", bytes(key))
         if not found:
             if raise_missing:
                 raise KeyError(key)
             return default
         return out
+
+    cdef read_failed(self, int found, str what, bytes key):
+        """Raise for read_value's negative verdict: a damaged value (the pool
+        file) or a damaged tree page (the index file)."""
+        if found == ST_CORRUPT:
+            raise_status(ST_VALUE_DAMAGED, f"{what}: the value of key {key[:64]!r}", self.pool_path)
+        raise_status(found, what, self.tree_path)
+
+    cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref):
+        """(found, value) for one key (inside enter/leave): read_value's
+        verdict and, when 1, a copy of the verified bytes.  A small value is
+        copied under the index read lock; a large one is pinned and copied
+        after it, without the GIL.  *ref: the reference it read."""
+        cdef int found
+        cdef bytes out = None
+        cdef char *dst
+        read_lock_gil(&self.index_lock)
+        try:
+            found = self.read_value_locked(k, klen, ref, BIG_COPY)
+            if found > 0 and ref.vlen < BIG_COPY:
+                out = PyBytes_FromStringAndSize(self.pool.base + ref.voff, <Py_ssize_t>ref.vlen)
+        finally:
+            pthread_rwlock_unlock(&self.index_lock)
+        if found > 0 and ref.vlen >= BIG_COPY:
+            try:
+                out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>ref.vlen)
+                dst = PyBytes_AS_STRING(out)
+                with nogil:
+                    memcpy(dst, self.pool.base + ref.voff, ref.vlen)
+            finally:
+                self.pool.pin(ref.voff, ref.vlen, -1)
+        return found, out
 
     def get(self, key, default=None):
         """The value stored under key (bytes), or default."""
@@ -1059,6 +1079,340 @@ cdef class DB:
         if not self.delete(key):
             raise KeyError(key)
 
+    # -------------------------------------------------------------- bulk calls
+    cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
+                        const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil:
+        """Stage n puts (vs != NULL) or deletes: the bulk calls' core.  Small
+        items are packed into groups of up to BULK_GROUP bytes, each group
+        one reservation and one write into the pool; an item larger than that
+        is staged alone, as put() stages it.  Each record is pinned like a
+        stage_put; on failure nothing stays pinned."""
+        cdef Py_ssize_t i = 0, j, t, done = 0
+        cdef uint64_t total, sz, pad, off = 0, pos, lo, ln
+        cdef char *buf = <char *>malloc(BULK_GROUP)
+        cdef char *dst
+        cdef int rc = 0
+        if buf == NULL:
+            return -ENOMEM
+        while i < n and rc == 0:
+            sz = kl[i] + (vl[i] if vs != NULL else 0)
+            if sz > BULK_GROUP:
+                if vs != NULL:
+                    rc = self.stage_put(ks[i], kl[i], vs[i], vl[i], &recs[i])
+                else:
+                    rc = self.stage_delete(ks[i], kl[i], &recs[i])
+                if rc == 0:
+                    i += 1
+                    done = i
+                continue
+            total = 0
+            j = i
+            while j < n:
+                sz = kl[j] + (vl[j] if vs != NULL else 0)
+                pad = (sz + 7) & ~(<uint64_t>7)
+                if sz > BULK_GROUP or total + pad > BULK_GROUP:
+                    break
+                total += pad
+                j += 1
+            pos = 0
+            for t in range(i, j):
+                memcpy(buf + pos, ks[t], kl[t])
+                sz = kl[t]
+                if vs != NULL:
+                    memcpy(buf + pos + kl[t], vs[t], vl[t])
+                    sz += vl[t]
+                pad = (sz + 7) & ~(<uint64_t>7)
+                memset(buf + pos + sz, 0, pad - sz)
+                pos += pad
+            rc = self.reserve_data(total, &off)
+            if rc != 0:
+                break
+            rc = self.pool.write_at(off, buf, total)
+            if rc == 0:
+                self.persist.persist_range(self.pool.base + off, total)
+                pos = 0
+                for t in range(i, j):
+                    dst = self.pool.base + off + pos
+                    memset(&recs[t], 0, sizeof(LogRecord))
+                    recs[t].klen = <uint16_t>kl[t]
+                    recs[t].koff = off + pos
+                    sz = kl[t]
+                    if vs != NULL:
+                        recs[t].type = REC_PUT
+                        recs[t].voff = off + pos + kl[t]
+                        recs[t].vlen = vl[t]
+                        recs[t].vcrc = crc32c_buf(dst + kl[t], vl[t])
+                        sz += vl[t]
+                    else:
+                        recs[t].type = REC_DEL
+                    recs[t].crc = key_crc_state(dst, kl[t])
+                    rec_span(&recs[t], &lo, &ln)
+                    self.pool.pin(lo, ln, 1)
+                    pos += (sz + 7) & ~(<uint64_t>7)
+                done = j
+            self.pool.pin(off, total, -1)           # the group's pin; each record holds its own
+            i = j
+        free(buf)
+        if rc != 0:
+            self.unstage(recs, <int>done)
+        return rc
+
+    cdef _write_many(self, list keys, list values, str what):
+        """Stage and append len(keys) puts (values given) or deletes as one
+        all-or-nothing batch; durable on return when the database syncs."""
+        cdef Py_ssize_t n = len(keys), i
+        cdef const char **ks = NULL
+        cdef const char **vs = NULL
+        cdef uint32_t *kl = NULL
+        cdef uint64_t *vl = NULL
+        cdef LogRecord *recs = NULL
+        cdef int rc = 0, existed = 0
+        cdef int sync = self.sync_default
+        cdef bint puts = values is not None
+        cdef bytes b
+        if n > 0x7FFFFFFF:
+            raise ValueError(f"{what}: {n} items in one batch; the limit is 2**31 - 1")
+        try:
+            ks = <const char **>malloc((n + 1) * sizeof(char *))
+            kl = <uint32_t *>malloc((n + 1) * sizeof(uint32_t))
+            recs = <LogRecord *>malloc((n + 1) * sizeof(LogRecord))
+            if puts:
+                vs = <const char **>malloc((n + 1) * sizeof(char *))
+                vl = <uint64_t *>malloc((n + 1) * sizeof(uint64_t))
+            if ks == NULL or kl == NULL or recs == NULL or (puts and (vs == NULL or vl == NULL)):
+                raise MemoryError()
+            for i in range(n):
+                b = <bytes>keys[i]
+                if PyBytes_GET_SIZE(b) > MAX_KEY_LEN:
+                    raise ValueError(f"key is {PyBytes_GET_SIZE(b)} bytes; the limit is {MAX_KEY_LEN}")
+                ks[i] = PyBytes_AS_STRING(b)
+                kl[i] = <uint32_t>PyBytes_GET_SIZE(b)
+                if puts:
+                    b = <bytes>values[i]
+                    if PyBytes_GET_SIZE(b) > MAX_VALUE_LEN:
+                        raise ValueError(f"value is {PyBytes_GET_SIZE(b)} bytes; the limit is "
+                                         f"{MAX_VALUE_LEN}")
+                    vs[i] = PyBytes_AS_STRING(b)
+                    vl[i] = <uint64_t>PyBytes_GET_SIZE(b)
+            rc = self.enter()
+            if rc == 0:
+                if n > 0:
+                    with nogil:
+                        rc = self.stage_many(n, ks, kl, vs, vl, recs)
+                        if rc == 0:
+                            rc = self.apply_records(recs, <int>n, sync, &existed, NULL)
+                self.leave()
+        finally:
+            free(ks)
+            free(kl)
+            free(vs)
+            free(vl)
+            free(recs)
+        if rc != 0:
+            raise_status(rc, what, self.pool_path)
+
+    def put_many(self, items):
+        """Store every (key, value) of items -- a mapping, or an iterable of
+        pairs -- as one all-or-nothing batch, durable on return (sync=True).
+        A key given twice keeps its last value.  Keys and values are copied
+        into the pool in groups, one write each, by C code."""
+        cdef list keys = []
+        cdef list values = []
+        if hasattr(items, "keys"):
+            for k in items.keys():
+                keys.append(as_key(k, "key"))
+                values.append(as_key(items[k], "value"))
+        else:
+            for k, v in items:
+                keys.append(as_key(k, "key"))
+                values.append(as_key(v, "value"))
+        self._write_many(keys, values, "put_many")
+
+    def delete_many(self, keys):
+        """Remove every key of keys (absent ones are fine) as one
+        all-or-nothing batch, durable on return (sync=True)."""
+        self._write_many([as_key(k, "key") for k in keys], None, "delete_many")
+
+    def get_many(self, keys):
+        """[value or None for each key], in the order given.  Each value is
+        checked like get()'s.  The lookups run under the index read lock in
+        slices of GET_SLICE keys, so a long call never holds writers back for
+        long; it is not a snapshot (use db.snapshot() for one consistent view)."""
+        cdef list ks = [as_key(k, "key") for k in keys]
+        cdef Py_ssize_t n = len(ks), i = 0, end
+        cdef list out = [None] * n
+        cdef int rc, found = 0
+        cdef bytes k
+        cdef Ref ref
+        rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "get_many", self.pool_path)
+        try:
+            while i < n and found >= 0:
+                end = i + GET_SLICE if i + GET_SLICE < n else n
+                read_lock_gil(&self.index_lock)
+                try:
+                    while i < end:
+                        k = <bytes>ks[i]
+                        if PyBytes_GET_SIZE(k) <= MAX_KEY_LEN:
+                            found = self.read_value_locked(PyBytes_AS_STRING(k),
+                                                           <uint32_t>PyBytes_GET_SIZE(k), &ref, 0)
+                            if found < 0:
+                                break
+                            if found:
+                                out[i] = PyBytes_FromStringAndSize(self.pool.base + ref.voff,
+                                                                   <Py_ssize_t>ref.vlen)
+                        i += 1
+                finally:
+                    pthread_rwlock_unlock(&self.index_lock)
+        finally:
+            self.leave()
+        if found < 0:
+            self.read_failed(found, "get_many", ks[i])
+        return out
+
+    # -------------------------------------------------------------- the mapping
+    cdef int _remove_if(self, bytes key, const Ref *expect) except? -1000000:
+        """Delete key if it still names exactly *expect: 1 done, 0 it changed."""
+        cdef LogRecord rec
+        cdef int rc, existed = 0
+        cdef int sync = self.sync_default
+        cdef const char *k = PyBytes_AS_STRING(key)
+        cdef uint32_t klen = <uint32_t>PyBytes_GET_SIZE(key)
+        rc = self.enter()
+        if rc == 0:
+            with nogil:
+                rc = self.stage_delete(k, klen, &rec)
+                if rc == 0:
+                    rc = self.apply_records_ex(&rec, 1, sync, &existed, NULL, expect)
+            self.leave()
+        if rc < 0:
+            raise_status(rc, "pop", self.pool_path)
+        return existed
+
+    def pop(self, key, *default):
+        """Remove key and return its value; default (if given) when absent,
+        else KeyError.  Atomic: the value returned is the one the delete
+        removed, whatever other threads write meanwhile."""
+        cdef bytes k = as_key(key, "key")
+        cdef Ref ref
+        cdef int rc, found
+        cdef bytes v
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        while True:
+            found = 0
+            if PyBytes_GET_SIZE(k) <= MAX_KEY_LEN:
+                rc = self.enter()
+                if rc != 0:
+                    raise_status(rc, "pop", self.pool_path)
+                try:
+                    found, v = self.read_bytes(PyBytes_AS_STRING(k), <uint32_t>PyBytes_GET_SIZE(k),
+                                               &ref)
+                finally:
+                    self.leave()
+            if found < 0:
+                self.read_failed(found, "pop", k)
+            if not found:
+                if default:
+                    return default[0]
+                raise KeyError(key)
+            if self._remove_if(k, &ref):
+                return v
+            # another writer changed the key between the read and the delete: again
+
+    def popitem(self):
+        """Remove and return the (key, value) pair of the smallest key;
+        KeyError when the database is empty."""
+        cdef object missing = object()
+        while True:
+            for k in self._cursor(0, None, None, None, False, 1):
+                break
+            else:
+                raise KeyError("popitem(): the database is empty")
+            v = self.pop(k, missing)
+            if v is not missing:
+                return k, v
+
+    def setdefault(self, key, default=None):
+        """The value of key; when absent, store default and return it.
+        Atomic: two threads racing on an absent key both get the one value
+        that was stored."""
+        cdef bytes k = as_key(key, "key")
+        cdef bytes dv
+        cdef Ref absent
+        cdef LogRecord rec
+        cdef int rc, existed
+        cdef int sync = self.sync_default
+        cdef const char *kp
+        cdef const char *vp
+        cdef uint32_t klen
+        cdef uint64_t vlen
+        absent.voff = TOMB
+        while True:
+            v = self.get(k)
+            if v is not None:
+                return v
+            if default is None:
+                raise TypeError("setdefault: the key is absent and default is None; pastedb "
+                                "stores bytes")
+            dv = as_key(default, "value")
+            if PyBytes_GET_SIZE(k) > MAX_KEY_LEN:
+                raise ValueError(f"key is {PyBytes_GET_SIZE(k)} bytes; the limit is {MAX_KEY_LEN}")
+            if PyBytes_GET_SIZE(dv) > MAX_VALUE_LEN:
+                raise ValueError(f"value is {PyBytes_GET_SIZE(dv)} bytes; the limit is "
+                                 f"{MAX_VALUE_LEN}")
+            existed = 0
+            kp = PyBytes_AS_STRING(k)
+            klen = <uint32_t>PyBytes_GET_SIZE(k)
+            vp = PyBytes_AS_STRING(dv)
+            vlen = <uint64_t>PyBytes_GET_SIZE(dv)
+            rc = self.enter()
+            if rc == 0:
+                with nogil:
+                    rc = self.stage_put(kp, klen, vp, vlen, &rec)
+                    if rc == 0:
+                        rc = self.apply_records_ex(&rec, 1, sync, &existed, NULL, &absent)
+                self.leave()
+            if rc < 0:
+                raise_status(rc, "setdefault", self.pool_path)
+            if existed:
+                return dv
+            # another writer stored the key meanwhile: read what it stored
+
+    def update(self, other=(), **kwargs):
+        """Store every pair of other (a mapping or pairs) and of kwargs as one
+        all-or-nothing batch (put_many)."""
+        if kwargs:
+            raise TypeError("update: keyword arguments are str keys; pastedb keys are bytes")
+        self.put_many(other)
+
+    def clear(self):
+        """Remove every key: one all-or-nothing batch of deletes of the keys
+        present when it starts (a key another thread writes meanwhile may
+        stay).  Durable on return; the space comes back through reclamation."""
+        self.delete_many(list(self.keys()))
+
+    def __reversed__(self):
+        return self._cursor(0, None, None, None, True, None)
+
+    def __eq__(self, other):
+        if other is self:
+            return True
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        missing = object()
+        for k, v in self.items():
+            if other.get(k, missing) != v:
+                return False
+        return True
+
+    def __ne__(self, other):
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
     def __len__(self):
         cdef int64_t keys = 0, live = 0
         cdef int rc = self.enter()
@@ -1072,22 +1426,23 @@ cdef class DB:
         return keys
 
     def __iter__(self):
-        return Cursor(self, 0, None, None, False)
+        return Cursor(self, 0, None, None, False, -1)
 
-    def keys(self, start=None, stop=None, *, prefix=None, reverse=False):
+    def keys(self, start=None, stop=None, *, prefix=None, reverse=False, limit=None):
         """Keys in ascending byte order over [start, stop), or those starting
-        with prefix; reverse=True walks the range descending."""
-        return self._cursor(0, start, stop, prefix, reverse)
+        with prefix; reverse=True walks the range descending; at most limit
+        of them (None: all)."""
+        return self._cursor(0, start, stop, prefix, reverse, limit)
 
-    def values(self, start=None, stop=None, *, prefix=None, reverse=False):
+    def values(self, start=None, stop=None, *, prefix=None, reverse=False, limit=None):
         """Values in key order; arguments as for keys()."""
-        return self._cursor(1, start, stop, prefix, reverse)
+        return self._cursor(1, start, stop, prefix, reverse, limit)
 
-    def items(self, start=None, stop=None, *, prefix=None, reverse=False):
+    def items(self, start=None, stop=None, *, prefix=None, reverse=False, limit=None):
         """(key, value) pairs in key order; arguments as for keys()."""
-        return self._cursor(2, start, stop, prefix, reverse)
+        return self._cursor(2, start, stop, prefix, reverse, limit)
 
-    def _cursor(self, int what, start, stop, prefix, reverse):
+    def _cursor(self, int what, start, stop, prefix, reverse, limit=None):
         if prefix is not None:
             if start is not None or stop is not None:
                 raise ValueError("give either prefix or start/stop, not both")
@@ -1096,7 +1451,11 @@ cdef class DB:
         else:
             start = None if start is None else as_key(start, "start")
             stop = None if stop is None else as_key(stop, "stop")
-        return Cursor(self, what, start, stop, bool(reverse))
+        if limit is None:
+            limit = -1
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
+        return Cursor(self, what, start, stop, bool(reverse), limit)
 
     def batch(self):
         """An all-or-nothing group of puts and deletes::
@@ -1819,10 +2178,50 @@ cdef class DB:
         return pdb_load_sc(&self.closed) != 0
 
     def close(self):
-        """Make everything durable and release the database.  Idempotent."""
+        """Make everything durable and release the database.  Idempotent.
+        Refuses (pastedb.Error) while a db.view() memoryview is still
+        referenced: its bytes lie in the mapping close() unmaps."""
         if pdb_load_sc(&self.closed):
             return
+        if self.views:
+            gc.collect()                      # views only a reference cycle still holds
+            if self.views:
+                raise Error(f"close(): {self.views} value view(s) from db.view() are still "
+                            f"referenced (a memoryview or a slice of one); release them first")
         self._shutdown(True)
+
+    def view(self, key):
+        """``with db.view(key) as mv:`` a read-only memoryview of the value
+        where it lies in the pool -- no copy.  Its checksum is verified
+        first; the bytes stay pinned (never reclaimed or reused) until the
+        block ends and every slice of mv is gone; mv itself raises
+        ValueError once the block has ended.  KeyError when key is absent."""
+        cdef bytes k = as_key(key, "key")
+        cdef Ref ref
+        cdef int rc, found = 0
+        cdef ValueView v
+        rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "view", self.pool_path)
+        try:
+            if PyBytes_GET_SIZE(k) <= MAX_KEY_LEN:
+                read_lock_gil(&self.index_lock)
+                found = self.read_value_locked(PyBytes_AS_STRING(k), <uint32_t>PyBytes_GET_SIZE(k),
+                                               &ref, 1)
+                pthread_rwlock_unlock(&self.index_lock)
+        finally:
+            self.leave()
+        if found < 0:
+            self.read_failed(found, "view", k)
+        if not found:
+            raise KeyError(key)
+        v = ValueView.__new__(ValueView)
+        v.db = self
+        v.voff = ref.voff
+        v.vlen = ref.vlen
+        v.pinned = True
+        self.views += 1
+        return v
 
     def _shutdown(self, bint raise_errors):
         cdef int rc = 0, ckpt_rc = 0
@@ -1965,14 +2364,25 @@ cdef class DB:
         pinned value stays where it is until unpin_value."""
         cdef int found
         pthread_rwlock_rdlock(&self.index_lock)
-        found = self.lookup_locked(k, klen, out)
-        if found > 0 and (not self.ref_in_pool(out) or
-                          crc32c_buf(self.pool.base + out.voff, out.vlen) != out.vcrc):
+        found = self.read_value_locked(k, klen, out, pin_min)
+        pthread_rwlock_unlock(&self.index_lock)
+        return found
+
+    cdef int read_value_locked(self, const char *k, uint32_t klen, Ref *out,
+                               uint64_t pin_min) noexcept nogil:
+        """read_value with the index read lock already held: every read of
+        a value by key (get, get_many, pop, the server) goes through here."""
+        cdef int found = self.lookup_locked(k, klen, out)
+        if found > 0 and not self.value_ok(out):
             found = ST_CORRUPT
         if found > 0 and pin_min and out.vlen >= pin_min:
             self.pool.pin(out.voff, out.vlen, 1)
-        pthread_rwlock_unlock(&self.index_lock)
         return found
+
+    cdef int value_ok(self, const Ref *r) noexcept nogil:
+        """The bytes a reference names may be returned: inside the file and
+        matching the checksum their record carried (1), else 0."""
+        return self.ref_in_pool(r) and crc32c_buf(self.pool.base + r.voff, r.vlen) == r.vcrc
 
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil:
         """Take (delta 1) or drop (delta -1) a reader's pin on pool bytes the
@@ -2011,6 +2421,66 @@ cdef bytes as_key(object o, str what):
     if isinstance(o, str) or not PyObject_CheckBuffer(o):
         raise TypeError(f"{what} must be bytes-like, not {type(o).__name__}")
     return bytes(memoryview(o))
+
+
+cdef class ValueView:
+    """What db.view() returns: the exporter of a pinned value's bytes.  The
+    pin (taken by read_value under the index read lock) is dropped once the
+    with-block has ended and no memoryview of it remains."""
+
+    cdef DB db
+    cdef uint64_t voff
+    cdef uint64_t vlen
+    cdef int exports                  # live Py_buffers (memoryviews and their slices)
+    cdef bint pinned
+    cdef bint ended                   # the with-block is over
+    cdef object mv
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        if self.ended or not self.pinned:
+            raise ValueError("this value view was released (its with-block ended)")
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a value view is read-only")
+        PyBuffer_FillInfo(buf, self, self.db.pool.base + self.voff, <Py_ssize_t>self.vlen, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        self.exports -= 1
+        if self.exports == 0 and self.ended:
+            self._unpin()
+
+    def __enter__(self):
+        if self.ended:
+            raise ValueError("this value view was released (its with-block ended)")
+        self.mv = memoryview(self)
+        return self.mv
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def release(self):
+        """End the view (what the with-block's exit does)."""
+        self.ended = True
+        if self.mv is not None:
+            self.mv.release()
+            self.mv = None
+        if self.exports == 0:
+            self._unpin()
+
+    def __len__(self):
+        return self.vlen
+
+    def __dealloc__(self):
+        if self.pinned and self.db is not None:
+            self._unpin()
+
+    cdef _unpin(self):
+        if self.pinned:
+            self.pinned = False
+            if self.vlen:
+                self.db.pool.pin(self.voff, self.vlen, -1)
+            self.db.views -= 1
 
 
 cdef class MergeIter:
@@ -2119,9 +2589,11 @@ cdef class Cursor:
     cdef Py_ssize_t pos
     cdef bint exhausted
     cdef MergeIter it
+    cdef object remaining            # items still allowed (None: no limit)
 
-    def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse):
+    def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse, limit=-1):
         self.db = db
+        self.remaining = None if limit < 0 else limit
         self.what = what
         self.start = start
         self.stop = stop
@@ -2133,6 +2605,13 @@ cdef class Cursor:
         return self
 
     def __next__(self):
+        if self.remaining is not None:
+            if self.remaining == 0:
+                self.buf = []
+                self.exhausted = True
+                self.it = None
+                raise StopIteration
+            self.remaining -= 1
         if self.pos >= len(self.buf):
             if self.exhausted:
                 raise StopIteration
@@ -2192,14 +2671,11 @@ cdef class Cursor:
                     if self.what == 0:
                         out.append(k)
                     else:
-                        if not db.ref_in_pool(&it.ref):
+                        if not db.value_ok(&it.ref):
                             rc = ST_VALUE_DAMAGED
                             break
                         v = PyBytes_FromStringAndSize(db.pool.base + it.ref.voff,
                                                       <Py_ssize_t>it.ref.vlen)
-                        if crc32c_buf(PyBytes_AS_STRING(v), it.ref.vlen) != it.ref.vcrc:
-                            rc = ST_VALUE_DAMAGED
-                            break
                         out.append(v if self.what == 1 else (k, v))
                     self.last = k
                     n += 1

@@ -1,0 +1,131 @@
+"""pastedb.aio: awaitable durable writes on real files.
+
+Many coroutines writing at once share commit groups (the committer thread's
+barriers, counted in stats()), a returned write is in every power-loss image,
+errors reach the awaiting coroutine, and the iteration, batch and close
+calls behave as their synchronous counterparts.  (Event-loop lag is measured
+in bench, not asserted here.)"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import random
+
+import pytest
+import tally
+
+import pastedb
+import pastedb.aio
+
+
+@pytest.fixture(autouse=True)
+def deadlock_watchdog():
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 100))
+
+
+def test_concurrent_durable_puts_share_commit_groups(db_path):
+    async def main():
+        async with pastedb.aio.open(db_path) as db:
+            g0 = db.stats()["commit_groups"]
+
+            async def writer(i):
+                for j in range(5):
+                    await db.put(b"k%03d-%d" % (i, j), b"v%d" % j)
+            await asyncio.gather(*(writer(i) for i in range(300)))
+            groups = db.stats()["commit_groups"] - g0
+            assert 1 <= groups <= 1500 // 4, groups      # 1,500 durable puts, far fewer barriers
+            assert await db.len() == 1500
+            assert await db.get(b"k007-3") == b"v3"
+        with pastedb.open(db_path) as again:
+            assert len(again) == 1500
+    run(main())
+
+
+def test_a_returned_write_is_in_every_power_loss_image(tmp_path):
+    async def main():
+        db = await pastedb.aio.open(tmp_path / "db", persist="crashsim")
+        model: dict[bytes, bytes] = {}
+        rnd = random.Random(5)
+        try:
+            for n in range(8):
+                async def one(i, n=n):
+                    k = b"p%02d" % rnd.randrange(40)
+                    v = b"%d-%d" % (n, i)
+                    await db.put(k, v)
+                    return k, v
+                done = await asyncio.gather(*(one(i) for i in range(20)))
+                # the order the writes were appended is the order they ran in
+                for k, v in done:
+                    model[k] = v
+                if n % 3 == 0:
+                    k = sorted(model)[0]
+                    assert await db.delete(k) is True
+                    del model[k]
+                async with db.batch() as b:
+                    b.put(b"batch", b"%d" % n)
+                model[b"batch"] = b"%d" % n
+                img = tmp_path / f"img{n}"
+                db.db._crash_image(img, rnd.randrange(1 << 30))
+                tally.image()
+                with pastedb.open(img, persist="none") as got:
+                    assert dict(got.items()) == model, f"image {n}"
+        finally:
+            await db.close()
+    run(main())
+
+
+def test_errors_reach_the_coroutine_and_close_is_final(db_path):
+    async def main():
+        db = await pastedb.aio.open(db_path)
+        with pytest.raises(TypeError):
+            await db.put("text", b"v")
+        with pytest.raises(ValueError):
+            await db.put(b"x" * 2000, b"v")
+        with pytest.raises(RuntimeError):
+            async with db.batch() as b:
+                b.put(b"never", b"1")
+                raise RuntimeError("abandon the batch")
+        assert await db.get(b"never") is None
+        await db.put_many({b"a": b"1", b"b": b"2", b"c": b"3"})
+        assert await db.get_many([b"a", b"z"]) == [b"1", None]
+        await db.delete_many([b"c"])
+        assert [k async for k in db] == [b"a", b"b"]
+        assert [kv async for kv in db.items(reverse=True, limit=1)] == [(b"b", b"2")]
+        assert [v async for v in db.values(prefix=b"a")] == [b"1"]
+        await db.checkpoint()
+        await db.close()
+        await db.close()                                  # idempotent
+        with pytest.raises(pastedb.Error):
+            await db.put(b"late", b"1")
+        with pytest.raises(TypeError):
+            await pastedb.aio.open(db_path, sync=True)
+    run(main())
+
+
+def test_a_long_scan_yields_to_other_tasks(db_path):
+    async def main():
+        async with pastedb.aio.open(db_path) as db:
+            await db.put_many((b"s%05d" % i, b"v") for i in range(3000))
+            ticks = 0
+            stop = asyncio.Event()
+
+            async def ticker():
+                nonlocal ticks
+                while not stop.is_set():
+                    ticks += 1
+                    await asyncio.sleep(0)
+            t = asyncio.create_task(ticker())
+            n = 0
+            async for _ in db.keys():
+                n += 1
+            stop.set()
+            await t
+            assert n == 3000 and ticks >= 3000 // 256     # the ticker ran between fetches
+    run(main())
