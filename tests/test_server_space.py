@@ -386,3 +386,32 @@ def test_kill9_while_arenas_are_reclaimed_and_reused(server, request):
             w.verify(recovered)
     assert reused_rounds > 0, "no round reused a reclaimed segment before its kill"
     assert sum(w.total_acked for w in writers) > 0
+
+
+# ------------------------------------------------------------ pastedb-check
+def test_check_warns_of_an_abnormal_space_ratio(tmp_path):
+    """A database killed before any checkpoint could reclaim: pastedb-check
+    says OK but warns, in its summary and its JSON, with what the cleaner
+    could give back."""
+    import json
+    import sys
+
+    d = tmp_path / "db"
+    code = (
+        "import os, pastedb\n"
+        f"db = pastedb.open({str(d)!r}, sync=False)\n"
+        "db._checkpoint_policy(every=10**9, interval=3600, nbytes=0)\n"
+        "for i in range(100):\n"
+        "    db.put(b'k', os.urandom(1 << 20))\n"
+        "db.put(b'last', b'x')\n"
+        "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "pastedb.check", "--json", str(d)],
+                         capture_output=True, text=True)
+    rep = json.loads(out.stdout)
+    assert rep["ok"], rep
+    warn = [w for w in rep["warnings"] if w["kind"] == "space"]
+    assert warn and warn[0]["reclaimable_bytes"] > 50 * MiB, rep["warnings"]
+    text = subprocess.run([sys.executable, "-m", "pastedb.check", str(d)],
+                          capture_output=True, text=True).stdout
+    assert "WARNING     [space]" in text and "could be given back" in text, text
