@@ -110,6 +110,8 @@ cdef class DB:
     cdef int stage_copy(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                         LogRecord *rec, int use_reserve) noexcept nogil
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil
+    cdef int stage_delete_in_place(self, const char *k, uint32_t klen, LogRecord *rec,
+                                   int rc) noexcept nogil
     # Append staged records (one batch when n > 1), update the index in log
     # order, optionally wait for durability.  *existed gets 1 when a DEL hit;
     # *last_lsn (may be NULL) the lsn of the last record appended.

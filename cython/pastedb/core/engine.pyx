@@ -695,6 +695,8 @@ cdef class DB:
         cdef char *dst
         # A delete gives space back: it may use the full-disk reserve.
         cdef int rc = self.reserve_data_ex(klen, &off, 1)
+        if rc == -ENOSPC or rc == -EDQUOT:
+            return self.stage_delete_in_place(k, klen, rec, rc)
         if rc != 0:
             return rc
         dst = self.pool.base + off
@@ -708,6 +710,31 @@ cdef class DB:
         rec.klen = <uint16_t>klen
         rec.koff = off
         rec.crc = key_crc_state(dst, klen)
+        return 0
+
+    cdef int stage_delete_in_place(self, const char *k, uint32_t klen, LogRecord *rec,
+                                   int rc) noexcept nogil:
+        """No room even in the reserve (a disk filled to the brim): a DEL
+        record that names the key's own bytes where the live entry has them,
+        so a delete needs no new space but a log slot.  Safe by the usual
+        rule: the record keeps that segment (seg_lsn) until the log head
+        passes it.  An absent key: rc (nothing to delete, no room to say so)."""
+        cdef Ref ref
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.lookup_locked(k, klen, &ref)
+        if found == 1 and self.ref_in_pool(&ref) and ref.klen == klen:
+            self.pool.pin(ref.koff, klen, 1)      # under the read lock: nothing frees it first
+        else:
+            found = 0
+        pthread_rwlock_unlock(&self.index_lock)
+        if found != 1:
+            return rc
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_DEL
+        rec.klen = <uint16_t>klen
+        rec.koff = ref.koff
+        rec.crc = key_crc_state(self.pool.base + ref.koff, klen)
         return 0
 
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil:
@@ -1569,12 +1596,14 @@ cdef class DB:
             # past every record logged so far and the free pass can release
             # all it names.  The rest of the old chunk is released with it.
             rc = self.log.link_new_chunk()
-            if rc != 0:
-                # No chunk to be had (a full disk) fails before anything is
-                # written: the checkpoint is tried again later.  Anything
-                # else may have left the chunk half linked.
-                if rc != -ENOSPC and rc != -EDQUOT:
-                    self.log.failed = rc
+            if rc == -ENOSPC or rc == -EDQUOT:
+                # No chunk to be had (a full disk; it fails before anything
+                # is written): checkpoint without the roll.  The head stays in
+                # this chunk, so the free pass keeps what its records name --
+                # and releases the rest, which is how a full disk gets room.
+                rc = 0
+            elif rc != 0:
+                self.log.failed = rc
                 self.log.unlock_log()
                 return rc
         L = self.log.next_lsn - 1
@@ -1991,6 +2020,8 @@ cdef class DB:
         this is for when the space is wanted back at once."""
         cdef int rc = self.enter()
         cdef int64_t cut = 0
+        cdef uint64_t freed
+        cdef int rounds
         if rc != 0:
             raise_status(rc, "compact", self.pool_path)
         try:
@@ -2002,11 +2033,6 @@ cdef class DB:
                     cut = self.pool.truncate_free_tail(0)
                     rc = self.checkpoint_index()
             if rc == 0:
-                # On a full disk, give back what that checkpoint released
-                # before relocating into it.
-                with nogil:
-                    if self.pool.disk_full:
-                        cut = self.pool.truncate_free_tail(0)
                 # New writes (the relocations too) start in the lowest free
                 # segments: leave the current data extent and chunk segment.
                 # (Not on a full disk: there a fresh segment may not be had.)
@@ -2019,14 +2045,24 @@ cdef class DB:
                         self.pool.chunk_seg_used = SEG_SIZE
                         pthread_mutex_unlock(&self.pool.lock)
                         pthread_mutex_unlock(&self.data_lock)
-                self._clean(0.5, True)
-                with nogil:
-                    rc = self.checkpoint_index()
+                # On a full disk the relocations fit only into what the last
+                # checkpoint released: round after round, each one's free
+                # pass giving the next one room, while rounds make progress.
+                rounds = 0
+                while True:
+                    freed = self.pool.freed_segs
+                    moved = self._clean(0.5, True)
+                    with nogil:
+                        rc = self.checkpoint_index()
                     if rc == -ENOSPC or rc == -EDQUOT:
-                        # The first checkpoint released what was dead; the
-                        # relocations' segments are released by the
-                        # indexer's next one, once it gets room.
+                        # The relocations' segments are released by the
+                        # indexer's next checkpoint, once it gets room.
                         rc = 0
+                        break
+                    rounds += 1
+                    if rc != 0 or not self.pool.disk_full or rounds >= 64 or \
+                            (moved == 0 and self.pool.freed_segs == freed):
+                        break
             if rc == 0:
                 with nogil:
                     cut = self.pool.truncate_free_tail(0)
