@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import api, dump, embedded, internals, network, render, shards
+from bench import api, dump, embedded, internals, network, readers, render, shards
 from bench.common import (
     Part,
     Suite,
@@ -40,6 +40,7 @@ SUITES: dict[str, tuple[Suite, Sequence[Part]]] = {
     shards.NAME: (shards, ()),
     dump.NAME: (dump, ()),
     api.NAME: (api, ()),
+    readers.NAME: (readers, ()),
 }
 COMMANDS = ("all", *SUITES, "render")
 

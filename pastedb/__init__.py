@@ -35,6 +35,7 @@ def open(
     *,
     create: bool = True,
     sync: bool = True,
+    readonly: bool = False,
     **options: Any,
 ) -> DB:
     """Open (or create) the database in directory ``path``.
@@ -52,6 +53,14 @@ def open(
              its barriers simulated by the I/O layer (core/vfs.pxd), and
              ``db._crash_image(directory, seed)`` writes the pool and index
              files a power loss could leave behind.
+    readonly: ``True``: a read-only handle, beside the one writer (an embedded
+             DB or ``pastedb serve`` in another process) or with none; any
+             number of them, in any processes.  It never writes a database
+             file (it registers in the READERS table, so the writer keeps
+             what it reads).  Each call sees at least every write that was
+             durable when the call began; writes raise :class:`Error`.
+             ``create``, ``sync``, ``persist`` and ``index`` do not apply.
+             After ``fork()`` open a new handle in the child.
     index:   ``"lazy"`` (default): a background indexer moves new writes into
              the persistent B-tree off the write path.  ``"eager"``: every
              write updates the B-tree itself (the ablation the benchmark
@@ -63,10 +72,15 @@ def open(
              there), counted from the end of open (from its start with
              ``from_open``); see ``Vfs.arm`` in core/vfs.pyx.
 
-    Raises :class:`LockedError` at once if another process has it open.
+    Raises :class:`LockedError` at once if another process has it open for
+    writing (a read-only open never waits and is never refused for that).
     """
     unknown = set(options) - _OPTIONS
     if unknown:
         raise TypeError(f"unknown option(s) for pastedb.open(): {', '.join(sorted(unknown))}")
+    if readonly:
+        if options.get("faults"):
+            raise TypeError("faults= does not apply to a read-only open")
+        return _open_db(path, readonly=True)
     return _open_db(path, create=create, sync=sync, persist=options.get("persist", "auto"),
                     index=options.get("index", "lazy"), faults=options.get("faults"))

@@ -259,18 +259,16 @@ def _start_crash_imager(db: pastedb.DB, directory: str) -> None:
 
 # -- everyday commands ------------------------------------------------------
 #
-# Commands that only read open through _open_for_reading: when read-only opens
-# exist (issue 13 item 1) it becomes pastedb.open(directory, readonly=True)
-# and these work beside a running server.
+# Commands that only read open read-only (_open_for_reading), so they work
+# beside a running writer (`pastedb serve`, an embedded DB) and never write.
 
-def _open_db(directory: str, *, create: bool) -> pastedb.DB:
+def _open_db(directory: str, *, create: bool, readonly: bool = False) -> pastedb.DB:
     try:
-        return pastedb.open(directory, create=create)
+        return pastedb.open(directory, create=create, readonly=readonly)
     except pastedb.LockedError as e:
         raise click.ClickException(
-            f"{directory} is open in another process (a running `pastedb serve`?): {e}; "
-            f"read-only opens beside a writer are not available yet, so stop that "
-            f"process first") from e
+            f"{directory} is open for writing in another process (a running `pastedb "
+            f"serve`?): {e}; write through it, or stop it first") from e
     except FileNotFoundError as e:
         raise click.ClickException(f"no database in {directory}") from e
     except (pastedb.Error, OSError) as e:
@@ -278,7 +276,7 @@ def _open_db(directory: str, *, create: bool) -> pastedb.DB:
 
 
 def _open_for_reading(directory: str) -> pastedb.DB:
-    return _open_db(directory, create=False)
+    return _open_db(directory, create=False, readonly=True)
 
 
 def _open_for_writing(directory: str) -> pastedb.DB:
@@ -511,6 +509,31 @@ def load(directory: str, batch_records: int) -> None:
             shutil.rmtree(target)
     click.echo(f"loaded {st.records} records in {st.batches} batches"
                f"{' from an LMDB dump' if st.lmdb else ''}", err=True)
+
+
+@main.command()
+@_dir_argument
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def backup(directory: str, dest: str, as_json: bool) -> None:
+    """Copy the database in DIRECTORY to the new directory DEST while it is in
+    use (a server or another process may be writing): a compacted copy of one
+    point in time -- every write acknowledged before the command started --
+    written under a temporary name, verified as pastedb-check does, renamed
+    to DEST and synced."""
+    import json
+
+    with _open_for_reading(directory) as db:
+        try:
+            res = db.backup(dest)
+        except (FileExistsError, FileNotFoundError, ValueError, pastedb.Error, OSError) as e:
+            raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        click.echo(f"backup of {directory} in {res['path']}: {res['keys']} keys, "
+                   f"{_human(res['bytes'])} (log position {res['lsn']}, "
+                   f"{res['seconds']:.2f} s)", err=True)
 
 
 if __name__ == "__main__":

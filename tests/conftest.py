@@ -164,6 +164,12 @@ class ServerProcess:
                 with self.client(socket_timeout=5, socket_connect_timeout=5,
                                  single_connection_client=True, register=False) as r:
                     r.ping()
+                    # Ours, not another test session's server on a port ours
+                    # failed to bind (it then exits with "cannot listen").
+                    pid = r.info("server").get("process_id")
+                if pid is not None and int(pid) != self.proc.pid:
+                    time.sleep(0.01)
+                    continue
                 return True
             except (redis.AuthenticationError, redis.ResponseError):
                 return True

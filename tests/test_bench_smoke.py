@@ -49,6 +49,9 @@ def smoke(tmp_path: Path, path_env: str | None = None) -> dict:
         for engine, reps in w["repetitions"].items():
             assert reps, f"{w['id']}: no repetition of {engine}"
     check_internals(doc["embedded"]["internals"], r.stdout)
+    rd = doc["readers"]["workloads"]               # readers beside a writer, pastedb vs LMDB
+    assert {x["id"] for x in rd} == {"reader_get", "reader_scan"}
+    assert all(reps for x in rd for reps in x["repetitions"].values())
     assert doc["machine"]["cpu_model"] and doc["machine"]["kernel"]
     assert doc["versions"]["pastedb"]
     return doc

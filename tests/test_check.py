@@ -306,7 +306,7 @@ def test_repair_of_a_clean_database_changes_nothing(db_path):
     rc, d = check_json(db_path, "--repair")
     assert rc == 0 and d["repair"]["performed"] is False
     assert (pool(db_path).read_bytes(), index(db_path).read_bytes()) == before
-    assert sorted(p.name for p in db_path.iterdir()) == ["LOCK", "index", "pool"]
+    assert sorted(p.name for p in db_path.iterdir()) == ["LOCK", "READERS", "index", "pool"]
 
 
 def test_missing_index_that_nothing_needs_yet(db_path):

@@ -88,17 +88,26 @@ def test_stat(db_path):
     assert "file_bytes" in text and "MiB" in text
 
 
-@pytest.mark.parametrize("command", ["stat", "get", "set", "del", "scan", "dump", "load"])
+@pytest.mark.parametrize("command", ["stat", "get", "set", "del", "scan", "dump", "load", "backup"])
 def test_help(command):
     out = ok(command, "--help")
     assert b"Usage:" in out and b"DIRECTORY" in out
 
 
-def test_locked_by_a_running_server(server, tmp_path):
+def test_beside_a_running_server(server, tmp_path):
+    """Reads open read-only and work beside the server (they see what it
+    acknowledged); writes are refused with a clear message and change nothing."""
     srv = server(directory=tmp_path / "live")
-    srv.client().set("k", "v")
-    for args in (("get", "k"), ("scan",), ("stat",), ("dump",), ("set", "k", "w"), ("del", "k")):
-        fails(args[0], tmp_path / "live", *args[1:],
-              message=b"read-only opens beside a writer are not available yet")
-    fails("load", tmp_path / "live", input=b"", message=b"not available yet")
-    assert srv.client().get("k") == b"v"
+    c = srv.client()
+    c.set("k", "v")
+    assert ok("get", tmp_path / "live", "k") == b"v\n"
+    assert ok("scan", tmp_path / "live", "--values") == b"k\tv\n"
+    st = json.loads(ok("stat", tmp_path / "live", "--json"))
+    assert st["keys"] == 1 and st["readonly"] is True
+    assert b"\n 6b\n 76\n" in ok("dump", tmp_path / "live")          # k -> v, hex
+    c.set("k", "w")                        # acknowledged: the next read sees it
+    assert ok("get", tmp_path / "live", "k") == b"w\n"
+    for args in (("set", "k", "x"), ("del", "k")):
+        fails(args[0], tmp_path / "live", *args[1:], message=b"open for writing in another process")
+    fails("load", tmp_path / "live", input=b"", message=b"open for writing in another process")
+    assert c.get("k") == b"w"

@@ -134,6 +134,8 @@ cdef class BTree:
     cdef uint32_t *rd_cnt             # ... and how many cursors hold it
     cdef size_t rd_len                # entries in use
     cdef size_t rd_cap                # allocated
+    cdef uint64_t ext_min_txn         # oldest commit other processes read (the reader table; set by the engine before begin)
+    cdef int readonly                 # a read-only handle's tree: opened O_RDONLY, never written
 
     # Open (create = 1: make the file when missing, atomically via path.new +
     # rename).  Barriers are the file's Vfs's (skipped with its nosync).
@@ -142,6 +144,9 @@ cdef class BTree:
     # Unmap and close; an open write txn is aborted.  Read cursors of this
     # tree return ST_CLOSED afterwards.
     cdef void close(self) noexcept nogil
+    # Read-only tree: move to the newest commit on disk (another process
+    # writes).  1 moved, 0 unchanged, negative status.
+    cdef int reload(self) noexcept nogil
 
     # Start the write txn.  0, -EINVAL (one is open), ST_CLOSED, ST_FAILED,
     # ST_CORRUPT (damaged free list), -ENOMEM.

@@ -9,7 +9,7 @@ from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen, strrchr
 
 from pastedb.core.clib cimport (
-    EINVAL, ENOENT, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
+    EINVAL, EIO, ENOENT, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE,
     MAP_SHARED, O_CLOEXEC, O_RDONLY, PROT_READ, PROT_WRITE, close as c_close, errno, fstat,
     fsync, mmap, munmap, open as c_open, pread, pthread_mutex_destroy,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, stat,
@@ -915,6 +915,7 @@ cdef class BTree:
         self.file = File(vfs if vfs is not None else Vfs())
         self.base = NULL
         self.verified = NULL
+        self.ext_min_txn = ~(<uint64_t>0)
         pthread_mutex_init(&self.lock, NULL)
         self.scratch = <char *>malloc(SCRATCH_BYTES)
         self.cells = <Cell *>malloc(CELLS_MAX * (sizeof(Cell) + sizeof(uint32_t)))
@@ -950,7 +951,11 @@ cdef class BTree:
         cdef uint64_t pages, fsize
         if self.file.fd >= 0:
             return -EINVAL
-        rc = self.file.open(path, 0)
+        if self.readonly:
+            rc = self.file.open_readonly(path)
+            create = 0
+        else:
+            rc = self.file.open(path, 0)
         if rc != 0:
             if rc != -ENOENT or not create:
                 return rc
@@ -1012,6 +1017,48 @@ cdef class BTree:
         self.c_free_entries = m.free_entries
         return 0
 
+    cdef int reload(self) noexcept nogil:
+        # The writer wrote every page of a commit before its meta, so once
+        # the meta is read the pages are in the file.
+        cdef char *buf = self.scratch
+        cdef MetaBody m0, m1, m
+        cdef int r0, r1, rc
+        cdef uint64_t pages, fsize
+        if self.file.fd < 0:
+            return ST_CLOSED
+        if pread(self.file.fd, buf, 2 * PAGE_SIZE, 0) != 2 * PAGE_SIZE:
+            return -EIO
+        r0 = meta_read(buf, 0, &m0)
+        r1 = meta_read(buf + PAGE_SIZE, 1, &m1)
+        if r0 == 1 and (r1 != 1 or m0.txn >= m1.txn):
+            m = m0
+        elif r1 == 1:
+            m = m1
+        else:
+            return ST_CORRUPT
+        if m.txn <= self.c.txn:
+            return 0
+        rc = self.file.size(&fsize)
+        if rc != 0:
+            return rc
+        pthread_mutex_lock(&self.lock)
+        self.file_pages = fsize // PAGE_SIZE
+        pages = self.file_pages if self.file_pages > m.page_count else m.page_count
+        rc = ensure_mapped(self, pages)
+        if rc == 0:
+            self.c.txn = m.txn
+            self.c.max_txn = m.txn
+            self.c.page_limit = m.page_count if m.page_count < self.file_pages else self.file_pages
+            self.c.entries = m.entries
+            self.c.applied_lsn = m.applied_lsn
+            self.c.root = m.root
+            self.c.depth = m.depth
+            self.c_page_count = m.page_count
+            self.c_free_head = m.free_head
+            self.c_free_entries = m.free_entries
+        pthread_mutex_unlock(&self.lock)
+        return rc if rc != 0 else 1
+
     cdef void close(self) noexcept nogil:
         self.abort()
         if self.base != NULL:
@@ -1041,6 +1088,8 @@ cdef class BTree:
         for i in range(self.rd_len):
             if self.rd_txn[i] < bound:
                 bound = self.rd_txn[i]
+        if self.ext_min_txn < bound:
+            bound = self.ext_min_txn      # a reader in another process (readers.pxd)
         pthread_mutex_unlock(&self.lock)
         self.reuse.n = self.pend_pg.n = self.pend_tx.n = self.freed.n = 0
         rc = load_free_list(self, bound)

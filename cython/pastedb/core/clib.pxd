@@ -212,6 +212,19 @@ cdef extern from "<fcntl.h>" nogil:
                    unsigned int flags)
     int pipe2(int fds[2], int flags)
     int fcntl(int fd, int cmd, ...)
+    # POSIX record locks (the reader table's slot locks).
+    enum:
+        F_GETLK
+        F_SETLK
+        F_RDLCK
+        F_WRLCK
+        F_UNLCK
+    struct posix_flock "flock":
+        short l_type
+        short l_whence
+        off_t l_start
+        off_t l_len
+        int l_pid
 
 
 cdef extern from "<sys/uio.h>" nogil:

@@ -12,6 +12,7 @@ from pastedb.core.vfs cimport Vfs
 from pastedb.core.pool cimport Pool
 from pastedb.core.format cimport LogRecord
 from pastedb.core.reflog cimport RefLog
+from pastedb.core.readers cimport ReaderTable
 
 # A pending entry with voff == TOMB records a delete not yet applied to the tree.
 cdef extern from *:
@@ -91,14 +92,32 @@ cdef class DB:
     cdef int64_t closed               # set by close(); operations check it
     cdef int64_t active               # operations in flight (close waits for 0)
     cdef int views                    # ValueViews holding a pin (close refuses while any does)
+    cdef object snapshots             # the open Snapshots of this writer (close() closes them)
     cdef long fork_gen                # fork generation at open
     cdef uint64_t recovered_records   # records replayed at open
     cdef object recovery_note         # what open had to cut, for stats()/logging
     cdef uint64_t sb_seq              # seq of the superblock slot in force
+    # Readers in other processes (readers.pxd).  The writer publishes its
+    # durable lsn and tree commits there and respects what readers pin; a
+    # read-only handle holds a slot, follows the log tail and moves to newer
+    # tree commits at the start of each call (ro_refresh).
+    cdef ReaderTable readers          # None: no table (a read-only directory)
+    cdef readonly bint readonly       # opened with readonly=True: never writes a database file
+    cdef int64_t ro_epoch             # writer_epoch the reader's state was built under
+    cdef int64_t ro_lsn               # log position the reader's state is at
+    cdef int64_t ro_seen_durable      # the writer's durable_lsn at the last refresh
+    cdef int64_t ro_seen_tree         # the writer's tree_txn at the last refresh
+    cdef int ro_frozen                # a backup runs: the state stays where it is
     cdef object __weakref__           # for the after-fork registry
 
     # Operation bracket: enter() returns 0 or ST_CLOSED / ST_FORKED.
     cdef int enter(self) noexcept nogil
+    # Read-only handle: catch up with the writer (log tail, newer tree
+    # commit, a new writer).  0 or a negative status.
+    cdef int ro_refresh(self) noexcept with gil
+    # Writer: what readers of other processes hold -> the tree's page reuse
+    # bound; returns their oldest log position (INT64_MAX: none).
+    cdef int64_t bound_readers(self) noexcept nogil
     cdef void leave(self) noexcept nogil
 
     # Reserve n bytes in a data extent (8-byte aligned).  0 or -errno.

@@ -8,6 +8,7 @@ pending entries into the persistent B-tree ("index" file) in batches and then
 advances the log head (a checkpoint), so the log to replay at open stays short.
 """
 
+import errno
 import fcntl
 import gc
 import logging
@@ -49,10 +50,11 @@ from pastedb.core.format cimport (
     sb_read,
 )
 from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Pool
+from pastedb.core.readers cimport ReaderTable
 from pastedb.core.reflog cimport RefLog, ReplayResult
 from pastedb.core.status cimport (
     ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NO_MAP_SYNC, ST_NOT_DAX, ST_OK,
-    ST_VALUE_DAMAGED, ST_VERSION, raise_status,
+    ST_READONLY, ST_VALUE_DAMAGED, ST_VERSION, raise_status,
 )
 
 from pastedb.errors import CorruptionError, Error, LockedError
@@ -272,6 +274,7 @@ cdef class DB:
     def __cinit__(self):
         self.lock_fd = -1
         self.closed = 1
+        self.snapshots = set()
         pthread_rwlock_init(&self.index_lock, NULL)
         pthread_mutex_init(&self.data_lock, NULL)
         pthread_mutex_init(&self.tree_lock, NULL)
@@ -296,7 +299,10 @@ cdef class DB:
 
     # -------------------------------------------------------------- opening
     def _open(self, path, bint create, bint sync, str persist_name, str index_mode,
-              dict faults=None):
+              dict faults=None, bint readonly=False):
+        if readonly:
+            self._open_readonly(path)
+            return
         cdef int simulated = 0
         cdef PersistMode mode = mode_from_name(persist_name, &simulated)
         if index_mode not in INDEX_MODES:
@@ -360,6 +366,15 @@ cdef class DB:
             self._create(target)
         else:
             self._recover()
+        # Readers of other processes see this writer from now on: its
+        # durable lsn (published by every group commit before anyone is
+        # acknowledged) and its tree commits; a new epoch makes them rebuild
+        # their state (this open may have cut a tail or started a chain).
+        self.readers = ReaderTable(self.path, True)
+        self.log.pub_durable = &self.readers.hdr.durable_lsn
+        self.readers.publish_durable(<int64_t>self.log.durable_lsn)
+        self.readers.publish_tree(<int64_t>self.cur_snap.txn)
+        self.readers.start_writer()
         if not simulated:
             # Simulated runs grow in the foreground: fault numbers and images
             # then depend on the workload alone.
@@ -370,6 +385,211 @@ cdef class DB:
         self.idx_thread = threading.Thread(target=self._indexer_main, daemon=True,
                                            name="pastedb-indexer")
         self.idx_thread.start()
+
+    # -------------------------------------------------------------- read-only
+    # A read-only handle: no LOCK, files opened O_RDONLY and mapped PROT_READ,
+    # no indexer.  Its state is a tree commit plus the log after it, up to the
+    # writer's durable lsn; enter() catches up when the writer moved on.
+    def _open_readonly(self, path):
+        self.readonly = True
+        self.path = os.fspath(path)
+        self.pool_path = os.path.join(self.path, POOL_FILE)
+        self.tree_path = os.path.join(self.path, INDEX_FILE)
+        if not os.path.isdir(self.path) or not os.path.exists(self.pool_path):
+            raise FileNotFoundError(f"no pastedb database at {self.path}")
+        self.sync_default = False
+        try:
+            self.readers = ReaderTable(self.path, False)
+        except OSError as e:
+            # A directory we cannot write (permissions, a read-only mount):
+            # no writer can run in it either; read what the files hold.
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or \
+                    os.access(self.path, os.W_OK):
+                raise
+            log.warning("pastedb: %s is not writable: reading it without a reader slot", self.path)
+            self.readers = None
+        if self.readers is not None:
+            self.readers.claim()              # pins everything until _ro_build is done
+        self.vfs = Vfs(sim=0, nosync=1)
+        self.pool = Pool()
+        self.pool.open_readonly(self.vfs, os.fsencode(self.pool_path))
+        self.persist = Persist(self.pool, PERSIST_NONE)
+        self.log = RefLog(self.pool, self.persist)
+        self.index = Index()
+        self.index.set_base(self.pool.base)
+        self.tree = BTree(self.vfs)
+        self.tree.readonly = 1
+        self._ro_build(True)
+        self.fork_gen = fork_generation
+        pdb_store_sc(&self.closed, 0)
+        _open_dbs[id(self)] = self
+
+    def _ro_limit(self):
+        """The highest lsn this reader may replay: the writer's durable lsn,
+        or the end of the log when no writer runs."""
+        if self.readers is None:
+            return ~(<uint64_t>0)
+        self.ro_seen_tree = pdb_load_sc(&self.readers.hdr.tree_txn)
+        self.ro_seen_durable = pdb_load_sc(&self.readers.hdr.durable_lsn)
+        wpid = pdb_load_sc(&self.readers.hdr.writer_pid)
+        if wpid == 0:
+            return ~(<uint64_t>0)
+        if wpid != os.getpid():
+            try:
+                os.kill(wpid, 0)
+            except ProcessLookupError:
+                return ~(<uint64_t>0)         # it died: the files are all there is
+            except PermissionError:
+                pass
+        return <uint64_t>self.ro_seen_durable
+
+    def _ro_follow(self, uint64_t limit):
+        """Replay the log from where this reader stopped (index write lock held)."""
+        cdef ReplayResult res
+        cdef ReplayCtx ctx
+        cdef uint64_t applied = self.cur_snap.applied_lsn
+        ctx.db = <void *>self
+        ctx.max_end = HEADER_SIZE
+        ctx.skip_lsn = applied
+        ctx.applied = 0
+        cdef int rc = self.log.follow(replay_apply, &ctx, limit, &res)
+        if rc == ST_CORRUPT:
+            raise CorruptionError(f"read-only open: the log in {self.pool_path} is damaged at "
+                                  f"byte offset {res.damaged_off}", self.pool_path)
+        if rc != 0:
+            raise_status(rc, "read", self.pool_path)
+        self.recovered_records += ctx.applied
+        cdef uint64_t at = self.log.next_lsn - 1
+        self.ro_lsn = <int64_t>(at if at > applied else applied)
+
+    def _ro_tree_live(self, uint64_t applied):
+        cdef Superblock sb
+        memset(&sb, 0, sizeof(Superblock))
+        if read_superblock(self.pool, &sb) == 0 and sb.tree_lsn == applied:
+            return <int64_t>sb.tree_live
+        return self._tree_bytes()
+
+    def _ro_build(self, bint first=False):
+        """(Re)build the state from the superblock: at open, and when another
+        writer opened (it may have cut a tail or started a fresh chain).  The
+        slot pins everything meanwhile."""
+        cdef Superblock sb
+        cdef int rc
+        cdef uint64_t applied, limit
+        epoch = pdb_load_sc(&self.readers.hdr.writer_epoch) if self.readers is not None else 0
+        with nogil:
+            pthread_rwlock_wrlock(&self.index_lock)
+        try:
+            rc = self.pool.remap()
+            if rc != 0:
+                raise_status(rc, "open", self.pool_path)
+            memset(&sb, 0, sizeof(Superblock))
+            rc = read_superblock(self.pool, &sb)
+            if rc != 0:
+                raise_status(rc, "open", self.pool_path)
+            self.sb_seq = sb.seq
+            self.created_ns = sb.created_ns
+            if first:
+                self._open_tree(False)
+            else:
+                rc = self.tree.reload()
+                if rc < 0:
+                    raise_status(rc, "read", self.tree_path)
+            applied = self.tree.applied_lsn()
+            if applied < sb.tree_lsn:
+                raise CorruptionError(
+                    f"open: the index file {self.tree_path} covers the log up to lsn {applied}, "
+                    f"but the pool's log starts after lsn {sb.tree_lsn}; "
+                    f"run 'pastedb-check {self.path}'", self.tree_path)
+            self.c_live = <int64_t>sb.tree_live if applied == sb.tree_lsn else self._tree_bytes()
+            self.w_live = self.c_live
+            self.publish_tree()
+            limit = self._ro_limit()              # after the tree: covers its applied_lsn
+            rc = self.pool.remap()                # what the records up to it name
+            if rc != 0:
+                raise_status(rc, "open", self.pool_path)
+            self.index.clear()
+            self.log.set_head(sb.log_head_off, sb.log_head_lsn)
+            self.log.chunk_off = sb.log_head_off
+            self.log.slot = 0
+            self.log.next_lsn = sb.log_head_lsn
+            self._ro_follow(limit)
+            self.ro_epoch = epoch
+            if self.readers is not None:
+                # A view taken under the previous writer: keep pinning all.
+                self.readers.pin(<int64_t>self.cur_snap.txn, 0 if self.views > 0 else self.ro_lsn)
+        finally:
+            pthread_rwlock_unlock(&self.index_lock)
+
+    def _ro_refresh(self):
+        cdef int rc
+        cdef uint64_t limit, applied
+        cdef Node *node
+        cdef const Ref *ref
+        cdef const char **keys = NULL
+        cdef uint32_t *klens = NULL
+        cdef size_t n = 0, cap, i
+        if pdb_load_sc(&self.readers.hdr.writer_epoch) != self.ro_epoch:
+            self.readers.pin(0, 0)
+            self._ro_build()
+            return
+        limit = self._ro_limit()
+        with nogil:
+            pthread_rwlock_wrlock(&self.index_lock)
+        try:
+            rc = self.pool.remap()
+            if rc != 0:
+                raise_status(rc, "read", self.pool_path)
+            self._ro_follow(limit)
+            if self.ro_seen_tree > <int64_t>self.cur_snap.txn:
+                rc = self.tree.reload()
+                if rc < 0:
+                    raise_status(rc, "read", self.tree_path)
+                if rc == 1:
+                    applied = self.tree.applied_lsn()
+                    if <int64_t>applied > self.ro_lsn:
+                        # The log up to a commit's applied_lsn is durable
+                        # before the commit is written.
+                        self._ro_follow(applied if applied > limit else limit)
+                    # Pending entries the new commit holds leave the table
+                    # (each is the newest record of its key up to ro_lsn, so
+                    # the commit holds exactly it).
+                    cap = self.index.count
+                    if cap:
+                        keys = <const char **>calloc(cap, sizeof(char *))
+                        klens = <uint32_t *>calloc(cap, sizeof(uint32_t))
+                        if keys == NULL or klens == NULL:
+                            free(keys)
+                            free(klens)
+                            raise MemoryError()
+                        node = self.index.first()
+                        while node != NULL and n < cap:
+                            ref = self.index.node_ref(node)
+                            if ref.lsn <= applied:
+                                keys[n] = self.pool.base + ref.koff
+                                klens[n] = ref.klen
+                                n += 1
+                            node = self.index.next(node)
+                        for i in range(n):
+                            self.index.remove(keys[i], klens[i], NULL)
+                        free(keys)
+                        free(klens)
+                    self.c_live = self._ro_tree_live(applied)
+                    self.w_live = self.c_live
+                    self.publish_tree()
+            self.readers.pin(<int64_t>self.cur_snap.txn, self._ro_view_lsn(self.ro_lsn))
+        finally:
+            pthread_rwlock_unlock(&self.index_lock)
+
+    def _ro_view_lsn(self, int64_t lsn):
+        """The log position to pin: a live db.view() holds bytes of the
+        state it was taken in, so while one exists the slot does not move
+        on (its pins are this process's; the writer only sees the slot)."""
+        cdef int64_t held
+        if self.views <= 0 or self.readers is None or self.readers.slot < 0:
+            return lsn
+        held = pdb_load_sc(&self.readers.slots[self.readers.slot].lsn)
+        return held if held < lsn else lsn
 
     def _open_tree(self, bint create):
         # The tree syncs its own file; without barriers (persist="none")
@@ -604,13 +824,42 @@ cdef class DB:
 
     # -------------------------------------------------------------- C core
     cdef int enter(self) noexcept nogil:
+        cdef int rc
         if self.fork_gen != fork_generation:
             return ST_FORKED
         pdb_xadd_sc(&self.active, 1)
         if pdb_load_sc(&self.closed):
             pdb_xadd_sc(&self.active, -1)
             return ST_CLOSED
+        if self.readonly and not self.ro_frozen and self.readers is not None and (
+                pdb_load_sc(&self.readers.hdr.durable_lsn) != self.ro_seen_durable
+                or pdb_load_sc(&self.readers.hdr.tree_txn) != self.ro_seen_tree
+                or pdb_load_sc(&self.readers.hdr.writer_epoch) != self.ro_epoch):
+            rc = self.ro_refresh()
+            if rc != 0:
+                pdb_xadd_sc(&self.active, -1)
+                return rc
         return 0
+
+    cdef int ro_refresh(self) noexcept with gil:
+        try:
+            self._ro_refresh()
+            return 0
+        except CorruptionError as e:
+            log.error("pastedb: read-only handle of %s: %s", self.path, e)
+            return ST_CORRUPT
+        except BaseException as e:
+            log.error("pastedb: read-only handle of %s could not follow the writer: %s",
+                      self.path, e)
+            return ST_FAILED
+
+    cdef int64_t bound_readers(self) noexcept nogil:
+        cdef int64_t min_txn, min_lsn
+        if self.readers is None or self.readers.scan(&min_txn, &min_lsn) == 0:
+            self.tree.ext_min_txn = ~(<uint64_t>0)
+            return 0x7FFFFFFFFFFFFFFF
+        self.tree.ext_min_txn = <uint64_t>min_txn if min_txn > 0 else 0
+        return min_lsn
 
     cdef void leave(self) noexcept nogil:
         pdb_xadd_sc(&self.active, -1)
@@ -623,6 +872,8 @@ cdef class DB:
         relocation), which may use the pool's full-disk reserve."""
         cdef int rc
         cdef uint64_t ext
+        if self.readonly:
+            return ST_READONLY            # every write stages through here; the mapping is PROT_READ
         n = (n + 7) & ~(<uint64_t>7)
         pthread_mutex_lock(&self.data_lock)
         # data_end == 0: no extent yet this session (offset 0 is the
@@ -791,6 +1042,8 @@ cdef class DB:
         cdef Ref tmp
         cdef int rc = 0, i, found
         existed[0] = 1
+        if self.readonly:
+            return ST_READONLY
         if self.eager:
             # The ablation: the tree is updated inside the write's critical
             # section, and a checkpoint (which holds tree_lock) stalls writers.
@@ -841,6 +1094,7 @@ cdef class DB:
         pthread_rwlock_unlock(&self.index_lock)
         if self.eager and rc == 0:
             if not self.tree.in_txn:
+                self.bound_readers()
                 rc = self.tree.begin()
             i = 0
             while rc == 0 and i < n:
@@ -863,6 +1117,8 @@ cdef class DB:
         self.cur_snap = self.tree.c
         pthread_mutex_unlock(&self.tree.lock)
         self.cur_live = self.c_live
+        if self.readers is not None:
+            self.readers.publish_tree(<int64_t>self.cur_snap.txn)   # the writer's only
 
     cdef int lookup_locked(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         """Pending table first, then the tree commit published with it (index
@@ -931,6 +1187,8 @@ cdef class DB:
                   int sync) noexcept nogil:
         cdef LogRecord rec
         cdef int rc, existed
+        if self.readonly:
+            return ST_READONLY
         rc = self.enter()
         if rc != 0:
             return rc
@@ -1067,8 +1325,11 @@ cdef class DB:
     cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil:
         cdef LogRecord rec
         cdef Ref ref
-        cdef int rc = self.enter()
+        cdef int rc
         existed[0] = 0
+        if self.readonly:
+            return ST_READONLY
+        rc = self.enter()
         if rc != 0:
             return rc
         rc = self.lookup(k, <uint32_t>klen, &ref)
@@ -1493,6 +1754,8 @@ cdef class DB:
 
         Applied and made durable when the block exits; discarded if it raises.
         """
+        if self.readonly:
+            raise_status(ST_READONLY, "batch", self.pool_path)
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "batch", self.pool_path)
@@ -1501,6 +1764,8 @@ cdef class DB:
 
     def sync(self):
         """Make every earlier write durable (a barrier for sync=False writes)."""
+        if self.readonly:
+            raise_status(ST_READONLY, "sync", self.pool_path)
         cdef int rc = self.enter()
         if rc == 0:
             with nogil:
@@ -1514,6 +1779,8 @@ cdef class DB:
         advance the log head past it, so the next open replays nothing.  The
         indexer thread does this by itself every CHECKPOINT_EVERY records or
         CHECKPOINT_INTERVAL seconds; close() does it once more."""
+        if self.readonly:
+            raise_status(ST_READONLY, "checkpoint", self.pool_path)
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "checkpoint", self.pool_path)
@@ -1619,6 +1886,7 @@ cdef class DB:
             return rc
         if not self.eager or not self.eager_synced:
             if not self.tree.in_txn:
+                self.bound_readers()
                 rc = self.tree.begin()
                 if rc != 0:
                     return rc
@@ -1662,6 +1930,7 @@ cdef class DB:
             if rc == 0 and maxlsn > L:
                 rc = self.log.commit(maxlsn)      # the tree may name records after L
         if rc == 0 and not self.tree.in_txn:
+            self.bound_readers()
             rc = self.tree.begin()
         if rc == 0:
             rc = self.tree.commit(L)
@@ -1818,16 +2087,30 @@ cdef class DB:
         head_lsn is durable and published (readers of older commits are gone)."""
         cdef uint64_t s, tail
         cdef int64_t cut
+        # Readers of other processes: after the new head is durable (so one
+        # the scan misses reads that head).  A segment some reader's state
+        # (at log position lsn) may still name is one that became free to
+        # release at a checkpoint whose cut is beyond that lsn: it waits.
+        cdef int64_t rd_lsn = self.bound_readers()
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
         pthread_mutex_lock(&self.pool.lock)
         tail = self.pool.alloc_tail >> SEG_SHIFT
         for s in range(1, tail):
             if not self.seg_settled(s):
+                self.pool.seg_dead[s] = 0
                 continue
             if self.pool.seg_live[s] != 0 or pdb_load32(&self.pool.seg_pins[s]) != 0 or \
                     self.pool.seg_lsn[s] >= head_lsn:
+                self.pool.seg_dead[s] = 0
                 continue
+            # Nothing at or after cut_lsn names it (seg_lsn < head_lsn), so a
+            # reader whose state is at cut_lsn or later cannot reach it.
+            if self.pool.seg_dead[s] == 0:
+                self.pool.seg_dead[s] = self.cut_lsn + 1
+            if <int64_t>(self.pool.seg_dead[s] - 1) > rd_lsn:
+                continue
+            self.pool.seg_dead[s] = 0
             self.pool.seg_flags[s] = <uint8_t>(self.pool.seg_flags[s] | SEG_FREE)
             self.pool.free_segs += 1
             self.pool.freed_segs += 1
@@ -2018,6 +2301,8 @@ cdef class DB:
         the end of the file.  Segments named by records in the log head's own
         chunk are released by a later checkpoint.  The indexer reclaims by itself;
         this is for when the space is wanted back at once."""
+        if self.readonly:
+            raise_status(ST_READONLY, "compact", self.pool_path)
         cdef int rc = self.enter()
         cdef int64_t cut = 0
         cdef uint64_t freed
@@ -2190,6 +2475,7 @@ cdef class DB:
                 "barriers": self.persist.barriers,
                 "barrier_errors": self.persist.barrier_errors,
                 "commit_groups": self.log.groups,
+                "snapshots": len(self.snapshots),
                 "log_records": self.log.records,
                 "log_next_lsn": self.log.next_lsn,
                 "log_durable_lsn": self.log.durable_lsn,
@@ -2199,6 +2485,9 @@ cdef class DB:
                 "recovered_records": self.recovered_records,
                 "recovery_note": self.recovery_note,
                 "failed": bool(self.log.failed),
+                "readonly": bool(self.readonly),
+                "readers": len(self.readers.live_readers()) if self.readers is not None else 0,
+                "reader_lsn": self.ro_lsn if self.readonly else None,
             }
         finally:
             self.leave()
@@ -2219,12 +2508,28 @@ cdef class DB:
         referenced: its bytes lie in the mapping close() unmaps."""
         if pdb_load_sc(&self.closed):
             return
+        for snap in list(self.snapshots):
+            snap.close()
         if self.views:
             gc.collect()                      # views only a reference cycle still holds
             if self.views:
                 raise Error(f"close(): {self.views} value view(s) from db.view() are still "
                             f"referenced (a memoryview or a slice of one); release them first")
         self._shutdown(True)
+
+    def snapshot(self):
+        """``with db.snapshot() as s:`` a read-only view (get, [], in, len,
+        keys/values/items, get_many, view) of the database exactly as it is
+        now, whatever writes, deletes, checkpoints, compaction and expiry
+        follow (pastedb/snapshot.py)."""
+        from pastedb.snapshot import Snapshot
+        return Snapshot(self)
+
+    def _snapshot_opened(self, snap):
+        self.snapshots.add(snap)
+
+    def _snapshot_closed(self, snap):
+        self.snapshots.discard(snap)
 
     def view(self, key):
         """``with db.view(key) as mv:`` a read-only memoryview of the value
@@ -2289,6 +2594,10 @@ cdef class DB:
             log.warning("pastedb: the checkpoint at close failed (%s); nothing is lost, the next "
                         "open replays the log since the last checkpoint",
                         os.strerror(-ckpt_rc) if -1000 < ckpt_rc < 0 else f"status {ckpt_rc}")
+        if self.log is not None:
+            self.log.pub_durable = NULL
+        if self.readers is not None:
+            self.readers.close()              # the writer: readers now read to the log's end
         if self.tree is not None and not forked:
             self.tree.close()
         if self.pool is not None:
@@ -2299,6 +2608,30 @@ cdef class DB:
             self._drop_lock_fd()
         if rc != 0 and raise_errors:
             raise_status(rc, "close", self.pool_path)
+
+    def backup(self, dest):
+        """Write a compacted, verified copy of the database to the new
+        directory ``dest`` while writes go on; see pastedb.backup."""
+        from pastedb.backup import backup
+        return backup(self, dest)
+
+    def _freeze(self, bint frozen):
+        """Read-only handle: catch up with the writer once, then hold that
+        state until unfrozen (one point in time for a backup).  Returns the
+        log position the state is at."""
+        cdef int rc
+        if not self.readonly:
+            raise Error("only a read-only handle can be frozen")
+        if frozen:
+            self.ro_frozen = 0
+            rc = self.enter()             # the refresh
+            if rc != 0:
+                raise_status(rc, "backup", self.pool_path)
+            self.ro_frozen = 1
+            self.leave()
+        else:
+            self.ro_frozen = 0
+        return self.ro_lsn
 
     def __enter__(self):
         return self
@@ -2332,6 +2665,8 @@ cdef class DB:
         tree entry, no record from the log head on and no pin names them.
         0 or -errno."""
         cdef int rc
+        if self.readonly:
+            return ST_READONLY
         nbytes = (nbytes + SEG_SIZE - 1) & ~(<uint64_t>SEG_SIZE - 1)
         minbytes = (minbytes + SEG_SIZE - 1) & ~(<uint64_t>SEG_SIZE - 1)
         pthread_mutex_lock(&self.pool.lock)
@@ -2849,10 +3184,10 @@ cdef class Batch:
 
 
 def open_db(path, *, bint create=True, bint sync=True, str persist="auto", str index="lazy",
-            faults=None):
+            faults=None, bint readonly=False):
     db = DB()
     try:
-        db._open(path, create, sync, persist, index, dict(faults) if faults else None)
+        db._open(path, create, sync, persist, index, dict(faults) if faults else None, readonly)
         if faults and not faults.get("from_open"):
             db._arm_faults(dict(faults))
     except BaseException:

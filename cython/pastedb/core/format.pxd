@@ -70,7 +70,7 @@
 # chain), u64 free_txn at byte 32, then `count` u32 page numbers.
 # (btree.pxd describes how the tree uses these pages: fill, splits, commit order.)
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
 # ---------------------------------------------------------------- constants
@@ -345,3 +345,44 @@ cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want) n
 cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil
 # Lay out meta page `slot` for m (magic, version and page size set here).
 cdef void meta_build(char *p, uint32_t slot, MetaBody *m) noexcept nogil
+
+
+# ---------------------------------------------------------------- reader table
+# READERS (readers.pxd owns it): which other processes read the database, so
+# the writer never frees or reuses what they can still reach.  Not durable
+# state: a shared mapping of RDR_FILE_SIZE bytes, never synced; every writer
+# open rewrites the header.
+#   [0, 64)              ReaderHeader
+#   [64, RDR_FILE_SIZE)  RDR_SLOTS ReaderSlot
+# A reader owns slot i while it holds a POSIX write lock on byte
+# RDR_LOCK_BASE + i of the file (past its end; a lock needs no bytes).  The
+# kernel drops the lock when the process dies, so a crashed reader's slot
+# is stale at once and never pins anything (LMDB keeps pids and probes
+# them; a lock cannot be fooled by a reused pid).  All fields are int64,
+# read and written with sequentially consistent atomics.
+cdef extern from *:
+    """
+    #define PDB_RDR_MAGIC 0x0044414552424450LL   /* "PDBREAD" + NUL, little-endian */
+    """
+    const int64_t RDR_MAGIC "PDB_RDR_MAGIC"
+
+cdef enum:
+    RDR_VERSION = 1
+    RDR_FILE_SIZE = 4096
+    RDR_SLOTS = 126                   # (RDR_FILE_SIZE - 64) / 32
+    RDR_LOCK_BASE = 1048576           # slot i's lock byte
+
+cdef struct ReaderHeader:
+    int64_t magic                     # RDR_MAGIC
+    int64_t version                   # RDR_VERSION
+    int64_t writer_pid                # the writer's pid; 0 when none has the database open
+    int64_t writer_epoch              # bumped by every writer open and close
+    int64_t durable_lsn               # every log record <= this is durable (the writer's)
+    int64_t tree_txn                  # the newest tree commit the writer has published
+    int64_t reserved[2]
+
+cdef struct ReaderSlot:
+    int64_t pid                       # the owner's pid (informative; the lock decides)
+    int64_t txn                       # tree commit it reads; 0: opening (pins every page)
+    int64_t lsn                       # log position its state is at; 0: opening (pins all)
+    int64_t reserved

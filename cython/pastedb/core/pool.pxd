@@ -31,6 +31,7 @@ cdef class Pool:
     cdef uint64_t alloc_tail          # next free byte for the bump allocator
     cdef long live_views              # memoryviews into the mapping still alive
     cdef int write_syscall            # write with pwrite() instead of stores (see write_at)
+    cdef int readonly                 # a read-only handle's pool: mapped PROT_READ, never written
     cdef pthread_mutex_t grow_lock    # serialises extending the file (zero writes)
     cdef pthread_cond_t grow_cond     # wakes the grower (under self.lock)
     cdef int grow_requested           # the allocator is within a step of the end
@@ -49,6 +50,7 @@ cdef class Pool:
     cdef uint64_t *seg_lsn            # newest record naming bytes in it (log lock)
     cdef int32_t *seg_pins            # staged bytes not yet appended (atomic)
     cdef uint8_t *seg_flags           # SEG_FREE / SEG_NOFREE (self.lock)
+    cdef uint64_t *seg_dead           # 1 + the cut of the first checkpoint that found it free to release (0: not yet); released once every reader is past that cut
     cdef uint64_t free_segs           # segments with SEG_FREE
     cdef uint64_t free_hint           # no free segment below this one
     cdef uint64_t chunk_seg           # segment being carved into log chunks (0: none)
@@ -65,6 +67,10 @@ cdef class Pool:
     # `created` says so).  Returns 0, or ST_NO_MAP_SYNC when want_sync and the
     # file system refused MAP_SYNC.
     cdef int open_file(self, Vfs vfs, bytes path, int create, int want_sync, uint64_t initial, int *created) except -1
+    # A read-only handle's pool: open and map the file as it is (never grown).
+    cdef int open_readonly(self, Vfs vfs, bytes path) except -1
+    # Read-only: map what the file holds now (the writer grew it).  0 or -errno.
+    cdef int remap(self) noexcept nogil
     # Make [0, end) part of the file and of the mapping.  -errno on failure
     # (ENOSPC leaves the file as it was).
     cdef int ensure(self, uint64_t end) noexcept nogil

@@ -50,6 +50,7 @@ cdef class Pool:
         free(self.seg_lsn)
         free(self.seg_pins)
         free(self.seg_flags)
+        free(self.seg_dead)
         pthread_cond_destroy(&self.grow_cond)
         pthread_mutex_destroy(&self.grow_lock)
         pthread_mutex_destroy(&self.lock)
@@ -129,8 +130,9 @@ cdef class Pool:
         self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
         self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
         self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
+        self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
         if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
-                self.seg_flags == NULL:
+                self.seg_flags == NULL or self.seg_dead == NULL:
             raise MemoryError()
         self.seg_flags[0] = SEG_NOFREE            # the superblock's segment
         self.reserve = 2 * SEG_SIZE               # a data extent for deletes' keys + a chunk segment
@@ -153,6 +155,53 @@ cdef class Pool:
         self.chunk_seg = 0
         self.chunk_seg_used = HEADER_SIZE if not have else SEG_SIZE
         return 0
+
+    cdef int open_readonly(self, Vfs vfs, bytes path) except -1:
+        cdef int rc
+        cdef char *p
+        self.path = path.decode("utf-8", "surrogateescape")
+        self.file = File(vfs)
+        rc = self.file.open_readonly(path)
+        if rc != 0:
+            raise OSError(-rc, f"cannot open pool file {self.path}")
+        p = reserve_space(RESERVE_BYTES)
+        if p == NULL:
+            raise OSError(errno, "cannot reserve address space for the pool mapping")
+        self.base = p
+        self.reserved = RESERVE_BYTES
+        self.readonly = 1
+        # Replay notes record lsns per segment (unused by a reader, but the
+        # replay code is the writer's).
+        self.nsegs = RESERVE_BYTES >> SEG_SHIFT
+        self.seg_live = <int64_t *>calloc(self.nsegs, sizeof(int64_t))
+        self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
+        self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
+        self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
+                self.seg_flags == NULL or self.seg_dead == NULL:
+            raise MemoryError()
+        self.size = 0
+        rc = self.remap()
+        if rc != 0:
+            raise OSError(-rc, f"cannot map pool file {self.path}")
+        return 0
+
+    cdef int remap(self) noexcept nogil:
+        # Only ever more: a cut of the writer's free tail leaves our mapping
+        # of it in place, and nothing we can reach lies there (the reader
+        # table keeps it from being freed).
+        cdef uint64_t have
+        cdef int rc = self.file.size(&have)
+        if rc != 0:
+            return rc
+        have = have // 4096 * 4096
+        if have <= self.size:
+            return 0
+        pthread_mutex_lock(&self.lock)
+        rc = self.map_to(have)
+        pthread_mutex_unlock(&self.lock)
+        return rc
 
     cdef int ensure(self, uint64_t end) noexcept nogil:
         """Grow the file and the mapping to cover [0, end) (caller holds
@@ -201,7 +250,7 @@ cdef class Pool:
         if self.map_sync:
             flags = MAP_SHARED_VALIDATE | MAP_SYNC
         cdef int rc = self.file.map(self.base + self.size, self.size, new_size - self.size,
-                                    PROT_READ | PROT_WRITE, flags)
+                                    PROT_READ if self.readonly else PROT_READ | PROT_WRITE, flags)
         if rc != 0:
             return rc
         self.size = new_size

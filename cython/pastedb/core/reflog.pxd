@@ -42,6 +42,7 @@ cdef class RefLog:
     cdef uint64_t slot                # next free slot in it
     cdef uint64_t next_lsn            # lsn the next record gets
     cdef uint64_t durable_lsn         # every record <= this is durable
+    cdef int64_t *pub_durable         # where readers of other processes read durable_lsn (NULL: none)
     cdef int flushing                 # a leader is inside barrier()
     cdef int waiters                  # threads inside commit()
     cdef int lingering                # the leader waits for the group to gather
@@ -58,6 +59,13 @@ cdef class RefLog:
 
     cdef void set_head(self, uint64_t off, uint64_t lsn) noexcept nogil
     cdef int replay(self, apply_fn fn, void *ctx, ReplayResult *res) noexcept
+    # A reader's replay: from (chunk_off, slot, next_lsn), records with lsn <=
+    # limit, complete batches only; leaves the position after the last one
+    # applied.  Never writes.
+    cdef int follow(self, apply_fn fn, void *ctx, uint64_t limit, ReplayResult *res) noexcept
+    cdef int replay_from(self, apply_fn fn, void *ctx, ReplayResult *res, uint64_t start_chunk,
+                         uint64_t start_slot, uint64_t start_lsn, uint64_t limit,
+                         int readonly) noexcept
     # Append n records (n > 1 forms one batch) with the log lock HELD by the
     # caller (lock()/unlock()), so the caller can update its index in the same
     # critical section and keep index order == log order.

@@ -11,7 +11,7 @@ from pastedb.core.clib cimport (
     pthread_cond_destroy, pthread_cond_init, pthread_cond_wait, pthread_mutex_destroy,
     pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
 )
-from pastedb.core.clib cimport ENOMEM
+from pastedb.core.clib cimport ENOMEM, pdb_store_sc
 from pastedb.core.format cimport (
     CHUNK_SIZE, CHUNK_SLOTS, CRC_START, F_BATCH, REC_LINK, REC_SIZE, RV_LINK, RV_OK, WALK_STRICT, LogWalk,
     record_crc, walk_acknowledged, walk_start, walk_step,
@@ -61,6 +61,14 @@ cdef class RefLog:
         pthread_mutex_unlock(&self.lock)
 
     cdef int replay(self, apply_fn fn, void *ctx, ReplayResult *res) noexcept:
+        return self.replay_from(fn, ctx, res, self.head_off, 0, self.head_lsn, ~(<uint64_t>0), 0)
+
+    cdef int follow(self, apply_fn fn, void *ctx, uint64_t limit, ReplayResult *res) noexcept:
+        return self.replay_from(fn, ctx, res, self.chunk_off, self.slot, self.next_lsn, limit, 1)
+
+    cdef int replay_from(self, apply_fn fn, void *ctx, ReplayResult *res, uint64_t start_chunk,
+                         uint64_t start_slot, uint64_t start_lsn, uint64_t limit,
+                         int readonly) noexcept:
         cdef Pool pool = self.pool
         cdef LogWalk w
         cdef uint64_t chunk, slot, lsn
@@ -72,13 +80,16 @@ cdef class RefLog:
         cdef uint32_t expect_left = 0
         cdef int rc = 0, invalid = 0, v, torn = 0
         memset(res, 0, sizeof(ReplayResult))
-        if walk_start(&w, pool.base, pool.size, self.head_off, self.head_lsn, WALK_STRICT, 1) != 0:
-            res.damaged_off = self.head_off
+        if walk_start(&w, pool.base, pool.size, start_chunk, start_lsn, WALK_STRICT, 1) != 0:
+            res.damaged_off = start_chunk
             return ST_CORRUPT
+        w.slot = start_slot
         while True:
             chunk = w.chunk
             slot = w.slot
             lsn = w.lsn
+            if lsn > limit:
+                break                     # a reader: not yet durable (batches never span it)
             v = walk_step(&w, &rec)
             if v == RV_LINK:
                 # A LINK ends a chunk (a batch may span it).  The chunk is
@@ -126,6 +137,19 @@ cdef class RefLog:
                 res.records += 1
         free(batch)
 
+        if readonly:
+            # A reader stops where the log ends for now and resumes there:
+            # it never judges or cuts a tail (the writer does).
+            if nbatch != 0:
+                chunk = b_chunk
+                slot = b_slot
+                lsn = b_lsn
+            res.end_lsn = lsn
+            res.tail_off = chunk + slot * REC_SIZE
+            self.chunk_off = chunk
+            self.slot = slot
+            self.next_lsn = lsn
+            return 0
         if invalid:
             # Was the record that ended the log ever acknowledged?
             w.chunk = chunk
@@ -312,6 +336,8 @@ cdef class RefLog:
                     self.failed = rc
                 else:
                     self.durable_lsn = target
+                    if self.pub_durable != NULL:
+                        pdb_store_sc(self.pub_durable, <int64_t>target)   # before anyone is acknowledged
                     self.groups += 1
                 pthread_cond_broadcast(&self.durable_cond)
                 if rc != 0:

@@ -17,6 +17,7 @@ cdef enum:
     ST_NOT_DAX = -1007        # pmem persistence asked for on a file that is not DAX
     ST_VALUE_DAMAGED = -1008  # a value read back does not match its checksum (or lies outside the file)
     ST_NO_MAP_SYNC = -1009    # the file system refused MAP_SYNC (the pool falls back to msync)
+    ST_READONLY = -1010       # a write on a read-only handle
 
 # Raise the exception for a negative status; `what` says which operation and
 # `path` which file.  Returns 0 for ST_OK.

@@ -35,6 +35,8 @@ cdef int raise_status(int status, str what, object path) except -1:
         raise CorruptionError(
             f"{what} in {path} does not match its checksum (or lies outside the file); "
             f"run 'pastedb-check --repair {os.path.dirname(path) if path else ''}'", path)
+    if status == ST_READONLY:
+        raise Error(f"{what}: this database handle is read-only (opened with readonly=True)")
     if status == ST_NO_MAP_SYNC:
         raise Error(f"{what}: the file system refused MAP_SYNC{where}")
     if status == ST_NOT_DAX:

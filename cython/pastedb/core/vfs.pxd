@@ -121,6 +121,8 @@ cdef class File:
 
     # Open `path` O_RDWR (O_CREAT with create).  0 or -errno.
     cdef int open(self, const char *path, int create) noexcept nogil
+    # Open for reading only (a read-only handle: never written, never simulated).
+    cdef int open_readonly(self, const char *path) noexcept nogil
     cdef void close(self) noexcept nogil
     # File size in *size.  0 or -errno.
     cdef int size(self, uint64_t *size) noexcept nogil

@@ -10,7 +10,7 @@ from libc.string cimport memcmp, memcpy, memset, strlen, strncpy, strrchr
 
 from pastedb.core.clib cimport (
     EINTR, EIO, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE,
-    MS_SYNC, O_CLOEXEC, O_CREAT, O_RDWR, PROT_NONE, SIGKILL, close as c_close, errno, fdatasync,
+    MS_SYNC, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_NONE, SIGKILL, close as c_close, errno, fdatasync,
     fstat, ftruncate, getpid, kill, mmap, msync as c_msync, open as c_open, pdb_sfence, pread,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, pwrite,
     recv, SPLICE_F_MOVE, splice, stat,
@@ -401,6 +401,13 @@ cdef class File:
         if self.fd < 0:
             return -errno
         self.slot = self.vfs.sim_attach(path, self.fd)
+        return 0
+
+    cdef int open_readonly(self, const char *path) noexcept nogil:
+        self.fd = c_open(path, O_RDONLY | O_CLOEXEC, 0)
+        if self.fd < 0:
+            return -errno
+        self.slot = -1
         return 0
 
     cdef void close(self) noexcept nogil:

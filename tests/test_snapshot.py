@@ -1,0 +1,155 @@
+"""db.snapshot(): one moment of the database, whatever follows.
+
+A writer thread runs puts, deletes, bulk calls, checkpoints and compaction
+while another thread takes snapshots and reads each one several times, with
+the writer going on in between: every read of a snapshot must equal the
+model after some prefix of the writer's operations that lies between what
+was acknowledged when snapshot() was called and what had begun when it
+returned -- the same prefix for every read of that snapshot."""
+
+from __future__ import annotations
+
+import faulthandler
+import random
+import threading
+
+import pytest
+
+import pastedb
+
+
+@pytest.fixture(autouse=True)
+def deadlock_watchdog():
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def value(k: bytes, n: int, rnd: random.Random) -> bytes:
+    size = rnd.choice([0, 30, 900, 9000, 70000])
+    return (b"%s@%d;" % (k, n) * (size // 8 + 1))[:size] or b"%d" % n
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_every_read_of_a_snapshot_sees_one_moment(db_path, sync):
+    db = pastedb.open(db_path, sync=sync, persist="none" if not sync else "auto")
+    db._checkpoint_policy(every=300, interval=0.02)
+    keys = [b"k%02d" % i for i in range(40)]
+    states: list[dict[bytes, bytes]] = [{}]      # states[i]: after the first i operations
+    lock = threading.Lock()
+    begun = 0
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def writer() -> None:
+        nonlocal begun
+        rnd = random.Random(11)
+        model: dict[bytes, bytes] = {}
+        n = 0
+        try:
+            while not stop.is_set():
+                n += 1
+                r = rnd.random()
+                with lock:
+                    begun += 1
+                if r < 0.5:
+                    k = rnd.choice(keys)
+                    v = value(k, n, rnd)
+                    db[k] = v
+                    model[k] = v
+                elif r < 0.7:
+                    k = rnd.choice(keys)
+                    db.delete(k)
+                    model.pop(k, None)
+                elif r < 0.85:
+                    items = [(k, value(k, n, rnd)) for k in rnd.sample(keys, 6)]
+                    db.put_many(items)
+                    model.update(items)
+                elif r < 0.95:
+                    ks = rnd.sample(keys, 5)
+                    db.delete_many(ks)
+                    for k in ks:
+                        model.pop(k, None)
+                elif r < 0.98:
+                    db.checkpoint()
+                else:
+                    db.compact()
+                with lock:
+                    states.append(dict(model))
+        except Exception as e:                       # reported by the test thread
+            errors.append(repr(e))
+
+    t = threading.Thread(target=writer)
+    t.start()
+    rnd = random.Random(12)
+    try:
+        for round_ in range(25):
+            with lock:
+                acked = len(states) - 1
+            snap = db.snapshot()
+            with lock:
+                started = begun
+            try:
+                reads = []
+                for _ in range(3):
+                    reads.append(dict(snap.items()))
+                    threading.Event().wait(rnd.random() * 0.02)   # the writer goes on
+                    k = rnd.choice(keys)
+                    assert snap.get(k) == reads[-1].get(k)
+                    assert (k in snap) == (k in reads[-1])
+                    assert snap.get_many(keys) == [reads[-1].get(x) for x in keys]
+                    assert len(snap) == len(reads[-1])
+                    assert list(snap.keys(reverse=True)) == sorted(reads[-1], reverse=True)
+                assert reads[0] == reads[1] == reads[2], f"round {round_}: the snapshot moved"
+                with lock:
+                    candidates = states[acked:started + 1]
+                assert reads[0] in candidates, (
+                    f"round {round_}: not the state after any of operations {acked}..{started}")
+            finally:
+                snap.close()
+            assert not errors, errors
+    finally:
+        stop.set()
+        t.join(60)
+    assert not errors, errors
+    assert len(states) > 50                          # the writer made progress meanwhile
+    assert db.stats()["snapshots"] == 0
+    db.close()
+
+
+def test_snapshot_life(db_path):
+    db = pastedb.open(db_path)
+    db[b"a"] = b"1"
+    s1 = db.snapshot()
+    s2 = db.snapshot()
+    assert db.stats()["snapshots"] == 2
+    db[b"a"] = b"2"
+    with s1 as s:
+        assert s[b"a"] == b"1"
+        with s.view(b"a") as mv:
+            assert mv == b"1"
+    assert s1.closed and db.stats()["snapshots"] == 1
+    s1.close()                                       # idempotent
+    with pytest.raises(pastedb.Error):
+        s1.get(b"a")
+    db.close()                                       # closes what is still open
+    assert s2.closed
+    with pastedb.open(db_path, readonly=True) as ro:
+        with pytest.raises(pastedb.Error):
+            ro.snapshot()
+
+
+def test_a_snapshot_keeps_its_values_through_reclamation(db_path):
+    db = pastedb.open(db_path, sync=False)
+    db._checkpoint_policy(every=1000, interval=3600)
+    old = {b"big%d" % i: bytes([i]) * (1 << 20) for i in range(4)}
+    db.put_many(old)
+    db.checkpoint()
+    with db.snapshot() as s:
+        for gen in range(12):
+            db.put_many({k: bytes([100 + gen]) * (1 << 20) for k in old})
+            db.checkpoint()
+        db.compact()
+        assert db.stats()["freed_segments"] >= 0
+        assert dict(s.items()) == old                 # read after the churn: still the old bytes
+    db.close()
