@@ -328,6 +328,15 @@ HOSTILE_CASES = {
     "slow-reader-1mib": [[b"SET", b"big", b"x" * (1 << 20)]] + [[b"GET", b"big"]] * 3000,
     "huge-pipeline": [[b"PING"]] * 200000,
     "multi-shutdown": [[b"MULTI"], [b"SET", b"foo", b"bar"], [b"SHUTDOWN"], [b"EXEC"]],
+    # LCS's table is quadratic in the values: it is capped, not built.
+    "lcs-of-two-large-values": [[b"SET", b"a", b"x" * (1 << 20)], [b"SET", b"b", b"y" * (1 << 20)],
+                                [b"LCS", b"a", b"b"]] * 20,
+    "setrange-far-offset": [[b"SETRANGE", b"k", b"%d" % (1 << 40), b"x"]] * 1000,
+    "append-growing-value": [[b"APPEND", b"k", b"x" * 65536]] * 200,
+    "randomkey-many": [[b"MSET"] + [b"k%d" % i if j % 2 == 0 else b"v" for i in range(500)
+                                    for j in range(2)]] + [[b"RANDOMKEY"]] * 20000,
+    "watch-many-keys": [[b"WATCH"] + [b"w%d" % i for i in range(100000)],
+                        [b"MSET"] + [b"w%d" % (i // 2) for i in range(20000)], [b"UNWATCH"]],
 }
 
 

@@ -22,6 +22,7 @@ cdef extern from "<errno.h>" nogil:
         EEXIST
         ENOENT
         EBADF
+        ERANGE
 
 
 cdef extern from "<sys/mman.h>" nogil:
@@ -272,3 +273,24 @@ cdef extern from "<time.h>" nogil:
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const timespec *abstime)
+
+
+cdef extern from * nogil:
+    """
+    #include <errno.h>
+    static inline void pdb_errno_clear(void) { errno = 0; }
+    """
+    void errno_clear "pdb_errno_clear"()
+
+
+cdef extern from "<stdlib.h>" nogil:
+    long double strtold(const char *s, char **end)
+
+
+cdef extern from "<stdio.h>" nogil:
+    int snprintf(char *buf, size_t size, const char *fmt, ...)
+
+
+cdef extern from "<math.h>" nogil:
+    bint isnan(long double x)
+    bint isinf(long double x)

@@ -18,7 +18,9 @@ cdef enum CmdFlag:
                             # (it would commit part of the transaction)
 
 cdef enum:
-    MAX_COMMANDS = 64
+    MAX_COMMANDS = 128
+    LCS_MAX_CELLS = 4194304       # LCS's table: (len1+1)*(len2+1) cells of 4 bytes at most
+    RANDOM_SKIP = 16              # RANDOMKEY walks up to this many keys past its probe
 
 # A command's implementation: its arguments are in srv.args, its reply goes
 # to c.out.  Never fails: errors are replies (or srv.find_err, which
@@ -144,16 +146,19 @@ cdef void execute(Server srv, Conn *c, size_t cmd_start) noexcept nogil:
     spec = &COMMANDS[idx]
     if (spec.arity > 0 and a.argc != spec.arity) or (spec.arity < 0 and a.argc < -spec.arity):
         wrong_arity(srv, c, spec.name)
+        srv.cmd_rejected[idx] += 1
         if c.in_multi:
             c.multi_error = 1
         srv.reply_done(c)
         return
     if not c.authed and not (spec.flags & F_NOAUTH):
         out_error(&c.out, b"NOAUTH Authentication required.")
+        srv.cmd_rejected[idx] += 1
         srv.reply_done(c)
         return
     if c.in_multi and (spec.flags & F_DENYMULTI):
         out_error(&c.out, b"ERR Command not allowed inside a transaction")
+        srv.cmd_rejected[idx] += 1
         c.multi_error = 1
         srv.reply_done(c)
         return
@@ -167,6 +172,7 @@ cdef void execute(Server srv, Conn *c, size_t cmd_start) noexcept nogil:
     srv.cmd_recs_start = srv.nrecs
     olen = c.out.len
     srv.find_err = 0
+    srv.cmd_calls[idx] += 1
     spec.handler(srv, c)
     if srv.find_err:
         # A damaged index page: no partial answer, nothing of the command staged.
@@ -179,22 +185,60 @@ cdef void execute(Server srv, Conn *c, size_t cmd_start) noexcept nogil:
     srv.reply_done(c)
 
 
-cdef void unknown_command(Server srv, Conn *c) noexcept nogil:
-    cdef char msg[256]
-    cdef size_t n = srv.args.len[0]
-    cdef size_t k = 0, i
-    cdef const char *pre = b"ERR unknown command '"
-    cdef const char *post = b"', with args beginning with: "
-    memcpy(msg, pre, strlen(pre))
-    k = strlen(pre)
-    if n > 64:
-        n = 64
+cdef void sanitize_error(char *msg) noexcept nogil:
+    """An error line holds no CR or LF (Redis turns them into spaces)."""
+    while msg[0] != 0:
+        if msg[0] == 13 or msg[0] == 10:
+            msg[0] = 32
+        msg += 1
+
+
+cdef size_t put_quoted(char *msg, size_t k, const char *s, size_t n, size_t most) noexcept nogil:
+    """Append s (at most `most` bytes, NULs skipped) to msg at k."""
+    cdef size_t i
     for i in range(n):
-        msg[k] = srv.args.ptr[0][i] if 32 <= srv.args.ptr[0][i] < 127 else 63
-        k += 1
-    memcpy(msg + k, post, strlen(post))
-    k += strlen(post)
+        if i == most:
+            break
+        if s[i] != 0:
+            msg[k] = s[i]
+            k += 1
+    return k
+
+
+cdef void unknown_command(Server srv, Conn *c) noexcept nogil:
+    """Redis's wording: the name (128 bytes at most) and the arguments,
+    each quoted and followed by a space, while fewer than 128 bytes of them
+    are written.  Commands of the data types, scripting, pub/sub and
+    replication, which pastedb does not serve, say so instead."""
+    cdef char msg[512]
+    cdef Args *a = &srv.args
+    cdef size_t k, start
+    cdef int i, fam = unsupported_family(a.ptr[0], a.len[0])
+    if fam >= 0:
+        k = put_quoted(msg, 0, b"ERR unsupported command '", 25, 25)
+        k = put_quoted(msg, k, a.ptr[0], a.len[0], 128)
+        k = put_quoted(msg, k, b"': pastedb does not serve ", 26, 26)
+        k = put_quoted(msg, k, UNSUPPORTED_FAMILIES[fam], strlen(UNSUPPORTED_FAMILIES[fam]), 64)
+        if fam < 5:
+            k = put_quoted(msg, k, b" (it stores strings only)", 25, 25)
+        msg[k] = 0
+        sanitize_error(msg)
+        out_error(&c.out, msg)
+        return
+    k = put_quoted(msg, 0, b"ERR unknown command '", 21, 21)
+    k = put_quoted(msg, k, a.ptr[0], a.len[0], 128)
+    k = put_quoted(msg, k, b"', with args beginning with: ", 29, 29)
+    start = k
+    for i in range(1, a.argc):
+        if k - start >= 128:
+            break
+        msg[k] = 39
+        k = put_quoted(msg, k + 1, a.ptr[i], a.len[i], 128 - (k - start))
+        msg[k] = 39
+        msg[k + 1] = 32
+        k += 2
     msg[k] = 0
+    sanitize_error(msg)
     out_error(&c.out, msg)
 
 
@@ -316,6 +360,7 @@ cdef void h_discard(Server srv, Conn *c) noexcept nogil:
         out_error(&c.out, b"ERR DISCARD without MULTI")
     else:
         free_queue(c)
+        srv.unwatch_all(c)
         out_simple(&c.out, b"OK")
 
 
@@ -334,6 +379,7 @@ cdef void h_shutdown(Server srv, Conn *c) noexcept nogil:
 
 cdef void h_reset(Server srv, Conn *c) noexcept nogil:
     free_queue(c)
+    srv.unwatch_all(c)
     c.resp3 = 0
     c.authed = not srv.has_password
     if srv.has_password:
@@ -383,9 +429,9 @@ cdef void h_info(Server srv, Conn *c) noexcept nogil:
         run_python(srv, c, py_info)
 
 
-cdef void h_scan(Server srv, Conn *c) noexcept nogil:
+cdef void h_debug(Server srv, Conn *c) noexcept nogil:
     with gil:
-        run_python(srv, c, py_scan)
+        run_python(srv, c, py_debug)
 
 
 # ---------------------------------------------------------------- data commands
@@ -403,6 +449,11 @@ cdef void cmd_set(Server srv, Conn *c, int setnx) noexcept nogil:
             xx = 1
         elif ieq(a.ptr[i], a.len[i], b"get"):
             get = 1
+        elif not (ieq(a.ptr[i], a.len[i], b"ex") or ieq(a.ptr[i], a.len[i], b"px") or
+                  ieq(a.ptr[i], a.len[i], b"exat") or ieq(a.ptr[i], a.len[i], b"pxat") or
+                  ieq(a.ptr[i], a.len[i], b"keepttl")):
+            out_error(&c.out, b"ERR syntax error")
+            return
         else:
             n = a.len[i] if a.len[i] < 40 else 40
             memcpy(msg, b"ERR SET option '", 16)
@@ -571,8 +622,16 @@ cdef void cmd_exec(Server srv, Conn *c) noexcept nogil:
         return
     if c.multi_error:
         free_queue(c)
+        srv.unwatch_all(c)
         out_error(&c.out, b"EXECABORT Transaction discarded because of previous errors.")
         return
+    if c.watch_dirty:
+        # A WATCHed key was written (by anyone) since WATCH: nothing runs.
+        free_queue(c)
+        srv.unwatch_all(c)
+        out_null_array(&c.out, c.resp3)
+        return
+    srv.unwatch_all(c)                        # its own writes below touch no watch of its own
     # Every queued command runs against the staged records of the ones
     # before it; all their writes are appended as ONE batch afterwards.
     out_array(&c.out, c.qlen)
@@ -769,6 +828,827 @@ cdef int keys_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
     return 0
 
 
+# ---------------------------------------------------------------- string commands
+cdef void value_too_big(Conn *c) noexcept nogil:
+    out_error(&c.out, b"ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+
+
+cdef void no_space(Server srv, Conn *c) noexcept nogil:
+    srv.drop_cmd_recs()
+    srv.space_error(c)
+
+
+cdef void cmd_getset(Server srv, Conn *c) noexcept nogil:
+    """GETSET key value: SET's GET, one logged put."""
+    cdef Args *a = &srv.args
+    cdef const char *old = NULL
+    cdef size_t oldlen = 0
+    cdef int found
+    if not srv.key_ok(c, a.len[1]):
+        return
+    found = srv.find(a.ptr[1], a.len[1], &old, &oldlen)
+    if srv.find_err:
+        return
+    # The old bytes stay where they are until this group is appended.
+    if srv.stage_record(REC_PUT, a.ptr[1], a.len[1], a.ptr[2], a.len[2], a.in_pool) != 0:
+        no_space(srv, c)
+        return
+    if a.in_pool:
+        srv.keep_window(c, a.ptr[2] + a.len[2])
+    if found:
+        out_bulk(&c.out, old, oldlen)
+    else:
+        out_null(&c.out, c.resp3)
+
+
+cdef int put_joined(Server srv, const char *k, size_t klen, const char *old, size_t oldlen,
+                    size_t at, const char *add, size_t addlen) noexcept nogil:
+    """Stage one PUT of old with add written at offset at (the gap zero
+    filled): APPEND and SETRANGE's read-modify-write, one record.  0, or
+    -ENOMEM / the staging status."""
+    cdef size_t n = at + addlen if at + addlen > oldlen else oldlen
+    cdef char *buf = <char *>malloc(n if n else 1)
+    cdef int rc
+    if buf == NULL:
+        return -ENOMEM
+    memcpy(buf, old, oldlen)
+    if at > oldlen:
+        memset(buf + oldlen, 0, at - oldlen)
+    memcpy(buf + at, add, addlen)
+    rc = srv.stage_record(REC_PUT, k, klen, buf, n, 0)
+    free(buf)
+    return rc
+
+
+cdef void cmd_append(Server srv, Conn *c) noexcept nogil:
+    cdef Args *a = &srv.args
+    cdef const char *old = NULL
+    cdef size_t oldlen = 0
+    if not srv.key_ok(c, a.len[1]):
+        return
+    if not srv.find(a.ptr[1], a.len[1], &old, &oldlen):
+        oldlen = 0
+    if oldlen + a.len[2] > srv.max_bulk_len:
+        value_too_big(c)
+        return
+    if put_joined(srv, a.ptr[1], a.len[1], old, oldlen, oldlen, a.ptr[2], a.len[2]) != 0:
+        no_space(srv, c)
+        return
+    out_int(&c.out, <int64_t>(oldlen + a.len[2]))
+
+
+cdef void cmd_setrange(Server srv, Conn *c) noexcept nogil:
+    cdef Args *a = &srv.args
+    cdef const char *old = NULL
+    cdef size_t oldlen = 0
+    cdef int64_t off
+    cdef int found
+    if not parse_i64(a.ptr[2], a.len[2], &off):
+        out_error(&c.out, b"ERR value is not an integer or out of range")
+        return
+    if off < 0:
+        out_error(&c.out, b"ERR offset is out of range")
+        return
+    if not srv.key_ok(c, a.len[1]):
+        return
+    found = srv.find(a.ptr[1], a.len[1], &old, &oldlen)
+    if not found:
+        oldlen = 0
+    if a.len[3] == 0:                             # nothing to write: no key is made
+        out_int(&c.out, <int64_t>oldlen)
+        return
+    if <uint64_t>off + a.len[3] > srv.max_bulk_len:
+        value_too_big(c)
+        return
+    if put_joined(srv, a.ptr[1], a.len[1], old, oldlen, <size_t>off, a.ptr[3], a.len[3]) != 0:
+        no_space(srv, c)
+        return
+    out_int(&c.out, <int64_t>(oldlen if oldlen > <size_t>off + a.len[3] else <size_t>off + a.len[3]))
+
+
+cdef void cmd_getrange(Server srv, Conn *c) noexcept nogil:
+    """GETRANGE / SUBSTR key start end, Redis's clamping of both ends."""
+    cdef Args *a = &srv.args
+    cdef const char *v = NULL
+    cdef size_t vlen = 0
+    cdef int64_t start, end, n
+    if not parse_i64(a.ptr[2], a.len[2], &start) or not parse_i64(a.ptr[3], a.len[3], &end):
+        out_error(&c.out, b"ERR value is not an integer or out of range")
+        return
+    if not srv.find(a.ptr[1], a.len[1], &v, &vlen):
+        vlen = 0
+    n = <int64_t>vlen
+    if start < 0 and end < 0 and start > end:
+        out_bulk(&c.out, b"", 0)
+        return
+    if start < 0:
+        start = n + start
+    if end < 0:
+        end = n + end
+    if start < 0:
+        start = 0
+    if end < 0:
+        end = 0
+    if end >= n:
+        end = n - 1
+    if n == 0 or start > end:
+        out_bulk(&c.out, b"", 0)
+        return
+    out_bulk(&c.out, v + start, <size_t>(end - start + 1))
+
+
+cdef int parse_ld(const char *s, size_t n, long double *out) noexcept nogil:
+    """Redis's string2ld: the whole string is a finite-or-infinite long
+    double, no leading space, no NaN.  1 ok, 0 not a float."""
+    cdef char buf[5120]
+    cdef char *end
+    cdef long double v
+    if n == 0 or n >= sizeof(buf):
+        return 0
+    memcpy(buf, s, n)
+    buf[n] = 0
+    if buf[0] == 32 or (9 <= buf[0] <= 13):
+        return 0
+    errno_clear()
+    v = strtold(buf, &end)
+    if end != buf + n or isnan(v):
+        return 0
+    if errno == ERANGE and (v == 0 or isinf(v)):
+        return 0
+    out[0] = v
+    return 1
+
+
+cdef int format_ld(char *buf, size_t cap, long double v) noexcept nogil:
+    """A long double as INCRBYFLOAT writes it: 17 decimals, trailing zeros
+    (and a bare point) dropped, no negative zero.  The length, or -1."""
+    cdef int n = snprintf(buf, cap, b"%.17Lf", v)
+    cdef int i, dot = 0
+    if n < 0 or <size_t>n >= cap:
+        return -1
+    for i in range(n):
+        if buf[i] == 46:
+            dot = 1
+    if dot:
+        while buf[n - 1] == 48:
+            n -= 1
+        if buf[n - 1] == 46:
+            n -= 1
+    if n == 2 and buf[0] == 45 and buf[1] == 48:
+        buf[0] = 48
+        n = 1
+    return n
+
+
+cdef void cmd_incrbyfloat(Server srv, Conn *c) noexcept nogil:
+    cdef Args *a = &srv.args
+    cdef const char *v
+    cdef size_t vlen
+    cdef long double cur = 0, by
+    cdef char buf[5200]
+    cdef int n
+    if not srv.key_ok(c, a.len[1]):
+        return
+    if srv.find(a.ptr[1], a.len[1], &v, &vlen) and not parse_ld(v, vlen, &cur):
+        out_error(&c.out, b"ERR value is not a valid float")
+        return
+    if not parse_ld(a.ptr[2], a.len[2], &by):
+        out_error(&c.out, b"ERR value is not a valid float")
+        return
+    cur = cur + by
+    if isnan(cur) or isinf(cur):
+        out_error(&c.out, b"ERR increment would produce NaN or Infinity")
+        return
+    n = format_ld(buf, sizeof(buf), cur)
+    if n < 0:
+        out_error(&c.out, b"ERR increment would produce NaN or Infinity")
+        return
+    if srv.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
+        no_space(srv, c)
+        return
+    out_bulk(&c.out, buf, <size_t>n)
+
+
+cdef void cmd_msetnx(Server srv, Conn *c) noexcept nogil:
+    cdef Args *a = &srv.args
+    cdef int i
+    cdef const char *v
+    cdef size_t vlen
+    if a.argc % 2 == 0:
+        wrong_arity(srv, c, b"msetnx")
+        return
+    for i in range(1, a.argc, 2):
+        if not srv.key_ok(c, a.len[i]):
+            return
+    for i in range(1, a.argc, 2):
+        if srv.find(a.ptr[i], a.len[i], &v, &vlen):
+            out_int(&c.out, 0)
+            return
+    for i in range(1, a.argc, 2):
+        if srv.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
+                             a.in_pool) != 0:
+            no_space(srv, c)
+            return
+        if a.in_pool:
+            srv.keep_window(c, a.ptr[i + 1] + a.len[i + 1])
+    out_int(&c.out, 1)
+
+
+cdef void lcs_range(OutBuf *o, int64_t a0, int64_t a1, int64_t b0, int64_t b1,
+                    int withlen) noexcept nogil:
+    out_array(o, 3 if withlen else 2)
+    out_array(o, 2)
+    out_int(o, a0)
+    out_int(o, a1)
+    out_array(o, 2)
+    out_int(o, b0)
+    out_int(o, b1)
+    if withlen:
+        out_int(o, a1 - a0 + 1)
+
+
+cdef void cmd_lcs(Server srv, Conn *c) noexcept nogil:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN].  The
+    dynamic-programming table is (len1+1)*(len2+1) cells of 4 bytes, so
+    its size is capped (LCS_MAX_CELLS): that bounds both its memory and
+    how long it holds the loop (it runs whole, like any command)."""
+    cdef Args *a = &srv.args
+    cdef const char *x = b""
+    cdef const char *y = b""
+    cdef size_t xl = 0, yl = 0, i, j, w
+    cdef int want_len = 0, want_idx = 0, withlen = 0, k, inrange = 0, nmatch = 0
+    cdef int64_t minlen = 0, a0 = 0, a1 = 0, b0 = 0, b1 = 0
+    cdef uint32_t *t
+    cdef uint32_t *row
+    cdef uint32_t *prev
+    cdef char xc
+    cdef uint32_t total, up, left
+    cdef char *s
+    cdef size_t si
+    cdef OutBuf matches
+    k = 3
+    while k < a.argc:
+        if ieq(a.ptr[k], a.len[k], b"idx"):
+            want_idx = 1
+        elif ieq(a.ptr[k], a.len[k], b"len"):
+            want_len = 1
+        elif ieq(a.ptr[k], a.len[k], b"withmatchlen"):
+            withlen = 1
+        elif ieq(a.ptr[k], a.len[k], b"minmatchlen") and k + 1 < a.argc:
+            if not parse_i64(a.ptr[k + 1], a.len[k + 1], &minlen):
+                out_error(&c.out, b"ERR value is not an integer or out of range")
+                return
+            if minlen < 0:
+                minlen = 0
+            k += 1
+        else:
+            out_error(&c.out, b"ERR syntax error")
+            return
+        k += 1
+    if want_len and want_idx:
+        out_error(&c.out, b"ERR If you want both the length and indexes, please just use IDX.")
+        return
+    if not srv.find(a.ptr[1], a.len[1], &x, &xl):
+        x = b""
+        xl = 0
+    if not srv.find(a.ptr[2], a.len[2], &y, &yl):
+        y = b""
+        yl = 0
+    if srv.find_err:
+        return
+    if (<uint64_t>xl + 1) * (<uint64_t>yl + 1) > LCS_MAX_CELLS:
+        out_error(&c.out, b"ERR LCS of values this large is not supported by pastedb: "
+                          b"(len1+1)*(len2+1) must be at most 4194304 (16 MB of working memory)")
+        return
+    w = yl + 1
+    t = <uint32_t *>malloc((xl + 1) * w * sizeof(uint32_t))
+    if t == NULL:
+        out_error(&c.out, b"ERR Insufficient memory, failed allocating transient memory for LCS")
+        return
+    memset(t, 0, w * sizeof(uint32_t))
+    for i in range(1, xl + 1):
+        row = t + i * w
+        prev = row - w
+        row[0] = 0
+        xc = x[i - 1]
+        for j in range(1, yl + 1):
+            if xc == y[j - 1]:
+                row[j] = prev[j - 1] + 1
+            else:
+                up = prev[j]
+                left = row[j - 1]
+                row[j] = up if up > left else left
+    total = t[xl * w + yl]
+    if want_len:
+        free(t)
+        out_int(&c.out, total)
+        return
+    s = <char *>malloc(total + 1)
+    if s == NULL or out_init(&matches, 256) != 0:
+        free(s)
+        free(t)
+        out_error(&c.out, b"ERR out of memory")
+        return
+    # Walk back from the end: the common string from its last byte, and
+    # (IDX) the matching ranges, last first.
+    i = xl
+    j = yl
+    si = total
+    while i > 0 and j > 0:
+        if x[i - 1] == y[j - 1]:
+            si -= 1
+            s[si] = x[i - 1]
+            if not inrange:
+                inrange = 1
+                a1 = <int64_t>i - 1
+                b1 = <int64_t>j - 1
+            a0 = <int64_t>i - 1
+            b0 = <int64_t>j - 1
+            i -= 1
+            j -= 1
+            if (i == 0 or j == 0) and inrange:
+                if a1 - a0 + 1 >= minlen:
+                    lcs_range(&matches, a0, a1, b0, b1, withlen)
+                    nmatch += 1
+                inrange = 0
+        else:
+            if t[(i - 1) * w + j] > t[i * w + j - 1]:
+                i -= 1
+            else:
+                j -= 1
+            if inrange:
+                if a1 - a0 + 1 >= minlen:
+                    lcs_range(&matches, a0, a1, b0, b1, withlen)
+                    nmatch += 1
+                inrange = 0
+    free(t)
+    if want_idx:
+        out_map(&c.out, 2, c.resp3)
+        out_bulk(&c.out, b"matches", 7)
+        out_array(&c.out, nmatch)
+        out_raw(&c.out, matches.data, matches.len)
+        out_bulk(&c.out, b"len", 3)
+        out_int(&c.out, total)
+    else:
+        out_bulk(&c.out, s, total)
+    out_free(&matches)
+    free(s)
+
+
+# ---------------------------------------------------------------- keyspace commands
+cdef void cmd_rename(Server srv, Conn *c, int nx) noexcept nogil:
+    """RENAME / RENAMENX: a PUT of the value under the new name and a DEL
+    of the old one, appended together (one batch: both or neither)."""
+    cdef Args *a = &srv.args
+    cdef const char *v
+    cdef const char *d
+    cdef size_t vlen, dlen
+    if not srv.find(a.ptr[1], a.len[1], &v, &vlen):
+        if not srv.find_err:
+            out_error(&c.out, b"ERR no such key")
+        return
+    if not srv.key_ok(c, a.len[2]):
+        return
+    if a.len[1] == a.len[2] and memcmp(a.ptr[1], a.ptr[2], a.len[1]) == 0:
+        if nx:
+            out_int(&c.out, 0)
+        else:
+            out_simple(&c.out, b"OK")
+        return
+    if nx and srv.find(a.ptr[2], a.len[2], &d, &dlen):
+        out_int(&c.out, 0)
+        return
+    if srv.stage_record(REC_PUT, a.ptr[2], a.len[2], v, vlen, 0) != 0 or \
+            srv.stage_record(REC_DEL, a.ptr[1], a.len[1], NULL, 0, 0) != 0:
+        no_space(srv, c)
+        return
+    if nx:
+        out_int(&c.out, 1)
+    else:
+        out_simple(&c.out, b"OK")
+
+
+cdef void h_rename(Server srv, Conn *c) noexcept nogil:
+    cmd_rename(srv, c, 0)
+
+
+cdef void h_renamenx(Server srv, Conn *c) noexcept nogil:
+    cmd_rename(srv, c, 1)
+
+
+cdef void cmd_copy(Server srv, Conn *c) noexcept nogil:
+    """COPY source destination [DB n] [REPLACE] (database 0 only)."""
+    cdef Args *a = &srv.args
+    cdef const char *v
+    cdef const char *d
+    cdef size_t vlen, dlen
+    cdef int replace = 0, k = 3
+    cdef int64_t db
+    while k < a.argc:
+        if ieq(a.ptr[k], a.len[k], b"replace"):
+            replace = 1
+        elif ieq(a.ptr[k], a.len[k], b"db") and k + 1 < a.argc:
+            if not parse_i64(a.ptr[k + 1], a.len[k + 1], &db):
+                out_error(&c.out, b"ERR value is not an integer or out of range")
+                return
+            if db != 0:
+                out_error(&c.out, b"ERR DB index is out of range (pastedb has database 0 only)")
+                return
+            k += 1
+        else:
+            out_error(&c.out, b"ERR syntax error")
+            return
+        k += 1
+    if a.len[1] == a.len[2] and memcmp(a.ptr[1], a.ptr[2], a.len[1]) == 0:
+        out_error(&c.out, b"ERR source and destination objects are the same")
+        return
+    if not srv.key_ok(c, a.len[2]):
+        return
+    if not srv.find(a.ptr[1], a.len[1], &v, &vlen):
+        if not srv.find_err:
+            out_int(&c.out, 0)
+        return
+    if not replace and srv.find(a.ptr[2], a.len[2], &d, &dlen):
+        out_int(&c.out, 0)
+        return
+    if srv.stage_record(REC_PUT, a.ptr[2], a.len[2], v, vlen, 0) != 0:
+        no_space(srv, c)
+        return
+    out_int(&c.out, 1)
+
+
+cdef void cmd_touch(Server srv, Conn *c) noexcept nogil:
+    """TOUCH: how many of the keys exist (pastedb keeps no access times)."""
+    cmd_exists(srv, c)
+
+
+cdef struct OneKey:                   # walk_keys' sink for RANDOMKEY: the first / last key visited
+    int got
+    int64_t visited                   # keys visited (last_key_sink)
+    uint32_t klen
+    char key[MAX_KEY_LEN]
+
+
+cdef int one_key_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    cdef OneKey *o = <OneKey *>ctx
+    memcpy(o.key, k, klen)
+    o.klen = klen
+    o.got = 1
+    return 1
+
+
+cdef inline uint64_t next_rand(Server srv) noexcept nogil:
+    cdef uint64_t x = srv.rand_state
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    srv.rand_state = x
+    return x
+
+
+cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
+    """RANDOMKEY in O(log n): the first live key after a random probe drawn
+    between the first and the last key (their common prefix, a byte between
+    theirs, then fewer bytes than the longer has after it, each within the
+    range of bytes the two use past the prefix), then up to RANDOM_SKIP keys
+    further.  The tree keeps no counts, so keys are not equally likely: one
+    after a wide gap of the key space comes up more often.  A few draws at
+    most (inside EXEC the transaction may have deleted what the index has),
+    then nil."""
+    cdef OneKey lo, hi, pick
+    cdef char probe[MAX_KEY_LEN]
+    cdef uint32_t plen, i, common, longest, tail
+    cdef int tries, rc, span, bmin = 255, bmax = 0, p, x
+    cdef int64_t left
+    cdef const char *v
+    cdef size_t vlen
+    lo.got = 0
+    hi.got = 0
+    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &lo)
+    if rc >= 0:
+        rc = srv.db.walk_keys(srv.rev_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &hi)
+    if rc < 0:
+        srv.find_err = rc
+        return
+    if not lo.got:
+        out_null(&c.out, c.resp3)
+        return
+    common = 0
+    while common < lo.klen and common < hi.klen and lo.key[common] == hi.key[common]:
+        common += 1
+    longest = lo.klen if lo.klen > hi.klen else hi.klen
+    for i in range(common, lo.klen):
+        x = <uint8_t>lo.key[i]
+        bmin = x if x < bmin else bmin
+        bmax = x if x > bmax else bmax
+    for i in range(common, hi.klen):
+        x = <uint8_t>hi.key[i]
+        bmin = x if x < bmin else bmin
+        bmax = x if x > bmax else bmax
+    if bmin > bmax:
+        bmin = 0
+        bmax = 255
+    for tries in range(8):
+        memcpy(probe, lo.key, common)
+        plen = common
+        if common < hi.klen:
+            p = <uint8_t>lo.key[common] if common < lo.klen else 0
+            span = <uint8_t>hi.key[common] - p + 1
+            probe[plen] = <char>(p + <int>(next_rand(srv) % <uint64_t>span))
+            plen += 1
+            tail = <uint32_t>(next_rand(srv) % <uint64_t>(longest - common))
+            for i in range(tail):
+                probe[plen] = <char>(bmin + <int>(next_rand(srv) % <uint64_t>(bmax - bmin + 1)))
+                plen += 1
+        # Walk 1..RANDOM_SKIP keys from the probe, wrapping past the last
+        # key to the first (the keys as a circle: no end is favoured).
+        pick.got = 0
+        pick.visited = 0
+        left = 1 + <int64_t>(next_rand(srv) % RANDOM_SKIP)
+        rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1, left,
+                              <KeySink>last_key_sink, &pick)
+        while rc >= 0 and pick.visited < left:
+            left -= pick.visited
+            pick.visited = 0
+            rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, left, <KeySink>last_key_sink, &pick)
+            if pick.visited == 0:
+                break
+        if rc < 0:
+            srv.find_err = rc
+            return
+        if not pick.got:
+            pick = lo
+        if srv.find(pick.key, pick.klen, &v, &vlen):
+            out_bulk(&c.out, pick.key, pick.klen)
+            return
+    out_null(&c.out, c.resp3)
+
+
+cdef int last_key_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    """walk_keys' sink keeping the last key visited."""
+    cdef OneKey *o = <OneKey *>ctx
+    memcpy(o.key, k, klen)
+    o.klen = klen
+    o.got = 1
+    o.visited += 1
+    return 0
+
+
+cdef void cmd_object(Server srv, Conn *c) noexcept nogil:
+    """OBJECT ENCODING / REFCOUNT / FREQ / IDLETIME / HELP for strings."""
+    cdef Args *a = &srv.args
+    cdef const char *v
+    cdef size_t vlen
+    cdef int64_t iv
+    cdef char msg[256]
+    cdef size_t n
+    if ieq(a.ptr[1], a.len[1], b"help") and a.argc == 2:
+        out_array(&c.out, 5)
+        out_simple(&c.out, b"OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:")
+        out_simple(&c.out, b"ENCODING <key>: int, embstr or raw, as Redis would store the string.")
+        out_simple(&c.out, b"FREQ <key>: not tracked by pastedb (no LFU policy).")
+        out_simple(&c.out, b"IDLETIME <key>: not tracked by pastedb (no access times).")
+        out_simple(&c.out, b"REFCOUNT <key>: 1 (pastedb shares no values).")
+        return
+    if a.argc != 3 or not (ieq(a.ptr[1], a.len[1], b"encoding") or
+                           ieq(a.ptr[1], a.len[1], b"refcount") or
+                           ieq(a.ptr[1], a.len[1], b"freq") or
+                           ieq(a.ptr[1], a.len[1], b"idletime")):
+        n = put_quoted(msg, 0, b"ERR unknown subcommand or wrong number of arguments for '",
+                       57, 57)
+        n = put_quoted(msg, n, a.ptr[1], a.len[1], 128)
+        n = put_quoted(msg, n, b"'. Try OBJECT HELP.", 19, 19)
+        msg[n] = 0
+        sanitize_error(msg)
+        out_error(&c.out, msg)
+        return
+    if not srv.find(a.ptr[2], a.len[2], &v, &vlen):
+        out_null(&c.out, c.resp3)
+        return
+    if ieq(a.ptr[1], a.len[1], b"encoding"):
+        if vlen <= 20 and parse_i64(v, vlen, &iv):
+            out_bulk(&c.out, b"int", 3)
+        elif vlen <= 44:
+            out_bulk(&c.out, b"embstr", 6)
+        else:
+            out_bulk(&c.out, b"raw", 3)
+    elif ieq(a.ptr[1], a.len[1], b"refcount"):
+        out_int(&c.out, 1)
+    elif ieq(a.ptr[1], a.len[1], b"freq"):
+        out_error(&c.out, b"ERR An LFU maxmemory policy is not selected, access frequency not "
+                          b"tracked. pastedb keeps no access frequencies.")
+    else:
+        out_error(&c.out, b"ERR pastedb keeps no access times: OBJECT IDLETIME is not available")
+
+
+# ---------------------------------------------------------------- SCAN
+cdef struct ScanCtx:                  # walk_keys' sink for SCAN
+    const char *pat
+    size_t plen
+    int every                         # no MATCH (or "*")
+    int type_ok                       # no TYPE, or TYPE string
+    OutBuf *found                     # the keys to return, as bulk strings
+    int64_t n
+    char *last                        # the last key visited (MAX_KEY_LEN)
+    uint32_t lastlen
+
+
+cdef int scan_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
+    cdef ScanCtx *s = <ScanCtx *>ctx
+    memcpy(s.last, k, klen)
+    s.lastlen = klen
+    if s.type_ok and (s.every or glob_match(s.pat, s.plen, k, klen, 0)):
+        if out_bulk(s.found, k, klen) != 0:
+            return -ENOMEM
+        s.n += 1
+    return 0
+
+
+cdef int parse_u64(const char *s, size_t n, uint64_t *out) noexcept nogil:
+    cdef uint64_t v = 0, d
+    cdef size_t i
+    if n == 0 or n > 20:
+        return 0
+    for i in range(n):
+        if s[i] < 48 or s[i] > 57:
+            return 0
+        d = <uint64_t>(s[i] - 48)
+        if v > (UINT64_MAX - d) // 10:
+            return 0
+        v = v * 10 + d
+    out[0] = v
+    return 1
+
+
+cdef void cmd_scan(Server srv, Conn *c) noexcept nogil:
+    """SCAN cursor [MATCH p] [COUNT n] [TYPE t]: at most COUNT keys
+    (capped at SCAN_MAX_COUNT) are visited per call, in key order.  The
+    cursor names a slot remembering the key to resume after; a cursor
+    whose slot was reused since restarts the scan (SCAN may return a key
+    more than once, never misses one present throughout)."""
+    cdef Args *a = &srv.args
+    cdef uint64_t cursor
+    cdef int64_t count = SCAN_DEFAULT_COUNT
+    cdef int k = 2, rc, resume = 0
+    cdef ScanCtx s
+    cdef OutBuf found
+    cdef ScanSlot *slot
+    cdef char buf[24]
+    cdef int n
+    cdef char last[MAX_KEY_LEN]
+    if not parse_u64(a.ptr[1], a.len[1], &cursor):
+        out_error(&c.out, b"ERR invalid cursor")
+        return
+    memset(&s, 0, sizeof(ScanCtx))
+    s.every = 1
+    s.type_ok = 1
+    while k < a.argc:
+        if k + 1 >= a.argc:
+            out_error(&c.out, b"ERR syntax error")
+            return
+        if ieq(a.ptr[k], a.len[k], b"count"):
+            if not parse_i64(a.ptr[k + 1], a.len[k + 1], &count):
+                out_error(&c.out, b"ERR value is not an integer or out of range")
+                return
+            if count < 1:
+                out_error(&c.out, b"ERR syntax error")
+                return
+            if count > SCAN_MAX_COUNT:
+                count = SCAN_MAX_COUNT
+        elif ieq(a.ptr[k], a.len[k], b"match"):
+            s.pat = a.ptr[k + 1]
+            s.plen = a.len[k + 1]
+            s.every = s.plen == 1 and s.pat[0] == 42
+        elif ieq(a.ptr[k], a.len[k], b"type"):
+            s.type_ok = ieq(a.ptr[k + 1], a.len[k + 1], b"string")
+        else:
+            out_error(&c.out, b"ERR syntax error")
+            return
+        k += 2
+    if out_init(&found, 4096) != 0:
+        out_error(&c.out, b"ERR out of memory")
+        return
+    s.found = &found
+    s.last = last
+    slot = &srv.scan_slots[cursor % SCAN_SLOTS]
+    if cursor != 0 and slot.cursor == cursor and slot.key != NULL:
+        resume = 1
+    rc = srv.db.walk_keys(srv.scan_it, slot.key if resume else NULL,
+                          slot.klen if resume else 0, resume, count, <KeySink>scan_sink, &s)
+    if rc < 0:
+        out_free(&found)
+        if rc == -ENOMEM:
+            out_error(&c.out, b"ERR out of memory")
+        else:
+            srv.find_err = rc
+        return
+    cursor = 0
+    if rc == 1:
+        cursor = srv.next_cursor
+        srv.next_cursor += 1
+        if srv.next_cursor == 0:
+            srv.next_cursor = 1
+        slot = &srv.scan_slots[cursor % SCAN_SLOTS]
+        if slot.key == NULL:
+            slot.key = <char *>malloc(MAX_KEY_LEN)
+        if slot.key == NULL:
+            cursor = 0                        # cannot remember it: the scan ends here
+        else:
+            memcpy(slot.key, last, s.lastlen)
+            slot.klen = s.lastlen
+            slot.cursor = cursor
+    out_array(&c.out, 2)
+    n = format_i64(buf, <int64_t>cursor) if cursor <= <uint64_t>INT64_MAX else 0
+    out_bulk(&c.out, buf, <size_t>n)
+    out_array(&c.out, s.n)
+    out_raw(&c.out, found.data, found.len)
+    out_free(&found)
+
+
+# ---------------------------------------------------------------- WATCH
+cdef void cmd_watch(Server srv, Conn *c) noexcept nogil:
+    cdef Args *a = &srv.args
+    cdef int i
+    if c.in_multi:
+        out_error(&c.out, b"ERR WATCH inside MULTI is not allowed")
+        return
+    for i in range(1, a.argc):
+        if srv.watch_key(c, a.ptr[i], a.len[i]) != 0:
+            out_error(&c.out, b"ERR out of memory")
+            return
+    out_simple(&c.out, b"OK")
+
+
+cdef void cmd_unwatch(Server srv, Conn *c) noexcept nogil:
+    srv.unwatch_all(c)
+    out_simple(&c.out, b"OK")
+
+
+cdef uint32_t key_hash(const char *k, size_t klen) noexcept nogil:
+    """FNV-1a over the key (the WATCH table's buckets)."""
+    cdef uint32_t h = 2166136261
+    cdef size_t i
+    for i in range(klen):
+        h = (h ^ <uint8_t>k[i]) * 16777619
+    return h
+
+
+# ---------------------------------------------------------------- unsupported commands
+# Redis commands pastedb answers with a clear error rather than "unknown":
+# the family each belongs to and why it is not served.
+cdef const char *UNSUPPORTED_FAMILIES[8]
+UNSUPPORTED_FAMILIES[0] = b"hashes"
+UNSUPPORTED_FAMILIES[1] = b"lists"
+UNSUPPORTED_FAMILIES[2] = b"sets"
+UNSUPPORTED_FAMILIES[3] = b"sorted sets"
+UNSUPPORTED_FAMILIES[4] = b"streams"
+UNSUPPORTED_FAMILIES[5] = b"scripting"
+UNSUPPORTED_FAMILIES[6] = b"pub/sub"
+UNSUPPORTED_FAMILIES[7] = b"replication"
+
+UNSUPPORTED = {
+    0: b"hset hget hmset hmget hdel hlen hexists hgetall hkeys hvals hincrby hincrbyfloat "
+       b"hsetnx hstrlen hscan hrandfield",
+    1: b"lpush rpush lpop rpop llen lrange lindex lset lrem ltrim linsert lpushx rpushx "
+       b"rpoplpush lmove blpop brpop brpoplpush blmove lpos lmpop blmpop sort sort_ro",
+    2: b"sadd srem smembers sismember smismember scard spop srandmember smove sinter "
+       b"sinterstore sunion sunionstore sdiff sdiffstore sscan sintercard",
+    3: b"zadd zrem zrange zscore zcard zincrby zrank zrevrank zrangebyscore zrevrange "
+       b"zrevrangebyscore zcount zlexcount zrangebylex zrevrangebylex zremrangebyrank "
+       b"zremrangebyscore zremrangebylex zunionstore zinterstore zscan zpopmin zpopmax "
+       b"bzpopmin bzpopmax zrandmember zmscore zdiff zdiffstore zunion zinter zintercard "
+       b"zrangestore zmpop bzmpop",
+    4: b"xadd xrange xrevrange xlen xread xreadgroup xgroup xack xpending xclaim xautoclaim "
+       b"xinfo xdel xtrim xsetid",
+    5: b"eval evalsha eval_ro evalsha_ro script function fcall fcall_ro",
+    6: b"subscribe unsubscribe psubscribe punsubscribe publish pubsub ssubscribe "
+       b"sunsubscribe spublish",
+    7: b"replicaof slaveof sync psync wait failover replconf",
+}
+
+cdef int NUNSUPPORTED = 0
+cdef const char *UNSUPPORTED_NAMES[256]
+cdef int UNSUPPORTED_OF[256]
+_unsupported_keep = []
+for _fam, _names in UNSUPPORTED.items():
+    for _name in _names.split():
+        _unsupported_keep.append(_name)
+        UNSUPPORTED_NAMES[NUNSUPPORTED] = _name
+        UNSUPPORTED_OF[NUNSUPPORTED] = _fam
+        NUNSUPPORTED += 1
+
+
+cdef int unsupported_family(const char *name, size_t n) noexcept nogil:
+    """Which UNSUPPORTED_FAMILIES entry a command belongs to, or -1."""
+    cdef int i
+    for i in range(NUNSUPPORTED):
+        if ieq(name, n, UNSUPPORTED_NAMES[i]):
+            return UNSUPPORTED_OF[i]
+    return -1
+
+
+
+
 # ---------------------------------------------------------------- rare commands in Python
 cdef object py_auth(Server srv, Conn *c, list args):
     password = args[len(args) - 1]
@@ -833,10 +1713,100 @@ cdef object py_config(Server srv, Conn *c, list args):
     sub = args[1].lower()
     if sub == b"get":
         return config_get(srv, args[2:])
+    if sub == b"set":
+        if len(args) < 4 or len(args) % 2 != 0:
+            return RError("ERR wrong number of arguments for 'config|set' command")
+        for i in range(2, len(args), 2):
+            err = srv.config_set(args[i], args[i + 1])
+            if err is not None:
+                return RError(err)
+        return ROK
     if sub == b"resetstat":
+        memset(srv.cmd_calls, 0, MAX_COMMANDS * sizeof(uint64_t))
+        memset(srv.cmd_rejected, 0, MAX_COMMANDS * sizeof(uint64_t))
         return ROK
     return RError(f"ERR CONFIG {sub.decode('latin-1').upper()} is not supported by pastedb "
-                  f"(CONFIG GET is)")
+                  f"(CONFIG GET, SET and RESETSTAT are)")
+
+
+cdef object py_debug(Server srv, Conn *c, list args):
+    """DEBUG: the subcommands of Redis's test infrastructure that map onto
+    pastedb.  SLEEP holds the whole server, as it does in Redis."""
+    cdef int rc
+    sub = args[1].lower()
+    if sub == b"sleep" and len(args) == 3:
+        try:
+            secs = float(args[2])
+        except ValueError:
+            return RError("ERR value is not a valid float")
+        if secs > 0:
+            time.sleep(secs)
+        return ROK
+    if sub == b"reload" and len(args) == 2:
+        # Everything logged is moved into the tree file and committed
+        # there; reads then come from the files (the server keeps its
+        # mapping: its receive windows live in it).
+        with nogil:
+            rc = srv.commit_staged()
+            if rc == 0:
+                rc = srv.db.checkpoint_index()
+        if rc != 0:
+            return RError("ERR DEBUG RELOAD failed: the checkpoint did not complete")
+        return ROK
+    if sub == b"object" and len(args) == 3:
+        value = srv.db.get(args[2])
+        if value is None:
+            return RError("ERR no such key")
+        enc = (b"int" if len(value) <= 20 and value.lstrip(b"-").isdigit() else
+               b"embstr" if len(value) <= 44 else b"raw")
+        return RStatus("Value refcount:1 encoding:%s serializedlength:%d"
+                       % (enc.decode(), len(value)))
+    if sub == b"protocol" and len(args) == 3:
+        return debug_protocol(args[2].lower(), c.resp3)
+    return RError(f"ERR DEBUG {sub.decode('latin-1').upper()} is not supported by pastedb "
+                  f"(SLEEP, RELOAD, OBJECT and PROTOCOL are)")
+
+
+def debug_protocol(bytes kind, int resp3):
+    """DEBUG PROTOCOL <type>: one reply of each RESP3 type (and its RESP2
+    form), for testing clients' parsers, as Redis's."""
+    def bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+    if kind == b"string":
+        return b"Hello World"
+    if kind == b"integer":
+        return 12345
+    if kind == b"double":
+        return RRaw(b",3.14159265359\r\n" if resp3 else bulk(b"3.14159265359"))
+    if kind == b"bignum":
+        n = b"1234567999999999999999999999999999999"
+        return RRaw(b"(" + n + b"\r\n" if resp3 else bulk(n))
+    if kind == b"null":
+        return None
+    if kind == b"array":
+        return [0, 1, 2]
+    if kind == b"set":
+        return RRaw((b"~3\r\n" if resp3 else b"*3\r\n") + b":0\r\n:1\r\n:2\r\n")
+    if kind == b"map":
+        if resp3:
+            return RRaw(b"%3\r\n:0\r\n#f\r\n:1\r\n#t\r\n:2\r\n#f\r\n")
+        return RRaw(b"*6\r\n:0\r\n:0\r\n:1\r\n:1\r\n:2\r\n:0\r\n")
+    if kind == b"attrib":
+        attrib = b"|1\r\n" + bulk(b"key-popularity") + b"*2\r\n" + bulk(b"key:123") + b":90\r\n"
+        return RRaw((attrib if resp3 else b"") + bulk(b"Some real reply following the attribute"))
+    if kind == b"push":
+        if not resp3:
+            return RError("ERR RESP2 is not supported by this command")
+        return RRaw(b">2\r\n" + bulk(b"server-cpu-usage") + b":42\r\n" +
+                    bulk(b"Some real reply following the push reply"))
+    if kind in (b"true", b"false"):
+        t = kind == b"true"
+        return RRaw((b"#t\r\n" if t else b"#f\r\n") if resp3 else (b":1\r\n" if t else b":0\r\n"))
+    if kind == b"verbatim":
+        text = b"This is a verbatim\nstring"
+        return RRaw(b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text) if resp3 else bulk(text))
+    return RError("ERR Wrong protocol type name. Please use one of the following: "
+                  "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false")
 
 
 cdef object py_info(Server srv, Conn *c, list args):
@@ -894,93 +1864,16 @@ cdef object config_get(Server srv, list patterns):
     return out
 
 
-cdef object py_scan(Server srv, Conn *c, list args):
-    # The cursor is the key to resume after, hex-encoded into an integer
-    # string would overflow 64 bits; instead cursor N names an entry of a
-    # small table of resume keys.  A stale cursor restarts from the top,
-    # which SCAN's guarantees allow (it may return duplicates).
-    try:
-        cursor = int(args[1])
-    except ValueError:
-        return RError("ERR invalid cursor")
-    count = SCAN_DEFAULT_COUNT
-    pattern = None
-    i = 2
-    while i < len(args):
-        opt = args[i].lower()
-        if opt == b"count" and i + 1 < len(args):
-            try:
-                count = int(args[i + 1])
-            except ValueError:
-                return RError("ERR value is not an integer or out of range")
-            if count < 1:
-                return RError("ERR syntax error")
-            count = min(count, SCAN_MAX_COUNT)    # one call stays a bounded slice
-            i += 2
-        elif opt == b"match" and i + 1 < len(args):
-            pattern = args[i + 1] if args[i + 1] != b"*" else None   # every key
-            i += 2
-        elif opt == b"type" and i + 1 < len(args):
-            if args[i + 1].lower() != b"string":
-                return [b"0", []]
-            i += 2
-        else:
-            return RError("ERR syntax error")
-    table = _scan_table(srv)
-    start = None
-    if cursor != 0:
-        start = table.get(cursor)
-    keys = []
-    last = None
-    n = 0
-    it = srv.db.keys(start=start) if start is not None else srv.db.keys()
-    for k in it:
-        if start is not None and k == start:
-            continue
-        n += 1
-        last = k
-        if pattern is None or glob_match(pattern, len(pattern), k, len(k), 0):
-            keys.append(k)
-        if n >= count:
-            break
-    else:
-        return [b"0", keys]
-    nxt = table.put(last)
-    return [str(nxt).encode(), keys]
-
-
-cdef object _scan_table(Server srv):
-    if srv.scans is None:
-        srv.scans = ScanTable()
-    return srv.scans
-
-
-class ScanTable:
-    """Cursor ids for SCAN: a bounded map from id to the key to resume after."""
-
-    def __init__(self, size=4096):
-        self.size = size
-        self.keys = {}
-        self.next = 1
-
-    def put(self, key):
-        cid = self.next
-        self.next += 1
-        self.keys[cid] = key
-        if len(self.keys) > self.size:
-            self.keys.pop(next(iter(self.keys)))
-        return cid
-
-    def get(self, cid):
-        return self.keys.get(cid)
-
-
 class RError(str):
     """An error reply."""
 
 
 class RStatus(str):
     """A simple-string reply."""
+
+
+class RRaw(bytes):
+    """A reply already encoded (DEBUG PROTOCOL's types)."""
 
 
 ROK = RStatus("OK")
@@ -990,6 +1883,9 @@ cdef int encode_reply(OutBuf *o, object r, int resp3) except -1:
     cdef bytes b
     if r is None:
         out_null(o, resp3)
+    elif isinstance(r, RRaw):
+        b = bytes(r)
+        out_raw(o, b, len(b))
     elif isinstance(r, RError):
         b = str(r).encode()
         out_error(o, b)
@@ -1048,7 +1944,7 @@ defcmd(b"decr", 2, F_WRITE, h_decr, 1, 1, 1)
 defcmd(b"incrby", 3, F_WRITE, h_incrby, 1, 1, 1)
 defcmd(b"decrby", 3, F_WRITE, h_decrby, 1, 1, 1)
 defcmd(b"keys", 2, F_READONLY, cmd_keys)
-defcmd(b"scan", -2, F_READONLY, h_scan)
+defcmd(b"scan", -2, F_READONLY, cmd_scan)
 defcmd(b"type", 2, F_READONLY, cmd_type, 1, 1, 1)
 defcmd(b"multi", 1, F_READONLY | F_NOMULTI, h_multi)
 defcmd(b"exec", 1, F_NOMULTI, cmd_exec)
@@ -1058,3 +1954,20 @@ defcmd(b"bgsave", -1, F_WRITE | F_DENYMULTI, h_bgsave)
 defcmd(b"shutdown", -1, F_DENYMULTI, h_shutdown)
 defcmd(b"time", 1, F_READONLY, cmd_time)
 defcmd(b"reset", 1, F_NOAUTH | F_NOMULTI, h_reset)
+defcmd(b"getset", 3, F_WRITE, cmd_getset, 1, 1, 1)
+defcmd(b"append", 3, F_WRITE, cmd_append, 1, 1, 1)
+defcmd(b"getrange", 4, F_READONLY, cmd_getrange, 1, 1, 1)
+defcmd(b"substr", 4, F_READONLY, cmd_getrange, 1, 1, 1)
+defcmd(b"setrange", 4, F_WRITE, cmd_setrange, 1, 1, 1)
+defcmd(b"incrbyfloat", 3, F_WRITE, cmd_incrbyfloat, 1, 1, 1)
+defcmd(b"msetnx", -3, F_WRITE, cmd_msetnx, 1, -1, 2)
+defcmd(b"lcs", -3, F_READONLY, cmd_lcs, 1, 2, 1)
+defcmd(b"rename", 3, F_WRITE, h_rename, 1, 2, 1)
+defcmd(b"renamenx", 3, F_WRITE, h_renamenx, 1, 2, 1)
+defcmd(b"copy", -3, F_WRITE, cmd_copy, 1, 2, 1)
+defcmd(b"randomkey", 1, F_READONLY, cmd_randomkey)
+defcmd(b"touch", -2, F_READONLY, cmd_touch, 1, -1, 1)
+defcmd(b"object", -2, F_READONLY, cmd_object, 2, 2, 1)
+defcmd(b"watch", -2, F_READONLY | F_NOMULTI, cmd_watch, 1, -1, 1)
+defcmd(b"unwatch", 1, F_READONLY, cmd_unwatch)
+defcmd(b"debug", -2, F_READONLY, h_debug)

@@ -54,6 +54,20 @@ cdef struct Arena:                   # a receive arena (zero-copy mode)
     int users                         # 1 while current, + connections whose window lies in it;
                                       # at 0 its pin is dropped (release_arena) and the slot freed
 
+cdef struct WatchKey:                # one key one connection WATCHes
+    WatchKey *next                    # the next entry in the same hash bucket
+    WatchKey *conn_next               # the connection's next watched key
+    Conn *conn                        # who watches
+    uint32_t hash                     # of the key (its chain: hash & (watch_nbuckets - 1))
+    uint32_t klen
+    char *key                         # malloc'ed copy
+
+
+cdef struct ScanSlot:                 # a SCAN cursor: the key the next call resumes after
+    uint64_t cursor                   # the cursor id handed out (0: slot unused)
+    uint32_t klen
+    char *key                         # malloc'ed (MAX_KEY_LEN), allocated on first use
+
 
 cdef struct Conn:
     int fd                            # the socket
@@ -88,6 +102,8 @@ cdef struct Conn:
     int ready                         # unprocessed input in the window (a slice ended)
     int over_limit                    # past the output limit: close at once
     KeysJob *keys                     # KEYS running (NULL: none): input waits for it
+    WatchKey *watched                 # WATCHed keys (chained through conn_next)
+    int watch_dirty                   # a watched key was modified since WATCH: EXEC fails
     QueuedCmd *queue                  # MULTI queue
     int qlen
     int qcap
@@ -107,6 +123,13 @@ cdef class Server:
     cdef DB db                        # the engine (its ingest API: engine.pxd)
     cdef char *base                   # the pool's mapping (fixed for the DB's life)
     cdef MergeIter scan_it            # FLUSHALL's walk over every live key (loop thread)
+    cdef MergeIter rev_it             # the same, last key first (RANDOMKEY's upper bound)
+    cdef WatchKey **watch_buckets     # WATCHed keys by hash (watch_nbuckets chains)
+    cdef uint64_t watch_nbuckets      # a power of 2: doubles as entries grow
+    cdef int64_t nwatched             # entries in them (0: key_modified returns at once)
+    cdef ScanSlot *scan_slots         # SCAN cursors (SCAN_SLOTS, by cursor % SCAN_SLOTS)
+    cdef uint64_t next_cursor         # the next SCAN cursor id
+    cdef uint64_t rand_state          # RANDOMKEY's xorshift state
     cdef int find_err                 # a lookup failed (damaged index) in this command
     cdef int listen_fd
     cdef int epoll_fd
@@ -164,7 +187,8 @@ cdef class Server:
     cdef readonly uint64_t obuf_disconnections    # clients closed past the output limit
     cdef readonly uint64_t referenced_replies     # values sent from the pool, not copied
     cdef double start_time
-    cdef object scans                 # SCAN cursor table
+    cdef uint64_t *cmd_calls          # per command table entry: calls
+    cdef uint64_t *cmd_rejected       # ... refused before running (arity, auth, MULTI)
 
     # the shared receive arena (zero-copy mode)
     cdef char *arena                  # current arena extent
@@ -232,6 +256,13 @@ cdef class Server:
     cdef int find_ex(self, const char *k, size_t klen, const char **vp, size_t *vlen,
                      int pin) noexcept nogil
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil
+    # The per-key modification hook: every write of a key (staged PUT or DEL,
+    # and whatever else ends a key's life, e.g. an expiry) calls it, and it
+    # marks the connections WATCHing the key, whose EXEC then fails.
+    cdef void key_modified(self, const char *k, size_t klen) noexcept nogil
+    cdef int watch_key(self, Conn *c, const char *k, size_t klen) noexcept nogil
+    cdef void unwatch_all(self, Conn *c) noexcept nogil
+    cdef void apply_bulk_limit(self)
     cdef int64_t staged_dbsize(self) noexcept nogil
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil

@@ -2,16 +2,17 @@
 
 import logging
 import os
+import resource
 import socket
 import threading
 import time
 
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, UINT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
-    E2BIG, EAGAIN, EDQUOT, EINTR, ENOMEM, ENOSPC, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
+    E2BIG, EAGAIN, EDQUOT, EINTR, ENOMEM, ENOSPC, ERANGE, errno_clear, isinf, isnan, snprintf, strtold, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
     accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
@@ -31,7 +32,7 @@ from pastedb.core.index cimport Ref
 from pastedb.core.pattern cimport glob_match
 from pastedb.core.resp cimport (
     PARSE_COMMAND, PARSE_ERROR, PARSE_NEED_MORE, OutBuf, RespParser, out_array, out_bulk,
-    out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null,
+    out_bulk_header, out_error, out_free, out_init, out_int, out_map, out_null, out_null_array,
     out_raw, out_reserve,
     out_simple, parse_command, parser_free, parser_init, parser_moved, parser_rebase,
 )
@@ -51,6 +52,8 @@ cdef enum:
     ARENA_BYTES = 4194304
     SCAN_DEFAULT_COUNT = 10
     SCAN_MAX_COUNT = 65536          # keys one SCAN call visits at most (COUNT is a hint)
+    SCAN_SLOTS = 4096               # SCAN cursors remembered (an older one restarts the scan)
+    WATCH_BUCKETS = 1024            # hash chains of WATCHed keys at first (a power of 2)
     KEYS_SLICE = 4096               # keys one KEYS slice visits before others are served
     # Fairness and bounded memory (per connection):
     CMDS_PER_SLICE = 1024           # commands run before the loop serves others
@@ -146,6 +149,13 @@ cdef class Server:
         free(<void *>self.args.ptr)
         free(self.args.len)
         free(self.recs)
+        free(self.watch_buckets)
+        if self.scan_slots != NULL:
+            for fd in range(SCAN_SLOTS):
+                free(self.scan_slots[fd].key)
+            free(self.scan_slots)
+        free(self.cmd_calls)
+        free(self.cmd_rejected)
         for fd in (self.listen_fd, self.epoll_fd, self.event_fd, self.signal_fd,
                    self.splice_pipe[0], self.splice_pipe[1]):
             if fd >= 0:
@@ -160,7 +170,21 @@ cdef class Server:
         self.db = db
         self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
-        self.scan_it.tc.close()                   # pinned only inside walk_keys (engine.pyx)
+        self.rev_it = MergeIter(db, True)
+        # Pinned only inside walk_keys (engine.pyx): a snapshot held between
+        # calls would stop the tree from reusing pages.
+        self.scan_it.tc.close()
+        self.rev_it.tc.close()
+        self.watch_nbuckets = WATCH_BUCKETS
+        self.watch_buckets = <WatchKey **>calloc(WATCH_BUCKETS, sizeof(WatchKey *))
+        self.scan_slots = <ScanSlot *>calloc(SCAN_SLOTS, sizeof(ScanSlot))
+        self.cmd_calls = <uint64_t *>calloc(MAX_COMMANDS, sizeof(uint64_t))
+        self.cmd_rejected = <uint64_t *>calloc(MAX_COMMANDS, sizeof(uint64_t))
+        if self.watch_buckets == NULL or self.scan_slots == NULL or \
+                self.cmd_calls == NULL or self.cmd_rejected == NULL:
+            raise MemoryError()
+        self.next_cursor = 1
+        self.rand_state = <uint64_t>time.time_ns() | 1
         self.sync_acks = sync
         self.copy_mode = copy
         self.window = max(4096, (window + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE)
@@ -533,6 +557,7 @@ cdef class Server:
             self.watch(fd, EPOLLIN, 0)
 
     cdef void free_conn(self, Conn *c) noexcept nogil:
+        self.unwatch_all(c)
         self.drop_refs(c, 0)
         free(c.refs)
         free_keys_job(c)
@@ -1240,6 +1265,8 @@ cdef class Server:
             rc = self.db.stage_delete(k, <uint32_t>klen, rec)
         if rc == 0:
             self.nrecs += 1
+            if self.nwatched:
+                self.key_modified(k, klen)
         else:
             self.stage_rc = rc
         return rc
@@ -1348,7 +1375,83 @@ cdef class Server:
             return 0
         return 1
 
-    # ------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------ WATCH
+    cdef void key_modified(self, const char *k, size_t klen) noexcept nogil:
+        cdef WatchKey *w
+        cdef uint32_t h
+        if self.nwatched == 0:
+            return
+        h = key_hash(k, klen)
+        w = self.watch_buckets[h & (self.watch_nbuckets - 1)]
+        while w != NULL:
+            if w.hash == h and w.klen == klen and memcmp(w.key, k, klen) == 0:
+                w.conn.watch_dirty = 1
+            w = w.next
+
+    cdef int watch_key(self, Conn *c, const char *k, size_t klen) noexcept nogil:
+        """Add k to c's watched keys (once).  0 or -ENOMEM.  The table
+        doubles when it holds twice as many entries as chains, so a lookup
+        (here and in key_modified) stays a short chain however many keys
+        are watched."""
+        cdef uint32_t h = key_hash(k, klen)
+        cdef WatchKey *w = self.watch_buckets[h & (self.watch_nbuckets - 1)]
+        cdef WatchKey **grown
+        cdef WatchKey *nxt
+        cdef uint64_t i, n
+        while w != NULL:
+            if w.conn == c and w.hash == h and w.klen == klen and memcmp(w.key, k, klen) == 0:
+                return 0
+            w = w.next
+        if <uint64_t>self.nwatched >= 2 * self.watch_nbuckets:
+            n = self.watch_nbuckets * 2
+            grown = <WatchKey **>calloc(n, sizeof(WatchKey *))
+            if grown != NULL:
+                for i in range(self.watch_nbuckets):
+                    w = self.watch_buckets[i]
+                    while w != NULL:
+                        nxt = w.next
+                        w.next = grown[w.hash & (n - 1)]
+                        grown[w.hash & (n - 1)] = w
+                        w = nxt
+                free(self.watch_buckets)
+                self.watch_buckets = grown
+                self.watch_nbuckets = n
+        w = <WatchKey *>malloc(sizeof(WatchKey))
+        if w == NULL:
+            return -ENOMEM
+        w.key = <char *>malloc(klen + 1)
+        if w.key == NULL:
+            free(w)
+            return -ENOMEM
+        memcpy(w.key, k, klen)
+        w.klen = <uint32_t>klen
+        w.hash = h
+        w.conn = c
+        w.conn_next = c.watched
+        c.watched = w
+        w.next = self.watch_buckets[h & (self.watch_nbuckets - 1)]
+        self.watch_buckets[h & (self.watch_nbuckets - 1)] = w
+        self.nwatched += 1
+        return 0
+
+    cdef void unwatch_all(self, Conn *c) noexcept nogil:
+        """UNWATCH: forget c's watched keys and its dirty flag."""
+        cdef WatchKey *w = c.watched
+        cdef WatchKey *nxt
+        cdef WatchKey **pp
+        while w != NULL:
+            nxt = w.conn_next
+            pp = &self.watch_buckets[w.hash & (self.watch_nbuckets - 1)]
+            while pp[0] != w:
+                pp = &pp[0].next
+            pp[0] = w.next
+            free(w.key)
+            free(w)
+            self.nwatched -= 1
+            w = nxt
+        c.watched = NULL
+        c.watch_dirty = 0
+
     # --------------------------------------------------------- data commands
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil:
         cdef size_t upto = <size_t>(end - c.win)
@@ -1372,6 +1475,7 @@ cdef class Server:
             b"client-output-buffer-limit": b"normal %d %d %d" % (
                 self.obuf_hard, self.obuf_soft, self.obuf_soft_ns // 1000000000),
             b"databases": b"1", b"requirepass": b"", b"maxmemory": b"0",
+            b"maxmemory-policy": b"noeviction",
             b"dir": os.fsencode(self.db.path),
         }
 
@@ -1402,21 +1506,121 @@ cdef class Server:
                 n += 1
         return n
 
+    def config_set(self, bytes name, bytes value):
+        """CONFIG SET of one option: None when set, else the error text.
+        What pastedb can change at run time changes; an option it has but
+        cannot change is accepted only with the value it already has."""
+        name = name.lower()
+        text = value.decode("latin-1")
+        current = self.config_values()
+        try:
+            if name == b"maxclients":
+                n = int(text) if text.isdigit() else 0
+                if n < 1:
+                    raise ValueError("argument must be between 1 and 2147483647 inclusive")
+                self.maxclients = n
+            elif name == b"proto-max-bulk-len":
+                n = parse_mem(text)
+                if n < 1024:
+                    raise ValueError("argument must be a memory value of at least 1024")
+                self.max_bulk_len = min(n, MAX_VALUE_LEN)
+                self.apply_bulk_limit()
+            elif name == b"client-query-buffer-limit":
+                n = parse_mem(text)
+                if n < 1024 * 1024:
+                    raise ValueError("argument must be a memory value of at least 1mb")
+                self.max_query = n
+            elif name == b"client-output-buffer-limit":
+                words = text.split()
+                if len(words) % 4 != 0 or not words:
+                    raise ValueError("wrong number of arguments")
+                for i in range(0, len(words), 4):
+                    if words[i].lower() != "normal":
+                        raise ValueError("pastedb has normal clients only")
+                    hard, soft, secs = parse_output_limit(" ".join(words[i:i + 4]))
+                    self.obuf_hard = hard
+                    self.obuf_soft = soft
+                    self.obuf_soft_ns = <int64_t>secs * 1000000000
+            elif name in current:
+                if name == b"maxmemory":
+                    parse_mem(text)                   # Redis's check of the value first
+                if value.lower() != current[name].lower():
+                    return (f"ERR CONFIG SET '{name.decode('latin-1')}' is not supported by "
+                            f"pastedb: it runs with {current[name].decode('latin-1')!r}")
+            else:
+                return ("ERR Unknown option or number of arguments for CONFIG SET - "
+                        f"'{name.decode('latin-1')}'")
+        except ValueError as e:
+            return (f"ERR CONFIG SET failed (possibly related to argument "
+                    f"'{name.decode('latin-1')}') - {e}")
+        return None
+
+    cdef void apply_bulk_limit(self):
+        cdef int fd
+        cdef Conn *c
+        for fd in range(self.conns_cap):
+            c = self.conns[fd]
+            if c != NULL and c.authed:
+                c.parser.max_bulk_len = self.max_bulk_len
+
+    def keyspace_line(self, st):
+        """INFO keyspace: the line for database 0 (nothing when it is empty)."""
+        if not st["keys"]:
+            return ""
+        return "db0:keys=%d,expires=%d,avg_ttl=0\r\n" % (st["keys"], 0)
+
+    def command_stats(self):
+        """INFO commandstats: calls and refused calls per command run so far."""
+        cdef int i
+        lines = []
+        for i in range(NCOMMANDS):
+            if self.cmd_calls[i] or self.cmd_rejected[i]:
+                lines.append("cmdstat_%s:calls=%d,rejected_calls=%d\r\n" % (
+                    (<bytes>COMMANDS[i].name).decode(), self.cmd_calls[i], self.cmd_rejected[i]))
+        return "".join(lines)
+
     def info_text(self, sections=()):
-        st = self.db.stats()
-        want = set(sections) or {b"server", b"clients", b"persistence", b"stats", b"keyspace"}
-        if b"all" in want or b"everything" in want or b"default" in want:
-            want = {b"server", b"clients", b"persistence", b"stats", b"keyspace"}
+        default = [b"server", b"clients", b"memory", b"persistence", b"stats", b"replication",
+                   b"cpu", b"keyspace"]
+        every = default[:-1] + [b"commandstats", b"keyspace"]
+        want = set()
+        for sec in sections or [b"default"]:
+            if sec in (b"all", b"everything"):
+                want.update(every)
+            elif sec == b"default":
+                want.update(default)
+            else:
+                want.add(sec)
+        st = self.db.stats() if (want & {b"persistence", b"keyspace", b"memory"}) else None
         parts = []
-        if b"server" in want:
-            parts.append(
-                "# Server\r\nredis_version:%s\r\npastedb_version:0.1.0\r\nredis_mode:standalone\r\n"
-                "process_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nexecutable:pastedb\r\n"
-                % (VERSION, os.getpid(), self.port, int(time.time() - self.start_time)))
-        if b"clients" in want:
-            parts.append("# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n"
-                         % (self.nclients, self.maxclients))
-        if b"persistence" in want:
+        for sec in every:
+            if sec in want:
+                parts.append(self.info_section(sec, st))
+        return "\r\n".join(parts)
+
+    def info_section(self, bytes sec, st):
+        if sec == b"server":
+            return ("# Server\r\nredis_version:%s\r\npastedb_version:0.1.0\r\n"
+                    "redis_mode:standalone\r\nos:%s\r\narch_bits:64\r\nprocess_id:%d\r\n"
+                    "tcp_port:%s\r\nuptime_in_seconds:%d\r\nuptime_in_days:%d\r\n"
+                    "executable:pastedb\r\n"
+                    % (VERSION, " ".join(os.uname()[0:3:2]), os.getpid(), self.port,
+                       int(time.time() - self.start_time),
+                       int(time.time() - self.start_time) // 86400))
+        if sec == b"clients":
+            return ("# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n"
+                    "blocked_clients:0\r\nwatching_clients:%d\r\ntotal_watched_keys:%d\r\n"
+                    % (self.nclients, self.maxclients, self.watching_clients(), self.nwatched))
+        if sec == b"memory":
+            # pastedb has no allocator accounting of its own: used_memory is
+            # the process's resident set (the pool's mapped pages included).
+            rss = resident_bytes()
+            return ("# Memory\r\nused_memory:%d\r\nused_memory_human:%s\r\n"
+                    "used_memory_rss:%d\r\nused_memory_rss_human:%s\r\n"
+                    "used_memory_dataset:%d\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n"
+                    "maxmemory_policy:noeviction\r\n"
+                    % (rss, human_bytes(rss), rss, human_bytes(rss), st["live_bytes"]))
+        if sec == b"persistence":
             # Health, for a monitor that asks each shard directly (INFO does
             # not pass a proxy): "err" means writes are no longer acknowledged
             # (a barrier failed) -- restart the shard; shutting_down:1 means it
@@ -1427,28 +1631,62 @@ cdef class Server:
                       % ("err" if (st["failed"] or self.flush_error) else "ok",
                          st["barrier_errors"], st["checkpoint_error"], self.listen_fd < 0,
                          st["recovered_records"]))
-            parts.append(
-                "# Persistence\r\nloading:0\r\naof_enabled:1\r\npersist_backend:%s\r\n"
-                "ack_after_durable:%d\r\nreceive_mode:%s\r\nbarriers:%d\r\ncommit_groups:%d\r\n"
-                "log_records:%d\r\nlog_durable_lsn:%d\r\n%s%s"
-                % (st["persist"], self.sync_acks, "copy" if self.copy_mode else "zero-copy",
-                   st["barriers"], st["commit_groups"], st["log_records"],
-                   st["log_durable_lsn"], self.space_info(st), health))
-        if b"stats" in want:
-            parts.append(
-                "# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
-                "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
-                "client_output_buffer_limit_disconnections:%d\r\n"
-                "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreferenced_replies:%d\r\n"
-                "receive_path:%s\r\n"
-                % (self.total_connections, self.total_commands, self.rejected_connections,
-                   self.bytes_received, self.protocol_errors, self.obuf_disconnections,
-                   self.zero_copy_puts, self.copied_puts, self.referenced_replies,
-                   self.receive_path()))
-        if b"keyspace" in want:
-            parts.append("# Keyspace\r\n" + ("db0:keys=%d,expires=0,avg_ttl=0\r\n" % st["keys"]
-                                             if st["keys"] else ""))
-        return "\r\n".join(parts)
+            return ("# Persistence\r\nloading:0\r\naof_enabled:1\r\nrdb_bgsave_in_progress:0\r\n"
+                    "aof_rewrite_in_progress:0\r\npersist_backend:%s\r\n"
+                    "ack_after_durable:%d\r\nreceive_mode:%s\r\nbarriers:%d\r\ncommit_groups:%d\r\n"
+                    "log_records:%d\r\nlog_durable_lsn:%d\r\n%s%s"
+                    % (st["persist"], self.sync_acks, "copy" if self.copy_mode else "zero-copy",
+                       st["barriers"], st["commit_groups"], st["log_records"],
+                       st["log_durable_lsn"], self.space_info(st), health))
+        if sec == b"stats":
+            return ("# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
+                    "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
+                    "client_output_buffer_limit_disconnections:%d\r\n"
+                    "zero_copy_puts:%d\r\ncopied_puts:%d\r\nreferenced_replies:%d\r\n"
+                    "receive_path:%s\r\n"
+                    % (self.total_connections, self.total_commands, self.rejected_connections,
+                       self.bytes_received, self.protocol_errors, self.obuf_disconnections,
+                       self.zero_copy_puts, self.copied_puts, self.referenced_replies,
+                       self.receive_path()))
+        if sec == b"replication":
+            # No replication: a primary without replicas, at offset 0.
+            return ("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"
+                    "master_failover_state:no-failover\r\nmaster_repl_offset:0\r\n"
+                    "repl_backlog_active:0\r\n")
+        if sec == b"cpu":
+            me = resource.getrusage(resource.RUSAGE_SELF)
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return ("# CPU\r\nused_cpu_sys:%.6f\r\nused_cpu_user:%.6f\r\n"
+                    "used_cpu_sys_children:%.6f\r\nused_cpu_user_children:%.6f\r\n"
+                    % (me.ru_stime, me.ru_utime, kids.ru_stime, kids.ru_utime))
+        if sec == b"commandstats":
+            return "# Commandstats\r\n" + self.command_stats()
+        if sec == b"keyspace":
+            return "# Keyspace\r\n" + self.keyspace_line(st)
+        return ""
+
+    def watching_clients(self):
+        cdef int fd
+        cdef int n = 0
+        for fd in range(self.conns_cap):
+            if self.conns[fd] != NULL and self.conns[fd].watched != NULL:
+                n += 1
+        return n
+
+
+def resident_bytes():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def human_bytes(n):
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n}{unit}" if unit == "B" else f"{n:.2f}{unit}"
+        n /= 1024
 
 
 cdef inline int64_t now_ns() noexcept nogil:
