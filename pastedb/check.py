@@ -1756,6 +1756,7 @@ def summary(res: Result) -> dict[str, Any]:
         "keys_lost_before_lsn": rp.gone_before if rp else 0,
         "problems": [p.as_dict() for p in res.problems],
         "notes": [n.as_dict() for n in res.notes],
+        "warnings": [],
         "superblock": {"in_force": res.in_force.index if res.in_force else None,
                        "slots": [s.as_dict() for s in res.slots]},
         "log_source": res.source,
@@ -1790,9 +1791,31 @@ def summary(res: Result) -> dict[str, Any]:
                  space_ratio=(ck.size / live) if live else None, overlaps=len(res.overlaps))
         d["lost"] = [dict(key_dict(k), lsn=v[0], offset=v[1], reason=v[2])
                      for k, v in sorted(rp.lost.items())]
+        space_warning(d, ck.size + d.get("index_file_bytes", 0), live, log_bytes)
     d["checksummed_bytes"] = ck.crc_bytes
     d["elapsed_s"] = round(res.elapsed, 3)
     return d
+
+
+def space_warning(d: dict[str, Any], files: int, live: int, log_bytes: int) -> None:
+    """Warn when the files are past the engine's space bound (SPACE_RATIO x
+    live + SPACE_ALLOWANCE): what the cleaner and compact() could give back is
+    everything but the live bytes, the log and the superblock."""
+    from pastedb.core.engine import SPACE_ALLOWANCE, SPACE_RATIO
+
+    bound = SPACE_RATIO * live + SPACE_ALLOWANCE
+    if files <= bound:
+        return
+    reclaimable = max(0, files - live - log_bytes - HEADER_SIZE - d.get("index_file_bytes", 0))
+    d["warnings"].append({
+        "kind": "space", "file_bytes": files, "live_bytes": live,
+        "space_ratio": files / live if live else None, "bound_bytes": int(bound),
+        "reclaimable_bytes": reclaimable,
+        "message": (f"the files hold {files:,} bytes for {live:,} live "
+                    f"(ratio {files / live:.1f}) " if live else
+                    f"the files hold {files:,} bytes and no live data ")
+                   + f"-- past the bound of {int(bound):,}; about {reclaimable:,} bytes could "
+                   f"be given back by the cleaner (open the database, or run compact())"})
 
 
 def union_length(ranges: list[tuple[int, int]]) -> int:
@@ -1846,6 +1869,8 @@ def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:
              f"{d['allocated_end']:,} {human_bytes(d['free_bytes'])}{ratio}")
     for n in d["notes"]:
         echo(f"  note        [{n['kind']}] {n['file']} @ {n['offset']}: {n['message']}")
+    for w in d.get("warnings", []):
+        echo(f"  WARNING     [{w['kind']}] {w['message']}")
     for p in d["problems"]:
         echo(f"  PROBLEM     [{p['kind']}] {p['file']} @ {p['offset']}: {p['message']}")
     for k in d.get("lost", []):

@@ -61,17 +61,27 @@ def main() -> None:
                    "as Redis writes them: 64mb, 1gb; 0 disables).  A client whose unsent "
                    "replies reach the hard limit, or stay over the soft one that long, is "
                    "disconnected.")
+@click.option("--max-disk", default="0", show_default=True,
+              help="A quota on the database's files (pool + index), as Redis writes sizes "
+                   "(1gb, 512mb; 0: none), the disk's analogue of maxmemory.  Past it, as on "
+                   "a full file system, commands that need new space get -OOM; reads, "
+                   "deletes and INFO go on, and writes resume once deletes and reclamation "
+                   "make room.")
 def serve(directory: str, host: str, port: int, requirepass: str | None, maxclients: int,
           sync_mode: str, persist: str, copy: bool, receive: str, window: int, proto_max_bulk_len: int,
           client_query_buffer_limit: int, crash_images: str | None,
-          client_output_buffer_limit: str) -> None:
+          client_output_buffer_limit: str, max_disk: str) -> None:
     """Serve the database in DIRECTORY over the Redis protocol."""
-    from pastedb.core.server import Server, parse_output_limit
+    from pastedb.core.server import Server, parse_output_limit, parse_size
 
     try:
         parse_output_limit(client_output_buffer_limit)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--client-output-buffer-limit") from e
+    try:
+        max_disk_bytes = parse_size(max_disk)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--max-disk") from e
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pastedb: %(message)s")
     # Block SIGTERM/SIGINT before anything starts: the loop takes them from a
@@ -90,6 +100,8 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
     except pastedb.Error as e:
         raise click.ClickException(str(e)) from e
     open_ms = (time.monotonic() - t_open) * 1e3
+    if max_disk_bytes:
+        db.set_max_disk(max_disk_bytes)
     if crash_images:
         _start_crash_imager(db, crash_images)
     try:

@@ -13,6 +13,7 @@ cdef extern from "<errno.h>" nogil:
         E2BIG
         EWOULDBLOCK
         ENOSPC
+        EDQUOT
         EIO
         EINVAL
         ENOMEM

@@ -464,7 +464,7 @@ cdef void cmd_mset(Server srv, Conn *c) noexcept nogil:
         if srv.stage_record(REC_PUT, a.ptr[i], a.len[i], a.ptr[i + 1], a.len[i + 1],
                              a.in_pool) != 0:
             srv.drop_cmd_recs()
-            out_error(&c.out, b"ERR out of space for the values")
+            srv.space_error(c)
             return
         if a.in_pool:
             srv.keep_window(c, a.ptr[i + 1] + a.len[i + 1])
@@ -494,7 +494,7 @@ cdef void cmd_del(Server srv, Conn *c) noexcept nogil:
         if srv.find(a.ptr[i], a.len[i], &v, &vlen):
             if srv.stage_record(REC_DEL, a.ptr[i], a.len[i], NULL, 0, 0) != 0:
                 srv.drop_cmd_recs()
-                out_error(&c.out, b"ERR out of space")
+                srv.space_error(c)
                 return
             n += 1
     out_int(&c.out, n)
@@ -558,7 +558,7 @@ cdef void cmd_incr(Server srv, Conn *c, int sign, int has_arg) noexcept nogil:
     n = format_i64(buf, cur)
     if srv.stage_record(REC_PUT, a.ptr[1], a.len[1], buf, <size_t>n, 0) != 0:
         srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space")
+        srv.space_error(c)
         return
     srv.recs[srv.nrecs - 1].expire_ms = exp
     out_int(&c.out, cur)
@@ -737,7 +737,7 @@ cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
                                    NULL, 0, 0)
     if rc != 0:
         srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space")
+        srv.space_error(c)
         return
     out_simple(&c.out, b"OK")
 
@@ -786,7 +786,7 @@ cdef void value_too_big(Conn *c) noexcept nogil:
 
 cdef void no_space(Server srv, Conn *c) noexcept nogil:
     srv.drop_cmd_recs()
-    out_error(&c.out, b"ERR out of space for the value")
+    srv.space_error(c)
 
 
 cdef void cmd_getset(Server srv, Conn *c) noexcept nogil:

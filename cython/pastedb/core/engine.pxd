@@ -81,6 +81,9 @@ cdef class DB:
     cdef object idx_thread
     cdef int idx_error                # last checkpoint failure (0 none)
     cdef uint64_t ckpt_every          # records since the last cut that start a checkpoint
+    cdef uint64_t ckpt_bytes          # or key + value bytes since the last cut (0: off)
+    cdef uint64_t logged_bytes        # key + value bytes appended since open (log lock)
+    cdef uint64_t cut_bytes           # logged_bytes at the last checkpoint's cut
     cdef int64_t ckpt_interval_ns     # or this long since the last one, with anything logged
     cdef uint64_t ckpt_count
     cdef int64_t ckpt_ns_total
@@ -93,6 +96,7 @@ cdef class DB:
     cdef uint64_t cleaner_runs
     cdef uint64_t truncated_bytes
     cdef double clean_at              # auto-clean when file bytes > clean_at * live bytes
+    cdef readonly uint64_t max_disk   # quota on pool + index file bytes (0: none): set_max_disk
     cdef pthread_mutex_t data_lock    # guards the data extent cursor
     cdef uint64_t data_off            # next free byte of the current data extent
     cdef uint64_t data_end            # end of the current data extent
@@ -130,10 +134,15 @@ cdef class DB:
 
     # Reserve n bytes in a data extent (8-byte aligned).  0 or -errno.
     cdef int reserve_data(self, uint64_t n, uint64_t *off) noexcept nogil
+    cdef int reserve_data_ex(self, uint64_t n, uint64_t *off, int use_reserve) noexcept nogil
     # Copy key (and value) into the pool and fill a PUT / DEL record for them.
     cdef int stage_put(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                        LogRecord *rec) noexcept nogil
+    cdef int stage_copy(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                        LogRecord *rec, int use_reserve) noexcept nogil
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil
+    cdef int stage_delete_in_place(self, const char *k, uint32_t klen, LogRecord *rec,
+                                   int rc) noexcept nogil
     # Append staged records (one batch when n > 1), update the index in log
     # order, optionally wait for durability.  *existed gets 1 when a DEL hit;
     # *last_lsn (may be NULL) the lsn of the last record appended.
@@ -181,6 +190,7 @@ cdef class DB:
     cdef void auto_clean(self) noexcept with gil
     cdef int seg_settled(self, uint64_t s) noexcept nogil
     cdef void free_pass(self, uint64_t head_lsn) noexcept nogil
+    cdef void apply_quota(self) noexcept nogil
     cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     # Make everything appended so far durable.
     cdef int sync_all(self) noexcept nogil
@@ -192,7 +202,9 @@ cdef class DB:
     # bytes to copy in, unstage to drop them), append a group, make it
     # durable, look a key up; the pool's mapping and arenas to receive into.
     cdef char *mapping(self) noexcept nogil
-    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t minbytes, uint64_t *off,
+                         uint64_t *got) noexcept nogil
+    cdef void release_arena(self, uint64_t off, uint64_t nbytes) noexcept nogil
     cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                        LogRecord *rec) noexcept nogil
     cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil

@@ -32,7 +32,7 @@ from libc.string cimport memcpy, memset
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.btree import upgrade_file
 from pastedb.core.clib cimport (
-    CLOCK_MONOTONIC, CLOCK_REALTIME, ENOMEM, clock_gettime, pthread_cond_destroy, pthread_cond_init,
+    CLOCK_MONOTONIC, CLOCK_REALTIME, EDQUOT, ENOMEM, ENOSPC, clock_gettime, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_timedwait, timespec,
     pdb_load32, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
@@ -46,7 +46,7 @@ from pastedb.core.persist cimport (
     mode_from_name, mode_name,
 )
 from pastedb.core.format cimport (
-    BTREE_VERSION, CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
+    BTREE_VERSION, CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
     SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
     sb_read,
 )
@@ -71,9 +71,24 @@ INDEX_MODES = ("lazy", "eager")
 # or CHECKPOINT_INTERVAL seconds after it when anything was logged at all.
 CHECKPOINT_EVERY = 65536
 CHECKPOINT_INTERVAL = 1.0
-# The indexer runs the cleaner when the pool file is this many times the live
-# bytes (plus 64 MiB); 0 turns it off.
-CLEAN_AT = 1.3
+# ... or once this many key + value bytes were logged since the last one: the
+# bytes written between two checkpoints cannot be released before the second,
+# so this (twice) is most of the space a fast overwrite workload holds dead.
+CHECKPOINT_BYTES = 8 << 20
+# The space bound (docs/ARCHITECTURE.md, "Space reclamation"): pool + index
+# files at most SPACE_RATIO x the live bytes + SPACE_ALLOWANCE.  The indexer
+# runs the cleaner once the pool passes CLEAN_AT x live + CLEAN_SLACK (at most
+# every CLEAN_PERIOD seconds), well inside the bound; CLEAN_AT 0 turns it off.
+SPACE_RATIO = 1.5
+SPACE_ALLOWANCE = 64 << 20
+CLEAN_AT = 1.2
+CLEAN_SLACK = 24 << 20
+cdef double clean_slack = CLEAN_SLACK
+cdef int64_t CLEAN_PERIOD_NS = 100000000     # at least this, and 3x the last run's time, apart
+# What the cleaner aims for when it runs: this many times the live bytes, plus
+# CLEAN_GOAL_SLACK (segments are relocated sparsest first until it is met).
+cdef double CLEAN_GOAL = 1.1
+cdef double CLEAN_GOAL_SLACK = 8 << 20
 # Pending entries moved into the tree per index-lock hold.
 cdef int APPLY_BATCH = 4096
 INITIAL_POOL_BYTES = 8 << 20
@@ -313,6 +328,7 @@ cdef class DB:
             raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, not {index_mode!r}")
         self.eager = index_mode == "eager"
         self.ckpt_every = CHECKPOINT_EVERY
+        self.ckpt_bytes = CHECKPOINT_BYTES
         self.clean_at = CLEAN_AT
         self.ckpt_interval_ns = <int64_t>(CHECKPOINT_INTERVAL * 1e9)
         cdef int created = 0, rc
@@ -688,14 +704,22 @@ cdef class DB:
         are Vfs.arm's)."""
         self.vfs.arm(faults)
 
-    def _checkpoint_policy(self, every=None, interval=None):
+    def _checkpoint_policy(self, every=None, interval=None, nbytes=None):
         """Test and benchmark hook: start a checkpoint after `every` logged
-        records or `interval` seconds (defaults CHECKPOINT_EVERY and
-        CHECKPOINT_INTERVAL)."""
+        records, `nbytes` logged key + value bytes or `interval` seconds
+        (defaults CHECKPOINT_EVERY, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL).
+        Setting `every` alone turns the byte trigger off (0 = off), so a test
+        decides when checkpoints happen."""
         if every is not None:
             if every < 1:
                 raise ValueError("every must be >= 1")
             self.ckpt_every = every
+            if nbytes is None:
+                self.ckpt_bytes = 0
+        if nbytes is not None:
+            if nbytes < 0:
+                raise ValueError("nbytes must be >= 0")
+            self.ckpt_bytes = nbytes
         if interval is not None:
             if interval < 0:
                 raise ValueError("interval must be >= 0")
@@ -924,6 +948,11 @@ cdef class DB:
         pdb_xadd_sc(&self.active, -1)
 
     cdef int reserve_data(self, uint64_t n, uint64_t *off) noexcept nogil:
+        return self.reserve_data_ex(n, off, 0)
+
+    cdef int reserve_data_ex(self, uint64_t n, uint64_t *off, int use_reserve) noexcept nogil:
+        """use_reserve: for writes that give space back (a delete's key, a
+        relocation), which may use the pool's full-disk reserve."""
         cdef int rc
         cdef uint64_t ext
         if self.readonly:
@@ -936,12 +965,12 @@ cdef class DB:
             if n > DATA_EXTENT // 4:
                 # A large value gets an extent of its own size; the current
                 # extent stays open for the small ones.
-                rc = self.pool.alloc_extent(n, off)
+                rc = self.pool.alloc_extent_ex(n, off, use_reserve)
                 if rc == 0:
                     self.pool.pin(off[0], n, 1)
                 pthread_mutex_unlock(&self.data_lock)
                 return rc
-            rc = self.pool.alloc_extent(DATA_EXTENT, &ext)
+            rc = self.pool.alloc_extent_ex(DATA_EXTENT, &ext, use_reserve)
             if rc != 0:
                 pthread_mutex_unlock(&self.data_lock)
                 return rc
@@ -965,9 +994,13 @@ cdef class DB:
 
     cdef int stage_put(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                        LogRecord *rec) noexcept nogil:
+        return self.stage_copy(k, klen, v, vlen, rec, 0)
+
+    cdef int stage_copy(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
+                        LogRecord *rec, int use_reserve) noexcept nogil:
         cdef uint64_t off
         cdef char *dst
-        cdef int rc = self.reserve_data(klen + vlen, &off)
+        cdef int rc = self.reserve_data_ex(klen + vlen, &off, use_reserve)
         if rc != 0:
             return rc
         dst = self.pool.base + off
@@ -994,7 +1027,10 @@ cdef class DB:
     cdef int stage_delete(self, const char *k, uint32_t klen, LogRecord *rec) noexcept nogil:
         cdef uint64_t off
         cdef char *dst
-        cdef int rc = self.reserve_data(klen, &off)
+        # A delete gives space back: it may use the full-disk reserve.
+        cdef int rc = self.reserve_data_ex(klen, &off, 1)
+        if rc == -ENOSPC or rc == -EDQUOT:
+            return self.stage_delete_in_place(k, klen, rec, rc)
         if rc != 0:
             return rc
         dst = self.pool.base + off
@@ -1008,6 +1044,31 @@ cdef class DB:
         rec.klen = <uint16_t>klen
         rec.koff = off
         rec.crc = key_crc_state(dst, klen)
+        return 0
+
+    cdef int stage_delete_in_place(self, const char *k, uint32_t klen, LogRecord *rec,
+                                   int rc) noexcept nogil:
+        """No room even in the reserve (a disk filled to the brim): a DEL
+        record that names the key's own bytes where the live entry has them,
+        so a delete needs no new space but a log slot.  Safe by the usual
+        rule: the record keeps that segment (seg_lsn) until the log head
+        passes it.  An absent key: rc (nothing to delete, no room to say so)."""
+        cdef Ref ref
+        cdef int found
+        pthread_rwlock_rdlock(&self.index_lock)
+        found = self.lookup_locked(k, klen, &ref)
+        if found == 1 and self.ref_in_pool(&ref) and ref.klen == klen:
+            self.pool.pin(ref.koff, klen, 1)      # under the read lock: nothing frees it first
+        else:
+            found = 0
+        pthread_rwlock_unlock(&self.index_lock)
+        if found != 1:
+            return rc
+        memset(rec, 0, sizeof(LogRecord))
+        rec.type = REC_DEL
+        rec.klen = <uint16_t>klen
+        rec.koff = ref.koff
+        rec.crc = key_crc_state(self.pool.base + ref.koff, klen)
         return 0
 
     cdef int index_apply(self, const LogRecord *rec) noexcept nogil:
@@ -1277,6 +1338,7 @@ cdef class DB:
             self.pool.pin(lo, ln, -1)
             if rc == 0:
                 self.pool.note_lsn(lo, ln, recs[i].lsn)
+                self.logged_bytes += recs[i].klen + recs[i].vlen
         if rc != 0:
             self.log.unlock_log()
             if self.eager:
@@ -2202,13 +2264,20 @@ cdef class DB:
             # past every record logged so far and the free pass can release
             # all it names.  The rest of the old chunk is released with it.
             rc = self.log.link_new_chunk()
-            if rc != 0:
+            if rc == -ENOSPC or rc == -EDQUOT:
+                # No chunk to be had (a full disk; it fails before anything
+                # is written): checkpoint without the roll.  The head stays in
+                # this chunk, so the free pass keeps what its records name --
+                # and releases the rest, which is how a full disk gets room.
+                rc = 0
+            elif rc != 0:
                 self.log.failed = rc
                 self.log.unlock_log()
                 return rc
         L = self.log.next_lsn - 1
         head_off = self.log.chunk_off
         head_lsn = self.log.next_lsn - self.log.slot
+        self.cut_bytes = self.logged_bytes
         self.log.unlock_log()
         pthread_mutex_lock(&self.pool.lock)
         mark = self.pool.alloc_tail
@@ -2321,7 +2390,37 @@ cdef class DB:
         free(ents)
         if self.seg_ready:
             self.free_pass(head_lsn)
+        self.apply_quota()
         return 0
+
+    cdef void apply_quota(self) noexcept nogil:
+        """The pool's share of max_disk: what the index file leaves of it."""
+        cdef uint64_t tree_bytes
+        if self.max_disk == 0:
+            return
+        tree_bytes = self.tree.file_pages * PAGE_SIZE
+        pthread_mutex_lock(&self.pool.lock)
+        self.pool.max_size = self.max_disk - tree_bytes if self.max_disk > tree_bytes + SEG_SIZE \
+            else SEG_SIZE
+        pthread_mutex_unlock(&self.pool.lock)
+
+    def set_max_disk(self, uint64_t nbytes):
+        """A quota on the database's files (pool + index), the disk's
+        analogue of Redis's maxmemory; 0 removes it.  Past it the database
+        behaves as on a full disk: writes that need new space fail with
+        OSError(ENOSPC), reads and deletes go on, deletes and reclamation make
+        room.  A pool already bigger than the quota is not cut at once; it
+        shrinks as space is reclaimed."""
+        self.max_disk = nbytes
+        if nbytes == 0:
+            with nogil:
+                pthread_mutex_lock(&self.pool.lock)
+                self.pool.max_size = 0
+                self.pool.disk_full = 0
+                pthread_mutex_unlock(&self.pool.lock)
+        else:
+            with nogil:
+                self.apply_quota()
 
     cdef int write_head(self, uint64_t head_off, uint64_t head_lsn, uint64_t tree_lsn,
                         uint64_t mark) noexcept nogil:
@@ -2421,7 +2520,9 @@ cdef class DB:
         pthread_mutex_unlock(&self.pool.lock)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
-        cut = self.pool.truncate_free_tail(64 << 20 if self.pool.size < (512 << 20) else self.pool.size // 8)
+        # Cut the free end off once it is worth a growth step back: the
+        # space bound counts every byte of the file.
+        cut = self.pool.truncate_free_tail(8 << 20 if self.pool.size < (256 << 20) else self.pool.size // 32)
         if cut > 0:
             self.truncated_bytes += <uint64_t>cut
 
@@ -2439,7 +2540,7 @@ cdef class DB:
         if rc <= 0 or cur.koff != ref.koff or cur.voff != ref.voff or cur.vlen != ref.vlen:
             pthread_rwlock_unlock(&self.index_lock)
             return rc if rc < 0 else 0
-        rc = self.stage_put(key, klen, self.pool.base + ref.voff, ref.vlen, &rec)
+        rc = self.stage_copy(key, klen, self.pool.base + ref.voff, ref.vlen, &rec, 1)
         pthread_rwlock_unlock(&self.index_lock)
         if rc != 0:
             return rc
@@ -2460,8 +2561,9 @@ cdef class DB:
         every segment above the size the live bytes need, so the file can be
         cut back (compact()).  Returns keys moved."""
         cdef Pool pool = self.pool
-        cdef uint64_t s, tail, nvict = 0, before, top, keep
-        cdef int64_t total = 0
+        cdef uint64_t s, tail, nvict = 0, before, top, keep, gain = 0, used
+        cdef int64_t total = 0, total_live = 0
+        cdef double goal, fill
         cdef int64_t limit = <int64_t>(max_fill * SEG_SIZE)
         cdef uint8_t *victim = NULL
         cdef TreeCursor c
@@ -2496,11 +2598,36 @@ cdef class DB:
                 top = keep if keep < tail else tail
             if victim != NULL:
                 for s in range(1, tail):
-                    if not self.seg_settled(s):
+                    # A pinned segment (a server arena in use, staged bytes, a
+                    # value being sent) is left alone: it cannot be freed yet.
+                    if not self.seg_settled(s) or pdb_load32(&pool.seg_pins[s]) != 0:
                         continue
+                    if pool.seg_live[s] > 0:
+                        total_live += pool.seg_live[s]
                     if 0 < pool.seg_live[s] and (pool.seg_live[s] <= limit or s >= top):
                         victim[s] = 1
                         nvict += 1
+                        gain += SEG_SIZE - <uint64_t>pool.seg_live[s]
+                # Not enough: relocate denser segments too, sparsest first,
+                # until the projected file meets the goal (every segment
+                # between half and 90 % full would otherwise hold the file
+                # at up to twice the live bytes).
+                if not pack:
+                    used = (tail - pool.free_segs) * SEG_SIZE
+                    goal = CLEAN_GOAL * <double>total_live + CLEAN_GOAL_SLACK
+                    fill = max_fill + 0.1
+                    while fill < 0.91 and <double>(used - gain) > goal:
+                        for s in range(1, tail):
+                            if <double>(used - gain) <= goal:
+                                break
+                            if victim[s] or not self.seg_settled(s) or \
+                                    pdb_load32(&pool.seg_pins[s]) != 0:
+                                continue
+                            if 0 < pool.seg_live[s] and pool.seg_live[s] <= <int64_t>(fill * SEG_SIZE):
+                                victim[s] = 1
+                                nvict += 1
+                                gain += SEG_SIZE - <uint64_t>pool.seg_live[s]
+                        fill += 0.1
             pthread_mutex_unlock(&pool.lock)
             pthread_mutex_unlock(&self.data_lock)
         if victim == NULL:
@@ -2516,6 +2643,9 @@ cdef class DB:
                     if in_victim(victim, tail, &ref):
                         kp = c.key(&klen)
                         rc2 = self.relocate(kp, klen, &ref)
+                        if rc2 == -ENOSPC or rc2 == -EDQUOT:
+                            rc = 0                # no room to move into: stop here
+                            break
                         if rc2 < 0 and rc2 != ST_CORRUPT:
                             rc = rc2
                             break
@@ -2543,6 +2673,9 @@ cdef class DB:
                 pthread_rwlock_unlock(&self.index_lock)
                 for i in range(nents):
                     rc = self.relocate(ents[i].key, ents[i].ref.klen, &ents[i].ref)
+                    if rc == -ENOSPC or rc == -EDQUOT:
+                        rc = 0
+                        break
                     if rc < 0 and rc != ST_CORRUPT:
                         break
                     rc = 0
@@ -2574,25 +2707,49 @@ cdef class DB:
             raise_status(ST_READONLY, "compact", self.pool_path)
         cdef int rc = self.enter()
         cdef int64_t cut = 0
+        cdef uint64_t freed
+        cdef int rounds
         if rc != 0:
             raise_status(rc, "compact", self.pool_path)
         try:
             with nogil:
                 rc = self.checkpoint_index()
+                if rc == -ENOSPC or rc == -EDQUOT:
+                    # A full disk: first give the file system the pool's
+                    # free end (the index needs pages), then try again.
+                    cut = self.pool.truncate_free_tail(0)
+                    rc = self.checkpoint_index()
             if rc == 0:
                 # New writes (the relocations too) start in the lowest free
                 # segments: leave the current data extent and chunk segment.
+                # (Not on a full disk: there a fresh segment may not be had.)
                 with nogil:
-                    pthread_mutex_lock(&self.data_lock)
-                    self.data_off = 0
-                    self.data_end = 0
-                    pthread_mutex_lock(&self.pool.lock)
-                    self.pool.chunk_seg_used = SEG_SIZE
-                    pthread_mutex_unlock(&self.pool.lock)
-                    pthread_mutex_unlock(&self.data_lock)
-                self._clean(0.5, True)
-                with nogil:
-                    rc = self.checkpoint_index()
+                    if not self.pool.disk_full:
+                        pthread_mutex_lock(&self.data_lock)
+                        self.data_off = 0
+                        self.data_end = 0
+                        pthread_mutex_lock(&self.pool.lock)
+                        self.pool.chunk_seg_used = SEG_SIZE
+                        pthread_mutex_unlock(&self.pool.lock)
+                        pthread_mutex_unlock(&self.data_lock)
+                # On a full disk the relocations fit only into what the last
+                # checkpoint released: round after round, each one's free
+                # pass giving the next one room, while rounds make progress.
+                rounds = 0
+                while True:
+                    freed = self.pool.freed_segs
+                    moved = self._clean(0.5, True)
+                    with nogil:
+                        rc = self.checkpoint_index()
+                    if rc == -ENOSPC or rc == -EDQUOT:
+                        # The relocations' segments are released by the
+                        # indexer's next checkpoint, once it gets room.
+                        rc = 0
+                        break
+                    rounds += 1
+                    if rc != 0 or not self.pool.disk_full or rounds >= 64 or \
+                            (moved == 0 and self.pool.freed_segs == freed):
+                        break
             if rc == 0:
                 with nogil:
                     cut = self.pool.truncate_free_tail(0)
@@ -2613,9 +2770,9 @@ cdef class DB:
 
     cdef void indexer(self) noexcept nogil:
         cdef timespec deadline
-        cdef int64_t last = mono_ns(), now, last_clean = 0
+        cdef int64_t last = mono_ns(), now, last_clean = 0, clean_gap = CLEAN_PERIOD_NS
         cdef uint64_t logged
-        cdef int rc, due, more = 0
+        cdef int rc, due, over, cleaned = 0, more = 0
         pthread_mutex_lock(&self.idx_mutex)
         while not self.idx_stop:
             if not more:
@@ -2640,19 +2797,39 @@ cdef class DB:
                 pthread_mutex_lock(&self.idx_mutex)
             now = mono_ns()
             logged = self.log.next_lsn - 1 - self.cut_lsn
+            # Over the cleaning mark, anything logged (the cleaner's own
+            # relocations included) is worth a checkpoint: its free pass is
+            # what gives the space back.
+            over = self.seg_ready and self.clean_at > 0 and \
+                <double>self.pool.size > self.clean_at * <double>self.c_live + clean_slack
             due = logged >= self.ckpt_every or (
-                (logged > 0 or self.index.count > 0) and now - last >= self.ckpt_interval_ns)
+                (logged > 0 or self.index.count > 0) and now - last >= self.ckpt_interval_ns) or (
+                self.ckpt_bytes > 0 and self.logged_bytes - self.cut_bytes >= self.ckpt_bytes) or (
+                logged > 0 and (over or cleaned))
             if not due or self.log.failed:
                 continue
             pthread_mutex_unlock(&self.idx_mutex)
             rc = self.checkpoint_index()
+            if rc == -ENOSPC or rc == -EDQUOT:
+                # No room for the index's new pages: give the file system
+                # the pool's free end back, so the next try can commit (and
+                # its free pass release what the deletes killed).
+                self.pool.truncate_free_tail(0)
+            cleaned = 0
             if rc == 0 and self.seg_ready and self.clean_at > 0 and \
-                    now - last_clean >= <int64_t>5000000000 and \
-                    <double>self.pool.size > self.clean_at * <double>self.c_live + 67108864.0:
+                    now - last_clean >= clean_gap and \
+                    <double>self.pool.size > self.clean_at * <double>self.c_live + clean_slack:
                 # Much more file than data: move live values out of sparse
-                # segments; the next checkpoints release them.
+                # segments; the next checkpoints release them.  As often as
+                # the pace of writes needs, but never more than a quarter of
+                # the indexer's time.
+                now = mono_ns()
                 self.auto_clean()
                 last_clean = mono_ns()
+                clean_gap = 3 * (last_clean - now)
+                if clean_gap < CLEAN_PERIOD_NS:
+                    clean_gap = CLEAN_PERIOD_NS
+                cleaned = 1
             pthread_mutex_lock(&self.idx_mutex)
             self.idx_error = rc
             last = mono_ns()
@@ -2700,6 +2877,10 @@ cdef class DB:
                 "log_head_lsn": self.log.head_lsn,
                 "space_reclaim": bool(self.seg_ready),
                 "free_bytes": self.pool.free_segs * SEG_SIZE,
+                "free_segments": self.pool.free_segs,
+                "space_bound_bytes": int(SPACE_RATIO * live) + SPACE_ALLOWANCE,
+                "disk_full": int(self.pool.disk_full),
+                "max_disk": self.max_disk,
                 "freed_segments": self.pool.freed_segs,
                 "reused_segments": self.pool.reused_segs,
                 "relocated_keys": self.relocated_keys,
@@ -2892,15 +3073,39 @@ cdef class DB:
         """The pool's mapping: fixed for the life of the DB (pool.pxd)."""
         return self.pool.base
 
-    cdef int alloc_arena(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
-        """A pool extent for receiving requests into (never reclaimed: a
-        partial request may sit in it for long).  0 or -errno."""
+    cdef int alloc_arena(self, uint64_t nbytes, uint64_t minbytes, uint64_t *off,
+                         uint64_t *got) noexcept nogil:
+        """A pool extent to receive requests into, of nbytes -- or, when the
+        free segments hold no run that long, of minbytes in free segments
+        rather than growing the file.  It stays pinned (never released, never
+        relocated from) until release_arena: the server holds it while it
+        receives into it and while a connection's unparsed request lies in
+        it.  After that its segments are reclaimed like data extents: once no
+        tree entry, no record from the log head on and no pin names them.
+        0 or -errno."""
+        cdef int rc
         if self.readonly:
             return ST_READONLY
-        cdef int rc = self.pool.alloc_extent(nbytes, off)
+        nbytes = (nbytes + SEG_SIZE - 1) & ~(<uint64_t>SEG_SIZE - 1)
+        minbytes = (minbytes + SEG_SIZE - 1) & ~(<uint64_t>SEG_SIZE - 1)
+        pthread_mutex_lock(&self.pool.lock)
+        rc = self.pool.take_free_run(nbytes >> SEG_SHIFT, off)
+        if rc != 0 and minbytes < nbytes:
+            rc = self.pool.take_free_run(minbytes >> SEG_SHIFT, off)
+            if rc == 0:
+                nbytes = minbytes
+        if rc != 0:
+            rc = self.pool.take_segments(nbytes >> SEG_SHIFT, off, 0)
         if rc == 0:
-            self.pool.mark_nofree(off[0], nbytes)
+            self.pool.pin(off[0], nbytes, 1)
+            got[0] = nbytes
+        pthread_mutex_unlock(&self.pool.lock)
         return rc
+
+    cdef void release_arena(self, uint64_t off, uint64_t nbytes) noexcept nogil:
+        """The server no longer receives into [off, off + nbytes) and no
+        unparsed request lies there: drop alloc_arena's pin."""
+        self.pool.pin(off, nbytes, -1)
 
     cdef int stage_ref(self, const char *k, uint32_t klen, const char *v, uint64_t vlen,
                        LogRecord *rec) noexcept nogil:
@@ -2908,6 +3113,7 @@ cdef class DB:
         are (the zero-copy path): checksummed there and made persistent by
         the next barrier.  Bytes outside the pool: ST_CORRUPT."""
         cdef char *base = self.pool.base
+        cdef uint64_t lo, ln
         if k < base + HEADER_SIZE or v < base + HEADER_SIZE or \
                 <uint64_t>(k - base) + klen > self.pool.size or \
                 <uint64_t>(v - base) + vlen > self.pool.size:
@@ -2922,6 +3128,9 @@ cdef class DB:
         rec.crc = key_crc_state(k, klen)
         self.barriers.persist_range(k, klen)
         self.barriers.persist_range(v, vlen)
+        # Pinned like copied bytes until appended or unstaged (both unpin).
+        rec_span(rec, &lo, &ln)
+        self.pool.pin(lo, ln, 1)
         return 0
 
     cdef int append_group(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil:
@@ -2988,6 +3197,10 @@ cdef class DB:
             rc = sink(ctx, it.key, it.klen)
             if rc == 1:
                 break
+        # The next call renews the snapshot anyway: holding it between calls
+        # would keep the tree from reusing any page freed since (the index
+        # file would grow with every checkpoint).
+        it.tc.close()
         pthread_rwlock_unlock(&self.index_lock)
         return rc
 

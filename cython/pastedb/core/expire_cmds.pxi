@@ -127,7 +127,7 @@ cdef int stage_value(Server srv, Conn *c, int key_arg, int val_arg, uint64_t exp
                 srv.keep_window(c, a.ptr[val_arg] + a.len[val_arg])
     if rc != 0:
         srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space for the value")
+        srv.space_error(c)
         return 0
     return 1
 
@@ -283,7 +283,7 @@ cdef void cmd_expire(Server srv, Conn *c, int unit, int absolute, const char *na
         rc = srv.stage_expiry(a.ptr[1], a.len[1], <uint64_t>when)
     if rc < 0:
         srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space")
+        srv.space_error(c)
         return
     out_int(&c.out, 1)
 
@@ -351,6 +351,6 @@ cdef void h_persist(Server srv, Conn *c) noexcept nogil:
     rc = srv.stage_expiry(srv.args.ptr[1], srv.args.len[1], 0)
     if rc < 0:
         srv.drop_cmd_recs()
-        out_error(&c.out, b"ERR out of space")
+        srv.space_error(c)
         return
     out_int(&c.out, rc)

@@ -15,7 +15,7 @@ from pastedb.core.vfs cimport File, Vfs
 cdef enum:
     DATA_EXTENT = 1048576             # data extent handed to the put path (1 MiB)
     SEG_FREE = 1                      # seg_flags: reusable
-    SEG_NOFREE = 2                    # never reclaimed (superblock segment, server arenas)
+    SEG_NOFREE = 2                    # never reclaimed (the superblock's segment)
 
 
 
@@ -58,6 +58,10 @@ cdef class Pool:
     cdef readonly uint64_t reused_segs        # segments handed out again (stats)
     cdef readonly uint64_t freed_segs         # segments the free passes released (stats)
     cdef readonly uint64_t truncations        # times the file was cut back
+    # A full disk (pool.pyx, take_segments).
+    cdef uint64_t max_size            # quota on the file's size (0: none), the --max-disk share
+    cdef uint64_t reserve             # headroom ordinary allocations leave once the disk is full
+    cdef int disk_full                # the last growth failed for want of space (self.lock)
 
     # Map `path` through `vfs` (creating it with `initial` bytes when new;
     # `created` says so).  Returns 0, or ST_NO_MAP_SYNC when want_sync and the
@@ -75,16 +79,22 @@ cdef class Pool:
     cdef void grower(self) noexcept nogil
     # Hand out an extent of at least nbytes, buffer aligned; offset in *off.
     # A log chunk (format's CHUNK_SIZE) is carved from a chunk segment; anything else
-    # is whole segments: the lowest free one when one segment does, else new
-    # ones at the end of the file.
+    # is whole segments: the lowest run of free ones, else new ones at the
+    # end of the file.
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil
-    cdef int take_segments(self, uint64_t nseg, uint64_t *off) noexcept nogil
+    # use_reserve: may take the space kept for deletes once the disk is full
+    # (see take_segments).
+    cdef int alloc_extent_ex(self, uint64_t nbytes, uint64_t *off, int use_reserve) noexcept nogil
+    cdef int take_segments(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil
+    cdef uint64_t headroom(self) noexcept nogil
+    cdef int take_free_run(self, uint64_t nseg, uint64_t *off) noexcept nogil
     # Segment bookkeeping (see above).
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil
     cdef int seg_span(self, uint64_t off, uint64_t n, uint64_t *first, uint64_t *last) noexcept nogil
     cdef void add_live(self, uint64_t off, uint64_t n, int sign) noexcept nogil
+    cdef int64_t range_live(self, uint64_t off, uint64_t n) noexcept nogil
     # Cut the file back to the last segment in use when at least `min_cut`
     # bytes at its end are free (caller guarantees no pointer into them is
     # in use).  Returns bytes cut, or -errno.

@@ -5,7 +5,7 @@ from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
 
 from pastedb.core.clib cimport (
-    EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
+    EDQUOT, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
     MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
     pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, PROT_NONE, PROT_READ, PROT_WRITE, errno,
     mmap, munmap, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
@@ -79,7 +79,10 @@ cdef class Pool:
                 break
             step = grow_step(self.size)
             target = round_up(self.size + step, MAP_ALIGN)
-            if target > self.reserved:
+            if self.max_size and target > self.max_size:
+                target = self.max_size // MAP_ALIGN * MAP_ALIGN     # the quota is the disk's end
+                self.disk_full = 1                # from here on ordinary allocations keep the reserve
+            if target > self.reserved or target <= self.size:
                 self.grow_requested = 0
                 continue
             gen = self.truncations
@@ -132,6 +135,7 @@ cdef class Pool:
                 self.seg_flags == NULL or self.seg_dead == NULL:
             raise MemoryError()
         self.seg_flags[0] = SEG_NOFREE            # the superblock's segment
+        self.reserve = 2 * SEG_SIZE               # a data extent for deletes' keys + a chunk segment
         self.free_hint = 1
         self.size = 0
         self.map_sync = want_sync
@@ -210,8 +214,8 @@ cdef class Pool:
         if rc != 0:
             return rc
         new_size = round_up(end, MAP_ALIGN)
-        if new_size > self.reserved:
-            return -ENOSPC
+        if new_size > self.reserved or (self.max_size and new_size > self.max_size):
+            return -ENOSPC                        # (a --max-disk quota: the disk is "full")
         pthread_mutex_lock(&self.grow_lock)
         rc = self.extend_file(new_size)
         pthread_mutex_unlock(&self.grow_lock)
@@ -254,13 +258,18 @@ cdef class Pool:
         return 0
 
     cdef int alloc_extent(self, uint64_t nbytes, uint64_t *off) noexcept nogil:
+        return self.alloc_extent_ex(nbytes, off, 0)
+
+    cdef int alloc_extent_ex(self, uint64_t nbytes, uint64_t *off, int use_reserve) noexcept nogil:
         cdef int rc
         cdef uint64_t o
         nbytes = round_up(nbytes if nbytes else 1, BUF_SIZE)
         pthread_mutex_lock(&self.lock)
         if nbytes == CHUNK_SIZE:
             if self.chunk_seg_used + CHUNK_SIZE > SEG_SIZE:
-                rc = self.take_segments(1, &o)
+                # The log must go on for deletes to be written: its chunks
+                # may use the reserve.
+                rc = self.take_segments(1, &o, 1)
                 if rc != 0:
                     pthread_mutex_unlock(&self.lock)
                     return rc
@@ -270,29 +279,68 @@ cdef class Pool:
             self.chunk_seg_used += CHUNK_SIZE
             pthread_mutex_unlock(&self.lock)
             return 0
-        rc = self.take_segments((nbytes + SEG_SIZE - 1) >> SEG_SHIFT, off)
+        rc = self.take_segments((nbytes + SEG_SIZE - 1) >> SEG_SHIFT, off, use_reserve)
         pthread_mutex_unlock(&self.lock)
         return rc
 
-    cdef int take_segments(self, uint64_t nseg, uint64_t *off) noexcept nogil:
-        """nseg whole segments (caller holds self.lock): the lowest free one
-        when nseg == 1, else new ones at the end of the file."""
+    cdef int take_free_run(self, uint64_t nseg, uint64_t *off) noexcept nogil:
+        """The lowest run of nseg free segments below the allocation tail
+        (caller holds self.lock): 0 and *off, or -ENOSPC when there is none."""
+        cdef uint64_t s, run, first, tail_seg
+        if self.free_segs < nseg:
+            return -ENOSPC
+        tail_seg = self.alloc_tail >> SEG_SHIFT
+        s = self.free_hint
+        run = 0
+        first = s
+        while s < tail_seg:
+            if self.seg_flags[s] & SEG_FREE:
+                if run == 0:
+                    first = s
+                run += 1
+                if run == nseg:
+                    break
+            else:
+                run = 0
+            s += 1
+        if run < nseg:
+            if nseg == 1:
+                self.free_segs = 0                # (cannot happen) resynchronise
+            return -ENOSPC
+        for s in range(first, first + nseg):
+            self.seg_flags[s] &= ~SEG_FREE
+            self.seg_live[s] = 0
+        self.free_segs -= nseg
+        self.reused_segs += nseg
+        if first == self.free_hint:
+            self.free_hint = first + nseg
+        off[0] = first << SEG_SHIFT
+        return 0
+
+    cdef uint64_t headroom(self) noexcept nogil:
+        """Bytes that can be handed out without growing the file: free
+        segments plus the mapped part past the allocation tail (self.lock)."""
+        return self.free_segs * SEG_SIZE + (self.size - self.alloc_tail if self.size > self.alloc_tail else 0)
+
+    cdef int take_segments(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil:
+        """nseg whole segments (caller holds self.lock): the lowest run of
+        free ones, else new ones at the end of the file.
+
+        A full disk is a state: once a growth failed with ENOSPC (or passed
+        max_size), an ordinary allocation must leave `reserve` bytes of
+        headroom (it first tries to grow again: deletes elsewhere on the disk
+        may have made room) -- those are for what gives space back: deletes
+        (their key and log record), log chunks and the cleaner's relocations
+        (use_reserve)."""
         cdef int rc
-        cdef uint64_t start, end, grow_to, s, tail_seg
-        if nseg == 1 and self.free_segs:
-            tail_seg = self.alloc_tail >> SEG_SHIFT
-            s = self.free_hint
-            while s < tail_seg and not (self.seg_flags[s] & SEG_FREE):
-                s += 1
-            if s < tail_seg:
-                self.seg_flags[s] &= ~SEG_FREE
-                self.free_segs -= 1
-                self.free_hint = s + 1
-                self.reused_segs += 1
-                self.seg_live[s] = 0
-                off[0] = s << SEG_SHIFT
-                return 0
-            self.free_segs = 0                    # (cannot happen) resynchronise
+        cdef uint64_t start, end, grow_to, need = nseg << SEG_SHIFT
+        if self.disk_full and not use_reserve and self.headroom() < need + self.reserve:
+            rc = self.ensure(round_up(self.size, SEG_SIZE) + need + self.reserve)
+            if rc != 0:
+                return -ENOSPC if rc == -ENOSPC or rc == -EDQUOT else rc
+            self.disk_full = 0                    # room again (deletes elsewhere on the disk)
+        if self.take_free_run(nseg, off) == 0:
+            return 0
         start = self.alloc_tail
         end = start + (nseg << SEG_SHIFT)
         if end > self.size:
@@ -302,8 +350,22 @@ cdef class Pool:
             if grow_to < end:
                 grow_to = end
             rc = self.ensure(grow_to)
-            if rc == -ENOSPC and end < grow_to:
-                rc = self.ensure(end)               # the disk is nearly full: take only what we need
+            if rc == 0:
+                self.disk_full = 0
+            if (rc == -ENOSPC or rc == -EDQUOT) and end < grow_to:
+                # The disk is nearly full: take only what we need -- and an
+                # ordinary allocation leaves the reserve's worth on the disk.
+                rc = self.ensure(end if use_reserve else end + self.reserve)
+            if rc == 0 and end < grow_to:
+                # Only the tail of the disk was left: from now on ordinary
+                # allocations keep the reserve's headroom.
+                self.disk_full = 1
+            if rc == -ENOSPC or rc == -EDQUOT:
+                self.disk_full = 1
+                if use_reserve:
+                    rc = self.ensure(end)
+                if rc != 0:
+                    return -ENOSPC
             if rc != 0:
                 return rc
         self.alloc_tail = end
@@ -367,6 +429,16 @@ cdef class Pool:
             self.seg_live[s] += part if sign > 0 else -part
             s += 1
 
+    cdef int64_t range_live(self, uint64_t off, uint64_t n) noexcept nogil:
+        """Tree bytes in the segments [off, off + n) touches (a racy read:
+        for heuristics, never for a decision to free)."""
+        cdef uint64_t s, first, last
+        cdef int64_t total = 0
+        if self.seg_span(off, n, &first, &last):
+            for s in range(first, last + 1):
+                total += self.seg_live[s]
+        return total
+
     cdef int64_t truncate_free_tail(self, uint64_t min_cut) noexcept nogil:
         cdef uint64_t tail_seg, s, new_tail, new_size
         cdef void *p
@@ -379,10 +451,15 @@ cdef class Pool:
         if s <= self.chunk_seg:
             s = self.chunk_seg + 1
         new_tail = s << SEG_SHIFT
-        if new_tail >= self.alloc_tail or self.alloc_tail - new_tail < min_cut:
+        if new_tail > self.alloc_tail:
+            new_tail = self.alloc_tail
+        new_size = round_up(new_tail, MAP_ALIGN)
+        # min_cut 0 (compact, a full disk) also gives back the grown part past
+        # the allocation tail.
+        if (min_cut > 0 and (new_tail >= self.alloc_tail or self.alloc_tail - new_tail < min_cut)) \
+                or (min_cut == 0 and new_size >= self.size):
             pthread_mutex_unlock(&self.lock)
             return 0
-        new_size = round_up(new_tail, MAP_ALIGN)
         pthread_mutex_lock(&self.grow_lock)
         if new_size < self.size:
             # Back to reserved address space first, then cut the file.
@@ -409,6 +486,8 @@ cdef class Pool:
             self.seg_live[s] = 0
             self.seg_lsn[s] = 0
         cdef uint64_t cut = self.alloc_tail - new_tail
+        if cut == 0:
+            cut = 1                               # (only the slack past the tail went)
         self.alloc_tail = new_tail
         self.truncations += 1
         pthread_mutex_unlock(&self.lock)

@@ -48,6 +48,12 @@ cdef struct KeysJob:                  # a KEYS walk in progress, a slice per loo
     const char *base                  # the pool mapping (record offsets)
 
 
+cdef struct Arena:                   # a receive arena (zero-copy mode)
+    uint64_t off                      # its pool offset
+    uint64_t size                     # its bytes (whole segments)
+    int users                         # 1 while current, + connections whose window lies in it;
+                                      # at 0 its pin is dropped (release_arena) and the slot freed
+
 cdef struct WatchKey:                # one key one connection WATCHes
     WatchKey *next                    # the next entry in the same hash bucket
     WatchKey *conn_next               # the connection's next watched key
@@ -74,6 +80,9 @@ cdef struct Conn:
     int want_out                      # EPOLLOUT is armed
     int waiting                       # on the server's list of held connections
     char *win                         # receive window (pool extent or heap)
+    int arena                         # 1 + slot in Server.arenas holding win (0: none)
+    int heap_win                      # zero-copy mode, but win is on the heap (no arena to be had)
+    int64_t last_recv_ns              # when bytes last arrived (the loop's clock)
     uint64_t win_off                  # its pool offset (zero-copy mode)
     size_t win_size                   # window bytes
     size_t win_len                    # bytes received into it
@@ -164,6 +173,7 @@ cdef class Server:
     cdef int nrecs
     cdef int recs_cap
     cdef int cmd_recs_start           # first record staged by the current command
+    cdef int stage_rc                 # why the last stage_record failed (-errno)
     cdef int shutdown_requested
     cdef int in_exec                  # running EXEC's queue (no slicing: a transaction is whole)
     # stats
@@ -185,6 +195,17 @@ cdef class Server:
     cdef uint64_t arena_off           # its pool offset
     cdef size_t arena_size
     cdef size_t arena_tail            # next byte to receive into
+    cdef Arena *arenas                # arenas still pinned (slots with size 0 are free)
+    cdef int narenas
+    cdef int cur_arena                # 1 + slot of the current arena (0: none)
+    cdef int64_t arena_retry_ns       # no arena could be had: receive on the heap until then
+    cdef int64_t last_sweep_ns
+    cdef int64_t loop_ns              # the loop's clock, taken once per turn
+    cdef readonly uint64_t arenas_allocated
+    cdef readonly uint64_t arenas_released    # arenas whose pin was dropped (reclaimable)
+    cdef readonly uint64_t partial_moves      # partial requests moved out of old arenas
+    cdef readonly uint64_t partial_moved_bytes
+    cdef readonly uint64_t disk_full_refusals # commands refused for want of disk space
     cdef int splice_pipe[2]           # socket -> pipe -> pool file (ordinary files)
     cdef size_t splice_max            # pipe capacity
 
@@ -204,6 +225,11 @@ cdef class Server:
     cdef int make_room(self, Conn *c) noexcept nogil
     cdef void on_readable(self, Conn *c) noexcept nogil
     cdef int arena_room(self, Conn *c) noexcept nogil
+    cdef int arena_new(self, size_t want, size_t minwant) noexcept nogil
+    cdef void conn_arena(self, Conn *c, int slot) noexcept nogil
+    cdef void arena_unuse(self, int slot) noexcept nogil
+    cdef void sweep_arenas(self) noexcept nogil
+    cdef int heap_room(self, Conn *c) noexcept nogil
     cdef ssize_t splice_in(self, int fd, char *dst, size_t space) noexcept nogil
     cdef void process_input(self, Conn *c) noexcept nogil
     cdef void finish_input(self, Conn *c) noexcept nogil
@@ -223,6 +249,7 @@ cdef class Server:
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
     cdef void drop_cmd_recs(self) noexcept nogil
+    cdef void space_error(self, Conn *c) noexcept nogil
     cdef int commit_staged(self) noexcept nogil
     cdef int find(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil
     cdef int find_pinned(self, const char *k, size_t klen, const char **vp, size_t *vlen) noexcept nogil

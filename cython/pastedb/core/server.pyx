@@ -12,7 +12,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset, strlen
 
 from pastedb.core.clib cimport (
-    E2BIG, EAGAIN, EINTR, ENOMEM, ENOSPC, ERANGE, errno_clear, isinf, isnan, snprintf, strtold, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
+    E2BIG, EAGAIN, EDQUOT, EINTR, ENOMEM, ENOSPC, ERANGE, errno_clear, isinf, isnan, snprintf, strtold, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLERR,
     EPOLLHUP, EPOLLIN, EPOLLOUT, EFD_CLOEXEC, EFD_NONBLOCK, MSG_NOSIGNAL, SFD_CLOEXEC,
     SFD_NONBLOCK, SIGINT, SIGTERM, SOCK_CLOEXEC, SOCK_NONBLOCK, CLOCK_MONOTONIC, CLOCK_REALTIME,
     accept4, pthread_cond_timedwait, iovec, msghdr, sendmsg,
@@ -65,7 +65,12 @@ cdef enum:
 
 
 # ---------------------------------------------------------------- small helpers
-cdef int parse_mem(object text) except? -1:
+def parse_size(text):
+    """A size as Redis writes it (parse_mem), for the command line."""
+    return parse_mem(text)
+
+
+cdef int64_t parse_mem(object text) except? -1:
     """Redis's memtoull: 100, 1k (1000), 1kb (1024), 1m, 1mb, 1g, 1gb."""
     t = text.strip().lower() if isinstance(text, str) else str(text)
     units = (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1000 ** 3),
@@ -132,6 +137,10 @@ cdef class Server:
 
     def __dealloc__(self):
         cdef int fd
+        self.narenas = 0                          # the pins go with the process or the DB
+        free(self.arenas)
+        self.arenas = NULL
+        self.cur_arena = 0
         if self.conns != NULL:
             for fd in range(self.conns_cap):
                 if self.conns[fd] != NULL:
@@ -162,6 +171,10 @@ cdef class Server:
         self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
         self.rev_it = MergeIter(db, True)
+        # Pinned only inside walk_keys (engine.pyx): a snapshot held between
+        # calls would stop the tree from reusing pages.
+        self.scan_it.tc.close()
+        self.rev_it.tc.close()
         self.watch_nbuckets = WATCH_BUCKETS
         self.watch_buckets = <WatchKey **>calloc(WATCH_BUCKETS, sizeof(WatchKey *))
         self.scan_slots = <ScanSlot *>calloc(SCAN_SLOTS, sizeof(ScanSlot))
@@ -260,7 +273,14 @@ cdef class Server:
             pthread_mutex_unlock(&self.flush_lock)
             flusher.join()
         if rc == 0:
-            self.db.checkpoint()
+            try:
+                self.db.checkpoint()
+            except OSError as e:
+                if e.errno not in (ENOSPC, EDQUOT):
+                    raise
+                # Everything acknowledged is durable in the log already.
+                log.warning("pastedb: no disk space for the checkpoint at shutdown; nothing is "
+                            "lost, the next open replays the log since the last one")
         return rc
 
     def _run_flusher(self):
@@ -388,6 +408,10 @@ cdef class Server:
                 close(self.listen_fd)
                 self.listen_fd = -1
             self.after_events()
+            self.loop_ns = now_ns()
+            if not self.copy_mode and self.loop_ns - self.last_sweep_ns > 100000000:
+                self.last_sweep_ns = self.loop_ns
+                self.sweep_arenas()
             if self.flush_error:
                 self.fail_all()
                 return 1
@@ -543,8 +567,10 @@ cdef class Server:
         out_free(&c.out)
         free_queue(c)
         free(c.queue)
-        if self.copy_mode and c.win != NULL:
+        if (self.copy_mode or c.heap_win) and c.win != NULL:
             free(c.win)
+        elif c.arena:
+            self.conn_arena(c, 0)
         free(c)
 
     cdef void close_conn(self, Conn *c) noexcept nogil:
@@ -560,21 +586,12 @@ cdef class Server:
         incomplete command [cmd_start, win_len) to its start."""
         cdef size_t size = self.window
         cdef size_t keep = c.win_len - c.parser.cmd_start
-        cdef uint64_t off
         cdef char *w
-        cdef int rc
         if need > size:
             size = (need + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
-        if self.copy_mode:
-            w = <char *>malloc(size)
-            if w == NULL:
-                return -ENOMEM
-        else:
-            rc = self.db.alloc_arena(size, &off)
-            if rc != 0:
-                return rc
-            w = self.base + off
-            c.win_off = off
+        w = <char *>malloc(size)                 # copy mode: a heap window
+        if w == NULL:
+            return -ENOMEM
         if keep:
             memcpy(w, c.win + c.parser.cmd_start, keep)
         if self.copy_mode and c.win != NULL:
@@ -648,31 +665,38 @@ cdef class Server:
         continued in place; if another connection received since, the
         incomplete command is moved to the tail (the only copy on this path).
         A command that needs more than the arena has left (a large value) gets
-        a new arena of at least its size, so the value is received in place."""
+        a new arena of at least its size, so the value is received in place.
+        When no arena can be had (a full disk), the connection receives on the
+        heap: its reads go on, its writes are refused for want of space."""
         cdef size_t pending = 0, need, want, room
-        cdef char *tail = self.arena + self.arena_tail
-        cdef uint64_t off
+        cdef char *tail
         cdef int rc
+        if c.heap_win:
+            return self.heap_room(c)
         if c.win != NULL:
             pending = c.win_len - c.parser.cmd_start
         need = c.parser.need_total if c.parser.need_total > pending else pending
         if need >= self.max_query:
             return -E2BIG
-        room = self.arena_size - self.arena_tail
-        if c.win != NULL and c.win + c.win_len == tail and need - pending <= room and room >= 4096:
+        room = self.arena_size - self.arena_tail if self.cur_arena else 0
+        tail = self.arena + self.arena_tail
+        if c.win != NULL and self.cur_arena and c.win + c.win_len == tail and \
+                need - pending <= room and room >= 4096:
             return 0                              # contiguous at the tail: recv appends
         want = need + self.window
         if want > room:
-            if want < ARENA_BYTES:
-                want = ARENA_BYTES
-            want = (want + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
-            rc = self.db.alloc_arena(want, &off)
+            if self.arena_retry_ns and now_ns() < self.arena_retry_ns:
+                rc = -ENOSPC
+            else:
+                rc = self.arena_new(want if want > ARENA_BYTES else ARENA_BYTES, want)
             if rc != 0:
+                if rc == -ENOSPC or rc == -EDQUOT:
+                    # Retry the pool a little later (deletes and the free
+                    # pass make room); meanwhile receive on the heap.
+                    self.arena_retry_ns = now_ns() + 50000000
+                    return self.heap_room(c)
                 return rc
-            self.arena = self.base + off
-            self.arena_off = off
-            self.arena_size = want
-            self.arena_tail = 0
+            self.arena_retry_ns = 0
             tail = self.arena
         if pending:
             memmove(tail, c.win + c.parser.cmd_start, pending)
@@ -682,11 +706,132 @@ cdef class Server:
                 # staged key and value are flushed by persist_range).
                 self.db.pool.file.note_store(<uint64_t>(tail - self.db.pool.base), tail, pending)
         c.win = tail
+        self.conn_arena(c, self.cur_arena)      # after the move: the old arena held the bytes
         c.win_off = self.arena_off + self.arena_tail
         c.win_len = pending
         c.win_keep = 0
         parser_moved(&c.parser, 0)
         self.arena_tail += pending
+        return 0
+
+    cdef int arena_new(self, size_t want, size_t minwant) noexcept nogil:
+        """A new current arena of want bytes (minwant if only free segments
+        that small can be had without growing the file)."""
+        cdef uint64_t off, got
+        cdef int i, slot = -1
+        cdef Arena *grown
+        for i in range(self.narenas):
+            if self.arenas[i].size == 0:
+                slot = i
+                break
+        if slot < 0:
+            grown = <Arena *>realloc(self.arenas, (self.narenas + 8) * sizeof(Arena))
+            if grown == NULL:
+                return -ENOMEM
+            self.arenas = grown
+            memset(self.arenas + self.narenas, 0, 8 * sizeof(Arena))
+            slot = self.narenas
+            self.narenas += 8
+        cdef int rc = self.db.alloc_arena(want, minwant, &off, &got)
+        if rc != 0:
+            return rc
+        self.arenas[slot].off = off
+        self.arenas[slot].size = got
+        self.arenas[slot].users = 1               # the current arena's own hold
+        self.arenas_allocated += 1
+        if self.cur_arena:
+            self.arena_unuse(self.cur_arena)
+        self.cur_arena = slot + 1
+        self.arena = self.base + off
+        self.arena_off = off
+        self.arena_size = got
+        self.arena_tail = 0
+        return 0
+
+    cdef void conn_arena(self, Conn *c, int slot) noexcept nogil:
+        """c's window now lies in arena `slot` (1-based; 0: none)."""
+        if c.arena == slot:
+            return
+        if slot:
+            self.arenas[slot - 1].users += 1
+        if c.arena:
+            self.arena_unuse(c.arena)
+        c.arena = slot
+
+    cdef void arena_unuse(self, int slot) noexcept nogil:
+        cdef Arena *a
+        if slot > self.narenas:
+            return                                # the server is going away
+        a = &self.arenas[slot - 1]
+        a.users -= 1
+        if a.users == 0:
+            # Nothing is received into it any more and no unparsed byte lies
+            # in it: from now on its segments are reclaimed like data extents.
+            self.db.release_arena(a.off, a.size)
+            a.size = 0
+            a.off = 0
+            self.arenas_released += 1
+
+    cdef void sweep_arenas(self) noexcept nogil:
+        """Move the partial requests that are the last thing keeping an old,
+        sparse arena pinned (idle connections mid-request) to the current
+        arena's tail, so the old one can be reclaimed.  Only unparsed request
+        bytes are ever copied; an arena still mostly live stays until the
+        values in it die."""
+        cdef int fd, i, any_old = 0
+        cdef Conn *c
+        cdef Arena *a
+        cdef int64_t now = now_ns()
+        for i in range(self.narenas):
+            if self.arenas[i].size and i + 1 != self.cur_arena:
+                any_old = 1
+                break
+        if not any_old:
+            return
+        for fd in range(self.conns_cap):
+            c = self.conns[fd]
+            if c == NULL or not c.arena or c.arena == self.cur_arena or c.keys != NULL or \
+                    now - c.last_recv_ns < 1000000000:
+                continue                          # (a request still arriving moves by itself)
+            a = &self.arenas[c.arena - 1]
+            if self.db.pool.range_live(a.off, a.size) * 2 > <int64_t>a.size:
+                continue
+            i = <int>(c.win_len - c.parser.cmd_start)
+            if self.arena_room(c) == 0:
+                self.partial_moves += 1
+                self.partial_moved_bytes += <uint64_t>i
+
+    cdef int heap_room(self, Conn *c) noexcept nogil:
+        """Receive on the heap (no pool arena could be had): the window is
+        malloc'ed, the pending request copied into it, and commands see
+        their arguments as not in the pool (a write then needs new space and
+        is refused on a full disk; reads and deletes go on)."""
+        cdef size_t pending = 0, need, size
+        cdef char *w
+        if c.win != NULL:
+            pending = c.win_len - c.parser.cmd_start
+        need = c.parser.need_total if c.parser.need_total > pending else pending
+        if need >= self.max_query:
+            return -E2BIG
+        if c.heap_win and c.win_len < c.win_size:
+            return 0
+        size = need + self.window
+        size = (size + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE
+        w = <char *>malloc(size)
+        if w == NULL:
+            return -ENOMEM
+        if pending:
+            memcpy(w, c.win + c.parser.cmd_start, pending)
+        if c.heap_win:
+            free(c.win)
+        else:
+            self.conn_arena(c, 0)
+        c.win = w
+        c.heap_win = 1
+        c.win_size = size
+        c.win_len = pending
+        c.win_keep = 0
+        parser_moved(&c.parser, 0)
         return 0
 
     cdef void on_readable(self, Conn *c) noexcept nogil:
@@ -705,18 +850,18 @@ cdef class Server:
                 if rc == -E2BIG:
                     out_error(&c.out, b"ERR Protocol error: query buffer limit exceeded")
                 else:
-                    out_error(&c.out, b"ERR server out of memory or disk space for the request")
+                    out_error(&c.out, b"ERR server out of memory for the request")
                 c.closing = 1
                 c.out_ready = c.out.len
                 return
-            if self.copy_mode:
+            if self.copy_mode or c.heap_win:
                 space = c.win_size - c.win_len
             else:
                 space = self.arena_size - self.arena_tail
-            if self.splice_pipe[0] >= 0 and not self.copy_mode:
-                got = self.splice_in(fd, c.win + c.win_len, space)
-            elif self.copy_mode:
+            if self.copy_mode or c.heap_win:
                 got = recv(fd, c.win + c.win_len, space, 0)
+            elif self.splice_pipe[0] >= 0:
+                got = self.splice_in(fd, c.win + c.win_len, space)
             else:
                 # Into the mapping: on an ordinary file these stores are made
                 # durable by the file's barrier (the I/O layer notes them).
@@ -734,7 +879,8 @@ cdef class Server:
                 self.close_conn(c)
                 return
             c.win_len += <size_t>got
-            if not self.copy_mode:
+            c.last_recv_ns = self.loop_ns
+            if not self.copy_mode and not c.heap_win:
                 self.arena_tail += <size_t>got
             self.bytes_received += <uint64_t>got
             self.process_input(c)
@@ -803,7 +949,7 @@ cdef class Server:
                     self.args.ptr[i] = c.win + p.cmd_start + p.arg_off[i]
                     self.args.len[i] = p.arg_len[i]
                 self.args.argc = p.argc
-                self.args.in_pool = not self.copy_mode
+                self.args.in_pool = not self.copy_mode and not c.heap_win
                 execute(self, c, p.cmd_start)
                 if self.check_output_limit(c):
                     c.over_limit = 1
@@ -822,9 +968,18 @@ cdef class Server:
         if p.cmd_start == c.win_len and p.state == 0:
             if self.copy_mode:
                 c.win_len = 0
-            elif c.win + c.win_len == self.arena + self.arena_tail:
-                self.arena_tail = <size_t>(c.win - self.arena) + c.win_keep
-                c.win_len = c.win_keep
+            else:
+                if c.heap_win:
+                    free(c.win)                   # the next read tries the pool again
+                    c.heap_win = 0
+                elif c.win + c.win_len == self.arena + self.arena_tail:
+                    self.arena_tail = <size_t>(c.win - self.arena) + c.win_keep
+                # Nothing unparsed is left: the connection holds no arena
+                # (the next read takes the current one's tail).
+                self.conn_arena(c, 0)
+                c.win = NULL
+                c.win_len = 0
+                c.win_keep = 0
             parser_rebase(p, c.win_len)
 
     cdef int grow_args(self, int n) noexcept nogil:
@@ -1112,7 +1267,21 @@ cdef class Server:
             self.nrecs += 1
             if self.nwatched:
                 self.key_modified(k, klen)
+        else:
+            self.stage_rc = rc
         return rc
+
+    cdef void space_error(self, Conn *c) noexcept nogil:
+        """The reply to a write that could not get space (stage_record
+        failed with stage_rc): on a full disk (or past --max-disk) Redis's
+        -OOM class, naming the disk; reads, deletes and INFO go on."""
+        if self.stage_rc == -ENOSPC or self.stage_rc == -EDQUOT:
+            self.disk_full_refusals += 1
+            out_error(&c.out, b"OOM command not allowed when the disk is full: no space left for "
+                              b"the database's files (delete keys or raise --max-disk; writes "
+                              b"resume once space is reclaimed)")
+        else:
+            out_error(&c.out, b"ERR out of memory for the value")
 
     cdef void drop_cmd_recs(self) noexcept nogil:
         """Forget the records the current command staged (releasing the
@@ -1378,6 +1547,33 @@ cdef class Server:
             b"dir": os.fsencode(self.db.path),
         }
 
+    def space_info(self, st):
+        """INFO persistence's space lines: live and file bytes, their ratio
+        and the bound it is held to, segments free and reclaimed, the
+        receive arenas, and whether the disk is full."""
+        ratio = st["space_ratio"]
+        return ("live_bytes:%d\r\nfile_bytes:%d\r\npool_file_bytes:%d\r\nindex_file_bytes:%d\r\n"
+                "space_ratio:%s\r\nspace_bound_bytes:%d\r\nfree_segments:%d\r\n"
+                "reclaimed_segments:%d\r\nreused_segments:%d\r\nrelocated_bytes:%d\r\n"
+                "truncated_bytes:%d\r\narenas_allocated:%d\r\narenas_released:%d\r\n"
+                "arenas_pinned:%d\r\npartial_requests_moved:%d\r\n"
+                "partial_bytes_moved:%d\r\ndisk_full:%d\r\ndisk_full_refusals:%d\r\n"
+                "max_disk:%d\r\n"
+                % (st["live_bytes"], st["file_bytes"], st["pool_file_bytes"],
+                   st["index_file_bytes"], "%.3f" % ratio if ratio is not None else "-",
+                   st["space_bound_bytes"], st["free_segments"], st["freed_segments"],
+                   st["reused_segments"], st["relocated_bytes"], st["truncated_bytes"],
+                   self.arenas_allocated, self.arenas_released, self.arenas_pinned(),
+                   self.partial_moves, self.partial_moved_bytes, st["disk_full"],
+                   self.disk_full_refusals, st["max_disk"]))
+
+    def arenas_pinned(self):
+        cdef int i, n = 0
+        for i in range(self.narenas):
+            if self.arenas[i].size:
+                n += 1
+        return n
+
     def config_set(self, bytes name, bytes value):
         """CONFIG SET of one option: None when set, else the error text.
         What pastedb can change at run time changes; an option it has but
@@ -1506,10 +1702,10 @@ cdef class Server:
             return ("# Persistence\r\nloading:0\r\naof_enabled:1\r\nrdb_bgsave_in_progress:0\r\n"
                     "aof_rewrite_in_progress:0\r\npersist_backend:%s\r\n"
                     "ack_after_durable:%d\r\nreceive_mode:%s\r\nbarriers:%d\r\ncommit_groups:%d\r\n"
-                    "log_records:%d\r\nlog_durable_lsn:%d\r\nlive_bytes:%d\r\nfile_bytes:%d\r\n%s"
+                    "log_records:%d\r\nlog_durable_lsn:%d\r\n%s%s"
                     % (st["persist"], self.sync_acks, "copy" if self.copy_mode else "zero-copy",
                        st["barriers"], st["commit_groups"], st["log_records"],
-                       st["log_durable_lsn"], st["live_bytes"], st["file_bytes"], health))
+                       st["log_durable_lsn"], self.space_info(st), health))
         if sec == b"stats":
             return ("# Stats\r\ntotal_connections_received:%d\r\ntotal_commands_processed:%d\r\n"
                     "rejected_connections:%d\r\ntotal_net_input_bytes:%d\r\nprotocol_errors:%d\r\n"
