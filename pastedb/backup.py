@@ -65,12 +65,15 @@ def backup(db: Any, dest: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             out = open_db(tmp, create=True, sync=False, persist="fdatasync")
             try:
-                it = iter(src.items())
+                it = iter(src._items_with_expiry())
                 while True:
                     with out.batch() as b:
                         n = 0
-                        for k, v in it:
-                            b.put(k, v)
+                        for k, v, at in it:
+                            if at:
+                                b._put_at(k, v, at)   # the same absolute expiry
+                            else:
+                                b.put(k, v)
                             keys += 1
                             nbytes += len(k) + len(v)
                             n += 1

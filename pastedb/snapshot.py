@@ -46,8 +46,7 @@ class Snapshot:
         self._h = open_db(os.fspath(db.path), readonly=True)
         try:
             self._h._freeze(True)
-            if hasattr(self._h, "_clock_freeze"):
-                self._h._clock_freeze()
+            self._h._set_clock(db._now_ms())     # expiry as at this moment, for good
         except BaseException:
             self._h.close()
             raise

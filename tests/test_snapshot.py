@@ -12,6 +12,7 @@ from __future__ import annotations
 import faulthandler
 import random
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,29 @@ def test_a_snapshot_keeps_its_values_through_reclamation(db_path):
         assert db.stats()["freed_segments"] >= 0
         assert dict(s.items()) == old                 # read after the churn: still the old bytes
     db.close()
+
+
+def test_a_snapshot_sees_expiry_as_at_its_moment(db_path):
+    db = pastedb.open(db_path)
+    db.put(b"short", b"1", ttl=0.5)
+    db.put(b"long", b"2", ttl=3600)
+    db.put(b"never", b"3")
+    with db.snapshot() as s:
+        time.sleep(0.8)                            # past short's expiry, on every clock
+        db.checkpoint()                            # active expiry may delete it meanwhile
+        assert b"short" not in db and len(db) == 2
+        assert s[b"short"] == b"1" and len(s) == 3    # the snapshot's clock stood still
+        assert sorted(s) == [b"long", b"never", b"short"]
+    db.close()
+
+
+def test_backup_keeps_each_keys_absolute_expiry(tmp_path):
+    db = pastedb.open(tmp_path / "db")
+    db.put(b"a", b"1", ttl=3600)
+    db.put(b"b", b"2")
+    at = db.expire_at_ms(b"a")
+    db.backup(tmp_path / "copy")
+    db.close()
+    with pastedb.open(tmp_path / "copy") as copy:
+        assert dict(copy.items()) == {b"a": b"1", b"b": b"2"}
+        assert copy.expire_at_ms(b"a") == at and copy.expire_at_ms(b"b") == 0
