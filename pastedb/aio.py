@@ -126,8 +126,8 @@ class AsyncDB:
         self._c = committer
 
     # -- writes: append now, await the commit group
-    async def put(self, key: bytes, value: bytes) -> None:
-        self.db.put(key, value)
+    async def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> None:
+        self.db.put(key, value, ttl=ttl)
         await self._c.durable()
 
     async def delete(self, key: bytes) -> bool:
@@ -135,9 +135,23 @@ class AsyncDB:
         await self._c.durable()
         return existed
 
-    async def put_many(self, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> None:
-        self.db.put_many(items)
+    async def put_many(self, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]], *,
+                       ttl: float | None = None) -> None:
+        self.db.put_many(items, ttl=ttl)
         await self._c.durable()
+
+    async def expire(self, key: bytes, seconds: float) -> bool:
+        done = self.db.expire(key, seconds)
+        await self._c.durable()
+        return done
+
+    async def persist(self, key: bytes) -> bool:
+        done = self.db.persist(key)
+        await self._c.durable()
+        return done
+
+    async def ttl(self, key: bytes) -> float | None:
+        return self.db.ttl(key)
 
     async def delete_many(self, keys: Iterable[bytes]) -> None:
         self.db.delete_many(keys)
@@ -221,8 +235,8 @@ class AsyncBatch:
         self._adb = adb
         self._b = batch
 
-    def put(self, key: bytes, value: bytes) -> None:
-        self._b.put(key, value)
+    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> None:
+        self._b.put(key, value, ttl=ttl)
 
     def delete(self, key: bytes) -> None:
         self._b.delete(key)

@@ -129,3 +129,19 @@ def test_a_long_scan_yields_to_other_tasks(db_path):
             await t
             assert n == 3000 and ticks >= 3000 // 256     # the ticker ran between fetches
     run(main())
+
+
+def test_expiry_calls(db_path):
+    async def main():
+        async with pastedb.aio.open(db_path) as db:
+            await db.put(b"k", b"v", ttl=3600)
+            assert 3500 < await db.ttl(b"k") <= 3600
+            assert await db.persist(b"k") is True and await db.ttl(b"k") is None
+            assert await db.expire(b"k", 100) is True
+            await db.put_many({b"a": b"1"}, ttl=50)
+            async with db.batch() as b:
+                b.put(b"z", b"9", ttl=10)
+            assert 0 < await db.ttl(b"z") <= 10
+        with pastedb.open(db_path) as again:
+            assert 0 < again.ttl(b"k") <= 100 and 0 < again.ttl(b"a") <= 50
+    run(main())

@@ -391,3 +391,12 @@ def test_view_of_a_damaged_value_raises(db_path):
     with pastedb.open(db_path) as db:
         with pytest.raises(pastedb.CorruptionError):
             db.view(b"k")
+
+
+def test_put_many_with_a_ttl(db):
+    db.put_many({b"a": b"1", b"b": b"2"}, ttl=3600)
+    assert 3500 < db.ttl(b"a") <= 3600 and 3500 < db.ttl(b"b") <= 3600
+    db.put_many([(b"a", b"3")])
+    assert db.ttl(b"a") is None                          # no ttl: cleared, as put() does
+    db.put_many({b"b": b"x", b"c": b"y"}, ttl=0)          # ttl <= 0: deleted, as put() does
+    assert b"b" not in db and b"c" not in db and db[b"a"] == b"3"

@@ -220,7 +220,7 @@ cdef class DB:
     cdef read_failed(self, int found, str what, bytes key)
     cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
                         const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil
-    cdef _write_many(self, list keys, list values, str what)
+    cdef _write_many(self, list keys, list values, str what, uint64_t expire_ms=*)
     cdef int _remove_if(self, bytes key, const Ref *expect) except? -1000000
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
     # Visit live keys in order, after (after, alen) when after_set, at most

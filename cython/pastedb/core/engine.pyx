@@ -1841,7 +1841,7 @@ cdef class DB:
             self.unstage(recs, <int>done)
         return rc
 
-    cdef _write_many(self, list keys, list values, str what):
+    cdef _write_many(self, list keys, list values, str what, uint64_t expire_ms=0):
         """Stage and append len(keys) puts (values given) or deletes as one
         all-or-nothing batch; durable on return when the database syncs."""
         cdef Py_ssize_t n = len(keys), i
@@ -1884,6 +1884,9 @@ cdef class DB:
                     with nogil:
                         rc = self.stage_many(n, ks, kl, vs, vl, recs)
                         if rc == 0:
+                            if expire_ms:
+                                for i in range(n):
+                                    recs[i].expire_ms = expire_ms
                             rc = self.apply_records(recs, <int>n, sync, &existed, NULL)
                 self.leave()
         finally:
@@ -1895,13 +1898,15 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, what, self.pool_path)
 
-    def put_many(self, items):
+    def put_many(self, items, *, ttl=None):
         """Store every (key, value) of items -- a mapping, or an iterable of
         pairs -- as one all-or-nothing batch, durable on return (sync=True).
         A key given twice keeps its last value.  Keys and values are copied
-        into the pool in groups, one write each, by C code."""
+        into the pool in groups, one write each, by C code.  ttl: as for
+        put(), the same for every key (ttl <= 0 deletes them all)."""
         cdef list keys = []
         cdef list values = []
+        cdef uint64_t at = 0
         if hasattr(items, "keys"):
             for k in items.keys():
                 keys.append(as_key(k, "key"))
@@ -1910,7 +1915,12 @@ cdef class DB:
             for k, v in items:
                 keys.append(as_key(k, "key"))
                 values.append(as_key(v, "value"))
-        self._write_many(keys, values, "put_many")
+        if ttl is not None:
+            at = self._expire_at(ttl)
+            if at == 0:                           # ttl <= 0: as put(), a delete
+                self._write_many(keys, None, "put_many")
+                return
+        self._write_many(keys, values, "put_many", at)
 
     def delete_many(self, keys):
         """Remove every key of keys (absent ones are fine) as one
