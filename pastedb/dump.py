@@ -232,6 +232,8 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
     key: bytes | None = None
     pxat: int | None = None       # the expiry line before the key being read
     b: Batch = db.batch()
+    pk: list[bytes] = []          # puts read, not yet staged into b (staged in bulk)
+    pv: list[bytes] = []
     staged = 0
     staged_bytes = 0
     try:
@@ -247,6 +249,8 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                     if line == _DATA_END and key is None and pxat is None:
                         r.lineno = first + i
                         if staged:
+                            b._put_pairs(pk, pv)
+                            pk, pv = [], []
                             b.commit()
                             staged = 0
                             stats.batches += 1
@@ -296,8 +300,11 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                     r.lineno = first + i
                     raise r.error(f"value is {len(data)} bytes; the limit is {max_value}")
                 if pxat is None:
-                    b.put(key, data)
+                    pk.append(key)
+                    pv.append(data)
                 else:
+                    b._put_pairs(pk, pv)          # record order is staging order
+                    pk, pv = [], []
                     b._put_at(key, data, pxat)   # already past: the key is deleted
                     pxat = None
                 count += 1
@@ -305,6 +312,8 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
                 staged_bytes += len(key) + len(data)
                 key = None
                 if staged >= batch_records or staged_bytes >= batch_bytes:
+                    b._put_pairs(pk, pv)
+                    pk, pv = [], []
                     b.commit()
                     stats.batches += 1
                     stats.records = count

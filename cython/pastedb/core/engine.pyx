@@ -3592,6 +3592,56 @@ cdef class Batch:
         self._stage(key, value)
         self.recs[self.n - 1].expire_ms = expire_ms
 
+    def _put_pairs(self, list keys, list values):
+        """Add len(keys) puts of bytes keys and values (checked by the caller
+        against the limits) with one C call, packed as put_many packs them
+        (pastedb.load stages its records so)."""
+        cdef Py_ssize_t n = len(keys), i
+        cdef const char **ks = NULL
+        cdef const char **vs = NULL
+        cdef uint32_t *kl = NULL
+        cdef uint64_t *vl = NULL
+        cdef int rc = 0
+        cdef bytes b
+        if self.done:
+            raise Error("this batch was already applied or discarded")
+        if n == 0:
+            return
+        while self.cap - self.n < n:
+            self._grow()
+        try:
+            ks = <const char **>malloc(n * sizeof(char *))
+            kl = <uint32_t *>malloc(n * sizeof(uint32_t))
+            vs = <const char **>malloc(n * sizeof(char *))
+            vl = <uint64_t *>malloc(n * sizeof(uint64_t))
+            if ks == NULL or kl == NULL or vs == NULL or vl == NULL:
+                raise MemoryError()
+            for i in range(n):
+                b = <bytes>keys[i]
+                if PyBytes_GET_SIZE(b) > MAX_KEY_LEN:
+                    raise ValueError(f"key is {PyBytes_GET_SIZE(b)} bytes; the limit is {MAX_KEY_LEN}")
+                ks[i] = PyBytes_AS_STRING(b)
+                kl[i] = <uint32_t>PyBytes_GET_SIZE(b)
+                b = <bytes>values[i]
+                if PyBytes_GET_SIZE(b) > MAX_VALUE_LEN:
+                    raise ValueError(f"value is {PyBytes_GET_SIZE(b)} bytes; the limit is "
+                                     f"{MAX_VALUE_LEN}")
+                vs[i] = PyBytes_AS_STRING(b)
+                vl[i] = <uint64_t>PyBytes_GET_SIZE(b)
+            rc = self.db.enter()
+            if rc == 0:
+                with nogil:
+                    rc = self.db.stage_many(n, ks, kl, vs, vl, &self.recs[self.n])
+                self.db.leave()
+            if rc != 0:
+                raise_status(rc, "batch", self.db.pool_path)
+            self.n += <int>n
+        finally:
+            free(ks)
+            free(kl)
+            free(vs)
+            free(vl)
+
     def delete(self, key):
         """Add a delete to the batch (a key that does not exist is fine)."""
         self._stage(key, None)
