@@ -400,3 +400,51 @@ def test_put_many_with_a_ttl(db):
     assert db.ttl(b"a") is None                          # no ttl: cleared, as put() does
     db.put_many({b"b": b"x", b"c": b"y"}, ttl=0)          # ttl <= 0: deleted, as put() does
     assert b"b" not in db and b"c" not in db and db[b"a"] == b"3"
+
+
+def test_clear_is_atomic_against_a_concurrent_writer(db_path):
+    """A writer creates new keys and overwrites old ones while clear() runs:
+    afterwards the database must be exactly the writes after one position of
+    the writer's sequence (those before it gone, those after it kept) -- a
+    clear that listed keys and deleted them later would keep new keys made
+    in between but delete overwrites made in between."""
+    db = pastedb.open(db_path, persist="none")
+    for round_ in range(4):
+        ops: list[tuple[bytes, bytes]] = [(b"g%04d" % i, b"r%d-init" % round_) for i in range(1000)]
+        db.put_many(ops)
+        db.checkpoint()
+        cleared = threading.Event()
+        stop = threading.Event()
+
+        def writer(ops=ops, cleared=cleared, stop=stop, round_=round_):
+            i = 0
+            after = 0
+            while not stop.is_set():
+                for k, v in ((b"n%06d" % i, b"r%d-%d" % (round_, i)),
+                             (b"g%04d" % (i % 1000), b"r%d-%d" % (round_, i))):
+                    db[k] = v
+                    ops.append((k, v))
+                i += 1
+                if cleared.is_set():
+                    after += 1
+                    if after > 20:
+                        return
+        t = threading.Thread(target=writer)
+        t.start()
+        threading.Event().wait(0.02)
+        db.clear()
+        cleared.set()
+        t.join(60)
+        got = dict(db.items())
+        state: dict[bytes, bytes] = {}
+        found = False
+        for pos in range(len(ops), -1, -1):           # state: the writes at positions >= pos
+            if len(state) == len(got) and state == got:
+                found = True
+                break
+            if pos:
+                k, v = ops[pos - 1]
+                state.setdefault(k, v)
+        assert found, f"round {round_}: {len(got)} keys left match no single clear point"
+        db.clear()
+    db.close()

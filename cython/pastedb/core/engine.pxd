@@ -150,6 +150,9 @@ cdef class DB:
                            uint64_t *last_lsn) noexcept nogil
     cdef int apply_records_ex(self, LogRecord *recs, int n, int sync, int *existed,
                               uint64_t *last_lsn, const Ref *expect) noexcept nogil
+    cdef int append_locked_tail(self, LogRecord *recs, int n, int sync,
+                                uint64_t *last_lsn) noexcept nogil
+    cdef int clear_all(self, MergeIter it, int sync) noexcept nogil
     # Staged records that will not be appended: release their segment pins.
     cdef void unstage(self, LogRecord *recs, int n) noexcept nogil
     # Look a key up (pending table, then the tree); 1 and *out filled, 0

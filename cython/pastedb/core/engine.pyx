@@ -27,7 +27,7 @@ from cpython.bytes cimport (
 )
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from pastedb.core.btree cimport BTree, Cursor as TreeCursor, Snapshot
 from pastedb.core.btree import upgrade_file
@@ -1330,6 +1330,17 @@ cdef class DB:
                     pthread_mutex_unlock(&self.tree_lock)
                 existed[0] = 0
                 return found
+        return self.append_locked_tail(recs, n, sync, last_lsn)
+
+    cdef int append_locked_tail(self, LogRecord *recs, int n, int sync,
+                                uint64_t *last_lsn) noexcept nogil:
+        """The part of apply_records_ex after its conditions (clear_all's
+        too): append recs with the log lock held (and tree_lock in eager
+        mode), update the pending table in log order, release both, then wait
+        for durability when sync."""
+        cdef uint64_t lsn, lo, ln
+        cdef Ref tmp
+        cdef int rc = 0, i
         rc = self.log.append_locked(recs, n, &lsn)
         # The staged bytes are named by appended records now (or dropped):
         # the records' lsns keep their segments until the log head passes.
@@ -1372,6 +1383,60 @@ cdef class DB:
             pthread_mutex_unlock(&self.tree_lock)
         if rc == 0 and sync:
             rc = self.log.commit(lsn)
+        return rc
+
+    cdef int clear_all(self, MergeIter it, int sync) noexcept nogil:
+        """Delete every key in one all-or-nothing batch, listed and appended
+        in one hold of the log lock, so no write lands between them: a DEL
+        per key naming the key's own bytes (no new space), expired entries
+        included.  Writers wait for it (O(keys))."""
+        cdef LogRecord *recs = NULL
+        cdef LogRecord *grown
+        cdef int n = 0, cap = 0, rc = 0, i
+        if self.readonly:
+            return ST_READONLY
+        if self.eager:
+            pthread_mutex_lock(&self.tree_lock)
+        self.log.lock_log()
+        pthread_rwlock_rdlock(&self.index_lock)
+        rc = it.renew()
+        it.now = 0                            # expired entries too: nothing old stays
+        if rc == 0:
+            rc = it.seek(SEEK_FIRST, NULL, 0)
+        while rc == 0:
+            rc = it.step()
+            if rc <= 0:
+                break
+            rc = 0
+            # The DEL names the pool's copy of the key: it must be that key.
+            if (not self.ref_in_pool(&it.ref) or it.ref.klen != it.klen or
+                    (it.klen and memcmp(self.pool.base + it.ref.koff, it.key, it.klen) != 0)):
+                rc = ST_CORRUPT
+                break
+            if n == cap:
+                cap = cap * 2 if cap else 1024
+                grown = <LogRecord *>realloc(recs, cap * sizeof(LogRecord))
+                if grown == NULL:
+                    rc = -ENOMEM
+                    break
+                recs = grown
+            memset(&recs[n], 0, sizeof(LogRecord))
+            recs[n].type = REC_DEL
+            recs[n].klen = <uint16_t>it.klen
+            recs[n].koff = it.ref.koff
+            recs[n].crc = key_crc_state(self.pool.base + it.ref.koff, it.klen)
+            self.pool.pin(it.ref.koff, it.klen, 1)  # as a staged record's (under the read lock)
+            n += 1
+        pthread_rwlock_unlock(&self.index_lock)
+        if rc != 0 or n == 0:
+            self.unstage(recs, n)
+            self.log.unlock_log()
+            if self.eager:
+                pthread_mutex_unlock(&self.tree_lock)
+            free(recs)
+            return rc
+        rc = self.append_locked_tail(recs, n, sync, NULL)
+        free(recs)
         return rc
 
     cdef void publish_tree(self) noexcept nogil:
@@ -2082,10 +2147,20 @@ cdef class DB:
         self.put_many(other)
 
     def clear(self):
-        """Remove every key: one all-or-nothing batch of deletes of the keys
-        present when it starts (a key another thread writes meanwhile may
-        stay).  Durable on return; the space comes back through reclamation."""
-        self.delete_many(list(self.keys()))
+        """Remove every key, atomically: one batch of deletes listed and
+        appended under one hold of the log lock (a concurrent write lands
+        wholly before or wholly after it), each naming the key's own bytes,
+        so it needs no new space.  Durable on return (sync=True); the space
+        comes back through reclamation.  O(keys): writers wait meanwhile."""
+        cdef MergeIter it = MergeIter(self, False)
+        cdef int rc = self.enter()
+        cdef int sync = self.sync_default
+        if rc == 0:
+            with nogil:
+                rc = self.clear_all(it, sync)
+            self.leave()
+        if rc != 0:
+            raise_status(rc, "clear", self.pool_path)
 
     def __reversed__(self):
         return self._cursor(0, None, None, None, True, None)
