@@ -221,6 +221,7 @@ cdef class DB:
     cdef int value_ok(self, const Ref *r) noexcept nogil
     cdef tuple read_bytes(self, const char *k, uint32_t klen, Ref *ref)
     cdef read_failed(self, int found, str what, bytes key)
+    cdef int lookup_key(self, object key, str what, Ref *out) except -1
     cdef int stage_many(self, Py_ssize_t n, const char **ks, const uint32_t *kl,
                         const char **vs, const uint64_t *vl, LogRecord *recs) noexcept nogil
     cdef _write_many(self, list keys, list values, str what, uint64_t expire_ms=*)

@@ -1659,27 +1659,8 @@ cdef class DB:
     def expire_at_ms(self, key):
         """Key's absolute expiry in ms since the Unix epoch, 0 when it has
         none; KeyError when the key does not exist (or has expired)."""
-        cdef Py_buffer kb
-        cdef const char *k
-        cdef Py_ssize_t klen
         cdef Ref ref
-        cdef int kview, rc, found = 0
-        kview = get_bytes(key, &kb, &k, &klen, "key")
-        try:
-            rc = self.enter()
-            if rc != 0:
-                raise_status(rc, "ttl", self.pool_path)
-            if klen <= MAX_KEY_LEN:
-                read_lock_gil(&self.index_lock)
-                found = self.lookup_locked(k, <uint32_t>klen, &ref)
-                pthread_rwlock_unlock(&self.index_lock)
-            self.leave()
-        finally:
-            if kview:
-                PyBuffer_Release(&kb)
-        if found < 0:
-            raise_status(found, "ttl", self.tree_path)
-        if not found:
+        if not self.lookup_key(key, "ttl", &ref):
             raise KeyError(key)
         return ref.expire_ms
 
@@ -1761,27 +1742,32 @@ cdef class DB:
         return self._get(key, None, True)
 
     def __contains__(self, key):
+        cdef Ref ref
+        return self.lookup_key(key, "contains", &ref) > 0
+
+    cdef int lookup_key(self, object key, str what, Ref *out) except -1:
+        """1 (and *out) when the live key exists, 0 when not; raises for a
+        closed handle or a damaged tree page."""
         cdef Py_buffer kb
         cdef const char *k
         cdef Py_ssize_t klen
-        cdef Ref ref
         cdef int kview, rc, found = 0
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
             if rc != 0:
-                raise_status(rc, "contains", self.pool_path)
+                raise_status(rc, what, self.pool_path)
             if klen <= MAX_KEY_LEN:
                 read_lock_gil(&self.index_lock)
-                found = self.lookup_locked(k, <uint32_t>klen, &ref)
+                found = self.lookup_locked(k, <uint32_t>klen, out)
                 pthread_rwlock_unlock(&self.index_lock)
             self.leave()
         finally:
             if kview:
                 PyBuffer_Release(&kb)
         if found < 0:
-            raise_status(found, "contains", self.tree_path)
-        return found > 0
+            raise_status(found, what, self.tree_path)
+        return found
 
     cdef int _delete(self, const char *k, Py_ssize_t klen, int sync, int *existed) noexcept nogil:
         cdef LogRecord rec

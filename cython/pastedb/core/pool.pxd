@@ -91,6 +91,7 @@ cdef class Pool:
     # Segment bookkeeping (see above).
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil
+    cdef alloc_segments(self)
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil
     cdef int seg_span(self, uint64_t off, uint64_t n, uint64_t *first, uint64_t *last) noexcept nogil
     cdef void add_live(self, uint64_t off, uint64_t n, int sign) noexcept nogil

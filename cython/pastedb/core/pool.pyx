@@ -124,16 +124,7 @@ cdef class Pool:
             raise OSError(errno, "cannot reserve address space for the pool mapping")
         self.base = p
         self.reserved = RESERVE_BYTES
-        # calloc: untouched pages of these arrays cost nothing.
-        self.nsegs = RESERVE_BYTES >> SEG_SHIFT
-        self.seg_live = <int64_t *>calloc(self.nsegs, sizeof(int64_t))
-        self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
-        self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
-        self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
-        self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
-        if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
-                self.seg_flags == NULL or self.seg_dead == NULL:
-            raise MemoryError()
+        self.alloc_segments()
         self.seg_flags[0] = SEG_NOFREE            # the superblock's segment
         self.reserve = 2 * SEG_SIZE               # a data extent for deletes' keys + a chunk segment
         self.free_hint = 1
@@ -172,15 +163,7 @@ cdef class Pool:
         self.readonly = 1
         # Replay notes record lsns per segment (unused by a reader, but the
         # replay code is the writer's).
-        self.nsegs = RESERVE_BYTES >> SEG_SHIFT
-        self.seg_live = <int64_t *>calloc(self.nsegs, sizeof(int64_t))
-        self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
-        self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
-        self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
-        self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
-        if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
-                self.seg_flags == NULL or self.seg_dead == NULL:
-            raise MemoryError()
+        self.alloc_segments()
         self.size = 0
         rc = self.remap()
         if rc != 0:
@@ -403,6 +386,19 @@ cdef class Pool:
             for s in range(first, last + 1):
                 if self.seg_lsn[s] < lsn:
                     self.seg_lsn[s] = lsn
+
+    cdef alloc_segments(self):
+        """The per-segment arrays over the whole reserved range (calloc:
+        untouched pages of them cost nothing)."""
+        self.nsegs = RESERVE_BYTES >> SEG_SHIFT
+        self.seg_live = <int64_t *>calloc(self.nsegs, sizeof(int64_t))
+        self.seg_lsn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
+        self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
+        self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
+                self.seg_flags == NULL or self.seg_dead == NULL:
+            raise MemoryError()
 
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil:
         cdef uint64_t s, first, last

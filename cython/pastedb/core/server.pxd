@@ -246,6 +246,7 @@ cdef class Server:
     cdef void rearm(self, Conn *c) noexcept nogil
     cdef void run_ready(self) noexcept nogil
     cdef void reply_done(self, Conn *c) noexcept nogil
+    cdef LogRecord *next_rec(self) noexcept nogil
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil
     cdef void drop_cmd_recs(self) noexcept nogil

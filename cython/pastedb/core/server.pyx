@@ -1240,21 +1240,27 @@ cdef class Server:
             c.out_ready = c.out.len               # nothing pending: all may go
 
     # ------------------------------------------------------------ engine glue
+    cdef LogRecord *next_rec(self) noexcept nogil:
+        """The group's next record slot (grown when full), or NULL (ENOMEM)."""
+        cdef LogRecord *grown
+        if self.nrecs == self.recs_cap:
+            grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
+            if grown == NULL:
+                return NULL
+            self.recs = grown
+            self.recs_cap *= 2
+        return &self.recs[self.nrecs]
+
     cdef int stage_record(self, int rtype, const char *k, size_t klen, const char *v,
                           size_t vlen, int in_pool) noexcept nogil:
         """Stage a PUT or DEL for the current command.  Bytes already in the
         pool are referenced where they are (the zero-copy path); anything else
         is copied into a data extent first."""
         cdef LogRecord *rec
-        cdef LogRecord *grown
         cdef int rc
-        if self.nrecs == self.recs_cap:
-            grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
-            if grown == NULL:
-                return -ENOMEM
-            self.recs = grown
-            self.recs_cap *= 2
-        rec = &self.recs[self.nrecs]
+        rec = self.next_rec()
+        if rec == NULL:
+            return -ENOMEM
         if in_pool and rtype == REC_PUT:
             rc = self.db.stage_ref(k, <uint32_t>klen, v, vlen, rec)
             self.zero_copy_puts += 1
@@ -1379,17 +1385,12 @@ cdef class Server:
         engine's stage_expiry.  Pinned like any staged record."""
         cdef LogRecord *rec
         cdef LogRecord *r
-        cdef LogRecord *grown
         cdef Ref cur
         cdef int i, rc
         cdef char *base = self.base
-        if self.nrecs == self.recs_cap:
-            grown = <LogRecord *>realloc(self.recs, self.recs_cap * 2 * sizeof(LogRecord))
-            if grown == NULL:
-                return -ENOMEM
-            self.recs = grown
-            self.recs_cap *= 2
-        rec = &self.recs[self.nrecs]
+        rec = self.next_rec()
+        if rec == NULL:
+            return -ENOMEM
         for i in range(self.nrecs - 1, -1, -1):
             r = &self.recs[i]
             if r.klen == klen and memcmp(base + r.koff, k, klen) == 0:
