@@ -53,7 +53,7 @@ from pastedb.core.format cimport (
 from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Pool
 from pastedb.core.readers cimport ReaderTable
 from pastedb.core.reflog cimport RefLog, ReplayResult
-from pastedb.core.expiry cimport ExpEntry, ExpiryHeap
+from pastedb.core.expiry cimport DueWalk, ExpEntry, ExpiryHeap
 from pastedb.core.status cimport (
     ST_CLOSED, ST_CORRUPT, ST_FAILED, ST_FORKED, ST_NO_MAP_SYNC, ST_NOT_DAX, ST_OK,
     ST_READONLY, ST_VALUE_DAMAGED, ST_VERSION, raise_status,
@@ -1101,35 +1101,19 @@ cdef class DB:
         return <uint64_t>(<int64_t>wall_ms() + self.clock_offset_ms)
 
     cdef void count_expired(self, uint64_t now, int64_t *keys, int64_t *nbytes) noexcept nogil:
-        # Depth first over the heap, pruned below any entry later than now
-        # (its subtree is later still): the cost is the number of due entries.
-        cdef ExpEntry **v = self.exp_heap.v
-        cdef size_t hn
-        cdef size_t stack[64]
-        cdef size_t sp = 1, i
+        # Only the entries due by now are visited (DueWalk).
+        cdef DueWalk w
         cdef ExpEntry *e
         cdef Ref cur
         cdef int64_t k = 0, b = 0
         pthread_mutex_lock(&self.exp_lock)
-        v = self.exp_heap.v
-        hn = self.exp_heap.n
-        if hn == 0 or v[0].expire_ms > now:
-            sp = 0
-        stack[0] = 0
-        while sp:
-            sp -= 1
-            i = stack[sp]
-            e = v[i]
+        self.exp_heap.due_start(&w, now)
+        e = self.exp_heap.due_next(&w)
+        while e != NULL:
             if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
                 k += 1
                 b += <int64_t>(cur.klen + cur.vlen)
-            # At most one pending sibling per level is on the stack (depth < 64).
-            if 2 * i + 1 < hn and v[2 * i + 1].expire_ms <= now:
-                stack[sp] = 2 * i + 1
-                sp += 1
-            if 2 * i + 2 < hn and v[2 * i + 2].expire_ms <= now:
-                stack[sp] = 2 * i + 2
-                sp += 1
+            e = self.exp_heap.due_next(&w)
         pthread_mutex_unlock(&self.exp_lock)
         keys[0] = k
         nbytes[0] = b
@@ -1176,40 +1160,28 @@ cdef class DB:
         until its key is deleted, so len() counts it out throughout.  No
         sync: an expired key that comes back after a crash is still expired."""
         cdef ExpEntry **due = NULL
-        cdef ExpEntry **v
         cdef ExpEntry *e
         cdef Ref cur
         cdef LogRecord rec
         cdef int n = 0, i, rc = 0, done = 0, existed
-        cdef size_t j, hn, sp = 1
-        cdef size_t stack[64]
+        cdef DueWalk w
         cdef uint64_t now = self.now_ms()
         due = <ExpEntry **>calloc(<size_t>budget, sizeof(ExpEntry *))
         if due == NULL:
             return -ENOMEM
         pthread_rwlock_rdlock(&self.index_lock)
         pthread_mutex_lock(&self.exp_lock)
-        v = self.exp_heap.v
-        hn = self.exp_heap.n
-        if hn == 0 or v[0].expire_ms > now:
-            sp = 0
-        stack[0] = 0
-        while sp and n < budget:
-            sp -= 1
-            j = stack[sp]
-            e = v[j]
+        self.exp_heap.due_start(&w, now)
+        while n < budget:
+            e = self.exp_heap.due_next(&w)
+            if e == NULL:
+                break
             if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
                 due[n] = <ExpEntry *>malloc(sizeof(ExpEntry) + e.klen)
                 if due[n] == NULL:
                     break
                 memcpy(due[n], e, sizeof(ExpEntry) + e.klen)
                 n += 1
-            if 2 * j + 1 < hn and v[2 * j + 1].expire_ms <= now:
-                stack[sp] = 2 * j + 1
-                sp += 1
-            if 2 * j + 2 < hn and v[2 * j + 2].expire_ms <= now:
-                stack[sp] = 2 * j + 2
-                sp += 1
         pthread_mutex_unlock(&self.exp_lock)
         pthread_rwlock_unlock(&self.index_lock)
         for i in range(n):

@@ -21,6 +21,16 @@ cdef struct ExpEntry:
     char key[1]                       # the key bytes (allocated klen long)
 
 
+# A walk over the entries due by `now` (due_start / due_next): depth first,
+# pruned below any entry later than now (its subtree is later still), so the
+# cost is the number of due entries.  At most one pending sibling per level is
+# on the stack (the heap is shallower than 64 levels).
+cdef struct DueWalk:
+    uint64_t now
+    size_t sp
+    size_t stack[64]
+
+
 cdef class ExpiryHeap:
     cdef ExpEntry **v                 # binary min-heap on expire_ms
     cdef size_t n                     # entries in use (stale ones included)
@@ -29,6 +39,9 @@ cdef class ExpiryHeap:
     # Add an entry (the key copied).  0 or -ENOMEM.
     cdef int push(self, const char *key, uint32_t klen, uint64_t expire_ms, uint64_t lsn) noexcept nogil
     # The earliest entry, or NULL when empty.
+    cdef void due_start(self, DueWalk *w, uint64_t now) noexcept nogil
+    # The next entry due by w.now (stale ones included), or NULL at the end.
+    cdef ExpEntry *due_next(self, DueWalk *w) noexcept nogil
     cdef ExpEntry *top(self) noexcept nogil
     # Remove the earliest entry and hand it to the caller (free() it), or NULL.
     cdef ExpEntry *pop(self) noexcept nogil

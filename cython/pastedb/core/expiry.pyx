@@ -65,6 +65,25 @@ cdef class ExpiryHeap:
         sift_up(self.v, self.n - 1)
         return 0
 
+    cdef void due_start(self, DueWalk *w, uint64_t now) noexcept nogil:
+        w.now = now
+        w.stack[0] = 0
+        w.sp = 0 if self.n == 0 or self.v[0].expire_ms > now else 1
+
+    cdef ExpEntry *due_next(self, DueWalk *w) noexcept nogil:
+        cdef size_t i
+        if w.sp == 0:
+            return NULL
+        w.sp -= 1
+        i = w.stack[w.sp]
+        if 2 * i + 1 < self.n and self.v[2 * i + 1].expire_ms <= w.now:
+            w.stack[w.sp] = 2 * i + 1
+            w.sp += 1
+        if 2 * i + 2 < self.n and self.v[2 * i + 2].expire_ms <= w.now:
+            w.stack[w.sp] = 2 * i + 2
+            w.sp += 1
+        return self.v[i]
+
     cdef ExpEntry *top(self) noexcept nogil:
         return self.v[0] if self.n else NULL
 
