@@ -536,6 +536,7 @@ def test_model_with_a_controllable_clock(tmp_path_factory, ops):
             assert db.stats()["expires"] == sum(1 for k in want if model[k][1])
     finally:
         db.close()
+    shutil.rmtree(path)               # one directory an example: keep the run's disk small
 
 
 # ------------------------------------------------------------------ space

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def test_model(tmp_path_factory, mode, ops, every):
         assert [k for k, _ in t.items()] == list(model.keys())
     finally:
         t.close()
+    shutil.rmtree(path.parent)        # one directory an example: keep the run's disk small
 
 
 def test_checkpoint_advances_the_log_head_and_bounds_replay(db_path):

@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -341,6 +342,71 @@ def test_full_tmpfs_embedded(small_fs):
 
 def test_max_disk_quota_embedded(tmp_path):
     full_disk_embedded(tmp_path / "db", quota=40 * MiB)
+
+
+
+def fill_the_disk(directory: Path) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\1" * 65536)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    try:
+        while True:
+            os.write(fd, b"\1" * 512)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+OPEN_AND_READ = """
+import sys, pastedb
+try:
+    with pastedb.open(sys.argv[1], persist="none") as db:
+        print("opened", len(db))
+except OSError as e:
+    print("refused", e.errno, e)
+"""
+
+
+def test_opening_on_a_full_disk_is_an_error_or_works_never_a_signal(small_fs):
+    # A power-loss image has holes (it is what a crash leaves) and no reader
+    # table; a writer maps both files shared and stores into them, and a
+    # store into a hole on a full disk is answered with SIGBUS.  Opening
+    # must instead give every hole its blocks first, or refuse with ENOSPC.
+    image = small_fs / "img"
+    image.mkdir()
+    db = pastedb.open(small_fs / "db", persist="crashsim", sync=False)
+    for i in range(200):
+        db.put(b"k%03d" % i, value_for(b"k%03d" % i, 0, 3000))
+    db.sync()
+    for i in range(40):
+        db.put(b"j%03d" % i, value_for(b"j%03d" % i, 0, 3000))
+    db._crash_image(image, 5)
+    db.close()
+    st = os.stat(image / "pool")
+    assert st.st_blocks * 512 < st.st_size, "the image was expected to have holes"
+    plain = small_fs / "plain"                 # a whole database, reader table removed
+    with pastedb.open(plain) as db:
+        db.put(b"a", b"1")
+    (plain / "READERS").unlink()
+    shutil.rmtree(small_fs / "db")
+    fill_the_disk(small_fs)
+    for d in (image, plain):
+        res = subprocess.run([sys.executable, "-c", OPEN_AND_READ, str(d)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (d.name, res.returncode, res.stderr[-600:])
+        assert res.stdout.startswith("refused %d " % errno.ENOSPC) or \
+            res.stdout.startswith("opened"), res.stdout
+    # With room again both open, and the image holds the synced keys.
+    (small_fs / "filler").unlink()
+    with pastedb.open(image, persist="none") as db:
+        for i in range(200):
+            assert db.get(b"k%03d" % i) == value_for(b"k%03d" % i, 0, 3000)
+    with pastedb.open(plain, persist="none") as db:
+        assert db.get(b"a") == b"1"
 
 
 # ------------------------------------------------------------ kill -9

@@ -23,6 +23,7 @@ cdef extern from "<errno.h>" nogil:
         ENOENT
         EBADF
         ERANGE
+        ENXIO
 
 
 cdef extern from "<sys/mman.h>" nogil:
@@ -88,6 +89,7 @@ cdef extern from "<unistd.h>" nogil:
     int fsync(int fd)
     int fdatasync(int fd)
     int ftruncate(int fd, off_t length)
+    off_t lseek(int fd, off_t offset, int whence)
     ssize_t pread(int fd, void *buf, size_t count, off_t offset)
     ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
     int getpid()
@@ -95,6 +97,8 @@ cdef extern from "<unistd.h>" nogil:
     long sysconf(int name)
     enum:
         _SC_PAGESIZE
+        SEEK_DATA
+        SEEK_HOLE
 
 
 cdef extern from "<sys/stat.h>" nogil:

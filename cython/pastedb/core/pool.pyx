@@ -119,6 +119,10 @@ cdef class Pool:
         rc = self.file.size(&have)
         if rc != 0:
             raise OSError(-rc, f"cannot stat {self.path}")
+        rc = self.file.allocate_holes(have)
+        if rc != 0:
+            raise OSError(-rc, f"cannot give the holes of {self.path} their disk blocks "
+                               f"(a writer stores into the file through a mapping)")
         p = reserve_space(RESERVE_BYTES)
         if p == NULL:
             raise OSError(errno, "cannot reserve address space for the pool mapping")

@@ -6,8 +6,8 @@ import os
 
 from libc.stdint cimport int64_t
 from pastedb.core.clib cimport (
-    F_GETLK, F_UNLCK, F_WRLCK, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, errno, fcntl as c_fcntl,
-    posix_flock, getpid, mmap, munmap, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    F_GETLK, F_UNLCK, F_WRLCK, EINVAL, EOPNOTSUPP, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE,
+    errno, fcntl as c_fcntl, posix_fallocate, posix_flock, getpid, mmap, munmap, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
 )
 from pastedb.core.format cimport (
     RDR_FILE_SIZE, RDR_LOCK_BASE, RDR_MAGIC, RDR_SLOTS, RDR_VERSION, ReaderHeader, ReaderSlot,
@@ -56,8 +56,12 @@ cdef class ReaderTable:
             _files[ident] = [fd, 1]
         self.ident = ident
         self.fd = fd
-        if st.st_size < RDR_FILE_SIZE:
-            os.ftruncate(fd, RDR_FILE_SIZE)
+        # Blocks, not a hole: a store into a hole of a shared mapping on a
+        # full disk is answered with SIGBUS, an error here instead.
+        cdef int rc = posix_fallocate(fd, 0, RDR_FILE_SIZE)
+        if rc != 0 and rc != EOPNOTSUPP and rc != EINVAL:
+            self._unref()
+            raise OSError(rc, f"cannot make room for the reader table {self.path}")
         cdef void *p = mmap(NULL, RDR_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:
             e = errno

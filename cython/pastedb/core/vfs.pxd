@@ -132,6 +132,10 @@ cdef class File:
     cdef int write_zeros(self, uint64_t off, uint64_t n) noexcept nogil
     # Set the file's size (ftruncate; counted as a write).  0 or -errno.
     cdef int truncate(self, uint64_t size) noexcept nogil
+    # Give every hole in [0, end) disk blocks (posix_fallocate), so that a
+    # store through a shared mapping never faults on a full disk.  0 or -errno
+    # (-ENOSPC when the disk cannot hold them).
+    cdef int allocate_holes(self, uint64_t end) noexcept nogil
     # Barriers: fdatasync, msync(MS_SYNC) of [addr, addr + n), the pmem fence.  0 or -errno.
     cdef int sync(self) noexcept nogil
     cdef int msync(self, char *addr, uint64_t n) noexcept nogil

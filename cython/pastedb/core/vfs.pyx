@@ -9,7 +9,8 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset, strlen, strncpy, strrchr
 
 from pastedb.core.clib cimport (
-    EINTR, EIO, ENOMEM, ENOSPC, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE,
+    EINTR, EINVAL, EIO, ENOMEM, ENOSPC, ENXIO, EOPNOTSUPP, SEEK_DATA, SEEK_HOLE, lseek,
+    posix_fallocate, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE,
     MS_SYNC, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_NONE, SIGKILL, close as c_close, errno, fdatasync,
     fstat, ftruncate, getpid, kill, mmap, msync as c_msync, open as c_open, pdb_sfence, pread,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, pwrite,
@@ -474,6 +475,29 @@ cdef class File:
         if ftruncate(self.fd, <long>size) != 0:
             return -errno
         self.vfs.sim_record(self.slot, OP_TRUNCATE, size, NULL, 0)
+        return 0
+
+    cdef int allocate_holes(self, uint64_t end) noexcept nogil:
+        # A page of a MAP_SHARED mapping that lies in a hole gets its block
+        # when it is first stored to; on a full disk the kernel can only
+        # answer that store with SIGBUS.  Holes come from power-loss images,
+        # sparse copies and tools that extend a file with ftruncate.  The
+        # content stays zeros, so nothing is recorded for the simulator.
+        cdef long pos = 0, hole, data
+        cdef int rc
+        while <uint64_t>pos < end:
+            hole = lseek(self.fd, pos, SEEK_HOLE)
+            if hole < 0:
+                return 0 if errno == ENXIO or errno == EINVAL else -errno
+            if <uint64_t>hole >= end:
+                return 0
+            data = lseek(self.fd, hole, SEEK_DATA)
+            if data < 0 or <uint64_t>data > end:
+                data = <long>end
+            rc = posix_fallocate(self.fd, hole, data - hole)
+            if rc != 0:
+                return 0 if rc == EOPNOTSUPP or rc == EINVAL else -rc
+            pos = data
         return 0
 
     cdef int sync(self) noexcept nogil:
