@@ -51,6 +51,8 @@ cdef class RefLog:
     cdef uint64_t run_hi
     cdef pthread_cond_t linger_cond   # arrivals wake the lingering leader
     cdef int last_group               # threads the last barrier covered
+    cdef int recent_groups[16]        # the sizes of the last 16 groups (a ring)
+    cdef int recent_at                # next slot of recent_groups
     cdef int64_t last_barrier_ns      # how long it took
     cdef int failed                   # sticky -errno of a failed barrier (0 = healthy)
     cdef readonly unsigned long groups        # commit groups completed
@@ -72,6 +74,8 @@ cdef class RefLog:
     cdef int append_locked(self, LogRecord *recs, int n, uint64_t *last_lsn) noexcept nogil
     cdef void lock_log(self) noexcept nogil
     cdef void unlock_log(self) noexcept nogil
+    # The most threads one of the last 16 barriers covered (caller holds lock).
+    cdef int want_group(self) noexcept nogil
     # Wait until `lsn` is durable, leading a barrier when nobody else is.
     cdef int commit(self, uint64_t lsn) noexcept nogil
     # Start a fresh chain in a new chunk (for log compaction); returns its

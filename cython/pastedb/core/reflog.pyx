@@ -286,9 +286,17 @@ cdef class RefLog:
         last_lsn[0] = self.next_lsn - 1
         return 0
 
+    cdef int want_group(self) noexcept nogil:
+        # (caller holds self.lock)
+        cdef int i, most = 0
+        for i in range(16):
+            if self.recent_groups[i] > most:
+                most = self.recent_groups[i]
+        return most
+
     cdef int commit(self, uint64_t lsn) noexcept nogil:
         cdef uint64_t target
-        cdef int rc = 0, group
+        cdef int rc = 0, group, want
         cdef int64_t t0, linger
         cdef timespec deadline
         pthread_mutex_lock(&self.lock)
@@ -304,9 +312,13 @@ cdef class RefLog:
                 self.flushing = 1
                 # Linger: the threads the last group released are appending
                 # their next writes now.  Wait (at most half a barrier, at
-                # most 2 ms) until as many wait as the last group had, so one
-                # barrier covers them all.  A lone writer never waits.
-                if self.last_group > 1 and self.waiters < self.last_group:
+                # most 2 ms) until as many wait as the largest of the last 16
+                # groups had, so one barrier covers them all.  (Waiting only
+                # for the last group's count let a group that lost a thread
+                # to the next one keep that size: 8 writers settled at groups
+                # of ~6.4.)  A lone writer never waits.
+                want = self.want_group()
+                if want > 1 and self.waiters < want:
                     linger = self.last_barrier_ns // 2
                     if linger > 2000000:
                         linger = 2000000
@@ -316,7 +328,7 @@ cdef class RefLog:
                         deadline.tv_sec += 1
                         deadline.tv_nsec -= 1000000000
                     self.lingering = 1
-                    while self.waiters < self.last_group:
+                    while self.waiters < want:
                         if pthread_cond_timedwait(&self.linger_cond, &self.lock, &deadline) != 0:
                             break
                     self.lingering = 0
@@ -328,6 +340,8 @@ cdef class RefLog:
                 pthread_mutex_lock(&self.lock)
                 self.last_barrier_ns = mono_ns() - t0
                 self.last_group = group
+                self.recent_groups[self.recent_at] = group
+                self.recent_at = (self.recent_at + 1) & 15
                 self.flushing = 0
                 if rc != 0:
                     # After a failed fdatasync the kernel may have dropped the
