@@ -146,6 +146,7 @@ cdef extern from "pastedb_hw.h" nogil:
     int pdb_flush_kind()
     void pdb_flush_range(int kind, const void *p, size_t n)
     void pdb_sfence()
+    void pdb_prefetch(const void *p, size_t n)
     uint64_t pdb_load_acquire_u64(const uint64_t *p)
     void pdb_store_release_u64(uint64_t *p, uint64_t v)
     uint64_t pdb_fetch_add_u64(uint64_t *p, uint64_t v)

@@ -34,7 +34,7 @@ from pastedb.core.btree import upgrade_file
 from pastedb.core.clib cimport (
     CLOCK_MONOTONIC, CLOCK_REALTIME, EDQUOT, ENOMEM, ENOSPC, clock_gettime, pthread_cond_destroy, pthread_cond_init,
     pthread_cond_signal, pthread_cond_timedwait, timespec,
-    pdb_load32, pdb_load_sc, pdb_store_sc, pdb_xadd_sc,
+    pdb_load32, pdb_load_sc, pdb_prefetch, pdb_store_sc, pdb_xadd_sc,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock,
     pthread_rwlock_destroy, pthread_rwlock_init, pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock,
     pthread_rwlock_unlock,
@@ -101,6 +101,18 @@ cdef uint64_t BULK_GROUP = 65536
 # get_many looks up this many keys per hold of the index read lock.
 cdef Py_ssize_t GET_SLICE = 256
 cdef int ITER_BATCH = 256
+cdef enum:
+    ITER_BATCH_MAX = 256              # (the array a fetch collects into; ITER_BATCH <= this)
+    FETCH_AHEAD = 8                   # values asked into the cache ahead of the one copied
+
+
+cdef struct FetchEntry:
+    Ref ref
+
+
+cdef inline void prefetch_value(DB db, const Ref *r) noexcept nogil:
+    if db.ref_in_pool(r):
+        pdb_prefetch(db.pool.base + r.voff, r.vlen)
 # The active expirer logs at most this many DELs per indexer round (20 ms).
 cdef int EXPIRE_BATCH = 256
 
@@ -3462,9 +3474,12 @@ cdef class Cursor:
         cdef DB db = self.db
         cdef MergeIter it
         cdef const char *kp
-        cdef int n = 0, rc, more = 0
+        cdef int n = 0, rc, more = 0, i
+        cdef FetchEntry ents[ITER_BATCH_MAX]
+        cdef FetchEntry *e
         cdef bytes k
         cdef list out = []
+        cdef list keys = []
         rc = db.enter()
         if rc != 0:
             raise_status(rc, "iterate", db.pool_path)
@@ -3490,6 +3505,11 @@ cdef class Cursor:
                         rc = it.seek(SEEK_GT, self.last, <uint32_t>len(self.last))
                     else:
                         rc = it.seek(SEEK_LT, self.last, <uint32_t>len(self.last))
+                # First the batch's keys and references (a tree key lives in
+                # the cursor's buffer only until the next step, so it is
+                # copied here), then the values, each verified as it is
+                # copied, with those a few entries ahead already on their way
+                # to the cache.
                 while rc == 0 and n < ITER_BATCH:
                     rc = it.step()
                     if rc <= 0:
@@ -3503,23 +3523,33 @@ cdef class Cursor:
                     elif self.start is not None and key_compare(
                             kp, it.klen, self.start, <uint32_t>len(self.start)) < 0:
                         break
-                    k = PyBytes_FromStringAndSize(kp, it.klen)
-                    if self.what == 0:
-                        out.append(k)
-                    else:
-                        if not db.value_ok(&it.ref):
-                            rc = ST_VALUE_DAMAGED
-                            break
-                        v = PyBytes_FromStringAndSize(db.pool.base + it.ref.voff,
-                                                      <Py_ssize_t>it.ref.vlen)
-                        if self.what == 3:
-                            out.append((k, v, it.ref.expire_ms))
-                        else:
-                            out.append(v if self.what == 1 else (k, v))
-                    self.last = k
+                    keys.append(PyBytes_FromStringAndSize(kp, it.klen))
+                    ents[n].ref = it.ref
                     n += 1
                     if n == ITER_BATCH:
                         more = 1
+                if self.what != 0:
+                    for i in range(n if n < FETCH_AHEAD else FETCH_AHEAD):
+                        prefetch_value(db, &ents[i].ref)
+                for i in range(n):
+                    e = &ents[i]
+                    k = keys[i]
+                    if self.what == 0:
+                        out.append(k)
+                    else:
+                        if i + FETCH_AHEAD < n:
+                            prefetch_value(db, &ents[i + FETCH_AHEAD].ref)
+                        if not db.value_ok(&e.ref):
+                            rc = ST_VALUE_DAMAGED
+                            more = 0
+                            break
+                        v = PyBytes_FromStringAndSize(db.pool.base + e.ref.voff,
+                                                      <Py_ssize_t>e.ref.vlen)
+                        if self.what == 3:
+                            out.append((k, v, e.ref.expire_ms))
+                        else:
+                            out.append(v if self.what == 1 else (k, v))
+                    self.last = k
             finally:
                 pthread_rwlock_unlock(&db.index_lock)
         finally:
