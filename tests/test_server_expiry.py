@@ -169,6 +169,34 @@ def test_expiry_in_a_transaction_sees_its_own_writes(r):
     assert res[5] is True and 49000 < r.pttl("t") <= 50000
 
 
+@pytest.mark.parametrize("active", [1, 0])
+def test_exec_fails_when_a_watched_key_expires(r, active):
+    """Redis 7.0: a key alive at WATCH that expires before EXEC makes EXEC
+    fail, whether the expirer deleted it or it only became invisible; a key
+    already expired at WATCH, or one that does not expire in time, does not."""
+    assert r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", str(active)) == b"OK"
+    r.set("w", "1", px=150)
+    r.set("gone", "1", px=1)
+    r.set("far", "1", ex=1000)
+    assert eventually(lambda: r.exists("gone") == 0)
+    p = r.pipeline(transaction=True)
+    p.watch("w")
+    assert eventually(lambda: r.exists("w") == 0)
+    p.multi()
+    p.set("out", "x")
+    with pytest.raises(redis.WatchError):
+        p.execute()
+    assert r.get("out") is None
+    for key in ("gone", "far"):
+        p = r.pipeline(transaction=True)
+        p.watch(key)
+        time.sleep(0.05)
+        p.multi()
+        p.set("out", key)
+        assert p.execute() == [True]
+        assert r.get("out") == key.encode()
+
+
 def test_expiry_survives_kill_9(srv):
     r = srv.client()
     r.set("a", "1", exat=FAR)

@@ -576,8 +576,8 @@ cdef void cmd_exec(Server srv, Conn *c) noexcept nogil:
         srv.unwatch_all(c)
         out_error(&c.out, b"EXECABORT Transaction discarded because of previous errors.")
         return
-    if c.watch_dirty:
-        # A WATCHed key was written (by anyone) since WATCH: nothing runs.
+    if c.watch_dirty or srv.watched_expired(c):
+        # A WATCHed key was written (by anyone) or expired since WATCH: nothing runs.
         free_queue(c)
         srv.unwatch_all(c)
         out_null_array(&c.out, c.resp3)

@@ -60,6 +60,8 @@ cdef struct WatchKey:                # one key one connection WATCHes
     Conn *conn                        # who watches
     uint32_t hash                     # of the key (its chain: hash & (watch_nbuckets - 1))
     uint32_t klen
+    uint64_t expire_ms                # the key's expiry at WATCH if it was alive then (0: none):
+                                      # EXEC fails once it passes (Redis 7.0: expiring is a change)
     char *key                         # malloc'ed copy
 
 
@@ -270,6 +272,7 @@ cdef class Server:
     cdef void key_modified(self, const char *k, size_t klen) noexcept nogil
     cdef int watch_key(self, Conn *c, const char *k, size_t klen) noexcept nogil
     cdef void unwatch_all(self, Conn *c) noexcept nogil
+    cdef int watched_expired(self, Conn *c) noexcept nogil
     cdef void apply_bulk_limit(self)
     cdef int64_t staged_dbsize(self) noexcept nogil
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil

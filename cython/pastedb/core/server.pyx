@@ -1466,7 +1466,9 @@ cdef class Server:
         cdef WatchKey *w = self.watch_buckets[h & (self.watch_nbuckets - 1)]
         cdef WatchKey **grown
         cdef WatchKey *nxt
-        cdef uint64_t i, n
+        cdef uint64_t i, n, exp
+        cdef const char *v
+        cdef size_t vlen
         while w != NULL:
             if w.conn == c and w.hash == h and w.klen == klen and memcmp(w.key, k, klen) == 0:
                 return 0
@@ -1495,6 +1497,10 @@ cdef class Server:
         memcpy(w.key, k, klen)
         w.klen = <uint32_t>klen
         w.hash = h
+        exp = 0
+        if not self.find_exp(k, klen, &v, &vlen, &exp):
+            exp = 0                                # absent or already expired: nothing to expire
+        w.expire_ms = exp
         w.conn = c
         w.conn_next = c.watched
         c.watched = w
@@ -1520,6 +1526,19 @@ cdef class Server:
             w = nxt
         c.watched = NULL
         c.watch_dirty = 0
+
+    cdef int watched_expired(self, Conn *c) noexcept nogil:
+        """1 if a key c WATCHes was alive at WATCH and has expired since."""
+        cdef WatchKey *w = c.watched
+        cdef uint64_t now = 0
+        while w != NULL:
+            if w.expire_ms != 0:
+                if now == 0:
+                    now = self.db.now_ms()
+                if w.expire_ms <= now:
+                    return 1
+            w = w.conn_next
+        return 0
 
     # --------------------------------------------------------- data commands
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil:
