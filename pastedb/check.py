@@ -118,6 +118,17 @@ from typing import Any, Callable, Iterable, Sequence
 
 import click
 
+# The per-entry passes run in C (checkcore.pyx); Entry is its class.
+from pastedb.core.checkcore import (
+    Entry,
+    index_values,
+    live_sums,
+    owned_twice,
+    referenced_bytes,
+    tree_entries,
+    tree_extent,
+)
+
 # ------------------------------------------------------------------ on-disk format
 # All of it from the format module (format.pxd is the single source of truth).
 from pastedb.core.format import (
@@ -133,7 +144,6 @@ from pastedb.core.format import (
     LOCK_FILE,
     MAP_ALIGN,
     MAX_KEY_LEN,
-    MAX_VALUE_LEN,
     POOL_FILE,
     POOL_VERSION,
     REC,
@@ -164,7 +174,6 @@ from pastedb.core.format import (
     record_verifies,
     scan_runs,
     superblock_slot,
-    verify_values,
     walk_chunk,
 )
 
@@ -403,22 +412,6 @@ class Run:
 # ------------------------------------------------------------------ replay
 
 
-@dataclass(slots=True)
-class Entry:
-    lsn: int
-    koff: int
-    klen: int
-    voff: int
-    vlen: int
-    vcrc: int
-    src: str = "log"                  # "tree": from the index file, not (yet) from a log record
-    expire_ms: int = 0                # absolute expiry (ms since the epoch), 0 none
-
-    def ref(self) -> tuple[int, int, int, int, int, int, int]:
-        """The index file's Ref tuple (koff, voff, vlen, lsn, klen, vcrc, expire_ms)."""
-        return (self.koff, self.voff, self.vlen, self.lsn, self.klen, self.vcrc, self.expire_ms)
-
-
 @dataclass
 class Replay:
     """The outcome of replaying one chain, tolerantly."""
@@ -439,7 +432,7 @@ class Replay:
     max_hint: int
     max_lsn: int
     alloc_end: int
-    referenced: list[tuple[int, int]]
+    referenced: list[tuple[int, int]]                # the chain's records' keys and values
     skip_lsn: int = 0                                # records <= this: in the index already
     base: dict[bytes, Entry] | None = None           # the index's entries the replay started from
     gone_before: int = 0                             # the log before this LSN is gone (unknown keys)
@@ -935,13 +928,8 @@ class Checker:
                     if f[TYPE] == REC_PUT and s.state != VALUE_BOUNDS:
                         referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
                         alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
-        tree_only = [e for e in state.values() if e.src == "tree"]   # live bytes only the index names
-        for e in tree_only:
-            referenced.append((e.koff, e.koff + e.klen))
-            referenced.append((e.voff, e.voff + e.vlen))
-        if tree_only:
-            alloc_end = max(alloc_end, min(self.size, max(max(e.koff + e.klen, e.voff + e.vlen)
-                                                          for e in tree_only)))
+        # The live bytes only the index names (summary() counts them as referenced).
+        alloc_end = max(alloc_end, min(self.size, tree_extent(state)))
         # open() stops at the first invalid record and raises CorruptionError
         # only if a later record in the same chunk verifies with a covering hint.
         engine_detects = False
@@ -1031,7 +1019,7 @@ class Checker:
                     self.problem(None, "index", f"... and {len(info.check_problems) - 10} more "
                                  f"problems in the index file", file=path, scope="index")
                 return info
-            items = tree.items()
+            entries, info.max_entry_lsn = tree_entries(tree)
         finally:
             tree.close()
         if in_force is not None and info.applied_lsn < in_force.tree_lsn:
@@ -1041,11 +1029,6 @@ class Checker:
                          f"covers up to LSN {in_force.tree_lsn}: the index lost a commit; open() "
                          f"refuses the database; {fix}", file=path, scope="index")
             return info
-        entries: dict[bytes, Entry] = {}
-        for key, (koff, voff, vlen, lsn, klen, vcrc, expire_ms) in items:
-            entries[key] = Entry(lsn, koff, klen, voff, vlen, vcrc, "tree", expire_ms)
-            if lsn > info.max_entry_lsn:
-                info.max_entry_lsn = lsn
         info.items = entries
         return info
 
@@ -1060,13 +1043,10 @@ class Checker:
         keys whose pool key bytes differ from the index's copy: the value is
         intact, but a log record naming those bytes would not verify, so
         --repair copies key and value to fresh space."""
-        mm, size = self.mm, self.size
         seen: dict[tuple[int, int, int], str] = {}
         for s in rp.walk.slots:
             if s.f[TYPE] == REC_PUT and s.state in (OK, BAD_VCRC):
                 seen[(s.f[VOFF], s.f[VLEN], s.f[VCRC])] = s.state
-        todo: list[tuple[bytes, Entry]] = []
-        bad_keys: set[bytes] = set()
         reported = 0
 
         def lose(key: bytes, e: Entry, kind: str, why: str, where: int) -> None:
@@ -1080,47 +1060,29 @@ class Checker:
                              f"reading this key would not fail", scope="index")
             reported += 1
 
-        for key, e in list(rp.state.items()):
-            if e.src != "tree":
-                continue
-            if e.klen != len(key) or e.klen > MAX_KEY_LEN or e.koff < HEADER_SIZE:
+        size = self.size
+        events, bad, idx.verified_values, n = index_values(
+            rp.state, seen, self.mm, OK, BAD_VCRC, self.progress, "verifying values the index names")
+        self.crc_bytes += n
+        for why, key, e in events:
+            if why == "key-ref":
                 lose(key, e, "index-entry", f"an impossible key reference (offset {e.koff}, "
                      f"{e.klen} bytes)", e.koff)
-                continue
-            if e.voff < HEADER_SIZE or e.vlen > MAX_VALUE_LEN:
+            elif why == "value-ref":
                 lose(key, e, "index-entry", "an impossible value reference", e.voff)
-                continue
-            if e.voff + e.vlen > size:
+            elif why == "truncated":
                 lose(key, e, "truncated", f"the value lies beyond the end of the file ({size} "
                      f"bytes; was the file cut short?)", e.voff)
-                continue
-            if e.koff + e.klen > size or mm[e.koff:e.koff + e.klen] != key:
-                bad_keys.add(key)
-            verdict = seen.get((e.voff, e.vlen, e.vcrc))
-            if verdict == BAD_VCRC:
+            elif why == "seen-bad":
                 # report_chain named the damaged value already
                 rp.state.pop(key, None)
                 rp.lost[key] = (e.lsn, e.voff, REASONS[BAD_VCRC])
-                continue
-            if verdict != OK:
-                todo.append((key, e))
-        total = sum(e.vlen for _, e in todo)
-        self.progress.start("verifying values the index names", total)
-        step = 65536
-        for i in range(0, len(todo), step):
-            part = todo[i:i + step]
-            oks = verify_values(self.mm, [(e.voff, e.vlen, e.vcrc) for _, e in part])
-            for (key, e), ok in zip(part, oks, strict=True):
-                if not ok:
-                    lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
-            n = sum(e.vlen for _, e in part)
-            self.crc_bytes += n
-            self.progress.advance(n)
-        self.progress.finish()
-        idx.verified_values = len(todo)
+            else:
+                lose(key, e, "value-crc", REASONS[BAD_VCRC], e.voff)
         if reported > 20:
             self.problem(None, "value-crc", f"... and {reported - 20} more values named by the "
                          f"index file fail", scope="index")
+        bad_keys = set(bad)
         bad_keys &= rp.state.keys()
         for n, key in enumerate(sorted(bad_keys)):
             e = rp.state[key]
@@ -1446,37 +1408,18 @@ def report_chain(ck: Checker, rp: Replay, quiet_end: bool = False,
 
 def check_ownership(ck: Checker, rp: Replay) -> list[tuple[bytes, str, int, int, str]]:
     """Live bytes owned twice: by two entries, or by an entry and a log chunk."""
-    spans: list[tuple[int, int, int, str, bytes]] = []   # start, end, prio, what, key
-    for c in rp.walk.chunks:
-        spans.append((c, c + CHUNK_SIZE, 0, "log chunk", b""))
-    spans.append((0, HEADER_SIZE, 0, "header", b""))
-    for key, e in rp.state.items():
-        if e.klen:
-            spans.append((e.koff, e.koff + e.klen, e.lsn, "key", key))
-        if e.vlen:
-            spans.append((e.voff, e.voff + e.vlen, e.lsn, "value", key))
-    spans.sort()
     out: list[tuple[bytes, str, int, int, str]] = []
-    cur_end, cur = -1, None
-    reported = 0
-    for span in spans:
-        start, end, prio, what, key = span
-        if cur is not None and start < cur_end:
-            # The later-written (or the entry, against a chunk) is the one to move.
-            a, b = (span, cur) if (prio >= cur[2]) else (cur, span)
-            if a[3] in ("key", "value"):
-                other = f"the {b[3]} of key {key_text(b[4])!r}" if b[3] in ("key", "value") \
-                    else f"the {b[3]} at byte offset {b[0]}"
-                out.append((a[4], a[3], a[0], a[1], other))
-                if reported < 20:
-                    ck.problem(max(start, cur[0]), "overlap",
-                               f"bytes [{max(start, cur[0])}, {min(end, cur_end)}) are owned by "
-                               f"the {a[3]} of key {key_text(a[4])!r} (LSN {a[2]}) and by {other}")
-                reported += 1
-        if end > cur_end:
-            cur_end, cur = end, span
-    if reported > 20:
-        ck.problem(None, "overlap", f"... and {reported - 20} more overlapping ranges")
+    pairs = owned_twice(rp.walk.chunks, rp.state)
+    for n, (a, b, lo, hi) in enumerate(pairs):
+        # a, the later-written (or the entry, against a chunk), is the one to move
+        other = f"the {b[3]} of key {key_text(b[4])!r}" if b[3] in ("key", "value") \
+            else f"the {b[3]} at byte offset {b[0]}"
+        out.append((a[4], a[3], a[0], a[1], other))
+        if n < 20:
+            ck.problem(lo, "overlap", f"bytes [{lo}, {hi}) are owned by the {a[3]} of key "
+                       f"{key_text(a[4])!r} (LSN {a[2]}) and by {other}")
+    if len(pairs) > 20:
+        ck.problem(None, "overlap", f"... and {len(pairs) - 20} more overlapping ranges")
     return out
 
 
@@ -1765,12 +1708,12 @@ def summary(res: Result) -> dict[str, Any]:
     if idx is not None:
         d["index"] = idx.as_dict()
         d["index_file_bytes"] = idx.file_bytes
-        d["keys_from_index"] = sum(1 for e in rp.state.values() if e.src == "tree") if rp else 0
+        d["keys_from_index"] = live_sums(rp.state)[0] if rp else 0
     if rp:
         w = rp.walk
         invalid = len(rp.damaged)
-        live = sum(e.klen + e.vlen for e in rp.state.values())
-        referenced = union_length(rp.referenced)
+        live = live_sums(rp.state)[1]
+        referenced = referenced_bytes(rp.referenced, rp.state)
         log_bytes = len(w.chunks) * CHUNK_SIZE
         d["log"] = {
             "head_off": w.head_off, "head_lsn": w.head_lsn, "chunks": len(w.chunks),
@@ -1816,23 +1759,6 @@ def space_warning(d: dict[str, Any], files: int, live: int, log_bytes: int) -> N
                     f"the files hold {files:,} bytes and no live data ")
                    + f"-- past the bound of {int(bound):,}; about {reclaimable:,} bytes could "
                    f"be given back by the cleaner (open the database, or run compact())"})
-
-
-def union_length(ranges: list[tuple[int, int]]) -> int:
-    """Bytes covered by the union of [start, end) ranges."""
-    total, cur_s, cur_e = 0, 0, -1
-    for s, e in sorted(ranges):
-        if e <= s:
-            continue
-        if s > cur_e:
-            if cur_e > cur_s:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        elif e > cur_e:
-            cur_e = e
-    if cur_e > cur_s:
-        total += cur_e - cur_s
-    return total
 
 
 def print_human(d: dict[str, Any], echo: Callable[[str], None]) -> None:

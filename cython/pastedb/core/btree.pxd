@@ -57,7 +57,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pastedb.core.clib cimport pthread_mutex_t
 from pastedb.core.index cimport Ref
-from pastedb.core.vfs cimport File
+from pastedb.core.vfs cimport File, Vfs
 
 cdef enum:
     MIN_FILL = 812                    # PAGE_CAP / 5: least bytes used by a non-root page
@@ -226,3 +226,12 @@ cdef class Cursor:
     cdef int renew(self) noexcept nogil
     # Release the snapshot; further moves return ST_CLOSED.
     cdef void close(self) noexcept nogil
+
+
+# An index file as a whole, for tools outside a database (pastedb-check's
+# verification and repair); its methods are Python-level (btree.pyx).  The
+# checker's C passes (checkcore.pyx) walk `t` with a read cursor.
+cdef class TreeFile:
+    cdef BTree t
+    cdef readonly Vfs vfs
+    cdef readonly object path

@@ -1848,9 +1848,6 @@ cdef class TreeFile:
     are 7-tuples (koff, voff, vlen, lsn, klen, vcrc, expire_ms); statuses raise through
     status.raise_status.  sync=False skips the barriers; crashsim (tests)
     simulates them (vfs.pxd)."""
-    cdef BTree t
-    cdef readonly Vfs vfs
-    cdef readonly object path
 
     def __cinit__(self, path, bint create=True, bint sync=True, bint crashsim=False):
         cdef bytes bpath = os.fsencode(path)

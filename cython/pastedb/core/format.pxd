@@ -265,6 +265,12 @@ cdef inline uint32_t crc32c_final(uint32_t state) noexcept nogil:
     return state ^ CRC_START
 
 
+# [off, off + n) is not inside [HEADER_SIZE, size), the part of a pool file
+# of `size` bytes that keys and values may occupy (overflow-safe).
+cdef inline int span_outside(uint64_t off, uint64_t n, uint64_t size) noexcept nogil:
+    return off < HEADER_SIZE or off > size or n > size - off
+
+
 # ---------------------------------------------------------------- superblock
 # The one owner of the superblock bytes.  sb_check: an SB_* verdict for the
 # slot at p, of which `avail` bytes exist in the file.

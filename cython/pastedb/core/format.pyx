@@ -128,11 +128,6 @@ cdef uint32_t record_crc(uint32_t key_state, const LogRecord *rec) noexcept nogi
     return crc32c_final(pdb_crc32c_update(key_state, (<const char *>rec) + 4, REC_SIZE - 4))
 
 
-cdef inline int span_outside(uint64_t off, uint64_t n, uint64_t size) noexcept nogil:
-    # [off, off + n) is not inside [HEADER_SIZE, size) (overflow-safe).
-    return off < HEADER_SIZE or off > size or n > size - off
-
-
 cdef int rec_check(const char *base, uint64_t size, const LogRecord *rec, uint64_t expect_lsn,
                    int last_slot, int check_value) noexcept nogil:
     cdef const char *p = <const char *>rec
