@@ -280,6 +280,9 @@ def network_blocks(net: dict[str, Any], markdown: bool = False) -> list[str]:
                 "pastedb requests per barrier (median, zero-copy / --copy; from INFO): "
                 + "; ".join(rpb)
             )
+        bd = breakdown_table(main, md)
+        if bd:
+            blocks.append(bd)
         blocks.append(limits_table(main, md))
     if zc:
         blocks.append(zerocopy_block(net, zc, md))
@@ -289,6 +292,51 @@ def network_blocks(net: dict[str, Any], markdown: bool = False) -> list[str]:
     for p in net.get("problems") or []:
         blocks.append(f"PROBLEM: {p}")
     return blocks
+
+
+# INFO breakdown columns (bench/network.py BREAKDOWN): result key, header
+BREAKDOWN_COLUMNS = [
+    ("bd_wait_us", "wait"),
+    ("bd_recv_us", "recv"),
+    ("bd_run_us", "run"),
+    ("bd_append_us", "append"),
+    ("bd_send_us", "send"),
+    ("bd_loop_barrier_us", "loop barrier"),
+    ("bd_other_us", "other"),
+    ("bd_flusher_barrier_us", "flusher barrier"),
+    ("bd_linger_us", "linger"),
+    ("bd_wake_us", "wake"),
+    ("bd_barrier_each_us", "us per barrier"),
+    ("bd_writes_per_barrier", "writes per barrier"),
+]
+
+
+def breakdown_table(main: list[Workload], md: bool) -> str:
+    """Where a durable SET's time goes inside pastedb serve (INFO breakdown)."""
+    rows = []
+    for w in main:
+        if w.params.get("op") != "SET":
+            continue
+        for e in ("pastedb", "pastedb-copy"):
+            vals = [nan(w.med(e, key)) for key, _ in BREAKDOWN_COLUMNS]
+            if all(math.isnan(v) for v in vals):
+                continue
+            rows.append([w.title, NET_LABELS[e], *("-" if math.isnan(v) else f"{v:,.1f}"
+                                                   for v in vals)])
+    if not rows:
+        return ""
+    title = (
+        "pastedb: each durable SET's time by phase, in us per request (medians; INFO breakdown "
+        "between CONFIG RESETSTAT and the end of the run). The loop thread: wait (epoll_wait: "
+        "idle or waiting on clients and barriers), recv, run (parse and execute), append (the "
+        "records into the log), send, loop barrier (it runs the barrier itself when at most "
+        "one connection waits), other; the flusher thread, in parallel: flusher barrier, "
+        "linger (waiting for a fuller group); wake: a flusher barrier's end to the loop "
+        "seeing it"
+    )
+    header = ["workload", "server", *[h for _, h in BREAKDOWN_COLUMNS]]
+    sep = "\n\n" if md else "\n"
+    return (f"*{title}*" if md else title) + sep + render_rows(header, rows, md)
 
 
 def limits_table(main: list[Workload], md: bool) -> str:

@@ -620,6 +620,50 @@ def test_info(r, srv):
     assert "db0" not in r.info("keyspace")
 
 
+def test_info_breakdown_accounts_for_the_loop_and_the_flusher(srv):
+    # Where the time goes (INFO breakdown), counted from CONFIG RESETSTAT:
+    # one client (the loop runs each barrier itself) and then eight at once
+    # (the flusher runs them); every durable SET is counted, and the loop's
+    # phases add up to no more than the time elapsed.
+    import threading
+
+    r = srv.client()
+    r.config_resetstat()
+    b = r.info("breakdown")
+    assert b["breakdown_writes"] == 0 and b["breakdown_commands"] <= 2
+    for i in range(50):
+        r.set(f"one{i}", "v" * 100)
+
+    def writer(n):
+        c = srv.client()
+        for i in range(100):
+            c.set(f"w{n}-{i}", "v" * 1000)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    b = r.info("breakdown")
+    assert b["breakdown_writes"] == 850
+    assert b["breakdown_commands"] >= 850
+    assert b["loop_barriers"] >= 1 and b["loop_barrier_us"] > 0
+    assert b["loop_barriers"] + b["flusher_barriers"] <= 850
+    for phase in ("loop_wait_us", "loop_recv_us", "loop_exec_us", "loop_send_us"):
+        assert b[phase] > 0, phase
+    assert b["loop_append_us"] <= b["loop_exec_us"]
+    named = sum(b[k] for k in ("loop_wait_us", "loop_recv_us", "loop_exec_us", "loop_send_us",
+                               "loop_barrier_us"))
+    assert named <= b["breakdown_us"] + 1000 and b["loop_other_us"] >= 0
+    if b["flusher_barriers"]:
+        assert b["flusher_barrier_us"] > 0
+        assert b["flusher_barriers"] <= b["flusher_group_conns"]
+    assert b["wakes"] <= b["flusher_barriers"]
+    assert "breakdown_us" in r.info("all") and "breakdown_us" not in r.info()
+    r.config_resetstat()
+    assert r.info("breakdown")["breakdown_writes"] == 0
+
+
 def test_time(r):
     before = time.time()
     seconds, micros = r.time()

@@ -1687,6 +1687,7 @@ cdef object py_config(Server srv, Conn *c, list args):
     if sub == b"resetstat":
         memset(srv.cmd_calls, 0, MAX_COMMANDS * sizeof(uint64_t))
         memset(srv.cmd_rejected, 0, MAX_COMMANDS * sizeof(uint64_t))
+        srv.reset_breakdown()
         return ROK
     return RError(f"ERR CONFIG {sub.decode('latin-1').upper()} is not supported by pastedb "
                   f"(CONFIG GET, SET and RESETSTAT are)")

@@ -28,6 +28,32 @@ cdef struct QueuedCmd:                # a command queued inside MULTI (copied)
     size_t *lens                      # malloc'ed: argument lengths
 
 
+# INFO breakdown: where the server's time goes, in ns since the start or the
+# last CONFIG RESETSTAT.  Cheap enough to leave on: two clock reads (vDSO,
+# ~25 ns each) around each phase of a loop turn, not per byte.  The loop
+# thread owns the loop_* fields; the flusher owns fl_* and writes them under
+# flush_lock (INFO and RESETSTAT read and reset them under it too).
+cdef struct Breakdown:
+    int64_t since_ns                  # counting began (CLOCK_MONOTONIC)
+    uint64_t commands_at_start        # total_commands then
+    uint64_t writes_at_start          # zero_copy_puts + copied_puts then
+    int64_t loop_wait_ns              # in epoll_wait: idle, or waiting on clients / the flusher
+    int64_t loop_recv_ns              # recv / splice of request bytes
+    int64_t loop_exec_ns              # parsing and running commands, the appends included
+    int64_t loop_append_ns            # appending staged records to the log (append_group)
+    int64_t loop_send_ns              # sending replies (sendmsg)
+    int64_t loop_barrier_ns           # barriers the loop ran itself (<= 1 connection waiting)
+    uint64_t loop_barriers
+    int64_t wake_ns                   # the flusher's barrier end -> the loop reading its wake-up
+    uint64_t wakes
+    int64_t fl_linger_ns              # the flusher lingering for a fuller group
+    int64_t fl_barrier_ns             # the flusher in make_durable
+    uint64_t fl_barriers
+    uint64_t fl_group_conns           # connections its barriers covered, summed
+    int64_t fl_done_ns                # when its last barrier ended (for wake_ns)
+    int64_t wake_seen_ns              # the loop: the last fl_done_ns it counted
+
+
 cdef struct OutRef:                   # a reply's value, sent from where it lies in the pool
     size_t at                         # its place in the reply stream: before out.data[at]
     uint64_t off                      # pool offset of the value
@@ -169,6 +195,7 @@ cdef class Server:
     cdef int flusher_busy             # a barrier is running (flusher or loop)
     cdef int last_group_conns         # waiting connections the last barrier covered
     cdef int64_t last_barrier_ns      # how long the last barrier took
+    cdef Breakdown bd                 # INFO breakdown (see Breakdown)
     # per-command scratch
     cdef Args args
     cdef LogRecord *recs              # records staged by the current command / EXEC
@@ -212,6 +239,7 @@ cdef class Server:
     cdef size_t splice_max            # pipe capacity
 
     cdef int loop(self) noexcept nogil
+    cdef void reset_breakdown(self) noexcept nogil
     cdef void flusher(self) noexcept nogil
     cdef int watch(self, int fd, uint32_t events, int mod) noexcept nogil
     cdef void kick_flusher(self, uint64_t lsn) noexcept nogil

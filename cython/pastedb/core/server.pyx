@@ -261,6 +261,7 @@ cdef class Server:
             if self.signal_fd < 0:
                 raise OSError(errno, "signalfd")
             self.watch(self.signal_fd, EPOLLIN, 0)
+        self.reset_breakdown()
         flusher = threading.Thread(target=self._run_flusher, name="pastedb-flusher", daemon=True)
         flusher.start()
         try:
@@ -292,7 +293,7 @@ cdef class Server:
         cdef uint64_t target
         cdef uint64_t one = 1
         cdef int rc, group_conns
-        cdef int64_t t0, t1, linger
+        cdef int64_t t0, t1, linger, tl
         cdef timespec deadline
         pthread_mutex_lock(&self.flush_lock)
         while True:
@@ -312,6 +313,7 @@ cdef class Server:
             # one barrier covers them all instead of every other half.  One
             # client never waits: its group had one connection.
             if self.last_group_conns > 1 and not self.stopping:
+                tl = now_ns()
                 linger = self.last_barrier_ns // 2
                 if linger > 2000000:
                     linger = 2000000
@@ -323,6 +325,7 @@ cdef class Server:
                 while self.waiting_conns < self.last_group_conns and not self.stopping:
                     if pthread_cond_timedwait(&self.flush_cond, &self.flush_lock, &deadline) != 0:
                         break
+                self.bd.fl_linger_ns += now_ns() - tl
             target = self.appended_lsn
             group_conns = self.waiting_conns
             self.flusher_busy = 1
@@ -334,6 +337,10 @@ cdef class Server:
             self.flusher_busy = 0
             self.last_barrier_ns = t1 - t0
             self.last_group_conns = group_conns
+            self.bd.fl_barrier_ns += t1 - t0
+            self.bd.fl_barriers += 1
+            self.bd.fl_group_conns += <uint64_t>group_conns
+            self.bd.fl_done_ns = t1
             if rc != 0:
                 self.flush_error = rc
             self.flushed_lsn = target
@@ -365,10 +372,12 @@ cdef class Server:
         cdef uint32_t ev
         cdef Conn *c
         cdef int draining = 0
-        cdef int64_t drain_deadline = 0
+        cdef int64_t drain_deadline = 0, tw, ts
         while True:
+            tw = now_ns()
             n = epoll_wait(self.epoll_fd, events, MAX_EVENTS,
                            0 if self.nready else (100 if draining else 1000))
+            self.bd.loop_wait_ns += now_ns() - tw
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -392,7 +401,9 @@ cdef class Server:
                     if ev & (EPOLLIN | EPOLLHUP | EPOLLERR):
                         self.on_readable(c)
                     if self.conns[fd] != NULL and (ev & EPOLLOUT):
+                        ts = now_ns()
                         self.flush_output(self.conns[fd])
+                        self.bd.loop_send_ns += now_ns() - ts
             if self.nready:
                 self.run_ready()
             if self.shutdown_requested and not draining:
@@ -447,10 +458,16 @@ cdef class Server:
         being woken back costs two thread switches for nothing to overlap."""
         cdef uint64_t durable, target
         cdef int waiting, rc
-        cdef int64_t t0
+        cdef int64_t t0, done_ns = 0
         pthread_mutex_lock(&self.flush_lock)
         durable = self.flushed_lsn
+        if self.bd.fl_done_ns > self.bd.wake_seen_ns:
+            done_ns = self.bd.fl_done_ns          # a barrier of the flusher's, new to the loop
+            self.bd.wake_seen_ns = done_ns
         pthread_mutex_unlock(&self.flush_lock)
+        if done_ns:
+            self.bd.wake_ns += now_ns() - done_ns
+            self.bd.wakes += 1
         waiting = self.release_replies(durable)
         pthread_mutex_lock(&self.flush_lock)
         if waiting != self.waiting_conns:
@@ -467,6 +484,8 @@ cdef class Server:
                 self.flusher_busy = 0
                 self.last_barrier_ns = now_ns() - t0
                 self.last_group_conns = waiting
+                self.bd.loop_barrier_ns += self.last_barrier_ns
+                self.bd.loop_barriers += 1
                 if rc != 0:
                     self.flush_error = rc
                 self.flushed_lsn = target
@@ -486,6 +505,7 @@ cdef class Server:
         cdef int fd
         cdef Conn *c
         cdef int waiting = 0
+        cdef int64_t t0
         for fd in range(self.conns_cap):
             c = self.conns[fd]
             if c == NULL:
@@ -493,7 +513,9 @@ cdef class Server:
             if c.out_ready < c.out.len and (not self.sync_acks or c.hold_lsn <= durable):
                 c.out_ready = c.out.len
             if c.out_ready > c.out.sent:
+                t0 = now_ns()
                 self.flush_output(c)
+                self.bd.loop_send_ns += now_ns() - t0
             elif c.closing and c.out.len == c.out.sent:
                 self.close_conn(c)
                 continue
@@ -838,6 +860,7 @@ cdef class Server:
         cdef ssize_t got
         cdef size_t space
         cdef int i, rc
+        cdef int64_t t0
         cdef int fd = c.fd
         if c.ready or c.paused:
             return                                # its window's input comes first
@@ -858,6 +881,7 @@ cdef class Server:
                 space = c.win_size - c.win_len
             else:
                 space = self.arena_size - self.arena_tail
+            t0 = now_ns()
             if self.copy_mode or c.heap_win:
                 got = recv(fd, c.win + c.win_len, space, 0)
             elif self.splice_pipe[0] >= 0:
@@ -868,6 +892,7 @@ cdef class Server:
                 got = self.db.pool.file.recv_into(
                     fd, c.win + c.win_len, <uint64_t>(c.win + c.win_len - self.db.pool.base),
                     space, self.db.pool.write_syscall)
+            self.bd.loop_recv_ns += now_ns() - t0
             if got == 0:
                 self.close_conn(c)
                 return
@@ -918,8 +943,10 @@ cdef class Server:
         or non-reading client neither holds the loop nor grows memory."""
         cdef int r, i, budget = CMDS_PER_SLICE
         cdef RespParser *p = &c.parser
+        cdef int64_t t0
         if c.keys != NULL:
             return
+        t0 = now_ns()
         while not c.closing:
             if budget == 0 or self.output_full(c):
                 if p.pos < c.win_len:
@@ -963,6 +990,7 @@ cdef class Server:
                     self.nready += 1
                 break
         self.finish_input(c)
+        self.bd.loop_exec_ns += now_ns() - t0
         # Everything consumed: the bytes after the last referenced value are
         # dead and may be received into again.
         if p.cmd_start == c.win_len and p.state == 0:
@@ -1201,6 +1229,7 @@ cdef class Server:
         """Give every connection with unprocessed input its next slice."""
         cdef int fd
         cdef Conn *c
+        cdef int64_t t0
         for fd in range(self.conns_cap):
             if self.nready == 0:
                 return
@@ -1212,7 +1241,9 @@ cdef class Server:
             if c.paused or c.closing:
                 continue
             if c.keys != NULL:
+                t0 = now_ns()
                 keys_step(self, c, KEYS_SLICE)
+                self.bd.loop_exec_ns += now_ns() - t0
                 c.ready = 1                       # the next slice, or (done) its input
                 self.nready += 1
                 continue
@@ -1299,9 +1330,12 @@ cdef class Server:
     cdef int commit_staged(self) noexcept nogil:
         cdef int rc
         cdef uint64_t lsn
+        cdef int64_t t0
         if self.nrecs == 0:
             return 0
+        t0 = now_ns()
         rc = self.db.append_group(self.recs, self.nrecs, &lsn)
+        self.bd.loop_append_ns += now_ns() - t0
         self.nrecs = 0
         if rc == 0:
             self.kick_flusher(lsn)
@@ -1667,10 +1701,46 @@ cdef class Server:
                     (<bytes>COMMANDS[i].name).decode(), self.cmd_calls[i], self.cmd_rejected[i]))
         return "".join(lines)
 
+    cdef void reset_breakdown(self) noexcept nogil:
+        """Start counting INFO breakdown afresh (serve start, CONFIG RESETSTAT)."""
+        pthread_mutex_lock(&self.flush_lock)
+        memset(&self.bd, 0, sizeof(Breakdown))
+        self.bd.since_ns = now_ns()
+        self.bd.commands_at_start = self.total_commands
+        self.bd.writes_at_start = self.zero_copy_puts + self.copied_puts
+        pthread_mutex_unlock(&self.flush_lock)
+
+    def breakdown_info(self):
+        """INFO breakdown: the loop thread's time by phase, and the flusher's
+        (microseconds since the start or CONFIG RESETSTAT).  loop_other_us is
+        the loop's time outside the phases named (the turn's bookkeeping:
+        arena sweeps, ready lists, accepting)."""
+        cdef Breakdown b
+        pthread_mutex_lock(&self.flush_lock)
+        b = self.bd
+        pthread_mutex_unlock(&self.flush_lock)
+        elapsed = now_ns() - b.since_ns
+        named = (b.loop_wait_ns + b.loop_recv_ns + b.loop_exec_ns + b.loop_send_ns
+                 + b.loop_barrier_ns)
+        us = lambda ns: max(0, ns) // 1000
+        return ("# Breakdown\r\nbreakdown_us:%d\r\nbreakdown_commands:%d\r\n"
+                "breakdown_writes:%d\r\nloop_wait_us:%d\r\nloop_recv_us:%d\r\n"
+                "loop_exec_us:%d\r\nloop_append_us:%d\r\nloop_send_us:%d\r\n"
+                "loop_barrier_us:%d\r\nloop_barriers:%d\r\nloop_other_us:%d\r\n"
+                "flusher_linger_us:%d\r\nflusher_barrier_us:%d\r\nflusher_barriers:%d\r\n"
+                "flusher_group_conns:%d\r\nwake_us:%d\r\nwakes:%d\r\n"
+                % (us(elapsed), self.total_commands - b.commands_at_start,
+                   self.zero_copy_puts + self.copied_puts - b.writes_at_start,
+                   us(b.loop_wait_ns), us(b.loop_recv_ns), us(b.loop_exec_ns),
+                   us(b.loop_append_ns), us(b.loop_send_ns), us(b.loop_barrier_ns),
+                   b.loop_barriers, us(elapsed - named), us(b.fl_linger_ns),
+                   us(b.fl_barrier_ns), b.fl_barriers, b.fl_group_conns, us(b.wake_ns),
+                   b.wakes))
+
     def info_text(self, sections=()):
         default = [b"server", b"clients", b"memory", b"persistence", b"stats", b"replication",
                    b"cpu", b"keyspace"]
-        every = default[:-1] + [b"commandstats", b"keyspace"]
+        every = default[:-1] + [b"breakdown", b"commandstats", b"keyspace"]
         want = set()
         for sec in sections or [b"default"]:
             if sec in (b"all", b"everything"):
@@ -1749,6 +1819,8 @@ cdef class Server:
                     % (me.ru_stime, me.ru_utime, kids.ru_stime, kids.ru_utime))
         if sec == b"commandstats":
             return "# Commandstats\r\n" + self.command_stats()
+        if sec == b"breakdown":
+            return self.breakdown_info()
         if sec == b"keyspace":
             return "# Keyspace\r\n" + self.keyspace_line(st)
         return ""
