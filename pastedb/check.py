@@ -122,11 +122,10 @@ import click
 from pastedb.core.checkcore import (
     Entry,
     index_values,
-    live_sums,
     owned_twice,
     referenced_bytes,
+    state_sums,
     tree_entries,
-    tree_extent,
 )
 
 # ------------------------------------------------------------------ on-disk format
@@ -929,7 +928,7 @@ class Checker:
                         referenced.append((f[VOFF], f[VOFF] + f[VLEN]))
                         alloc_end = max(alloc_end, f[VOFF] + f[VLEN])
         # The live bytes only the index names (summary() counts them as referenced).
-        alloc_end = max(alloc_end, min(self.size, tree_extent(state)))
+        alloc_end = max(alloc_end, min(self.size, state_sums(state)[2]))
         # open() stops at the first invalid record and raises CorruptionError
         # only if a later record in the same chunk verifies with a covering hint.
         engine_detects = False
@@ -1708,11 +1707,11 @@ def summary(res: Result) -> dict[str, Any]:
     if idx is not None:
         d["index"] = idx.as_dict()
         d["index_file_bytes"] = idx.file_bytes
-        d["keys_from_index"] = live_sums(rp.state)[0] if rp else 0
+        d["keys_from_index"] = state_sums(rp.state)[0] if rp else 0
     if rp:
         w = rp.walk
         invalid = len(rp.damaged)
-        live = live_sums(rp.state)[1]
+        live = state_sums(rp.state)[1]
         referenced = referenced_bytes(rp.referenced, rp.state)
         log_bytes = len(w.chunks) * CHUNK_SIZE
         d["log"] = {

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 
 from pastedb.core.checkcore import (
     Entry,
-    live_sums,
     owned_twice,
     referenced_bytes,
-    tree_extent,
+    state_sums,
 )
 from pastedb.core.format import CHUNK_SIZE, HEADER_SIZE
 
@@ -54,9 +53,9 @@ def test_referenced_bytes_is_the_union(state, ranges):
 @given(states())
 def test_sums_and_extent(state):
     tree = [e for e in state.values() if e.src == "tree"]
-    assert live_sums(state) == (len(tree), sum(e.klen + e.vlen for e in state.values()))
-    assert tree_extent(state) == max((max(e.koff + e.klen, e.voff + e.vlen) for e in tree),
-                                     default=0)
+    assert state_sums(state) == (len(tree), sum(e.klen + e.vlen for e in state.values()),
+                                 max((max(e.koff + e.klen, e.voff + e.vlen) for e in tree),
+                                     default=0))
 
 
 def sweep(chunks, state):

@@ -309,33 +309,21 @@ def owned_twice(list chunks not None, dict state not None):
 
 # ---------------------------------------------------------------- space sums
 
-def live_sums(dict state not None):
-    """(entries from the index file, live key + value bytes) of a state."""
+def state_sums(dict state not None):
+    """(entries from the index file, live key + value bytes, the end of the
+    furthest key or value an index-file entry names (0: none)) of a state."""
     cdef Py_ssize_t pos = 0, tree = 0
     cdef PyObject *kp
     cdef PyObject *vp
     cdef Entry e
-    cdef uint64_t live = 0
+    cdef uint64_t live = 0, hi = 0
     while PyDict_Next(state, &pos, &kp, &vp):
         e = <Entry>vp
         live += e.klen + e.vlen
         if is_tree(e):
             tree += 1
-    return tree, live
-
-
-def tree_extent(dict state not None):
-    """The end of the furthest key or value an index-file entry names (0 none)."""
-    cdef Py_ssize_t pos = 0
-    cdef PyObject *kp
-    cdef PyObject *vp
-    cdef Entry e
-    cdef uint64_t hi = 0
-    while PyDict_Next(state, &pos, &kp, &vp):
-        e = <Entry>vp
-        if is_tree(e):
             hi = max(hi, end_of(e.koff, e.klen), end_of(e.voff, e.vlen))
-    return hi
+    return tree, live, hi
 
 
 cdef struct Range:
