@@ -26,6 +26,7 @@ cdef extern from "<sys/stat.h>" nogil:
 cdef enum:
     COPY_CHUNK = 1048576              # zero fills and image writes go in pieces of this
     BLOCK = 4096                      # images leave all-zero blocks of this size as holes
+    ZERO_PIECE = 65536                # zero fills go in aligned pieces of this (write_zeros)
 
 _KINDS = {"write": FAULT_WRITE, "barrier": FAULT_BARRIER, "grow": FAULT_GROW, "io": FAULT_IO,
           "kill": FAULT_KILL}
@@ -456,8 +457,17 @@ cdef class File:
         cdef int rc = self.vfs.check(FAULT_WRITE)
         if rc != 0:
             return rc
+        # 64 KiB per write, aligned: the page cache sizes a new folio by the
+        # write that creates it, and on a filesystem with large folios (ext4
+        # since Linux 6.16) zeros written a MiB at a time leave MiB folios
+        # behind, whose every later small write (a 64-byte record, a 1 KiB
+        # value) walks all their blocks.  Measured on this VM's ext4 (kernel
+        # 6.18), a 64 B pwrite into a file grown in writes of 1 MiB: 2.7 us;
+        # 64 KiB: 1.2 us; 4 KiB: 1.1 us (1 KiB pwrites 3.0, 1.5, 1.5 us).
         while n:
-            k = n if n < COPY_CHUNK else COPY_CHUNK
+            k = ZERO_PIECE - (off & (ZERO_PIECE - 1))
+            if k > n:
+                k = n
             w = pwrite(self.fd, ZEROS, k, <long>off)
             if w < 0:
                 if errno == EINTR:
