@@ -89,10 +89,13 @@ ENGINES = ["pastedb", "lmdb"]
 LMDB_MAP_SIZE = 16 << 30  # sparse; large enough for every workload here
 
 # Minimum pastedb/lmdb ratios the issue asks for.
-TARGET_PUT_1T = 2.0
-TARGET_PUT_8T = 8.0
-TARGET_GET = 1.0
+# The issue's minimum pastedb/LMDB ratios ("the embedded write and read paths
+# at the machine's limit").
+TARGET_PUT_1T = 2.5
+TARGET_PUT_8T = 10.0
+TARGET_GET = 1.5
 TARGET_SCAN = 1.0
+TARGET_BATCH = {"random": 1.5, "seq": 1.0}
 
 PROFILES: dict[str, dict[str, Any]] = {
     # a handful of operations per workload: proves the suite runs, says nothing about speed
@@ -403,7 +406,7 @@ def batched_put(run: Run, order: str) -> Workload:
             "pastedb": "db.batch() per chunk (one durable commit each)",
             "lmdb": "one write txn per chunk",
         },
-        metrics=[Metric("ops_s", "puts/s"), Metric("MB_s", "MB/s")],
+        metrics=[Metric("ops_s", "puts/s", target=TARGET_BATCH[order]), Metric("MB_s", "MB/s")],
         engines=ENGINES,
     )
     w.reps = interleave(cfg["batch_reps"], ENGINES, one, w.title)

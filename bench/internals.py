@@ -83,7 +83,9 @@ NAME = "internals"  # its section in the embedded report
 GROUPS = ["index", "open", "space"]
 MODES = ["lazy", "eager"]
 
-TARGET_LAZY_EAGER_P99 = 0.5  # lazy p99 / eager p99, durable puts
+# lazy p99 / eager p99, durable puts: a measurement now, without a target (the
+# issue asks instead that checkpoints never stall writers)
+TARGET_LAZY_EAGER_P99: float | None = None
 TARGET_OPEN_S = 0.2  # open + first get after a clean close, seconds ...
 TARGET_OPEN_KEYS = 1_000_000  # ... of a database this large (judged only at this size or more)
 TARGET_SPACE_RATIO = 1.5  # stats()["space_ratio"] after the overwrites
