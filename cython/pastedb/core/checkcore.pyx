@@ -21,8 +21,8 @@ from pastedb.core.format cimport (
     HEADER_SIZE,
     MAX_KEY_LEN,
     MAX_VALUE_LEN,
-    crc32c_buf,
     span_outside,
+    value_verifies,
 )
 from pastedb.core.status cimport raise_status
 
@@ -189,7 +189,7 @@ def index_values(dict state not None, dict seen not None, buf, str ok, str bad,
             j = i
             with nogil:
                 while j < n and part < window:
-                    good[j] = crc32c_buf(base + voff[j], vlen[j]) == vcrc[j]
+                    good[j] = value_verifies(<const char *>base, size, voff[j], vlen[j], vcrc[j])
                     part += vlen[j]
                     j += 1
             i = j

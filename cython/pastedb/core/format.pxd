@@ -271,6 +271,14 @@ cdef inline int span_outside(uint64_t off, uint64_t n, uint64_t size) noexcept n
     return off < HEADER_SIZE or off > size or n > size - off
 
 
+# A value's bytes at voff of a pool file (base, size bytes) may be returned:
+# at most MAX_VALUE_LEN, inside the file, matching the crc their record carried.
+cdef inline int value_verifies(const char *base, uint64_t size, uint64_t voff, uint64_t vlen,
+                               uint32_t vcrc) noexcept nogil:
+    return (vlen <= MAX_VALUE_LEN and not span_outside(voff, vlen, size)
+            and crc32c_buf(base + voff, vlen) == vcrc)
+
+
 # ---------------------------------------------------------------- superblock
 # The one owner of the superblock bytes.  sb_check: an SB_* verdict for the
 # slot at p, of which `avail` bytes exist in the file.

@@ -748,18 +748,16 @@ def verify_values(buf, list spans):
     cdef const unsigned char[::1] b = buf
     cdef const char *base = _ptr(b)
     cdef uint64_t size = <uint64_t>b.shape[0], voff, vlen
-    cdef uint32_t vcrc, c
+    cdef uint32_t vcrc
+    cdef int ok
     out = []
     for voff, vlen, vcrc in spans:
-        if vlen > MAX_VALUE_LEN or span_outside(voff, vlen, size):
-            out.append(False)
-            continue
         if vlen >= 65536:
             with nogil:
-                c = crc32c_buf(base + voff, vlen)
+                ok = value_verifies(base, size, voff, vlen, vcrc)
         else:
-            c = crc32c_buf(base + voff, vlen)
-        out.append(c == vcrc)
+            ok = value_verifies(base, size, voff, vlen, vcrc)
+        out.append(ok != 0)
     return out
 
 
