@@ -48,7 +48,7 @@ from pastedb.core.persist cimport (
 from pastedb.core.format cimport (
     BTREE_VERSION, CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
     SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
-    sb_read,
+    sb_read, span_outside, value_verifies,
 )
 from pastedb.core.pool cimport DATA_EXTENT, SEG_FREE, SEG_NOFREE, Pool
 from pastedb.core.readers cimport ReaderTable
@@ -1457,8 +1457,7 @@ cdef class DB:
         """The key and value a reference names lie inside the file (a damaged
         file may say otherwise; reading there would fault)."""
         cdef uint64_t size = self.pool.size
-        return (r.koff >= HEADER_SIZE and r.klen <= size and r.koff <= size - r.klen and
-                r.vlen <= size and r.voff <= size - r.vlen and r.voff >= HEADER_SIZE)
+        return not span_outside(r.koff, r.klen, size) and not span_outside(r.voff, r.vlen, size)
 
     cdef int lookup(self, const char *k, uint32_t klen, Ref *out) noexcept nogil:
         cdef int found
@@ -3227,7 +3226,8 @@ cdef class DB:
     cdef int value_ok(self, const Ref *r) noexcept nogil:
         """The bytes a reference names may be returned: inside the file and
         matching the checksum their record carried (1), else 0."""
-        return self.ref_in_pool(r) and crc32c_buf(self.pool.base + r.voff, r.vlen) == r.vcrc
+        return (not span_outside(r.koff, r.klen, self.pool.size) and
+                value_verifies(self.pool.base, self.pool.size, r.voff, r.vlen, r.vcrc))
 
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil:
         """Take (delta 1) or drop (delta -1) a reader's pin on pool bytes the
