@@ -265,6 +265,7 @@ cdef class Server:
     cdef void finish_input(self, Conn *c) noexcept nogil
     cdef int grow_args(self, int n) noexcept nogil
     cdef void flush_output(self, Conn *c) noexcept nogil
+    cdef void send_output(self, Conn *c) noexcept nogil
     cdef void sent_bytes(self, Conn *c, size_t n) noexcept nogil
     cdef void compact_output(self, Conn *c) noexcept nogil
     cdef void drop_refs(self, Conn *c, size_t from_at) noexcept nogil
