@@ -387,7 +387,7 @@ cdef class DB:
             mode = PERSIST_PMEM                   # MAP_SYNC worked: real DAX
         self.barriers = Persist(self.pool, mode)
         # Ordinary files: write with pwrite() (see Pool.write_at for why).
-        self.pool.write_syscall = mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC
+        self.pool.set_write_syscall(mode == PERSIST_FDATASYNC or mode == PERSIST_MSYNC)
         self.log = RefLog(self.pool, self.barriers)
         self.index = Index()
         self.index.set_base(self.pool.base)
@@ -405,7 +405,7 @@ cdef class DB:
         # acknowledged) and its tree commits; a new epoch makes them rebuild
         # their state (this open may have cut a tail or started a chain).
         self.readers = ReaderTable(self.path, True)
-        self.log.pub_durable = &self.readers.hdr.durable_lsn
+        self.log.publish_durable_at(&self.readers.hdr.durable_lsn)
         self.readers.publish_durable(<int64_t>self.log.durable_lsn)
         self.readers.publish_tree(<int64_t>self.cur_snap.txn)
         self.readers.start_writer()
@@ -454,8 +454,7 @@ cdef class DB:
         self.exp_map = Index()
         self.exp_map.set_base(self.pool.base)
         self.exp_heap = ExpiryHeap()
-        self.tree = BTree(self.vfs)
-        self.tree.readonly = 1
+        self.tree = BTree(self.vfs, readonly=True)
         self._ro_build(True)
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
@@ -554,9 +553,6 @@ cdef class DB:
                 pthread_mutex_unlock(&self.exp_lock)
             self._load_expiry()
             self.log.set_head(sb.log_head_off, sb.log_head_lsn)
-            self.log.chunk_off = sb.log_head_off
-            self.log.slot = 0
-            self.log.next_lsn = sb.log_head_lsn
             self._ro_follow(limit)
             self.ro_epoch = epoch
             if self.readers is not None:
@@ -815,7 +811,7 @@ cdef class DB:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        self.pool.path = self.pool_path
+        self.pool.set_path(self.pool_path)
 
     def _recover(self):
         cdef Superblock sb
@@ -885,7 +881,7 @@ cdef class DB:
             mark = fsize
         if mark > end:
             end = mark
-        self.pool.alloc_tail = (end + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
+        self.pool.set_alloc_tail(end)
         rc = self.barriers.barrier()              # the zeroed tail, before any new write
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
@@ -899,19 +895,14 @@ cdef class DB:
         cdef uint64_t off, lsn
         cdef int rc
         with nogil:
-            self.log.lock_log()
-            self.log.next_lsn = applied + 1
-            rc = self.log.start_chain_locked(&off, &lsn)
-            self.log.unlock_log()
+            rc = self.log.restart_after(applied, &off, &lsn)
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
         with nogil:
             rc = self.write_head(off, lsn, applied, self.pool.alloc_tail)
         if rc != 0:
             raise_status(rc, "open", self.pool_path)
-        self.log.head_off = off
-        self.log.head_lsn = lsn
-        self.log.durable_lsn = applied
+        self.log.move_head(off, lsn)
         self.cut_lsn = applied
         self.recovery_note = ((self.recovery_note + "; ") if self.recovery_note else "") + (
             f"the log ended inside what the index holds (lsn <= {applied}): started a fresh "
@@ -951,9 +942,9 @@ cdef class DB:
     cdef int64_t bound_readers(self) noexcept nogil:
         cdef int64_t min_txn, min_lsn
         if self.readers is None or self.readers.scan(&min_txn, &min_lsn) == 0:
-            self.tree.ext_min_txn = ~(<uint64_t>0)
+            self.tree.bound_reuse(~(<uint64_t>0))
             return 0x7FFFFFFFFFFFFFFF
-        self.tree.ext_min_txn = <uint64_t>min_txn if min_txn > 0 else 0
+        self.tree.bound_reuse(<uint64_t>min_txn if min_txn > 0 else 0)
         return min_lsn
 
     cdef void leave(self) noexcept nogil:
@@ -1348,7 +1339,7 @@ cdef class DB:
             if rc != 0:
                 # The log holds a record the index could not take: stop
                 # acknowledging anything; reopening rebuilds the index.
-                self.log.failed = rc
+                self.log.fail(rc)
                 break
         pthread_rwlock_unlock(&self.index_lock)
         if self.eager and rc == 0:
@@ -1361,7 +1352,7 @@ cdef class DB:
                 rc = self.tree_apply(self.pool.base + recs[i].koff, recs[i].klen, &tmp)
                 i += 1
             if rc != 0:
-                self.log.failed = rc
+                self.log.fail(rc)
         self.log.unlock_log()
         if self.eager:
             pthread_mutex_unlock(&self.tree_lock)
@@ -2325,7 +2316,7 @@ cdef class DB:
                 # and releases the rest, which is how a full disk gets room.
                 rc = 0
             elif rc != 0:
-                self.log.failed = rc
+                self.log.fail(rc)
                 self.log.unlock_log()
                 return rc
         L = self.log.next_lsn - 1
@@ -2399,21 +2390,18 @@ cdef class DB:
             self.seg_ready = 0                    # the counts include the aborted changes
             free(ents)
             if self.tree.failed:
-                self.log.failed = ST_FAILED
+                self.log.fail(ST_FAILED)
             return rc
         self.cut_lsn = L
         rc = self.write_head(head_off, head_lsn, L, mark)
         if rc != 0:
             # The pool's dirty pages may be gone: acknowledge nothing more.
             self.log.lock_log()
-            self.log.failed = rc
+            self.log.fail(rc)
             self.log.unlock_log()
             free(ents)
             return rc
-        self.log.lock_log()
-        self.log.head_off = head_off
-        self.log.head_lsn = head_lsn
-        self.log.unlock_log()
+        self.log.move_head(head_off, head_lsn)
         if self.eager:
             # Writers wait on tree_lock: the pending table holds exactly what
             # the commit covered.
@@ -2453,10 +2441,8 @@ cdef class DB:
         if self.max_disk == 0:
             return
         tree_bytes = self.tree.file_pages * PAGE_SIZE
-        pthread_mutex_lock(&self.pool.lock)
-        self.pool.max_size = self.max_disk - tree_bytes if self.max_disk > tree_bytes + SEG_SIZE \
-            else SEG_SIZE
-        pthread_mutex_unlock(&self.pool.lock)
+        self.pool.set_max_size(self.max_disk - tree_bytes if self.max_disk > tree_bytes + SEG_SIZE
+                               else SEG_SIZE)
 
     def set_max_disk(self, uint64_t nbytes):
         """A quota on the database's files (pool + index), the disk's
@@ -2468,10 +2454,7 @@ cdef class DB:
         self.max_disk = nbytes
         if nbytes == 0:
             with nogil:
-                pthread_mutex_lock(&self.pool.lock)
-                self.pool.max_size = 0
-                self.pool.disk_full = 0
-                pthread_mutex_unlock(&self.pool.lock)
+                self.pool.set_max_size(0)
         else:
             with nogil:
                 self.apply_quota()
@@ -2525,22 +2508,18 @@ cdef class DB:
         return 0
 
     cdef int seg_settled(self, uint64_t s) noexcept nogil:
-        """Segment s is in ordinary use: not free, not SEG_NOFREE, and not
-        being filled (the current data extent, the log chunk being written,
-        the chunk segment being carved).  Caller holds data_lock and the
-        pool lock."""
-        if self.pool.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
-            return 0
-        if self.data_end and s == (self.data_end - 1) >> SEG_SHIFT:
-            return 0
-        return s != self.log.chunk_off >> SEG_SHIFT and s != self.pool.chunk_seg
+        """Segment s is in ordinary use (Pool.settled): not free, not
+        SEG_NOFREE, and not being filled (the current data extent, the log
+        chunk being written, the chunk segment being carved).  Caller holds
+        data_lock and the pool lock."""
+        return self.pool.settled(s, (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
+                                 self.log.chunk_off >> SEG_SHIFT)
 
     cdef void free_pass(self, uint64_t head_lsn) noexcept nogil:
         """Release every segment nothing can reach any more: no byte of it in
         the tree, none staged, no record from the log head on naming it, not
         being filled.  Runs after the checkpoint that moved the head to
         head_lsn is durable and published (readers of older commits are gone)."""
-        cdef uint64_t s, tail
         cdef int64_t cut
         # Readers of other processes: after the new head is durable (so one
         # the scan misses reads that head).  A segment some reader's state
@@ -2549,29 +2528,8 @@ cdef class DB:
         cdef int64_t rd_lsn = self.bound_readers()
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
-        pthread_mutex_lock(&self.pool.lock)
-        tail = self.pool.alloc_tail >> SEG_SHIFT
-        for s in range(1, tail):
-            if not self.seg_settled(s):
-                self.pool.seg_dead[s] = 0
-                continue
-            if self.pool.seg_live[s] != 0 or pdb_load32(&self.pool.seg_pins[s]) != 0 or \
-                    self.pool.seg_lsn[s] >= head_lsn:
-                self.pool.seg_dead[s] = 0
-                continue
-            # Nothing at or after cut_lsn names it (seg_lsn < head_lsn), so a
-            # reader whose state is at cut_lsn or later cannot reach it.
-            if self.pool.seg_dead[s] == 0:
-                self.pool.seg_dead[s] = self.cut_lsn + 1
-            if <int64_t>(self.pool.seg_dead[s] - 1) > rd_lsn:
-                continue
-            self.pool.seg_dead[s] = 0
-            self.pool.seg_flags[s] = <uint8_t>(self.pool.seg_flags[s] | SEG_FREE)
-            self.pool.free_segs += 1
-            self.pool.freed_segs += 1
-            if s < self.pool.free_hint:
-                self.pool.free_hint = s
-        pthread_mutex_unlock(&self.pool.lock)
+        self.pool.free_unreachable((self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
+                                   self.log.chunk_off >> SEG_SHIFT, head_lsn, self.cut_lsn, rd_lsn)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
         # Cut the free end off once it is worth a growth step back: the
@@ -2782,9 +2740,7 @@ cdef class DB:
                         pthread_mutex_lock(&self.data_lock)
                         self.data_off = 0
                         self.data_end = 0
-                        pthread_mutex_lock(&self.pool.lock)
-                        self.pool.chunk_seg_used = SEG_SIZE
-                        pthread_mutex_unlock(&self.pool.lock)
+                        self.pool.leave_chunk_seg()
                         pthread_mutex_unlock(&self.data_lock)
                 # On a full disk the relocations fit only into what the last
                 # checkpoint released: round after round, each one's free
@@ -3068,7 +3024,7 @@ cdef class DB:
                         "open replays the log since the last checkpoint",
                         os.strerror(-ckpt_rc) if -1000 < ckpt_rc < 0 else f"status {ckpt_rc}")
         if self.log is not None:
-            self.log.pub_durable = NULL
+            self.log.publish_durable_at(NULL)
         if self.readers is not None:
             self.readers.close()              # the writer: readers now read to the log's end
         if self.tree is not None and not forked:

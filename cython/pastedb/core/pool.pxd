@@ -88,6 +88,31 @@ cdef class Pool:
     cdef int take_segments(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil
     cdef uint64_t headroom(self) noexcept nogil
     cdef int take_free_run(self, uint64_t nseg, uint64_t *off) noexcept nogil
+    # The file was renamed into place (messages name it).
+    cdef void set_path(self, object path)
+    # Set once at open by the engine (see write_at).
+    cdef void set_write_syscall(self, int on) noexcept nogil
+    # Recovery: the bump allocator resumes at `end`, rounded up to a segment.
+    cdef void set_alloc_tail(self, uint64_t end) noexcept nogil
+    # The quota on the file's size (0: none, which also ends a full-disk state).
+    cdef void set_max_size(self, uint64_t nbytes) noexcept nogil
+    # The cleaner's packing: carve no more log chunks from the current chunk segment.
+    cdef void leave_chunk_seg(self) noexcept nogil
+    # Segment s is in ordinary use: not free, not SEG_NOFREE, not being
+    # filled (data_seg, log_seg, the chunk segment; see free_unreachable).
+    # Caller holds self.lock (and what keeps data_seg and log_seg current).
+    cdef int settled(self, uint64_t s, uint64_t data_seg, uint64_t log_seg) noexcept nogil
+    # The free pass: release every settled segment (not free, not SEG_NOFREE,
+    # not being filled: the data extent's segment data_seg, the log's chunk
+    # segment log_seg, the chunk segment being carved) that no tree entry
+    # names (seg_live), no staged write pins and no record from the log head
+    # (head_lsn) on names.  A segment becomes free to release at the
+    # checkpoint whose cut is cut_lsn and is released once every reader of
+    # another process is at or past that cut (reader_lsn).  The caller holds
+    # whatever keeps records from being appended and bytes from being staged
+    # meanwhile (the engine: its log lock and data lock).
+    cdef void free_unreachable(self, uint64_t data_seg, uint64_t log_seg, uint64_t head_lsn,
+                               uint64_t cut_lsn, int64_t reader_lsn) noexcept nogil
     # Segment bookkeeping (see above).
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil

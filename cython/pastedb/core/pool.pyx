@@ -8,7 +8,7 @@ from pastedb.core.clib cimport (
     EDQUOT, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE,
     MAP_PRIVATE, MAP_SHARED, pthread_cond_destroy, pthread_cond_init, pthread_cond_signal,
     pthread_cond_wait, MAP_SHARED_VALIDATE, MAP_SYNC, PROT_NONE, PROT_READ, PROT_WRITE, errno,
-    mmap, munmap, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
+    mmap, munmap, pdb_load32, pdb_xadd32, pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock,
     pthread_mutex_unlock,
 )
 from pastedb.core.format cimport BUF_SIZE, CHUNK_SIZE, HEADER_SIZE, MAP_ALIGN, SEG_SHIFT, SEG_SIZE
@@ -374,6 +374,58 @@ cdef class Pool:
         first[0] = off >> SEG_SHIFT
         last[0] = (off + n - 1) >> SEG_SHIFT
         return 1
+
+    cdef void set_path(self, object path):
+        self.path = path
+
+    cdef void set_write_syscall(self, int on) noexcept nogil:
+        self.write_syscall = on
+
+    cdef void set_alloc_tail(self, uint64_t end) noexcept nogil:
+        pthread_mutex_lock(&self.lock)
+        self.alloc_tail = (end + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
+        pthread_mutex_unlock(&self.lock)
+
+    cdef void set_max_size(self, uint64_t nbytes) noexcept nogil:
+        pthread_mutex_lock(&self.lock)
+        self.max_size = nbytes
+        if nbytes == 0:
+            self.disk_full = 0
+        pthread_mutex_unlock(&self.lock)
+
+    cdef void leave_chunk_seg(self) noexcept nogil:
+        pthread_mutex_lock(&self.lock)
+        self.chunk_seg_used = SEG_SIZE
+        pthread_mutex_unlock(&self.lock)
+
+    cdef int settled(self, uint64_t s, uint64_t data_seg, uint64_t log_seg) noexcept nogil:
+        if self.seg_flags[s] & (SEG_FREE | SEG_NOFREE):
+            return 0
+        return s != data_seg and s != log_seg and s != self.chunk_seg
+
+    cdef void free_unreachable(self, uint64_t data_seg, uint64_t log_seg, uint64_t head_lsn,
+                               uint64_t cut_lsn, int64_t reader_lsn) noexcept nogil:
+        cdef uint64_t s, tail
+        pthread_mutex_lock(&self.lock)
+        tail = self.alloc_tail >> SEG_SHIFT
+        for s in range(1, tail):
+            if not self.settled(s, data_seg, log_seg) or self.seg_live[s] != 0 or \
+                    pdb_load32(&self.seg_pins[s]) != 0 or self.seg_lsn[s] >= head_lsn:
+                self.seg_dead[s] = 0
+                continue
+            # Nothing at or after cut_lsn names it (seg_lsn < head_lsn), so a
+            # reader whose state is at cut_lsn or later cannot reach it.
+            if self.seg_dead[s] == 0:
+                self.seg_dead[s] = cut_lsn + 1
+            if <int64_t>(self.seg_dead[s] - 1) > reader_lsn:
+                continue
+            self.seg_dead[s] = 0
+            self.seg_flags[s] = <uint8_t>(self.seg_flags[s] | SEG_FREE)
+            self.free_segs += 1
+            self.freed_segs += 1
+            if s < self.free_hint:
+                self.free_hint = s
+        pthread_mutex_unlock(&self.lock)
 
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil:
         cdef uint64_t s, first, last

@@ -59,7 +59,22 @@ cdef class RefLog:
     cdef readonly unsigned long records       # records appended since open
     cdef readonly unsigned long chunks        # chunks allocated since open
 
+    # Position a log with nothing appended yet at its head chunk `off`, whose
+    # first record is `lsn` (open, a reader's rebuild).
     cdef void set_head(self, uint64_t off, uint64_t lsn) noexcept nogil
+    # A checkpoint's new head, once the superblock naming it is durable
+    # (takes the log lock).
+    cdef void move_head(self, uint64_t off, uint64_t lsn) noexcept nogil
+    # Open, when the log ended at a record the tree already holds: a fresh
+    # chain whose first record is applied + 1 (everything <= applied is
+    # durable in the tree).  Takes the log lock; 0 or -errno.
+    cdef int restart_after(self, uint64_t applied, uint64_t *off, uint64_t *lsn) noexcept nogil
+    # Stop acknowledging anything (sticky): the index or the files lost step
+    # with the log.  The caller holds the log lock where appends may race.
+    cdef void fail(self, int rc) noexcept nogil
+    # Where every group commit publishes durable_lsn for readers of other
+    # processes (NULL: nowhere).
+    cdef void publish_durable_at(self, int64_t *where) noexcept nogil
     cdef int replay(self, apply_fn fn, void *ctx, ReplayResult *res) noexcept
     # A reader's replay: from (chunk_off, slot, next_lsn), records with lsn <=
     # limit, complete batches only; leaves the position after the last one

@@ -54,6 +54,28 @@ cdef class RefLog:
         self.next_lsn = lsn
         self.durable_lsn = lsn - 1
 
+    cdef void move_head(self, uint64_t off, uint64_t lsn) noexcept nogil:
+        pthread_mutex_lock(&self.lock)
+        self.head_off = off
+        self.head_lsn = lsn
+        pthread_mutex_unlock(&self.lock)
+
+    cdef int restart_after(self, uint64_t applied, uint64_t *off, uint64_t *lsn) noexcept nogil:
+        cdef int rc
+        pthread_mutex_lock(&self.lock)
+        self.next_lsn = applied + 1
+        rc = self.start_chain_locked(off, lsn)
+        if rc == 0:
+            self.durable_lsn = applied
+        pthread_mutex_unlock(&self.lock)
+        return rc
+
+    cdef void fail(self, int rc) noexcept nogil:
+        self.failed = rc
+
+    cdef void publish_durable_at(self, int64_t *where) noexcept nogil:
+        self.pub_durable = where
+
     cdef void lock_log(self) noexcept nogil:
         pthread_mutex_lock(&self.lock)
 
