@@ -92,13 +92,13 @@ def index_metas(path) -> list[dict]:
 def index_items(db_path) -> list[tuple[bytes, tuple]]:
     """(key, Ref) of every entry of the index file's last commit; Ref =
     (koff, voff, vlen, lsn, klen, vcrc, expire_ms)."""
-    from pastedb.core.btree import BTreeTester
+    from pastedb.core.btree_testing import BTreeTester
     with BTreeTester(os.path.join(db_path, INDEX_FILE), create=False) as t:
         return t.items()
 
 
 def index_state(db_path) -> dict:
-    from pastedb.core.btree import BTreeTester
+    from pastedb.core.btree_testing import BTreeTester
     with BTreeTester(os.path.join(db_path, INDEX_FILE), create=False) as t:
         return {"applied_lsn": t.applied_lsn, "count": t.count, "txn": t.txn,
                 "check": t.check(), "pages": t.tree_pages()}

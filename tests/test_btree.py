@@ -26,7 +26,7 @@ import tally
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from pastedb.core.btree import BTreeTester, synth_ref
+from pastedb.core.btree_testing import BTreeTester, synth_ref
 from sortedcontainers import SortedDict
 
 import pastedb
@@ -866,7 +866,7 @@ def test_crash_at_every_io_of_a_commit(tmp_path, slow):
 
 CHILD = r"""
 import random, sys
-from pastedb.core.btree import BTreeTester
+from pastedb.core.btree_testing import BTreeTester
 exec(sys.argv[3])
 t = BTreeTester(sys.argv[1], create=True, sync=sys.argv[2] == "1")
 i = t.applied_lsn

@@ -796,7 +796,7 @@ def test_overlapping_references_are_doubly_owned_bytes(db_path):
 
 def test_overlapping_reference_in_the_index(db_path):
     # The same, forged into the index file (a valid commit): open() serves it.
-    from pastedb.core.btree import BTreeTester
+    from pastedb.core.btree_testing import BTreeTester
 
     expect = build(db_path, n=10)
     data = pool(db_path).read_bytes()

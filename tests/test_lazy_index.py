@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from killed import background_rounds, run_until_killed
-from pastedb.core.btree import BTreeTester
+from pastedb.core.btree_testing import BTreeTester
 from sortedcontainers import SortedDict
 
 import pastedb

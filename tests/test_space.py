@@ -24,7 +24,7 @@ from pathlib import Path
 
 import tally
 from killed import background_rounds, run_until_killed
-from pastedb.core.btree import BTreeTester
+from pastedb.core.btree_testing import BTreeTester
 
 import pastedb
 

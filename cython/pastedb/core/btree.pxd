@@ -136,8 +136,14 @@ cdef class BTree:
     cdef uint32_t *rd_cnt             # ... and how many cursors hold it
     cdef size_t rd_len                # entries in use
     cdef size_t rd_cap                # allocated
-    cdef uint64_t ext_min_txn         # oldest commit other processes read (the reader table; set by the engine before begin)
-    cdef int readonly                 # a read-only handle's tree: opened O_RDONLY, never written
+    cdef uint64_t ext_min_txn         # oldest commit other processes read (bound_reuse)
+    cdef int readonly                 # a read-only handle's tree (BTree(vfs, readonly=True)):
+                                      # opened O_RDONLY, never written
+
+    # The oldest commit readers of other processes still read (the reader
+    # table; ~0: none): pages freed after it are not reused.  The engine sets
+    # it before each begin().
+    cdef void bound_reuse(self, uint64_t min_txn) noexcept nogil
 
     # Open (create = 1: make the file when missing, atomically via path.new +
     # rename).  Barriers are the file's Vfs's (skipped with its nosync).
@@ -235,3 +241,15 @@ cdef class TreeFile:
     cdef BTree t
     cdef readonly Vfs vfs
     cdef readonly object path
+
+
+# A Ref at the Python edge: a 7-tuple (koff, voff, vlen, lsn, klen, vcrc,
+# expire_ms); a 6-tuple given is one without expiry.  TreeFile and the tests'
+# drivers (btree_testing.pyx) convert with these.
+cdef inline tuple ref_tuple(const Ref *r):
+    return (r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc, r.expire_ms)
+
+
+cdef inline void ref_from(Ref *r, object t) except *:
+    r.koff, r.voff, r.vlen, r.lsn, r.klen, r.vcrc = t[:6]
+    r.expire_ms = t[6] if len(t) > 6 else 0
