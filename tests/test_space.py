@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import tally
 from killed import background_rounds, run_until_killed
 from pastedb.core.btree_testing import BTreeTester
@@ -72,6 +73,59 @@ def test_overwrites_reuse_segments_and_compact_gives_space_back(db_path):
     finally:
         t.close()
 
+
+
+@pytest.mark.parametrize("vsize", [256 * 1024 + 100, MiB + 8])
+def test_large_values_are_packed_and_stay_within_the_space_bound(db_path, vsize):
+    # Values just over a quarter or a whole segment once got whole 1 MiB
+    # segments of their own (257 KiB took 1 MiB: the file was 4x the data).
+    # Packed end to end, across segment boundaries, they cost their bytes --
+    # also when every key is overwritten and the dead segments are reused.
+    db = pastedb.open(db_path, sync=False)
+    db._checkpoint_policy(every=200, interval=3600)
+    keys = [b"big%05d" % i for i in range((160 * MiB) // vsize)]
+    for gen in range(3):
+        for k in keys:
+            db.put(k, value_for(k, gen, vsize))
+        db.checkpoint()
+        st = db.stats()
+        live = st["live_bytes"]
+        assert live == sum(len(k) + len(value_for(k, gen, vsize)) for k in keys)
+        if gen == 0:
+            # nothing dead yet: the stated bound (1.5x + 64 MiB) holds
+            # (before the packing the file was 5x the data here)
+            assert st["file_bytes"] <= st["space_bound_bytes"], st
+        else:
+            # overwrites as fast as sync=False goes outrun the background
+            # free passes for a while; measured 2.4x at the worst (11x
+            # before the packing)
+            assert st["file_bytes"] <= 3 * live + 64 * MiB, st
+    for k in keys:
+        assert db.get(k) == value_for(k, 2, vsize)
+    db.close()
+    with pastedb.open(db_path) as db:
+        assert len(db) == len(keys)
+        for k in keys[::5]:
+            assert db.get(k) == value_for(k, 2, vsize)
+
+
+def test_large_values_fill_a_fresh_file_end_to_end(db_path):
+    # the first generation alone: the allocator's mark (what the file must
+    # hold) is within a few segments of the data written
+    db = pastedb.open(db_path, sync=False)
+    vsize = 256 * 1024 + 100
+    keys = [b"big%05d" % i for i in range(400)]
+    for k in keys:
+        db.put(k, value_for(k, 0, vsize))
+    db.checkpoint()
+    data = sum(len(k) + len(value_for(k, 0, vsize)) for k in keys)
+    st = db.stats()
+    db.close()
+    # the file is grown ahead of the allocator in steps; what is not free
+    # and not that step is the data, its log and the superblock segment
+    used = st["pool_file_bytes"] - st["free_bytes"]
+    assert used <= data * 1.1 + 48 * MiB, (used, data, st)
+    assert used < data * 2, "large values are not packed: one segment each"
 
 def test_compact_keeps_every_key_of_a_mixed_database(db_path):
     rng = random.Random(11)

@@ -957,7 +957,7 @@ cdef class DB:
         """use_reserve: for writes that give space back (a delete's key, a
         relocation), which may use the pool's full-disk reserve."""
         cdef int rc
-        cdef uint64_t ext
+        cdef uint64_t ext, ext_n
         if self.readonly:
             return ST_READONLY            # every write stages through here; the mapping is PROT_READ
         n = (n + 7) & ~(<uint64_t>7)
@@ -965,20 +965,30 @@ cdef class DB:
         # data_end == 0: no extent yet this session (offset 0 is the
         # superblock, never a place for data -- even a 0-byte key).
         if self.data_end == 0 or self.data_off + n > self.data_end:
-            if n > DATA_EXTENT // 4:
-                # A large value gets an extent of its own size; the current
-                # extent stays open for the small ones.
-                rc = self.pool.alloc_extent_ex(n, off, use_reserve)
+            # Values are packed end to end, across segment boundaries: the
+            # extent grows in place at the file's tail (a 256 KiB value then
+            # costs its own bytes, not a segment of 1 MiB), else a new extent
+            # of at least DATA_EXTENT that holds the value whole.
+            rc = 1
+            if self.data_end != 0:
+                rc = self.pool.extend_extent(self.data_end, self.data_off + n - self.data_end,
+                                             use_reserve)
                 if rc == 0:
-                    self.pool.pin(off[0], n, 1)
-                pthread_mutex_unlock(&self.data_lock)
-                return rc
-            rc = self.pool.alloc_extent_ex(DATA_EXTENT, &ext, use_reserve)
+                    self.data_end += (self.data_off + n - self.data_end + SEG_SIZE - 1) \
+                        // SEG_SIZE * SEG_SIZE
+                elif rc < 0:
+                    pthread_mutex_unlock(&self.data_lock)
+                    return rc
             if rc != 0:
-                pthread_mutex_unlock(&self.data_lock)
-                return rc
-            self.data_off = ext
-            self.data_end = ext + DATA_EXTENT
+                ext_n = (n + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
+                if ext_n < DATA_EXTENT:
+                    ext_n = DATA_EXTENT
+                rc = self.pool.alloc_extent_ex(ext_n, &ext, use_reserve)
+                if rc != 0:
+                    pthread_mutex_unlock(&self.data_lock)
+                    return rc
+                self.data_off = ext
+                self.data_end = ext + ext_n
         off[0] = self.data_off
         self.data_off += n
         # Pinned until the record naming the bytes is appended (or dropped):

@@ -294,6 +294,13 @@ cdef class Pool:
             if nseg == 1:
                 self.free_segs = 0                # (cannot happen) resynchronise
             return -ENOSPC
+        self.claim_run(first, nseg)
+        off[0] = first << SEG_SHIFT
+        return 0
+
+    cdef void claim_run(self, uint64_t first, uint64_t nseg) noexcept nogil:
+        """Free segments [first, first + nseg) are in use again (self.lock)."""
+        cdef uint64_t s
         for s in range(first, first + nseg):
             self.seg_flags[s] &= ~SEG_FREE
             self.seg_live[s] = 0
@@ -301,8 +308,6 @@ cdef class Pool:
         self.reused_segs += nseg
         if first == self.free_hint:
             self.free_hint = first + nseg
-        off[0] = first << SEG_SHIFT
-        return 0
 
     cdef uint64_t headroom(self) noexcept nogil:
         """Bytes that can be handed out without growing the file: free
@@ -319,15 +324,59 @@ cdef class Pool:
         may have made room) -- those are for what gives space back: deletes
         (their key and log record), log chunks and the cleaner's relocations
         (use_reserve)."""
+        cdef int rc = self.full_disk_room(nseg << SEG_SHIFT, use_reserve)
+        if rc != 0:
+            return rc
+        if self.take_free_run(nseg, off) == 0:
+            return 0
+        return self.take_tail(nseg, off, use_reserve)
+
+    cdef int full_disk_room(self, uint64_t need, int use_reserve) noexcept nogil:
+        """On a full disk, an ordinary allocation of `need` bytes must leave
+        the reserve: 0 when it may go on, -ENOSPC (caller holds self.lock)."""
         cdef int rc
-        cdef uint64_t start, end, grow_to, need = nseg << SEG_SHIFT
         if self.disk_full and not use_reserve and self.headroom() < need + self.reserve:
             rc = self.ensure(round_up(self.size, SEG_SIZE) + need + self.reserve)
             if rc != 0:
                 return -ENOSPC if rc == -ENOSPC or rc == -EDQUOT else rc
             self.disk_full = 0                    # room again (deletes elsewhere on the disk)
-        if self.take_free_run(nseg, off) == 0:
+        return 0
+
+    cdef int extend_extent(self, uint64_t end, uint64_t nbytes, int use_reserve) noexcept nogil:
+        cdef int rc
+        cdef uint64_t nseg = (nbytes + SEG_SIZE - 1) >> SEG_SHIFT, o, s, first = end >> SEG_SHIFT
+        if nseg == 0 or end & (SEG_SIZE - 1):
+            return 1
+        pthread_mutex_lock(&self.lock)
+        if end < self.alloc_tail:
+            # In the file: the segments right after the extent, when all free.
+            if first + nseg > self.alloc_tail >> SEG_SHIFT:
+                pthread_mutex_unlock(&self.lock)
+                return 1
+            for s in range(first, first + nseg):
+                if not self.seg_flags[s] & SEG_FREE:
+                    pthread_mutex_unlock(&self.lock)
+                    return 1
+            self.claim_run(first, nseg)
+            pthread_mutex_unlock(&self.lock)
             return 0
+        # At the tail: new segments, while the free ones are few (under
+        # 1/16 of the file) -- past that they are reused first, or a file
+        # whose extent always ends at the tail would grow without bound.
+        if end != self.alloc_tail or self.free_segs * 16 > (self.alloc_tail >> SEG_SHIFT):
+            pthread_mutex_unlock(&self.lock)
+            return 1
+        rc = self.full_disk_room(nseg << SEG_SHIFT, use_reserve)
+        if rc == 0:
+            rc = self.take_tail(nseg, &o, use_reserve)
+        pthread_mutex_unlock(&self.lock)
+        return rc
+
+    cdef int take_tail(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil:
+        """nseg new segments at the allocation tail, growing the file when
+        it must (caller holds self.lock)."""
+        cdef int rc
+        cdef uint64_t start, end, grow_to
         start = self.alloc_tail
         end = start + (nseg << SEG_SHIFT)
         if end > self.size:
