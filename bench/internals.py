@@ -1,6 +1,6 @@
-"""pastedb against itself: lazy vs eager indexing, open time, space after overwrite.
+"""pastedb against itself: lazy vs eager indexing, checkpoint stalls, open time, space after overwrite.
 
-    python -m bench embedded --only index,open,space [--quick | --smoke]
+    python -m bench embedded --only index,stall,open,space [--quick | --smoke]
                              [--index-keys N] [--space-keys N]
 
 Part of the embedded suite (its groups ``index``, ``open`` and ``space``), but
@@ -26,6 +26,15 @@ index  Per-put latency (p50, p99, p999, mean; ``time.perf_counter_ns`` around
        barrier).  Also recorded: entries still pending when the timed puts
        end and the time of the ``checkpoint()`` right after them (which pays
        the indexing the lazy mode deferred).
+stall  Do checkpoints stall writers?  Durable 1 KiB puts, 1 thread, into
+       the same database (N keys in the tree) with the background
+       indexer's checkpoints off: a table of P pending entries is loaded
+       (batches of 1000), then "checkpointing" times every put made while
+       a ``checkpoint()`` in another thread applies those P entries to the
+       N-key tree and commits it, and "quiet" times as many puts with the
+       same pending table and no checkpoint running.  Repetitions
+       interleaved; their keys deleted afterwards.  Target: p99 during /
+       p99 without <= 1.3; p50, p999 and max reported.
 open   ``pastedb.open()`` + the first ``get`` of an existing key, timed inside
        a fresh ``python -c`` process per open (so the page cache is as a real
        restart finds it: warm, nothing dropped), on a database of N keys:
@@ -80,12 +89,14 @@ from bench.render import NOT_AVAILABLE_TITLE, fmt_num, fmt_ratio
 KiB = 1024
 MiB = 1024 * 1024
 NAME = "internals"  # its section in the embedded report
-GROUPS = ["index", "open", "space"]
+GROUPS = ["index", "stall", "open", "space"]
 MODES = ["lazy", "eager"]
+STALL_MODES = ["checkpointing", "quiet"]  # ratio = during a checkpoint / with none
 
 # lazy p99 / eager p99, durable puts: a measurement now, without a target (the
 # issue asks instead that checkpoints never stall writers)
 TARGET_LAZY_EAGER_P99: float | None = None
+TARGET_STALL_P99 = 1.3  # durable put p99 while a checkpoint runs / p99 with none
 TARGET_OPEN_S = 0.2  # open + first get after a clean close, seconds ...
 TARGET_OPEN_KEYS = 1_000_000  # ... of a database this large (judged only at this size or more)
 TARGET_SPACE_RATIO = 1.5  # stats()["space_ratio"] after the overwrites
@@ -99,6 +110,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "index_puts": 100,  # timed durable puts per repetition
         "index_puts_nosync": 500,  # timed sync=False puts per repetition (0: skip)
         "index_warmup": 20,
+        "stall_reps": 1,
+        "stall_pending": 2_000,  # entries the measured checkpoint applies
         "open_reps": 2,
         "open_tails": [0, 100],
         "open_crash_reps": 1,
@@ -113,6 +126,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "index_puts": 6_000,
         "index_puts_nosync": 20_000,
         "index_warmup": 200,
+        "stall_reps": 2,
+        "stall_pending": 50_000,
         "open_reps": 3,
         "open_tails": [0, 1_000, 10_000],
         "open_crash_reps": 1,
@@ -125,6 +140,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "index_puts": 20_000,
         "index_puts_nosync": 200_000,
         "index_warmup": 500,
+        "stall_reps": 5,
+        "stall_pending": 200_000,
         "open_reps": 5,
         "open_tails": [0, 10_000, 100_000],
         "open_crash_reps": 3,
@@ -179,6 +196,7 @@ def configure(cfg: dict[str, Any], args: argparse.Namespace) -> None:
 def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
     per = {
         "index": len(MODES) * cfg["index_reps"] * (2 if cfg["index_puts_nosync"] else 1),
+        "stall": len(STALL_MODES) * cfg["stall_reps"],
         "open": cfg["open_reps"] + len(cfg["open_tails"]) * cfg["open_crash_reps"],
         "space": 1,
     }
@@ -187,6 +205,17 @@ def planned_steps(cfg: dict[str, Any], groups: list[str]) -> int:
 
 def keep_stats(st: dict[str, Any]) -> dict[str, Any]:
     return {k: st[k] for k in STAT_KEYS if k in st}
+
+
+def latency_us(lat: list[int]) -> dict[str, float]:
+    """p50, p99, p999 and max of latencies in ns, as us (sorts lat)."""
+    lat.sort()
+    return {
+        "p50_us": percentile(lat, 50) / 1e3,
+        "p99_us": percentile(lat, 99) / 1e3,
+        "p999_us": percentile(lat, 99.9) / 1e3,
+        "max_us": lat[-1] / 1e3,
+    }
 
 
 def random_keys(seed: int, n: int) -> list[bytes]:
@@ -349,12 +378,8 @@ def index_put(run: Run, base: BaseDB, sync: bool, m: int) -> Workload:
             t_close = now_ns()
             db.close()
             close_s = (now_ns() - t_close) / 1e9
-        lat.sort()
         res = {
-            "p50_us": percentile(lat, 50) / 1e3,
-            "p99_us": percentile(lat, 99) / 1e3,
-            "p999_us": percentile(lat, 99.9) / 1e3,
-            "max_us": lat[-1] / 1e3,
+            **latency_us(lat),
             "mean_us": sum(lat) / len(lat) / 1e3,
             "ops_s": len(lat) / (wall / 1e9),
             "puts": len(lat),
@@ -408,6 +433,130 @@ def index_put(run: Run, base: BaseDB, sync: bool, m: int) -> Workload:
         f"{fmt_num(w.med('eager', 'p99_us'))} us -> {fmt_ratio(w.ratio('p99_us'))} ({w.seconds:.1f}s)"
     )
     return w
+
+
+# ====================================================================== stall: do checkpoints stall writers?
+def checkpoint_stall(run: Run) -> dict[str, Any]:
+    """Durable 1 KiB puts, 1 thread, into the base database (N keys in the
+    tree) while a checkpoint applies `stall_pending` entries to that tree
+    ("checkpointing"), against the same puts with no checkpoint running
+    ("quiet"); both with the same pending table, the background indexer's
+    own checkpoints turned off.  The issue's target: p99 during / p99
+    without <= 1.3; p999 reported."""
+    import threading
+
+    import pastedb
+
+    started = time.monotonic()
+    cfg = run.cfg
+    ok, why = index_support(run)
+    out: dict[str, Any] = {"available": ok, "why": why, "n": cfg["index_n"], "workloads": []}
+    if not ok:
+        progress.step(planned_steps(cfg, ["stall"]))
+        return out
+    base = base_db(run, cfg["index_n"])
+    pend_n, warm_n = cfg["stall_pending"], cfg["index_warmup"]
+
+    def one(mode: str, rep: int) -> dict[str, float]:
+        run.rearm()
+        pending = random_keys(5000 + rep, pend_n)
+        keys = random_keys(7000 + rep, warm_n + 200_000)
+        db = pastedb.open(base.path, sync=True, persist=run.args.persist)
+        try:
+            db._checkpoint_policy(every=1 << 60, interval=10**9, nbytes=0)
+            for i in range(0, pend_n, LOAD_CHUNK):
+                with db.batch() as b:
+                    for k in pending[i : i + LOAD_CHUNK]:
+                        b.put(k, base.value)
+            put = db.put
+            for k in keys[:warm_n]:
+                put(k, base.value)
+            timed = iter(keys[warm_n:])
+            lat: list[int] = []
+            done = threading.Event()
+            cp_s = [0.0]
+
+            def checkpointer() -> None:
+                t = now_ns()
+                db.checkpoint()
+                cp_s[0] = (now_ns() - t) / 1e9
+                done.set()
+
+            if mode == "checkpointing":
+                th = threading.Thread(target=checkpointer)
+                th.start()
+                # the puts that ran while the checkpoint did
+                while not done.is_set():
+                    k = next(timed)
+                    t = now_ns()
+                    put(k, base.value)
+                    lat.append(now_ns() - t)
+                th.join()
+            else:
+                # as many puts as a checkpointing repetition makes, or the
+                # previous one's count (the first quiet repetition: 2,000)
+                m = int(run.shared.get("stall_last_puts", 2000))
+                for _ in range(m):
+                    k = next(timed)
+                    t = now_ns()
+                    put(k, base.value)
+                    lat.append(now_ns() - t)
+                t = now_ns()
+                db.checkpoint()
+                cp_s[0] = (now_ns() - t) / 1e9
+            if mode == "checkpointing":
+                run.shared["stall_last_puts"] = len(lat)
+            written = pending + keys[: warm_n + len(lat)]
+            if db.get(written[-1]) != base.value:
+                raise AssertionError(f"{mode}: the last durable put is not readable")
+            # untimed: back to n keys for the next repetition
+            for i in range(0, len(written), LOAD_CHUNK):
+                with db.batch() as b:
+                    for k in written[i : i + LOAD_CHUNK]:
+                        b.delete(k)
+            db.checkpoint()
+        finally:
+            db.close()
+        return {
+            **latency_us(lat),
+            "puts": len(lat),
+            "checkpoint_s": cp_s[0],
+        }
+
+    w = Workload(
+        id="stall_durable_put",
+        title=f"durable put 1 KiB while a checkpoint applies {pend_n:,} entries to a "
+        f"{base.n:,}-key tree, 1 thread",
+        params={
+            "n": base.n,
+            "pending": pend_n,
+            "reps": cfg["stall_reps"],
+            "value_bytes": 1 * KiB,
+            "key_bytes": 16,
+            "timing": "perf_counter_ns around each db.put",
+            "quiet": "the same pending table, no checkpoint running (the indexer's own off)",
+        },
+        metrics=[
+            Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
+            Metric(
+                "p99_us", "p99 us (lower better)", higher_is_better=False, target=TARGET_STALL_P99
+            ),
+            Metric("p999_us", "p999 us (lower better)", higher_is_better=False),
+            Metric("max_us", "max us (lower better)", higher_is_better=False),
+        ],
+        engines=list(STALL_MODES),
+    )
+    w.reps = interleave(cfg["stall_reps"], STALL_MODES, one, w.title)
+    w.seconds = time.monotonic() - started
+    run.log(
+        f"{w.title}: p99 {fmt_num(w.med('checkpointing', 'p99_us'))} us during, "
+        f"{fmt_num(w.med('quiet', 'p99_us'))} us without -> {fmt_ratio(w.ratio('p99_us'))}; "
+        f"p999 {fmt_num(w.med('checkpointing', 'p999_us'))} / "
+        f"{fmt_num(w.med('quiet', 'p999_us'))} us; checkpoint "
+        f"{fmt_num(w.med('checkpointing', 'checkpoint_s'))} s ({w.seconds:.1f}s)"
+    )
+    out["workloads"].append(w.to_json())
+    return out
 
 
 # ====================================================================== open time
@@ -695,6 +844,8 @@ def measure(run: Run, groups: list[str]) -> dict[str, Any]:
     section: dict[str, Any] = {}
     if "index" in groups:
         section["index"] = index_ablation(run)
+    if "stall" in groups:
+        section["stall"] = checkpoint_stall(run)
     if "open" in groups:
         section["open"] = open_time(run)
     if "space" in groups:

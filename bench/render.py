@@ -606,6 +606,24 @@ def internals_blocks(section: dict[str, Any], markdown: bool = False) -> list[st
                     )
                 b = "- " if md else "  "
                 out.append("\n".join(b + x for x in notes))
+    stall = section.get("stall")
+    if stall and stall.get("available"):
+        ws = [Workload.from_json(w) for w in stall.get("workloads") or []]
+        for w in ws:
+            out.append(
+                head(
+                    f"do checkpoints stall writers? {w.title}: puts timed while the checkpoint "
+                    f"ran, against as many with none running (same pending table); "
+                    f"{w.params.get('reps')} interleaved repetitions, medians; ratio = during / "
+                    "without (lower is better)"
+                )
+            )
+            out.append(render_table([w], markdown=md))
+            out.append(
+                ("- " if md else "  ")
+                + f"the checkpoint took {fmt_num(w.med('checkpointing', 'checkpoint_s'))} s; "
+                f"{count(w.med('checkpointing', 'puts'))} durable puts ran during it"
+            )
     op = section.get("open")
     if op:
         cl = op["clean"]
@@ -721,6 +739,14 @@ def internals_targets(section: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": False,
                 }
             )
+    stall = section.get("stall")
+    if stall and stall.get("available"):
+        for w in [Workload.from_json(w) for w in stall.get("workloads") or []]:
+            for m in w.metrics:
+                if m.target is not None:
+                    out.append(
+                        target_row("embedded", w, m, "no checkpoint running", "during / without")
+                    )
     op = section.get("open")
     if op:
         x = op["clean"]["total_s_median"]

@@ -41,6 +41,7 @@ cdef enum:
     SCRATCH_BYTES = 16384             # L page, R page, 3 SEP_CELLs, one leaf cell
     CELLS_MAX = 1100                  # two pages of the smallest branch cells (8 bytes) + 1
     SPARE_MAX = 1024                  # page buffers kept between transactions
+    WRITEBACK_PAGES = 64              # commit: pages written back at a time (256 KiB)
 
     # how a cursor seek picks its entry
     SEEK_GE = 0
@@ -1227,7 +1228,7 @@ cdef class BTree:
         cdef MetaBody m
         cdef uint64_t fsize = 0
         cdef char *b
-        cdef size_t i
+        cdef size_t i, run_lo
         cdef int rc
         if self.file.fd < 0:
             return ST_CLOSED
@@ -1253,7 +1254,12 @@ cdef class BTree:
         qsort(order.v, order.n, sizeof(uint32_t), cmp_u32_asc)
 
         # ---- commit order (btree.pxd); a crash anywhere leaves commit txn-1 whole.
-        # 1. every new page, at page numbers neither meta on disk reaches.
+        # 1. every new page, at page numbers neither meta on disk reaches;
+        #    written back WRITEBACK_PAGES at a time, so a big commit never
+        #    queues megabytes ahead of the pool's barriers (the writers'
+        #    group commits go on meanwhile; measured without it: one durable
+        #    put waited 21 ms behind a 50,000-entry commit's fdatasync).
+        run_lo = 0
         for i in range(order.n):
             pg = order.v[i]
             b = dirty_lookup(self, pg)
@@ -1263,6 +1269,10 @@ cdef class BTree:
             rc = io_write(self, <uint64_t>pg * PAGE_SIZE, b, PAGE_SIZE)
             if rc != 0:
                 break
+            if (i + 1) % WRITEBACK_PAGES == 0 or i + 1 == order.n:
+                self.file.writeback(<uint64_t>order.v[run_lo] * PAGE_SIZE,
+                                    (<uint64_t>pg + 1 - order.v[run_lo]) * PAGE_SIZE)
+                run_lo = i + 1
         # Pages taken and freed again in this txn are never written: extend
         # the file so every page below page_count exists.
         if rc == 0:

@@ -38,6 +38,23 @@ def synth_ref(uint64_t n, uint32_t klen):
     return ref_tuple(&r)
 
 
+cdef int key_arrays(list ks, const char ***ptr, uint32_t **lens) except -1:
+    """C arrays of the bytes keys' pointers and lengths, for loops without
+    the GIL (the caller frees both, also after an error)."""
+    cdef Py_ssize_t n = len(ks), i
+    ptr[0] = <const char **>malloc(<size_t>(n + 1) * sizeof(char *))
+    lens[0] = <uint32_t *>malloc(<size_t>(n + 1) * sizeof(uint32_t))
+    if ptr[0] == NULL or lens[0] == NULL:
+        raise MemoryError()
+    for i in range(n):
+        k = ks[i]
+        if not isinstance(k, bytes):
+            raise TypeError("keys must be bytes")
+        ptr[0][i] = PyBytes_AS_STRING(k)
+        lens[0][i] = <uint32_t>PyBytes_GET_SIZE(k)
+    return 0
+
+
 cdef class BTreeTester(TreeFile):
     """TreeFile plus the tests' drivers: cursors, bulk loops in C with the GIL
     released, internals, and I/O fault injection."""
@@ -55,23 +72,14 @@ cdef class BTreeTester(TreeFile):
         """put(keys[i], synth_ref(seq0 + i, len)) for each key; returns how many were new."""
         cdef list ks = list(keys)
         cdef Py_ssize_t n = len(ks), i
-        cdef const char **ptr = <const char **>malloc(<size_t>(n + 1) * sizeof(char *))
-        cdef uint32_t *lens = <uint32_t *>malloc(<size_t>(n + 1) * sizeof(uint32_t))
+        cdef const char **ptr = NULL
+        cdef uint32_t *lens = NULL
         cdef BTree t = self.t
         cdef Ref r
         cdef int rc = 0
         cdef size_t new = 0
-        if ptr == NULL or lens == NULL:
-            free(ptr)
-            free(lens)
-            raise MemoryError()
         try:
-            for i in range(n):
-                k = ks[i]
-                if not isinstance(k, bytes):
-                    raise TypeError("keys must be bytes")
-                ptr[i] = PyBytes_AS_STRING(k)
-                lens[i] = <uint32_t>PyBytes_GET_SIZE(k)
+            key_arrays(ks, &ptr, &lens)
             with nogil:
                 for i in range(n):
                     ref_synth(&r, seq0 + <uint64_t>i, lens[i])
@@ -99,21 +107,14 @@ cdef class BTreeTester(TreeFile):
         """How many of keys get() finds (a C loop with the GIL released, for timing)."""
         cdef list ks = list(keys)
         cdef Py_ssize_t n = len(ks), i
-        cdef const char **ptr = <const char **>malloc(<size_t>(n + 1) * sizeof(char *))
-        cdef uint32_t *lens = <uint32_t *>malloc(<size_t>(n + 1) * sizeof(uint32_t))
+        cdef const char **ptr = NULL
+        cdef uint32_t *lens = NULL
         cdef BTree t = self.t
         cdef Ref r
         cdef int rc = 0
         cdef size_t found = 0
-        if ptr == NULL or lens == NULL:
-            free(ptr)
-            free(lens)
-            raise MemoryError()
         try:
-            for i in range(n):
-                k = ks[i]
-                ptr[i] = PyBytes_AS_STRING(k)
-                lens[i] = <uint32_t>PyBytes_GET_SIZE(k)
+            key_arrays(ks, &ptr, &lens)
             with nogil:
                 for i in range(n):
                     rc = t.get(ptr[i], lens[i], &r)

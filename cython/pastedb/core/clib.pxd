@@ -72,6 +72,10 @@ cdef extern from "<fcntl.h>" nogil:
     int posix_fallocate(int fd, off_t offset, off_t length)
 
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+
 cdef extern from "<sys/file.h>" nogil:
     enum:
         LOCK_EX
@@ -218,6 +222,13 @@ cdef extern from "<fcntl.h>" nogil:
                    unsigned int flags)
     int pipe2(int fds[2], int flags)
     int fcntl(int fd, int cmd, ...)
+    # Start and wait for writeback of a range (no device flush, no metadata:
+    # not a barrier).
+    enum:
+        SYNC_FILE_RANGE_WAIT_BEFORE
+        SYNC_FILE_RANGE_WRITE
+        SYNC_FILE_RANGE_WAIT_AFTER
+    int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags)
     # POSIX record locks (the reader table's slot locks).
     enum:
         F_GETLK

@@ -47,6 +47,8 @@ cdef class DB:
     cdef RefLog log                   # the reference log
     cdef Index index                  # the pending table: logged, not yet in the tree (TOMB = deleted)
     cdef pthread_rwlock_t index_lock  # guards `index`; writers hold it inside the log lock
+    cdef int64_t idx_waiting          # writers queued for the index write lock (a checkpoint
+                                      # lets them in between its batches: yield_to_writers)
     # expiry (expiry.pxd): the live keys whose Ref has an expire_ms, and their
     # time order.  exp_map changes with the pending table (index write lock);
     # exp_heap under exp_lock (taken inside the index lock when both are).
@@ -184,6 +186,10 @@ cdef class DB:
     # log head.  0 or a negative status.
     cdef int checkpoint_index(self) noexcept nogil
     cdef int checkpoint_locked(self) noexcept nogil
+    # Between two index-lock holds of a checkpoint: wait (bounded) until the
+    # writers queued for the write lock have had it -- the lock itself lets
+    # the releasing thread take it again at once.
+    cdef void yield_to_writers(self) noexcept nogil
     cdef int tree_apply(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     cdef void indexer(self) noexcept nogil
     cdef void publish_tree(self) noexcept nogil

@@ -136,6 +136,13 @@ cdef class File:
     # store through a shared mapping never faults on a full disk.  0 or -errno
     # (-ENOSPC when the disk cannot hold them).
     cdef int allocate_holes(self, uint64_t end) noexcept nogil
+    # Write back [off, off + n) now and wait for it (sync_file_range): not a
+    # barrier -- no device flush, no metadata, nothing the crash simulator
+    # counts as durable -- but it paces a big flush, so the disk never holds
+    # more than one such range of this file's writes queued before another
+    # file's barrier.  Skipped under simulation and nosync; errors are left
+    # to the barrier that follows.
+    cdef void writeback(self, uint64_t off, uint64_t n) noexcept nogil
     # Barriers: fdatasync, msync(MS_SYNC) of [addr, addr + n), the pmem fence.  0 or -errno.
     cdef int sync(self) noexcept nogil
     cdef int msync(self, char *addr, uint64_t n) noexcept nogil

@@ -14,8 +14,10 @@ from pastedb.core.clib cimport (
     MS_SYNC, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, PROT_NONE, SIGKILL, close as c_close, errno, fdatasync,
     fstat, ftruncate, getpid, kill, mmap, msync as c_msync, open as c_open, pdb_sfence, pread,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, pwrite,
-    recv, SPLICE_F_MOVE, splice, stat,
+    recv, SPLICE_F_MOVE, splice, stat, sync_file_range, SYNC_FILE_RANGE_WAIT_AFTER,
+    SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE,
 )
+from posix.types cimport off_t
 
 cdef extern from "<stdio.h>" nogil:
     int snprintf(char *s, size_t n, const char *fmt, ...)
@@ -509,6 +511,12 @@ cdef class File:
                 return 0 if rc == EOPNOTSUPP or rc == EINVAL else -rc
             pos = data
         return 0
+
+    cdef void writeback(self, uint64_t off, uint64_t n) noexcept nogil:
+        if self.vfs.sim or self.vfs.nosync or self.fd < 0 or n == 0:
+            return
+        sync_file_range(self.fd, <off_t>off, <off_t>n, SYNC_FILE_RANGE_WAIT_BEFORE |
+                        SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
 
     cdef int sync(self) noexcept nogil:
         cdef int rc = self.vfs.check(FAULT_BARRIER)
