@@ -218,6 +218,15 @@ def latency_us(lat: list[int]) -> dict[str, float]:
     }
 
 
+def latency_metrics(p99_target: float | None, last: str) -> list[Metric]:
+    """p50, p99 (judged against p99_target), p999 and `last` (mean_us or max_us)."""
+    return [
+        Metric(k, f"{k.removesuffix('_us')} us (lower better)", higher_is_better=False,
+               target=p99_target if k == "p99_us" else None)
+        for k in ("p50_us", "p99_us", "p999_us", last)
+    ]
+
+
 def random_keys(seed: int, n: int) -> list[bytes]:
     rb = random.Random(seed).randbytes
     return [rb(16) for _ in range(n)]
@@ -413,17 +422,7 @@ def index_put(run: Run, base: BaseDB, sync: bool, m: int) -> Workload:
             "database": "preloaded with sync=False in batches, checkpoint(), clean close; "
             "reopened by every repetition with its index mode; its keys deleted afterwards",
         },
-        metrics=[
-            Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
-            Metric(
-                "p99_us",
-                "p99 us (lower better)",
-                higher_is_better=False,
-                target=TARGET_LAZY_EAGER_P99 if sync else None,
-            ),
-            Metric("p999_us", "p999 us (lower better)", higher_is_better=False),
-            Metric("mean_us", "mean us (lower better)", higher_is_better=False),
-        ],
+        metrics=latency_metrics(TARGET_LAZY_EAGER_P99 if sync else None, "mean_us"),
         engines=list(MODES),
     )
     w.reps = interleave(cfg["index_reps"], MODES, one, w.title)
@@ -536,14 +535,7 @@ def checkpoint_stall(run: Run) -> dict[str, Any]:
             "timing": "perf_counter_ns around each db.put",
             "quiet": "the same pending table, no checkpoint running (the indexer's own off)",
         },
-        metrics=[
-            Metric("p50_us", "p50 us (lower better)", higher_is_better=False),
-            Metric(
-                "p99_us", "p99 us (lower better)", higher_is_better=False, target=TARGET_STALL_P99
-            ),
-            Metric("p999_us", "p999 us (lower better)", higher_is_better=False),
-            Metric("max_us", "max us (lower better)", higher_is_better=False),
-        ],
+        metrics=latency_metrics(TARGET_STALL_P99, "max_us"),
         engines=list(STALL_MODES),
     )
     w.reps = interleave(cfg["stall_reps"], STALL_MODES, one, w.title)

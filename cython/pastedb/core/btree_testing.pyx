@@ -70,28 +70,7 @@ cdef class BTreeTester(TreeFile):
 
     def put_many(self, keys, uint64_t seq0=0):
         """put(keys[i], synth_ref(seq0 + i, len)) for each key; returns how many were new."""
-        cdef list ks = list(keys)
-        cdef Py_ssize_t n = len(ks), i
-        cdef const char **ptr = NULL
-        cdef uint32_t *lens = NULL
-        cdef BTree t = self.t
-        cdef Ref r
-        cdef int rc = 0
-        cdef size_t new = 0
-        try:
-            key_arrays(ks, &ptr, &lens)
-            with nogil:
-                for i in range(n):
-                    ref_synth(&r, seq0 + <uint64_t>i, lens[i])
-                    rc = t.put(ptr[i], lens[i], &r)
-                    if rc < 0:
-                        break
-                    new += rc == 0
-            raise_status(rc if rc < 0 else 0, "b-tree put", self.path)
-        finally:
-            free(ptr)
-            free(lens)
-        return new
+        return self._many(list(keys), 1, seq0)
 
     def delete_many(self, keys):
         """delete each key; returns how many were present."""
@@ -105,27 +84,35 @@ cdef class BTreeTester(TreeFile):
 
     def get_many(self, keys):
         """How many of keys get() finds (a C loop with the GIL released, for timing)."""
-        cdef list ks = list(keys)
+        return self._many(list(keys), 0, 0)
+
+    cdef size_t _many(self, list ks, int put, uint64_t seq0) except? 0:
+        """put (put_many: how many were new) or get (get_many: how many were
+        found) each key, in C with the GIL released."""
         cdef Py_ssize_t n = len(ks), i
         cdef const char **ptr = NULL
         cdef uint32_t *lens = NULL
         cdef BTree t = self.t
         cdef Ref r
         cdef int rc = 0
-        cdef size_t found = 0
+        cdef size_t hits = 0
         try:
             key_arrays(ks, &ptr, &lens)
             with nogil:
                 for i in range(n):
-                    rc = t.get(ptr[i], lens[i], &r)
+                    if put:
+                        ref_synth(&r, seq0 + <uint64_t>i, lens[i])
+                        rc = t.put(ptr[i], lens[i], &r)
+                    else:
+                        rc = t.get(ptr[i], lens[i], &r)
                     if rc < 0:
                         break
-                    found += <size_t>rc
-            raise_status(rc if rc < 0 else 0, "b-tree get", self.path)
+                    hits += <size_t>(rc == 0) if put else <size_t>rc
+            raise_status(rc if rc < 0 else 0, "b-tree put" if put else "b-tree get", self.path)
         finally:
             free(ptr)
             free(lens)
-        return found
+        return hits
 
     def scan_count(self, bint reverse=False):
         """Walk the last commit with a read cursor in C; returns the entries seen."""
