@@ -198,7 +198,10 @@ cdef class DB:
                         uint64_t mark) noexcept nogil
     cdef void auto_clean(self) noexcept with gil
     cdef int seg_settled(self, uint64_t s) noexcept nogil
-    cdef void free_pass(self, uint64_t head_lsn) noexcept nogil
+    # dead_lsn: the newest record the checkpoint applied (at least its cut):
+    # what it stopped naming died by then, and is released only once every
+    # reader of another process is at or past it.
+    cdef void free_pass(self, uint64_t head_lsn, uint64_t dead_lsn) noexcept nogil
     cdef void apply_quota(self) noexcept nogil
     cdef int relocate(self, const char *key, uint32_t klen, const Ref *ref) noexcept nogil
     # Make everything appended so far durable.

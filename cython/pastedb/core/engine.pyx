@@ -2452,7 +2452,10 @@ cdef class DB:
         self.ckpt_applied += nents
         free(ents)
         if self.seg_ready:
-            self.free_pass(head_lsn)
+            # Bytes this commit stopped naming died by a record up to the
+            # newest one it applied -- past the cut when it collected entries
+            # written after it (a reader between the two still needs them).
+            self.free_pass(head_lsn, maxlsn if maxlsn > L else L)
         self.apply_quota()
         return 0
 
@@ -2542,7 +2545,7 @@ cdef class DB:
         return self.pool.settled(s, (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
                                  self.log.chunk_off >> SEG_SHIFT)
 
-    cdef void free_pass(self, uint64_t head_lsn) noexcept nogil:
+    cdef void free_pass(self, uint64_t head_lsn, uint64_t dead_lsn) noexcept nogil:
         """Release every segment nothing can reach any more: no byte of it in
         the tree, none staged, no record from the log head on naming it, not
         being filled.  Runs after the checkpoint that moved the head to
@@ -2556,7 +2559,7 @@ cdef class DB:
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
         self.pool.free_unreachable((self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
-                                   self.log.chunk_off >> SEG_SHIFT, head_lsn, self.cut_lsn, rd_lsn)
+                                   self.log.chunk_off >> SEG_SHIFT, head_lsn, dead_lsn, rd_lsn)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
         # Cut the free end off once it is worth a growth step back: the

@@ -97,8 +97,14 @@ cdef class Pool:
             if rc == 0 and gen == self.truncations:
                 self.map_to(target)
                 self.background_growths += 1
-            # On failure (a full disk) the foreground finds out by itself and
-            # fails the write that needs the space.
+            # A full disk: from now on ordinary allocations keep the reserve
+            # out of what is still mapped (the deletes and the cleaner need
+            # it).  Without this the foreground used up the mapped rest first
+            # and only then learnt of the full disk, with no reserve left:
+            # compact() on a full tmpfs then had no room to move one value.
+            # (The write that needs space still fails by itself.)
+            if rc == -ENOSPC or rc == -EDQUOT:
+                self.disk_full = 1
             self.grow_requested = 0
         pthread_mutex_unlock(&self.lock)
 
@@ -453,7 +459,7 @@ cdef class Pool:
         return s != data_seg and s != log_seg and s != self.chunk_seg
 
     cdef void free_unreachable(self, uint64_t data_seg, uint64_t log_seg, uint64_t head_lsn,
-                               uint64_t cut_lsn, int64_t reader_lsn) noexcept nogil:
+                               uint64_t dead_lsn, int64_t reader_lsn) noexcept nogil:
         cdef uint64_t s, tail
         pthread_mutex_lock(&self.lock)
         tail = self.alloc_tail >> SEG_SHIFT
@@ -462,10 +468,11 @@ cdef class Pool:
                     pdb_load32(&self.seg_pins[s]) != 0 or self.seg_lsn[s] >= head_lsn:
                 self.seg_dead[s] = 0
                 continue
-            # Nothing at or after cut_lsn names it (seg_lsn < head_lsn), so a
-            # reader whose state is at cut_lsn or later cannot reach it.
+            # Nothing from the head on names it (seg_lsn < head_lsn) and the
+            # records that replaced what it held are at most dead_lsn, so a
+            # reader whose state is at dead_lsn or later cannot reach it.
             if self.seg_dead[s] == 0:
-                self.seg_dead[s] = cut_lsn + 1
+                self.seg_dead[s] = dead_lsn + 1
             if <int64_t>(self.seg_dead[s] - 1) > reader_lsn:
                 continue
             self.seg_dead[s] = 0
