@@ -198,6 +198,7 @@ cdef class DB:
                         uint64_t mark) noexcept nogil
     cdef void auto_clean(self) noexcept with gil
     cdef int seg_settled(self, uint64_t s) noexcept nogil
+    cdef uint64_t data_seg(self) noexcept nogil
     # dead_lsn: the newest record the checkpoint applied (at least its cut):
     # what it stopped naming died by then, and is released only once every
     # reader of another process is at or past it.

@@ -973,13 +973,10 @@ cdef class DB:
             # of at least DATA_EXTENT that holds the value whole.
             rc = 1
             if self.data_end != 0:
-                rc = self.pool.extend_extent(self.data_end, self.data_off + n - self.data_end,
+                # (not possible here, or no room at the tail: a new extent,
+                # which may still find free segments elsewhere)
+                rc = self.pool.extend_extent(&self.data_end, self.data_off + n - self.data_end,
                                              use_reserve)
-                if rc == 0:
-                    self.data_end += (self.data_off + n - self.data_end + SEG_SIZE - 1) \
-                        // SEG_SIZE * SEG_SIZE
-                # else (not possible here, or no room at the tail): a new
-                # extent, which may still find free segments elsewhere
             if rc != 0:
                 ext_n = (n + SEG_SIZE - 1) // SEG_SIZE * SEG_SIZE
                 if ext_n < DATA_EXTENT:
@@ -2542,8 +2539,11 @@ cdef class DB:
         SEG_NOFREE, and not being filled (the current data extent, the log
         chunk being written, the chunk segment being carved).  Caller holds
         data_lock and the pool lock."""
-        return self.pool.settled(s, (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
-                                 self.log.chunk_off >> SEG_SHIFT)
+        return self.pool.settled(s, self.data_seg(), self.log.chunk_off >> SEG_SHIFT)
+
+    cdef inline uint64_t data_seg(self) noexcept nogil:
+        """The segment the current data extent is filling (0: none; data_lock)."""
+        return (self.data_end - 1) >> SEG_SHIFT if self.data_end else 0
 
     cdef void free_pass(self, uint64_t head_lsn, uint64_t dead_lsn) noexcept nogil:
         """Release every segment nothing can reach any more: no byte of it in
@@ -2558,8 +2558,8 @@ cdef class DB:
         cdef int64_t rd_lsn = self.bound_readers()
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
-        self.pool.free_unreachable((self.data_end - 1) >> SEG_SHIFT if self.data_end else 0,
-                                   self.log.chunk_off >> SEG_SHIFT, head_lsn, dead_lsn, rd_lsn)
+        self.pool.free_unreachable(self.data_seg(), self.log.chunk_off >> SEG_SHIFT, head_lsn,
+                                   dead_lsn, rd_lsn)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
         # Cut the free end off once it is worth a growth step back: the

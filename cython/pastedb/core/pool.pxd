@@ -89,13 +89,13 @@ cdef class Pool:
     cdef int full_disk_room(self, uint64_t need, int use_reserve) noexcept nogil
     cdef int take_tail(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil
     cdef void claim_run(self, uint64_t first, uint64_t nseg) noexcept nogil
-    # Grow the extent that ends at `end` (a segment boundary) by whole
-    # segments covering nbytes, in place: the free segments right after it,
+    # Grow the extent that ends at *end (a segment boundary; moved to the new
+    # end on success) by whole segments covering nbytes, in place: the free segments right after it,
     # or new ones when it ends at the allocation tail and free segments are
     # under 1/16 of the file (past that they are reused first, as
     # alloc_extent does).  0 done, 1 not possible here (allocate a new
     # extent), or -errno (a full disk, as alloc_extent).
-    cdef int extend_extent(self, uint64_t end, uint64_t nbytes, int use_reserve) noexcept nogil
+    cdef int extend_extent(self, uint64_t *end, uint64_t nbytes, int use_reserve) noexcept nogil
     cdef uint64_t headroom(self) noexcept nogil
     cdef int take_free_run(self, uint64_t nseg, uint64_t *off) noexcept nogil
     # The file was renamed into place (messages name it).

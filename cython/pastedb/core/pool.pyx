@@ -348,8 +348,9 @@ cdef class Pool:
             self.disk_full = 0                    # room again (deletes elsewhere on the disk)
         return 0
 
-    cdef int extend_extent(self, uint64_t end, uint64_t nbytes, int use_reserve) noexcept nogil:
+    cdef int extend_extent(self, uint64_t *end_p, uint64_t nbytes, int use_reserve) noexcept nogil:
         cdef int rc
+        cdef uint64_t end = end_p[0]
         cdef uint64_t nseg = (nbytes + SEG_SIZE - 1) >> SEG_SHIFT, o, s, first = end >> SEG_SHIFT
         if nseg == 0 or end & (SEG_SIZE - 1):
             return 1
@@ -365,6 +366,7 @@ cdef class Pool:
                     return 1
             self.claim_run(first, nseg)
             pthread_mutex_unlock(&self.lock)
+            end_p[0] = end + (nseg << SEG_SHIFT)
             return 0
         # At the tail: new segments, while the free ones are few (under
         # 1/16 of the file) -- past that they are reused first, or a file
@@ -376,6 +378,8 @@ cdef class Pool:
         if rc == 0:
             rc = self.take_tail(nseg, &o, use_reserve)
         pthread_mutex_unlock(&self.lock)
+        if rc == 0:
+            end_p[0] = end + (nseg << SEG_SHIFT)
         return rc
 
     cdef int take_tail(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil:
