@@ -18,10 +18,11 @@ from typing import Any
 
 from pastedb.core.engine import DB, Batch, Cursor, limits
 from pastedb.core.engine import open_db as _open_db
+from pastedb.databases import Database
 from pastedb.dump import DumpFormatError, dump, load
 from pastedb.errors import CorruptionError, Error, LockedError
 
-__all__ = ["open", "DB", "Batch", "Cursor", "Error", "CorruptionError", "LockedError",
+__all__ = ["open", "DB", "Database", "Batch", "Cursor", "Error", "CorruptionError", "LockedError",
            "DumpFormatError", "limits", "dump", "load"]
 __version__ = "0.1.0"
 

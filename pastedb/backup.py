@@ -65,7 +65,7 @@ def backup(db: Any, dest: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             out = open_db(tmp, create=True, sync=False, persist="fdatasync")
             try:
-                it = iter(src._items_with_expiry())
+                it = iter(src._items_with_expiry(raw=True))   # every database's keys
                 while True:
                     with out.batch() as b:
                         n = 0

@@ -131,6 +131,8 @@ from pastedb.core.checkcore import (
 # ------------------------------------------------------------------ on-disk format
 # All of it from the format module (format.pxd is the single source of truth).
 from pastedb.core.format import (
+    BTREE_VERSION,
+    BTREE_VERSION_V2,
     BUF_SIZE,
     CHUNK_SIZE,
     CHUNK_SLOTS,
@@ -1477,14 +1479,26 @@ def write_index(directory: str, entries: list[tuple[bytes, Entry]], applied: int
     for leftover in (tmp, tmp + ".new"):
         if os.path.lexists(leftover):
             os.unlink(leftover)
+    # The keyspace the keys are in (format.pxd): a version-2 index keeps one
+    # keyspace whose keys starting with 0xFF are stored as given, so the new
+    # file keeps the old one's version; an unreadable one was this version's.
+    version = BTREE_VERSION
+    try:
+        with TreeFile(path, create=False, sync=False) as old:
+            if old.version == BTREE_VERSION_V2:
+                version = BTREE_VERSION_V2
+    except Exception:                          # missing or damaged: the current version
+        pass
     tree = TreeFile(tmp, create=True, sync=True)
     try:
         tree.begin()
+        tree.set_version(version)
         for n, (key, e) in enumerate(entries, 1):
             tree.put(key, e.ref())
             if n % 262144 == 0:                # bound the write txn; index.new is not in use
                 tree.commit(0)
                 tree.begin()
+                tree.set_version(version)
         tree.commit(applied)
         problems = tree.check()
         if problems or tree.count != len(entries) or tree.applied_lsn != applied:

@@ -67,10 +67,13 @@ def main() -> None:
                    "a full file system, commands that need new space get -OOM; reads, "
                    "deletes and INFO go on, and writes resume once deletes and reclamation "
                    "make room.")
+@click.option("--databases", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Numbered databases, SELECT 0..N-1, as Redis's 'databases' (all in the one "
+                   "file: database n is db.database(n) for pastedb.open()).")
 def serve(directory: str, host: str, port: int, requirepass: str | None, maxclients: int,
           sync_mode: str, persist: str, copy: bool, receive: str, window: int, proto_max_bulk_len: int,
           client_query_buffer_limit: int, crash_images: str | None,
-          client_output_buffer_limit: str, max_disk: str) -> None:
+          client_output_buffer_limit: str, max_disk: str, databases: int) -> None:
     """Serve the database in DIRECTORY over the Redis protocol."""
     from pastedb.core.server import Server, parse_output_limit, parse_size
 
@@ -108,7 +111,8 @@ def serve(directory: str, host: str, port: int, requirepass: str | None, maxclie
         srv = Server(db, host=host, port=port, requirepass=requirepass, maxclients=maxclients,
                      sync=sync_mode == "yes", copy=copy, window=window, receive=receive,
                      max_bulk_len=proto_max_bulk_len, max_query=client_query_buffer_limit,
-                     client_output_buffer_limit=client_output_buffer_limit)
+                     client_output_buffer_limit=client_output_buffer_limit,
+                     databases=databases)
     except OSError as e:
         db.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
@@ -440,20 +444,31 @@ def scan(directory: str, prefix: str | None, start: str | None, stop: str | None
                        else _show_bytes(k, as_hex))
 
 
+_database_option = click.option(
+    "--database", "-n", "dbno", type=click.IntRange(0, 255), default=0, show_default=True,
+    help="The numbered database (SELECT n of pastedb serve, db.database(n)).")
+
+
 @main.command()
 @_dir_argument
 @_with_range
 @_hex_option
+@_database_option
 def dump(directory: str, prefix: str | None, start: str | None, stop: str | None,
-         as_hex: bool) -> None:
+         as_hex: bool, dbno: int) -> None:
     """Write the database (or the keys selected) to stdout as text (docs/DUMP.md):
-    LMDB's mdb_dump format, readable by `pastedb load` and mdb_load."""
+    LMDB's mdb_dump format, readable by `pastedb load` and mdb_load.  One
+    numbered database per dump (--database)."""
     from pastedb.dump import dump as dump_db
 
     sel = _keys_given(prefix, start, stop, as_hex)
-    with _open_for_reading(directory) as db:
+    with _open_for_reading(directory) as handle:
+        try:
+            db = handle.database(dbno) if dbno else handle
+        except pastedb.Error as e:
+            raise click.ClickException(str(e)) from e
         whole = not any(sel.values())
-        with _progress("dump", db.stats()["keys"] if whole else None) as update:
+        with _progress("dump", len(db) if whole else None) as update:
             try:
                 dump_db(db, sys.stdout.buffer, progress=update, **sel)
             except BrokenPipeError:
@@ -465,7 +480,8 @@ def dump(directory: str, prefix: str | None, start: str | None, stop: str | None
 @_dir_argument
 @click.option("--batch", "batch_records", type=click.IntRange(1), default=50_000,
               show_default=True, help="Records per batch (each batch is one durable commit).")
-def load(directory: str, batch_records: int) -> None:
+@_database_option
+def load(directory: str, batch_records: int, dbno: int) -> None:
     """Put the records of a dump read from stdout into the database in
     DIRECTORY (docs/DUMP.md).  Into a new DIRECTORY: all or nothing (built
     under a temporary name, renamed when complete).  Into an existing
@@ -487,7 +503,11 @@ def load(directory: str, batch_records: int) -> None:
     except (OSError, ValueError):
         size = 0
     try:
-        with _open_for_writing(target) as db, _progress("load", size or None) as update:
+        with _open_for_writing(target) as handle, _progress("load", size or None) as update:
+            try:
+                db = handle.database(dbno) if dbno else handle
+            except pastedb.Error as e:
+                raise click.ClickException(str(e)) from e
             st = load_db(db, sys.stdin.buffer, batch_records=batch_records, progress=update)
         if fresh:
             if os.path.isdir(directory):

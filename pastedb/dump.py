@@ -18,9 +18,10 @@ from __future__ import annotations
 import binascii
 import dataclasses
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from pastedb.core.engine import DB, Batch, limits
+from pastedb.core.engine import DB, limits
+from pastedb.databases import Database
 from pastedb.errors import Error
 
 __all__ = ["dump", "load", "DumpFormatError", "DumpStats", "LoadStats", "FORMAT_VERSION"]
@@ -67,7 +68,7 @@ class LoadStats:
     lmdb: bool = False      # the stream had no pastedb header: a plain mdb_dump
 
 
-def _header(db: DB) -> bytes:
+def _header(db: DB | Database) -> bytes:
     # mapsize= is for mdb_load alone (it sizes its map from it, else 1 MiB,
     # too small for most dumps): room for the whole database in LMDB's pages
     # with its per-entry overhead.  Only address space: LMDB's file grows as
@@ -79,7 +80,7 @@ def _header(db: DB) -> bytes:
             b"mapsize=%d\npastedb_dump=%d\n" % (mapsize, FORMAT_VERSION) + _HEADER_END)
 
 
-def dump(db: DB, out: BinaryIO, *, prefix: bytes | None = None, start: bytes | None = None,
+def dump(db: DB | Database, out: BinaryIO, *, prefix: bytes | None = None, start: bytes | None = None,
          stop: bytes | None = None, progress: Progress | None = None) -> DumpStats:
     """Write the keys of ``db`` (all, or those with ``prefix`` and/or in
     ``[start, stop)``, as :meth:`DB.items` selects them) to the binary file
@@ -191,7 +192,7 @@ def _read_header(r: _Reader) -> bool:
             pass
 
 
-def load(db: DB, inp: BinaryIO, *, batch_records: int = 50_000, batch_bytes: int = 64 << 20,
+def load(db: DB | Database, inp: BinaryIO, *, batch_records: int = 50_000, batch_bytes: int = 64 << 20,
          progress: Progress | None = None) -> LoadStats:
     """Put every record of the dump read from binary file ``inp`` into ``db``
     (a key already there takes the dump's value; other keys stay).
@@ -221,7 +222,7 @@ def load(db: DB, inp: BinaryIO, *, batch_records: int = 50_000, batch_bytes: int
     return stats
 
 
-def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: int,
+def _load_data(db: DB | Database, r: _Reader, stats: LoadStats, ours: bool, batch_records: int,
                batch_bytes: int) -> None:
     lim = limits()
     max_key, max_value = lim["max_key_len"], lim["max_value_len"]
@@ -231,7 +232,7 @@ def _load_data(db: DB, r: _Reader, stats: LoadStats, ours: bool, batch_records: 
     count = 0               # records read (applied or staged)
     key: bytes | None = None
     pxat: int | None = None       # the expiry line before the key being read
-    b: Batch = db.batch()
+    b: Any = db.batch()
     pk: list[bytes] = []          # puts read, not yet staged into b (staged in bulk)
     pv: list[bytes] = []
     staged = 0

@@ -53,6 +53,11 @@ class Snapshot:
         db._snapshot_opened(self)
 
     # -- the reads
+    def database(self, n: int) -> Any:
+        """Database n as it was at the snapshot (a read view: the writes of a
+        :class:`pastedb.Database` raise, the handle being read-only)."""
+        return self._h.database(n)
+
     def get(self, key: Buffer, default: Any = None) -> Any:
         return self._h.get(key, default)
 

@@ -318,14 +318,17 @@ def test_longest_key(db_path):
     assert len(key) == MAX_KEY
     with pastedb.open(db_path) as db:
         db[key] = b"v"
-        db[b"\xff" * MAX_KEY] = b"ff"
+        # A key starting with 0xFF is stored with a database prefix: 2 bytes less.
+        db[b"\xff" * (MAX_KEY - 2)] = b"ff"
+        with pytest.raises(ValueError, match="limit is 1022 for a key starting with byte 0xFF"):
+            db[b"\xff" * MAX_KEY] = b"ff"
         assert db[key] == b"v"
-        assert list(db) == [key, b"\xff" * MAX_KEY]
+        assert list(db) == [key, b"\xff" * (MAX_KEY - 2)]
     with pastedb.open(db_path) as db:
         assert db[key] == b"v"
         assert db.delete(key)
     with pastedb.open(db_path) as db:
-        assert list(db) == [b"\xff" * MAX_KEY]
+        assert list(db) == [b"\xff" * (MAX_KEY - 2)]
 
 
 def test_key_too_long_writes_nothing(db):

@@ -37,6 +37,9 @@ PT_BRANCH: int
 PT_FREE: int
 BTREE_VERSION: int
 BTREE_VERSION_V1: int
+BTREE_VERSION_V2: int
+KEY_ESC: int
+MAX_DATABASES: int
 TREE_MAGIC: bytes
 
 # superblock slot verdicts (names: SB_STATES)

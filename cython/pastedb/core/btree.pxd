@@ -104,6 +104,7 @@ cdef class BTree:
     cdef pthread_mutex_t lock         # guards `c`, file_pages and the reader table
     cdef Snapshot c                   # the last committed state
     cdef uint32_t version             # the meta's BTREE_VERSION (BTREE_VERSION_V1: read-only)
+    cdef uint32_t w_version           # the version the write txn's commit writes (0: `version`)
     cdef uint32_t ref_size            # leaf Ref bytes for that version (format.ref_size_of)
     cdef uint64_t c_page_count        # its meta page_count (c.page_limit is min with the file)
     cdef uint32_t c_free_head         # its free-list chain head
@@ -180,6 +181,10 @@ cdef class BTree:
     cdef int commit(self, uint64_t applied_lsn) noexcept nogil
     # Discard the write txn (no I/O).
     cdef void abort(self) noexcept nogil
+    # The write txn's commit stamps the meta with format version v (the
+    # engine's keyspace step, 2 -> 3: the version changes atomically with
+    # the commit).  -EINVAL without a txn.
+    cdef int set_version(self, uint32_t v) noexcept nogil
     # Keys in the write txn when one is open, else in the last commit.
     cdef uint64_t count(self) noexcept nogil
     # applied_lsn of the last commit.

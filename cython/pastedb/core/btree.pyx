@@ -17,7 +17,7 @@ from pastedb.core.clib cimport (
 from pastedb.core.format cimport (
     FREE_HDR, FREE_PER_PAGE, MAX_DEPTH, MAX_KEY_LEN, META_MAX_PAGES, META_PAGES, PAGE_CAP,
     PAGE_HDR, PAGE_SIZE, PT_BRANCH, PT_FREE, PT_LEAF, PT_META, PV_CRC, PV_EMPTY, PV_LAYOUT,
-    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, BTREE_VERSION_V1, MetaBody, ref_size_of, PageHeader, crc32c_buf,
+    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, BTREE_VERSION_V1, BTREE_VERSION_V2, MetaBody, ref_size_of, PageHeader, crc32c_buf,
     key_cmp, ld16, ld32, meta_build, meta_read, page_hdr as hdr, page_seal, page_verify,
     slot_off,
 )
@@ -1288,6 +1288,7 @@ cdef class BTree:
             return rc
         # 3. the older meta slot now names the new tree.
         memset(&m, 0, sizeof(MetaBody))
+        m.version = self.w_version if self.w_version else self.version
         m.txn = txn
         m.page_count = self.w_page_count
         m.entries = self.w.entries
@@ -1319,6 +1320,7 @@ cdef class BTree:
         self.c_page_count = self.w_page_count
         self.c_free_head = head
         self.c_free_entries = nfree
+        self.version = m.version
         if self.file_pages < self.w_page_count:
             self.file_pages = self.w_page_count
         pthread_mutex_unlock(&self.lock)
@@ -1337,7 +1339,14 @@ cdef class BTree:
         if self.dmap_cap:
             memset(self.dmap, 0, self.dmap_cap * sizeof(uint32_t))
         self.reuse.n = self.pend_pg.n = self.pend_tx.n = self.freed.n = 0
+        self.w_version = 0
         self.in_txn = 0
+
+    cdef int set_version(self, uint32_t v) noexcept nogil:
+        if not self.in_txn or v == BTREE_VERSION_V1:
+            return -EINVAL
+        self.w_version = v
+        return 0
         self.w_err = 0
         self.wgen += 1
 
@@ -1857,6 +1866,11 @@ cdef class TreeFile:
     def begin(self):
         raise_status(self.t.begin(), "b-tree begin", self.path)
 
+    def set_version(self, int version):
+        """The write txn's commit stamps this format version (BTREE_VERSION_V2
+        or BTREE_VERSION)."""
+        raise_status(self.t.set_version(<uint32_t>version), "b-tree set_version", self.path)
+
     def put(self, bytes key not None, ref):
         """Insert or replace in the write txn; True if the key existed."""
         cdef Ref r
@@ -1939,11 +1953,15 @@ def upgrade_file(path):
         os.unlink(tmp)
     with TreeFile(tmp, create=True, sync=True) as new:
         new.begin()
+        # Version 2, not 3: the log after this tree may hold keys of the one
+        # keyspace, so the engine's keyspace step (after replay) decides.
+        new.set_version(BTREE_VERSION_V2)
         for n, (key, ref) in enumerate(items, 1):
             new.put(key, ref)
             if n % 262144 == 0:                   # bound the write txn; the file is not in use
                 new.commit(0)
                 new.begin()
+                new.set_version(BTREE_VERSION_V2)
         new.commit(applied)
         problems = new.check()
         if problems or new.count != len(items):

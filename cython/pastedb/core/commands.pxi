@@ -21,6 +21,7 @@ cdef enum:
     MAX_COMMANDS = 128
     LCS_MAX_CELLS = 4194304       # LCS's table: (len1+1)*(len2+1) cells of 4 bytes at most
     RANDOM_SKIP = 16              # RANDOMKEY walks up to this many keys past its probe
+    SWAPDB_MAX_KEYS = 100000      # SWAPDB moves every key: bounded work in the event loop
 
 # A command's implementation: its arguments are in srv.args, its reply goes
 # to c.out.  Never fails: errors are replies (or srv.find_err, which
@@ -130,6 +131,57 @@ cdef int lookup_command(Server srv, const char *name, size_t n) noexcept nogil:
     return -1
 
 
+cdef int encode_keys(Server srv, Conn *c, const CmdSpec *spec) noexcept nogil:
+    """The command's key arguments in their stored form for c's database
+    (format.pxd's keyspace), before its handler runs: a key of a database
+    other than 0, or one starting with 0xFF, gets its 2-byte prefix in a
+    copy (srv.kbuf), and the command then stages copies (in_pool 0: its
+    bytes are not referenced where they were received).  Keys of database
+    0 not starting with 0xFF -- the common case -- stay as received.
+    0, or -ENOMEM."""
+    cdef Args *a = &srv.args
+    cdef int i, last
+    cdef size_t need = 0, at = 0
+    cdef char *grown
+    if spec.first_key == 0 or not srv.db.keyspaces or spec.first_key >= a.argc:
+        return 0
+    last = spec.last_key if spec.last_key > 0 else a.argc + spec.last_key
+    if last >= a.argc:
+        last = a.argc - 1
+    i = spec.first_key
+    while i <= last:
+        if c.db != 0 or (a.len[i] > 0 and <unsigned char>a.ptr[i][0] == KEY_ESC):
+            need += a.len[i] + 2
+        i += spec.key_step
+    if need == 0:
+        return 0
+    if need > srv.kbuf_cap:
+        grown = <char *>realloc(srv.kbuf, need)
+        if grown == NULL:
+            return -ENOMEM
+        srv.kbuf = grown
+        srv.kbuf_cap = need
+    i = spec.first_key
+    while i <= last:
+        if c.db != 0 or (a.len[i] > 0 and <unsigned char>a.ptr[i][0] == KEY_ESC):
+            srv.kbuf[at] = <char>KEY_ESC
+            srv.kbuf[at + 1] = <char>c.db
+            memcpy(srv.kbuf + at + 2, a.ptr[i], a.len[i])
+            a.ptr[i] = srv.kbuf + at
+            a.len[i] += 2
+            at += a.len[i]
+        i += spec.key_step
+    a.in_pool = 0
+    return 0
+
+
+cdef inline void user_key(const char **k, uint32_t *klen, int keyspaces) noexcept nogil:
+    """A stored key as its database's users know it (the prefix dropped)."""
+    cdef uint32_t p = key_prefix_len(k[0], klen[0]) if keyspaces else 0
+    k[0] += p
+    klen[0] -= p
+
+
 cdef void execute(Server srv, Conn *c, size_t cmd_start) noexcept nogil:
     cdef int idx, rc
     cdef size_t olen
@@ -173,6 +225,10 @@ cdef void execute(Server srv, Conn *c, size_t cmd_start) noexcept nogil:
     olen = c.out.len
     srv.find_err = 0
     srv.cmd_calls[idx] += 1
+    if encode_keys(srv, c, spec) != 0:
+        out_error(&c.out, b"ERR out of memory")
+        srv.reply_done(c)
+        return
     spec.handler(srv, c)
     if srv.find_err:
         # A damaged index page: no partial answer, nothing of the command staged.
@@ -331,14 +387,19 @@ cdef void h_decrby(Server srv, Conn *c) noexcept nogil:
 
 
 cdef void h_dbsize(Server srv, Conn *c) noexcept nogil:
-    out_int(&c.out, srv.staged_dbsize())
+    out_int(&c.out, srv.staged_dbsize(c.db))
 
 
 cdef void h_select(Server srv, Conn *c) noexcept nogil:
-    if srv.args.len[1] == 1 and srv.args.ptr[1][0] == 48:
-        out_simple(&c.out, b"OK")
+    """SELECT n: the connection's database (Redis's replies)."""
+    cdef int64_t n
+    if not parse_i64(srv.args.ptr[1], srv.args.len[1], &n):
+        out_error(&c.out, b"ERR value is not an integer or out of range")
+    elif n < 0 or n >= srv.ndb:
+        out_error(&c.out, b"ERR DB index is out of range")
     else:
-        out_error(&c.out, b"ERR DB index is out of range (pastedb has database 0 only)")
+        c.db = <int>n
+        out_simple(&c.out, b"OK")
 
 
 cdef void h_quit(Server srv, Conn *c) noexcept nogil:
@@ -382,6 +443,7 @@ cdef void h_reset(Server srv, Conn *c) noexcept nogil:
     srv.unwatch_all(c)
     c.resp3 = 0
     c.authed = not srv.has_password
+    c.db = 0
     if srv.has_password:
         c.parser.max_bulk_len = UNAUTH_MAX_BULK
         c.parser.max_args = UNAUTH_MAX_ARGS
@@ -599,6 +661,9 @@ cdef void cmd_exec(Server srv, Conn *c) noexcept nogil:
         srv.args.argc = q.argc
         srv.args.in_pool = 0
         idx = lookup_command(srv, srv.args.ptr[0], srv.args.len[0])
+        if encode_keys(srv, c, &COMMANDS[idx]) != 0:  # the database SELECTed by now
+            out_error(&c.out, b"ERR out of memory")
+            continue
         COMMANDS[idx].handler(srv, c)
     srv.in_exec = 0
     free_queue(c)
@@ -612,6 +677,8 @@ cdef void cmd_keys(Server srv, Conn *c) noexcept nogil:
     transaction's own writes too."""
     cdef KeysJob *j = <KeysJob *>calloc(1, sizeof(KeysJob))
     cdef Args *a = &srv.args
+    cdef const char *uk
+    cdef uint32_t uklen
     cdef int i, k, later, rc
     cdef const LogRecord *r
     cdef Ref ref
@@ -628,6 +695,7 @@ cdef void cmd_keys(Server srv, Conn *c) noexcept nogil:
         return
     memcpy(j.pat, a.ptr[1], a.len[1])
     j.plen = a.len[1]
+    j.keyspaces = srv.db.keyspaces
     j.every = j.plen == 1 and j.pat[0] == 42
     if not srv.in_exec:
         # What this read staged before KEYS is appended first, so the
@@ -653,8 +721,13 @@ cdef void cmd_keys(Server srv, Conn *c) noexcept nogil:
                 break
         if later or srv.db.read_value(j.base + r.koff, r.klen, &ref, 0) != 0:
             continue                          # a later record decides / the index has it
-        if j.every or glob_match(j.pat, j.plen, j.base + r.koff, r.klen, 0):
-            out_bulk(&j.found, j.base + r.koff, r.klen)
+        if srv.db.key_db(j.base + r.koff, r.klen) != c.db:
+            continue
+        uk = j.base + r.koff
+        uklen = r.klen
+        user_key(&uk, &uklen, j.keyspaces)
+        if j.every or glob_match(j.pat, j.plen, uk, uklen, 0):
+            out_bulk(&j.found, uk, uklen)
             j.n += 1
     out_array(&c.out, j.n)
     out_raw(&c.out, j.found.data, j.found.len)
@@ -668,7 +741,7 @@ cdef int keys_step(Server srv, Conn *c, int64_t budget) noexcept nogil:
     cdef KeysJob *j = c.keys
     cdef int rc
     rc = srv.db.walk_keys(srv.scan_it, j.last, j.lastlen, j.started, budget,
-                           <KeySink>keys_sink, j)
+                           <KeySink>keys_sink, j, c.db)
     if rc == 1:
         return 1
     if rc < 0:
@@ -709,8 +782,10 @@ cdef int collect_key(void *ctx, const char *k, uint32_t klen) noexcept nogil:
 
 
 cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
+    """FLUSHDB: the keys of c's database; FLUSHALL: every database's."""
     cdef char *base = srv.base
     cdef int rc = 0, i, n
+    cdef int all_dbs = ieq(srv.args.ptr[0], srv.args.len[0], b"flushall")
     cdef OutBuf keys
     cdef size_t at = 0
     cdef uint32_t klen
@@ -719,7 +794,8 @@ cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
         return
     # The walk copies the keys out (tree keys live in a cursor's buffer);
     # stage_record then copies each into the pool for its DEL record.
-    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, -1, <KeySink>collect_key, &keys)
+    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, -1, <KeySink>collect_key, &keys,
+                          -1 if all_dbs else c.db)
     while rc == 0 and at < keys.len:
         memcpy(&klen, keys.data + at, sizeof(uint32_t))
         rc = srv.stage_record(REC_DEL, keys.data + at + sizeof(uint32_t), klen, NULL, 0, 0)
@@ -732,7 +808,8 @@ cdef void cmd_flush(Server srv, Conn *c) noexcept nogil:
     # yet: delete them too (a DEL after a PUT in one batch wins).
     n = srv.nrecs
     for i in range(n):
-        if rc == 0 and srv.recs[i].type == REC_PUT:
+        if rc == 0 and srv.recs[i].type == REC_PUT and (
+                all_dbs or srv.db.key_db(base + srv.recs[i].koff, srv.recs[i].klen) == c.db):
             rc = srv.stage_record(REC_DEL, base + srv.recs[i].koff, srv.recs[i].klen,
                                    NULL, 0, 0)
     if rc != 0:
@@ -762,10 +839,13 @@ cdef int keys_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
     cdef KeysJob *j = <KeysJob *>ctx
     cdef int i
     cdef const LogRecord *r
+    cdef const char *uk = k
+    cdef uint32_t uklen = klen
     memcpy(j.last, k, klen)
     j.lastlen = klen
     j.started = 1
-    if not (j.every or glob_match(j.pat, j.plen, k, klen, 0)):
+    user_key(&uk, &uklen, j.keyspaces)
+    if not (j.every or glob_match(j.pat, j.plen, uk, uklen, 0)):
         return 0
     for i in range(j.nrecs - 1, -1, -1):
         r = &j.recs[i]
@@ -773,7 +853,7 @@ cdef int keys_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
             if r.type == REC_DEL:
                 return 0
             break
-    if out_bulk(&j.found, k, klen) != 0:
+    if out_bulk(&j.found, uk, uklen) != 0:
         return -ENOMEM
     j.n += 1
     return 0
@@ -1197,43 +1277,238 @@ cdef void h_renamenx(Server srv, Conn *c) noexcept nogil:
     cmd_rename(srv, c, 1)
 
 
+cdef int key_in_db(Server srv, const char *k, size_t klen, int dbno, char *out,
+                   size_t *outlen) noexcept nogil:
+    """The stored key (format.pxd's keyspace) in database dbno of the user
+    key that stored key k names: into out (MAX_KEY_LEN bytes); 0, or -1
+    when it would be longer than MAX_KEY_LEN."""
+    cdef const char *u = k
+    cdef uint32_t ulen = <uint32_t>klen
+    cdef size_t p
+    user_key(&u, &ulen, srv.db.keyspaces)
+    p = 2 if dbno != 0 or (ulen > 0 and <unsigned char>u[0] == KEY_ESC) else 0
+    if ulen + p > MAX_KEY_LEN:
+        return -1
+    if p:
+        out[0] = <char>KEY_ESC
+        out[1] = <char>dbno
+    memcpy(out + p, u, ulen)
+    outlen[0] = ulen + p
+    return 0
+
+
+cdef int parse_db(Server srv, Conn *c, const char *s, size_t n, int *dbno) noexcept nogil:
+    """A database number argument: 1, or 0 with the error replied (Redis's words)."""
+    cdef int64_t v
+    if not parse_i64(s, n, &v):
+        out_error(&c.out, b"ERR value is not an integer or out of range")
+        return 0
+    if v < 0 or v >= srv.ndb:
+        out_error(&c.out, b"ERR DB index is out of range")
+        return 0
+    dbno[0] = <int>v
+    return 1
+
+
+cdef void cmd_move(Server srv, Conn *c) noexcept nogil:
+    """MOVE key db: 1 when moved (its value and expiry, one batch: PUT in
+    db, DEL here), 0 when absent here or present there."""
+    cdef Args *a = &srv.args
+    cdef const char *v
+    cdef const char *d
+    cdef size_t vlen, dlen, tlen
+    cdef int dbno
+    cdef uint64_t exp = 0
+    cdef char target[MAX_KEY_LEN]
+    if not parse_db(srv, c, a.ptr[2], a.len[2], &dbno):
+        return
+    if dbno == c.db:
+        out_error(&c.out, b"ERR source and destination objects are the same")
+        return
+    if key_in_db(srv, a.ptr[1], a.len[1], dbno, target, &tlen) != 0:
+        out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
+        return
+    if not srv.find_exp(a.ptr[1], a.len[1], &v, &vlen, &exp):
+        if not srv.find_err:
+            out_int(&c.out, 0)
+        return
+    if srv.find(target, tlen, &d, &dlen) or srv.find_err:
+        if not srv.find_err:
+            out_int(&c.out, 0)
+        return
+    if srv.stage_record(REC_PUT, target, tlen, v, vlen, 0) != 0:
+        no_space(srv, c)
+        return
+    srv.recs[srv.nrecs - 1].expire_ms = exp
+    if srv.stage_record(REC_DEL, a.ptr[1], a.len[1], NULL, 0, 0) != 0:
+        no_space(srv, c)
+        return
+    out_int(&c.out, 1)
+
+
+cdef struct SwapKey:                  # SWAPDB: one key to move, read before anything is staged
+    size_t koff                       # its stored key in the walk's buffer
+    uint32_t klen
+    int dbno                          # the database it moves to
+    const char *v
+    size_t vlen
+    uint64_t exp
+
+
+cdef void cmd_swapdb(Server srv, Conn *c) noexcept nogil:
+    """SWAPDB a b: the two databases' keys exchanged, as one batch (a DEL
+    of every key of both, then a PUT of each under the other database;
+    values copied, expiries kept).  Redis swaps two pointers; here it is
+    O(keys + bytes) inside the event loop, so it is refused past
+    SWAPDB_MAX_KEYS keys (MOVE them, or use FLUSHDB)."""
+    cdef Args *a = &srv.args
+    cdef int da, db_, i, j, rc = 0, side
+    cdef OutBuf keys
+    cdef size_t at, n = 0, cap = 0, tlen
+    cdef uint32_t klen
+    cdef SwapKey *sk = NULL
+    cdef SwapKey *grown
+    cdef char target[MAX_KEY_LEN]
+    cdef char *base = srv.base
+    cdef const LogRecord *r
+    cdef Ref ref
+    if not parse_db(srv, c, a.ptr[1], a.len[1], &da) or \
+            not parse_db(srv, c, a.ptr[2], a.len[2], &db_):
+        return
+    if da == db_:
+        out_simple(&c.out, b"OK")
+        return
+    if out_init(&keys, 65536) != 0:
+        out_error(&c.out, b"ERR out of memory")
+        return
+    for side in range(2):
+        rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, SWAPDB_MAX_KEYS + 1, <KeySink>collect_key,
+                              &keys, da if side == 0 else db_)
+        if rc < 0:
+            break
+    # Keys this transaction staged that the index does not hold yet.
+    for i in range(srv.nrecs):
+        if rc < 0:
+            break
+        r = &srv.recs[i]
+        side = srv.db.key_db(base + r.koff, r.klen)
+        if r.type != REC_PUT or (side != da and side != db_):
+            continue
+        if srv.db.read_value(base + r.koff, r.klen, &ref, 0) != 0:
+            continue                              # the walk has it (or it failed: find says)
+        j = 0
+        for j in range(i + 1, srv.nrecs):
+            if srv.recs[j].klen == r.klen and \
+                    memcmp(base + srv.recs[j].koff, base + r.koff, r.klen) == 0:
+                break
+        else:
+            klen = r.klen                         # the record's is 16 bits, the buffer's 32
+            if out_raw(&keys, <const char *>&klen, sizeof(uint32_t)) != 0 or \
+                    out_raw(&keys, base + r.koff, klen) != 0:
+                rc = -ENOMEM
+    if rc < 0:
+        out_free(&keys)
+        if rc == -ENOMEM:
+            out_error(&c.out, b"ERR out of memory")
+        else:
+            srv.find_err = rc
+        return
+    # Every value first: staging changes what find() sees.
+    at = 0
+    while at < keys.len:
+        memcpy(&klen, keys.data + at, sizeof(uint32_t))
+        if n == cap:
+            cap = cap * 2 if cap else 1024
+            grown = <SwapKey *>realloc(sk, cap * sizeof(SwapKey))
+            if grown == NULL:
+                rc = -ENOMEM
+                break
+            sk = grown
+        sk[n].koff = at + sizeof(uint32_t)
+        sk[n].klen = klen
+        sk[n].dbno = db_ if srv.db.key_db(keys.data + at + sizeof(uint32_t), klen) == da else da
+        if srv.find_exp(keys.data + at + sizeof(uint32_t), klen, &sk[n].v, &sk[n].vlen,
+                        &sk[n].exp):
+            n += 1
+        elif srv.find_err:
+            rc = srv.find_err
+            break
+        at += sizeof(uint32_t) + klen
+    if rc == 0 and n > SWAPDB_MAX_KEYS:
+        out_free(&keys)
+        free(sk)
+        out_error(&c.out, b"ERR SWAPDB of databases holding more than 100000 keys is not "
+                          b"supported (pastedb moves every key; MOVE them in steps)")
+        return
+    for i in range(n):
+        if rc == 0:
+            rc = srv.stage_record(REC_DEL, keys.data + sk[i].koff, sk[i].klen, NULL, 0, 0)
+    for i in range(n):
+        if rc != 0:
+            break
+        if key_in_db(srv, keys.data + sk[i].koff, sk[i].klen, sk[i].dbno, target, &tlen) != 0:
+            rc = 1                                # a key too long for the other database
+            break
+        rc = srv.stage_record(REC_PUT, target, tlen, sk[i].v, sk[i].vlen, 0)
+        if rc == 0:
+            srv.recs[srv.nrecs - 1].expire_ms = sk[i].exp
+    out_free(&keys)
+    free(sk)
+    if rc == -ENOMEM and srv.stage_rc != -ENOMEM:
+        srv.drop_cmd_recs()
+        out_error(&c.out, b"ERR out of memory")
+    elif rc == 1:
+        srv.drop_cmd_recs()
+        out_error(&c.out, b"ERR a key of database 0 is too long to move (1022 bytes at most "
+                          b"in a database other than 0)")
+    elif rc < 0 and rc == srv.find_err:
+        srv.drop_cmd_recs()
+    elif rc != 0:
+        no_space(srv, c)
+    else:
+        out_simple(&c.out, b"OK")             # the DELs and PUTs touched every WATCH on them
+
+
 cdef void cmd_copy(Server srv, Conn *c) noexcept nogil:
-    """COPY source destination [DB n] [REPLACE] (database 0 only)."""
+    """COPY source destination [DB n] [REPLACE]."""
     cdef Args *a = &srv.args
     cdef const char *v
     cdef const char *d
     cdef size_t vlen, dlen
-    cdef int replace = 0, k = 3
-    cdef int64_t db
+    cdef int replace = 0, k = 3, dbno = c.db
     cdef uint64_t exp = 0
+    cdef const char *dst = a.ptr[2]
+    cdef size_t dstlen = a.len[2]
+    cdef char target[MAX_KEY_LEN]
     while k < a.argc:
         if ieq(a.ptr[k], a.len[k], b"replace"):
             replace = 1
         elif ieq(a.ptr[k], a.len[k], b"db") and k + 1 < a.argc:
-            if not parse_i64(a.ptr[k + 1], a.len[k + 1], &db):
-                out_error(&c.out, b"ERR value is not an integer or out of range")
-                return
-            if db != 0:
-                out_error(&c.out, b"ERR DB index is out of range (pastedb has database 0 only)")
+            if not parse_db(srv, c, a.ptr[k + 1], a.len[k + 1], &dbno):
                 return
             k += 1
         else:
             out_error(&c.out, b"ERR syntax error")
             return
         k += 1
-    if a.len[1] == a.len[2] and memcmp(a.ptr[1], a.ptr[2], a.len[1]) == 0:
+    if dbno != c.db:
+        if key_in_db(srv, a.ptr[2], a.len[2], dbno, target, &dstlen) != 0:
+            out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
+            return
+        dst = target
+    if a.len[1] == dstlen and memcmp(a.ptr[1], dst, dstlen) == 0:
         out_error(&c.out, b"ERR source and destination objects are the same")
         return
-    if not srv.key_ok(c, a.len[2]):
+    if not srv.key_ok(c, dstlen):
         return
     if not srv.find_exp(a.ptr[1], a.len[1], &v, &vlen, &exp):
         if not srv.find_err:
             out_int(&c.out, 0)
         return
-    if not replace and srv.find(a.ptr[2], a.len[2], &d, &dlen):
+    if not replace and srv.find(dst, dstlen, &d, &dlen):
         out_int(&c.out, 0)
         return
-    if srv.stage_record(REC_PUT, a.ptr[2], a.len[2], v, vlen, 0) != 0:
+    if srv.stage_record(REC_PUT, dst, dstlen, v, vlen, 0) != 0:
         no_space(srv, c)
         return
     srv.recs[srv.nrecs - 1].expire_ms = exp            # the copy has the source's expiry
@@ -1279,6 +1554,8 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
     most (inside EXEC the transaction may have deleted what the index has),
     then nil."""
     cdef OneKey lo, hi, pick
+    cdef const char *uk
+    cdef uint32_t uklen
     cdef char probe[MAX_KEY_LEN]
     cdef uint32_t plen, i, common, longest, tail
     cdef int tries, rc, span, bmin = 255, bmax = 0, p, x
@@ -1287,9 +1564,9 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
     cdef size_t vlen
     lo.got = 0
     hi.got = 0
-    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &lo)
+    rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &lo, c.db)
     if rc >= 0:
-        rc = srv.db.walk_keys(srv.rev_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &hi)
+        rc = srv.db.walk_keys(srv.rev_it, NULL, 0, 0, 1, <KeySink>one_key_sink, &hi, c.db)
     if rc < 0:
         srv.find_err = rc
         return
@@ -1329,11 +1606,12 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
         pick.visited = 0
         left = 1 + <int64_t>(next_rand(srv) % RANDOM_SKIP)
         rc = srv.db.walk_keys(srv.scan_it, probe, plen, 1, left,
-                              <KeySink>last_key_sink, &pick)
+                              <KeySink>last_key_sink, &pick, c.db)
         while rc >= 0 and pick.visited < left:
             left -= pick.visited
             pick.visited = 0
-            rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, left, <KeySink>last_key_sink, &pick)
+            rc = srv.db.walk_keys(srv.scan_it, NULL, 0, 0, left, <KeySink>last_key_sink, &pick,
+                                  c.db)
             if pick.visited == 0:
                 break
         if rc < 0:
@@ -1342,7 +1620,10 @@ cdef void cmd_randomkey(Server srv, Conn *c) noexcept nogil:
         if not pick.got:
             pick = lo
         if srv.find(pick.key, pick.klen, &v, &vlen):
-            out_bulk(&c.out, pick.key, pick.klen)
+            uk = pick.key
+            uklen = pick.klen
+            user_key(&uk, &uklen, srv.db.keyspaces)
+            out_bulk(&c.out, uk, uklen)
             return
     out_null(&c.out, c.resp3)
 
@@ -1414,12 +1695,14 @@ cdef struct ScanCtx:                  # walk_keys' sink for SCAN
     int64_t n
     char *last                        # the last key visited (MAX_KEY_LEN)
     uint32_t lastlen
+    int keyspaces                     # the keys carry their database (user_key)
 
 
 cdef int scan_sink(void *ctx, const char *k, uint32_t klen) noexcept nogil:
     cdef ScanCtx *s = <ScanCtx *>ctx
     memcpy(s.last, k, klen)
     s.lastlen = klen
+    user_key(&k, &klen, s.keyspaces)
     if s.type_ok and (s.every or glob_match(s.pat, s.plen, k, klen, 0)):
         if out_bulk(s.found, k, klen) != 0:
             return -ENOMEM
@@ -1493,11 +1776,12 @@ cdef void cmd_scan(Server srv, Conn *c) noexcept nogil:
         return
     s.found = &found
     s.last = last
+    s.keyspaces = srv.db.keyspaces
     slot = &srv.scan_slots[cursor % SCAN_SLOTS]
     if cursor != 0 and slot.cursor == cursor and slot.key != NULL:
         resume = 1
     rc = srv.db.walk_keys(srv.scan_it, slot.key if resume else NULL,
-                          slot.klen if resume else 0, resume, count, <KeySink>scan_sink, &s)
+                          slot.klen if resume else 0, resume, count, <KeySink>scan_sink, &s, c.db)
     if rc < 0:
         out_free(&found)
         if rc == -ENOMEM:
@@ -1718,7 +2002,7 @@ cdef object py_debug(Server srv, Conn *c, list args):
             return RError("ERR DEBUG RELOAD failed: the checkpoint did not complete")
         return ROK
     if sub == b"object" and len(args) == 3:
-        value = srv.db.get(args[2])
+        value = srv.db.get(srv.db._db_key(args[2], c.db))   # the SELECTed database's key
         if value is None:
             return RError("ERR no such key")
         enc = (b"int" if len(value) <= 20 and value.lstrip(b"-").isdigit() else
@@ -1951,3 +2235,5 @@ defcmd(b"object", -2, F_READONLY, cmd_object, 2, 2, 1)
 defcmd(b"watch", -2, F_READONLY | F_NOMULTI, cmd_watch, 1, -1, 1)
 defcmd(b"unwatch", 1, F_READONLY, cmd_unwatch)
 defcmd(b"debug", -2, F_READONLY, h_debug)
+defcmd(b"move", 3, F_WRITE, cmd_move, 1, 1, 1)
+defcmd(b"swapdb", 3, F_WRITE, cmd_swapdb)

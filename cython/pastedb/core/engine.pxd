@@ -74,6 +74,13 @@ cdef class DB:
     # the write lock once, so no reader of an older snapshot is left.
     cdef Snapshot cur_snap
     cdef int64_t cur_live
+    # Numbered databases (format.pxd's keyspace): keys per database in the
+    # tree's write txn, its last commit and the published commit, kept like
+    # the live bytes above (counted at open in the walk that loads expiries).
+    cdef int keyspaces                # 1: the tree is version 3 (keys carry their database)
+    cdef int64_t w_dbn[256]
+    cdef int64_t c_dbn[256]
+    cdef int64_t cur_dbn[256]
     cdef uint64_t created_ns          # the superblock's creation time (kept across rewrites)
     cdef uint64_t cut_lsn             # log position the last checkpoint covers
     # the indexer thread
@@ -154,7 +161,12 @@ cdef class DB:
                               uint64_t *last_lsn, const Ref *expect) noexcept nogil
     cdef int append_locked_tail(self, LogRecord *recs, int n, int sync,
                                 uint64_t *last_lsn) noexcept nogil
-    cdef int clear_all(self, MergeIter it, int sync) noexcept nogil
+    cdef int clear_all(self, MergeIter it, int sync, int dbno) noexcept nogil
+    # Keys in their stored form (format.pxd's keyspace): database 0's key
+    # (ekey, skey: a bytes-like key / any key), database dbno's (db_key).
+    cdef object ekey(self, object key)
+    cdef bytes skey(self, object key)
+    cdef object db_key(self, object key, int dbno)
     # Staged records that will not be appended: release their segment pins.
     cdef void unstage(self, LogRecord *recs, int n) noexcept nogil
     # Look a key up (pending table, then the tree); 1 and *out filled, 0
@@ -166,9 +178,10 @@ cdef class DB:
     # ---- expiry.  The clock: wall-clock ms since the Unix epoch (+ the test offset).
     cdef uint64_t now_ms(self) noexcept nogil
     # Keys (and their key + value bytes) expired but not yet deleted (index read lock held).
-    cdef void count_expired(self, uint64_t now, int64_t *keys, int64_t *nbytes) noexcept nogil
+    cdef void count_expired(self, uint64_t now, int dbno, int64_t *keys, int64_t *nbytes) noexcept nogil
+    cdef int key_db(self, const char *k, uint32_t klen) noexcept nogil
     # Volatile keys not yet expired (index read lock held).
-    cdef int64_t count_volatile(self, uint64_t now) noexcept nogil
+    cdef int64_t count_volatile(self, uint64_t now, int dbno) noexcept nogil
     # Stage a PUT that names k's current key and value bytes with a new
     # expire_ms (no value copy; the bytes pinned like a staged write): 1 and
     # *rec, *cur (the Ref it replaces), 0 when k is absent or expired.
@@ -181,7 +194,7 @@ cdef class DB:
     cdef void exp_note(self, const char *k, uint32_t klen, const Ref *ref) noexcept nogil
     cdef int ref_in_pool(self, const Ref *r) noexcept nogil
     # Exact live key count and live key + value bytes (O(pending)).
-    cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil
+    cdef int count_live(self, int dbno, int64_t *keys, int64_t *live) noexcept nogil
     # Move everything logged so far into the tree, commit it, advance the
     # log head.  0 or a negative status.
     cdef int checkpoint_index(self) noexcept nogil
@@ -239,10 +252,11 @@ cdef class DB:
     cdef void pin_value(self, uint64_t voff, uint64_t vlen, int delta) noexcept nogil
     # Visit live keys in order, after (after, alen) when after_set, at most
     # budget of them (budget < 0: all): 1 when keys remain, 0 at the end, or
-    # a negative status.  The index read lock is held only inside the call,
+    # a negative status; dbno >= 0: only that database's keys (stored form).
+    # The index read lock is held only inside the call,
     # so a long walk is many short calls, each seeing the newest state.
     cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
-                       int64_t budget, KeySink sink, void *ctx) noexcept nogil
+                       int64_t budget, KeySink sink, void *ctx, int dbno) noexcept nogil
 
     cdef int _put(self, const char *k, Py_ssize_t klen, const char *v, Py_ssize_t vlen,
                   int sync, uint64_t expire_ms) noexcept nogil

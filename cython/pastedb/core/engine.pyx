@@ -46,7 +46,8 @@ from pastedb.core.persist cimport (
     mode_from_name, mode_name,
 )
 from pastedb.core.format cimport (
-    BTREE_VERSION, CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
+    BTREE_VERSION, BTREE_VERSION_V2, KEY_ESC, MAX_DATABASES, db_of_key, key_prefix_len,
+    CHUNK_SIZE, HEADER_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE, REC_DEL, REC_PUT, SEG_SHIFT, SEG_SIZE,
     SUPER_SLOT, LogRecord, Superblock, crc32c_buf, crc32c_is_hw, key_crc_state, sb_encode,
     sb_read, span_outside, value_verifies,
 )
@@ -417,6 +418,8 @@ cdef class DB:
             self.pool.start_grower()
         self.fork_gen = fork_generation
         pdb_store_sc(&self.closed, 0)
+        if not fresh:
+            self._keyspace_step()                # a failed step: open_db shuts the handle down
         _open_dbs[id(self)] = self
         self.idx_thread = threading.Thread(target=self._indexer_main, daemon=True,
                                            name="pastedb-indexer")
@@ -541,6 +544,8 @@ cdef class DB:
                     f"run 'pastedb-check {self.path}'", self.tree_path)
             self.c_live = <int64_t>sb.tree_live if applied == sb.tree_lsn else self._tree_bytes()
             self.w_live = self.c_live
+            self.keyspaces = self.tree.version >= BTREE_VERSION
+            self._count_tree_dbs()
             self.publish_tree()
             limit = self._ro_limit()              # after the tree: covers its applied_lsn
             rc = self.pool.remap()                # what the records up to it name
@@ -618,6 +623,8 @@ cdef class DB:
                         free(klens)
                     self.c_live = self._ro_tree_live(applied)
                     self.w_live = self.c_live
+                    self.keyspaces = self.tree.version >= BTREE_VERSION
+                    self._count_tree_dbs()
                     self.publish_tree()
             self.readers.pin(<int64_t>self.cur_snap.txn, self._ro_view_lsn(self.ro_lsn))
         finally:
@@ -648,6 +655,73 @@ cdef class DB:
                 f"run 'pastedb-check --repair {self.path}'", self.tree_path)
         if rc != 0:
             raise_status(rc, "open", self.tree_path)
+
+    def _count_tree_dbs(self):
+        """Keys per database in the published tree commit (c_dbn, w_dbn,
+        cur_dbn): a walk over the keys of databases 1.. (from 0xFF 0x01 on);
+        database 0 holds the rest.  At open and when a read-only handle
+        moves to a new commit (index write lock held or no readers yet)."""
+        cdef TreeCursor c
+        cdef int rc = 0, d
+        cdef int64_t others = 0
+        cdef char start[2]
+        memset(self.c_dbn, 0, sizeof(self.c_dbn))
+        if self.keyspaces:
+            start[0] = <char>KEY_ESC
+            start[1] = 1
+            c = self.tree.cursor(0)
+            with nogil:
+                rc = c.seek_ge(start, 2)
+                while rc == 1:
+                    d = db_of_key(c.kbuf, c.klen)
+                    self.c_dbn[d] += 1
+                    others += 1
+                    rc = c.next()
+            c.close()
+            if rc < 0:
+                raise_status(rc, "open", self.tree_path)
+        self.c_dbn[0] = <int64_t>self.tree.c.entries - others
+        memcpy(self.w_dbn, self.c_dbn, sizeof(self.c_dbn))
+        memcpy(self.cur_dbn, self.c_dbn, sizeof(self.c_dbn))
+
+    def _keyspace_step(self):
+        """A writer's open of a version-2 index (one keyspace, its keys as
+        given): when no key starts with 0xFF (the keyspace encoding reads
+        such a key differently) the index moves to version 3 -- the log
+        checkpointed first, then an empty commit stamped 3, durable before
+        any write of this handle -- and numbered databases are on.  A
+        database that holds such keys stays at version 2: one keyspace, the
+        keys as they are (database(n) refuses; dump and load moves it)."""
+        cdef int rc
+        if self.tree.version != BTREE_VERSION_V2:
+            self.keyspaces = 1
+            return
+        for _ in Cursor(self, 0, b"\xff", None, False, 1):
+            log.warning("pastedb: %s holds keys starting with byte 0xFF from before numbered "
+                        "databases; it keeps one keyspace (dump and load it to use them)",
+                        self.path)
+            return
+        with nogil:
+            rc = self.checkpoint_index()
+            if rc == 0:
+                pthread_mutex_lock(&self.tree_lock)
+                rc = self.tree.begin()
+                if rc == 0:
+                    rc = self.tree.set_version(BTREE_VERSION)
+                    if rc == 0:
+                        rc = self.tree.commit(self.tree.applied_lsn())
+                    elif self.tree.in_txn:
+                        self.tree.abort()
+                pthread_mutex_unlock(&self.tree_lock)
+                if rc == 0:
+                    pthread_rwlock_wrlock(&self.index_lock)
+                    self.publish_tree()
+                    pthread_rwlock_unlock(&self.index_lock)
+        if rc != 0:
+            raise_status(rc, "open", self.tree_path)
+        self.keyspaces = 1
+        log.info("pastedb: %s: index moved to format version %d (numbered databases)",
+                 self.path, BTREE_VERSION)
 
     def _load_expiry(self):
         """The tree's keys with an expiry into exp_map / exp_heap (open: one
@@ -798,6 +872,8 @@ cdef class DB:
         if os.path.exists(self.tree_path):
             os.unlink(self.tree_path)
         self._open_tree(True)
+        self.keyspaces = 1
+        self._count_tree_dbs()
         self.publish_tree()
         rc = write_superblock(self.pool, self.barriers, &sb)
         if rc != 0:
@@ -845,6 +921,8 @@ cdef class DB:
             # the tree's bytes once.
             self.c_live = self._tree_bytes()
         self.w_live = self.c_live
+        self.keyspaces = self.tree.version >= BTREE_VERSION
+        self._count_tree_dbs()
         self.publish_tree()
         self._load_expiry()
         self.cut_lsn = applied
@@ -1111,8 +1189,12 @@ cdef class DB:
             return self.clock_fixed_ms
         return <uint64_t>(<int64_t>wall_ms() + self.clock_offset_ms)
 
-    cdef void count_expired(self, uint64_t now, int64_t *keys, int64_t *nbytes) noexcept nogil:
-        # Only the entries due by now are visited (DueWalk).
+    cdef int key_db(self, const char *k, uint32_t klen) noexcept nogil:
+        """The database a stored key belongs to (0 in a one-keyspace database)."""
+        return db_of_key(k, klen) if self.keyspaces else 0
+
+    cdef void count_expired(self, uint64_t now, int dbno, int64_t *keys, int64_t *nbytes) noexcept nogil:
+        # Only the entries due by now are visited (DueWalk).  dbno < 0: all databases.
         cdef DueWalk w
         cdef ExpEntry *e
         cdef Ref cur
@@ -1121,7 +1203,8 @@ cdef class DB:
         self.exp_heap.due_start(&w, now)
         e = self.exp_heap.due_next(&w)
         while e != NULL:
-            if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
+            if (dbno < 0 or self.key_db(e.key, e.klen) == dbno) and \
+                    self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
                 k += 1
                 b += <int64_t>(cur.klen + cur.vlen)
             e = self.exp_heap.due_next(&w)
@@ -1129,10 +1212,20 @@ cdef class DB:
         keys[0] = k
         nbytes[0] = b
 
-    cdef int64_t count_volatile(self, uint64_t now) noexcept nogil:
-        cdef int64_t k = 0, b = 0
-        self.count_expired(now, &k, &b)
-        return <int64_t>self.exp_map.count - k
+    cdef int64_t count_volatile(self, uint64_t now, int dbno) noexcept nogil:
+        cdef int64_t k = 0, b = 0, n = 0
+        cdef Node *node
+        cdef const Ref *ref
+        self.count_expired(now, dbno, &k, &b)
+        if dbno < 0:
+            return <int64_t>self.exp_map.count - k
+        node = self.exp_map.first()
+        while node != NULL:
+            ref = self.exp_map.node_ref(node)
+            if self.key_db(self.pool.base + ref.koff, ref.klen) == dbno:
+                n += 1
+            node = self.exp_map.next(node)
+        return n - k
 
     cdef void pin_record(self, const LogRecord *rec) noexcept nogil:
         cdef uint64_t lo, ln
@@ -1245,6 +1338,7 @@ cdef class DB:
                 rc = self.tree.delete(key, klen)
                 if rc < 0:
                     return rc
+                self.w_dbn[self.key_db(key, klen)] -= 1
                 self.w_live -= <int64_t>(old.klen + old.vlen)
                 if self.seg_ready:
                     self.pool.add_live(old.koff, old.klen, -1)
@@ -1258,6 +1352,8 @@ cdef class DB:
             if self.seg_ready:
                 self.pool.add_live(old.koff, old.klen, -1)
                 self.pool.add_live(old.voff, old.vlen, -1)
+        else:
+            self.w_dbn[self.key_db(key, klen)] += 1
         self.w_live += <int64_t>(ref.klen + ref.vlen)
         if self.seg_ready:
             self.pool.add_live(ref.koff, ref.klen, 1)
@@ -1370,14 +1466,16 @@ cdef class DB:
             rc = self.log.commit(lsn)
         return rc
 
-    cdef int clear_all(self, MergeIter it, int sync) noexcept nogil:
-        """Delete every key in one all-or-nothing batch, listed and appended
+    cdef int clear_all(self, MergeIter it, int sync, int dbno) noexcept nogil:
+        """Delete every key (of database dbno; -1 every database) in one
+        all-or-nothing batch, listed and appended
         in one hold of the log lock, so no write lands between them: a DEL
         per key naming the key's own bytes (no new space), expired entries
         included.  Writers wait for it (O(keys))."""
         cdef LogRecord *recs = NULL
         cdef LogRecord *grown
         cdef int n = 0, cap = 0, rc = 0, i
+        cdef char lo[2]
         if self.readonly:
             return ST_READONLY
         if self.eager:
@@ -1387,12 +1485,19 @@ cdef class DB:
         rc = it.renew()
         it.now = 0                            # expired entries too: nothing old stays
         if rc == 0:
-            rc = it.seek(SEEK_FIRST, NULL, 0)
+            if dbno > 0:
+                lo[0] = <char>KEY_ESC
+                lo[1] = <char>dbno
+                rc = it.seek(SEEK_GE, lo, 2)
+            else:
+                rc = it.seek(SEEK_FIRST, NULL, 0)
         while rc == 0:
             rc = it.step()
             if rc <= 0:
                 break
             rc = 0
+            if dbno >= 0 and self.key_db(it.key, it.klen) != dbno:
+                break                             # past the database's range
             # The DEL names the pool's copy of the key: it must be that key.
             if (not self.ref_in_pool(&it.ref) or it.ref.klen != it.klen or
                     (it.klen and memcmp(self.pool.base + it.ref.koff, it.key, it.klen) != 0)):
@@ -1431,6 +1536,7 @@ cdef class DB:
         self.cur_snap = self.tree.c
         pthread_mutex_unlock(&self.tree.lock)
         self.cur_live = self.c_live
+        memcpy(self.cur_dbn, self.c_dbn, sizeof(self.cur_dbn))
         if self.readers is not None:
             self.readers.publish_tree(<int64_t>self.cur_snap.txn)   # the writer's only
 
@@ -1467,18 +1573,23 @@ cdef class DB:
         pthread_rwlock_unlock(&self.index_lock)
         return found
 
-    cdef int count_live(self, int64_t *keys, int64_t *live) noexcept nogil:
+    cdef int count_live(self, int dbno, int64_t *keys, int64_t *live) noexcept nogil:
+        """dbno < 0: every database (and *live their bytes); else the keys
+        of that database (*live 0)."""
         cdef Node *node
         cdef const Ref *ref
         cdef Ref old
         cdef int rc = 0, in_tree
         cdef int64_t n, b, xk = 0, xb = 0
         pthread_rwlock_rdlock(&self.index_lock)
-        n = <int64_t>self.cur_snap.entries
-        b = self.cur_live
+        n = <int64_t>self.cur_snap.entries if dbno < 0 else self.cur_dbn[dbno]
+        b = self.cur_live if dbno < 0 else 0
         node = self.index.first()
         while node != NULL:
             ref = self.index.node_ref(node)
+            if dbno >= 0 and self.key_db(self.pool.base + ref.koff, ref.klen) != dbno:
+                node = self.index.next(node)
+                continue
             in_tree = 0
             if self.cur_snap.root != 0:
                 in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
@@ -1494,9 +1605,10 @@ cdef class DB:
                 b += <int64_t>(ref.klen + ref.vlen)
             node = self.index.next(node)
         if rc == 0 and self.exp_map.count:
-            self.count_expired(self.now_ms(), &xk, &xb)
+            self.count_expired(self.now_ms(), dbno, &xk, &xb)
             n -= xk
-            b -= xb
+            if dbno < 0:
+                b -= xb
         pthread_rwlock_unlock(&self.index_lock)
         keys[0] = n
         live[0] = b
@@ -1543,12 +1655,13 @@ cdef class DB:
         cdef Py_ssize_t klen, vlen
         cdef int kview = 0, vview = 0, rc = 0
         cdef int sync = self.sync_default
+        key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             vview = get_bytes(value, &vb, &v, &vlen, "value")
             try:
                 if klen > MAX_KEY_LEN:
-                    raise ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
+                    raise key_too_long(k, klen)
                 if vlen > MAX_VALUE_LEN:
                     raise ValueError(f"value is {vlen} bytes; the limit is {MAX_VALUE_LEN}")
                 # Always without the GIL: a writer may wait for the index
@@ -1597,6 +1710,7 @@ cdef class DB:
         cdef LogRecord rec
         cdef Ref cur
         cdef uint64_t old
+        key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
@@ -1665,6 +1779,7 @@ cdef class DB:
         cdef int kview, rc, found = 0
         cdef Ref ref
         cdef bytes out = None
+        key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
@@ -1736,6 +1851,7 @@ cdef class DB:
         cdef const char *k
         cdef Py_ssize_t klen
         cdef int kview, rc, found = 0
+        key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             rc = self.enter()
@@ -1778,6 +1894,7 @@ cdef class DB:
         cdef Py_ssize_t klen
         cdef int kview, rc = 0, existed = 0
         cdef int sync = self.sync_default
+        key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             if klen <= MAX_KEY_LEN:
@@ -1903,7 +2020,7 @@ cdef class DB:
             for i in range(n):
                 b = <bytes>keys[i]
                 if PyBytes_GET_SIZE(b) > MAX_KEY_LEN:
-                    raise ValueError(f"key is {PyBytes_GET_SIZE(b)} bytes; the limit is {MAX_KEY_LEN}")
+                    raise key_too_long(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
                 ks[i] = PyBytes_AS_STRING(b)
                 kl[i] = <uint32_t>PyBytes_GET_SIZE(b)
                 if puts:
@@ -1944,11 +2061,11 @@ cdef class DB:
         cdef uint64_t at = 0
         if hasattr(items, "keys"):
             for k in items.keys():
-                keys.append(as_key(k, "key"))
+                keys.append(self.skey(k))
                 values.append(as_key(items[k], "value"))
         else:
             for k, v in items:
-                keys.append(as_key(k, "key"))
+                keys.append(self.skey(k))
                 values.append(as_key(v, "value"))
         if ttl is not None:
             at = self._expire_at(ttl)
@@ -1960,14 +2077,14 @@ cdef class DB:
     def delete_many(self, keys):
         """Remove every key of keys (absent ones are fine) as one
         all-or-nothing batch, durable on return (sync=True)."""
-        self._write_many([as_key(k, "key") for k in keys], None, "delete_many")
+        self._write_many([self.skey(k) for k in keys], None, "delete_many")
 
     def get_many(self, keys):
         """[value or None for each key], in the order given.  Each value is
         checked like get()'s.  The lookups run under the index read lock in
         slices of GET_SLICE keys, so a long call never holds writers back for
         long; it is not a snapshot (use db.snapshot() for one consistent view)."""
-        cdef list ks = [as_key(k, "key") for k in keys]
+        cdef list ks = [self.skey(k) for k in keys]
         cdef Py_ssize_t n = len(ks), i = 0, end
         cdef list out = [None] * n
         cdef int rc, found = 0
@@ -2023,7 +2140,7 @@ cdef class DB:
         """Remove key and return its value; default (if given) when absent,
         else KeyError.  Atomic: the value returned is the one the delete
         removed, whatever other threads write meanwhile."""
-        cdef bytes k = as_key(key, "key")
+        cdef bytes k = self.skey(key)
         cdef Ref ref
         cdef int rc, found
         cdef bytes v
@@ -2067,7 +2184,7 @@ cdef class DB:
         """The value of key; when absent, store default and return it.
         Atomic: two threads racing on an absent key both get the one value
         that was stored."""
-        cdef bytes k = as_key(key, "key")
+        cdef bytes k = self.skey(key)
         cdef bytes dv
         cdef Ref absent
         cdef LogRecord rec
@@ -2087,7 +2204,7 @@ cdef class DB:
                                 "stores bytes")
             dv = as_key(default, "value")
             if PyBytes_GET_SIZE(k) > MAX_KEY_LEN:
-                raise ValueError(f"key is {PyBytes_GET_SIZE(k)} bytes; the limit is {MAX_KEY_LEN}")
+                raise key_too_long(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k))
             if PyBytes_GET_SIZE(dv) > MAX_VALUE_LEN:
                 raise ValueError(f"value is {PyBytes_GET_SIZE(dv)} bytes; the limit is "
                                  f"{MAX_VALUE_LEN}")
@@ -2117,17 +2234,22 @@ cdef class DB:
         self.put_many(other)
 
     def clear(self):
-        """Remove every key, atomically: one batch of deletes listed and
+        """Remove every key (of database 0; the other databases keep theirs),
+        atomically: one batch of deletes listed and
         appended under one hold of the log lock (a concurrent write lands
         wholly before or wholly after it), each naming the key's own bytes,
         so it needs no new space.  Durable on return (sync=True); the space
         comes back through reclamation.  O(keys): writers wait meanwhile."""
+        self._clear_db(0 if self.keyspaces else -1)
+
+    def _clear_db(self, int dbno):
+        """clear() of database dbno (-1: every database, FLUSHALL)."""
         cdef MergeIter it = MergeIter(self, False)
         cdef int rc = self.enter()
         cdef int sync = self.sync_default
         if rc == 0:
             with nogil:
-                rc = self.clear_all(it, sync)
+                rc = self.clear_all(it, sync, dbno)
             self.leave()
         if rc != 0:
             raise_status(rc, "clear", self.pool_path)
@@ -2158,14 +2280,14 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, "len", self.pool_path)
         with nogil:
-            rc = self.count_live(&keys, &live)
+            rc = self.count_live(0, &keys, &live)
         self.leave()
         if rc != 0:
             raise_status(rc, "len", self.tree_path)
         return keys
 
     def __iter__(self):
-        return Cursor(self, 0, None, None, False, -1)
+        return self._cursor(0, None, None, None, False)
 
     def keys(self, start=None, stop=None, *, prefix=None, reverse=False, limit=None):
         """Keys in ascending byte order over [start, stop), or those starting
@@ -2181,12 +2303,16 @@ cdef class DB:
         """(key, value) pairs in key order; arguments as for keys()."""
         return self._cursor(2, start, stop, prefix, reverse, limit)
 
-    def _cursor(self, int what, start, stop, prefix, reverse, limit=None):
+    def _cursor(self, int what, start, stop, prefix, reverse, limit=None, int dbno=0):
+        """A Cursor over database dbno's keys in [start, stop) or with prefix
+        (user keys; the stored range is the database's own, format.pxd's
+        keyspace); dbno -1: every stored key as it is stored (backup)."""
+        cdef int strip = 0
         if prefix is not None:
             if start is not None or stop is not None:
                 raise ValueError("give either prefix or start/stop, not both")
             start = as_key(prefix, "prefix")
-            stop = successor(start)
+            stop = successor(start)               # None: no bound but the database's
         else:
             start = None if start is None else as_key(start, "start")
             stop = None if stop is None else as_key(stop, "stop")
@@ -2194,12 +2320,129 @@ cdef class DB:
             limit = -1
         elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
-        return Cursor(self, what, start, stop, bool(reverse), limit)
+        if dbno >= 0 and self.keyspaces:
+            # The user's bounds in stored form stay inside the database's range.
+            lo, hi = db_bounds(dbno)
+            start = lo if start is None else bytes(self.db_key(start, dbno))
+            stop = hi if stop is None else bytes(self.db_key(stop, dbno))
+            strip = 2 if dbno else 1
+        return Cursor(self, what, start, stop, bool(reverse), limit, strip,
+                      dbno < 0 and self.keyspaces)
 
-    def _items_with_expiry(self, start=None, stop=None, *, prefix=None):
+    def _items_with_expiry(self, start=None, stop=None, *, prefix=None, bint raw=False):
         """(key, value, expire_ms) in key order (expire_ms 0: none); arguments
-        as for items() (dump uses it)."""
-        return self._cursor(3, start, stop, prefix, False)
+        as for items() (dump uses it).  raw: every database's keys in their
+        stored form (StoredKey: a put takes them as they are; backup)."""
+        return self._cursor(3, start, stop, prefix, False, None, -1 if raw else 0)
+
+    # ---------------------------------------------------------- keyspace
+    cdef object ekey(self, object key):
+        """The stored form of database 0's key `key` (format.pxd's keyspace):
+        the key itself unless it starts with 0xFF; a StoredKey is already
+        stored and stays as it is."""
+        if PyBytes_CheckExact(key):
+            if PyBytes_GET_SIZE(key) == 0 or not self.keyspaces or \
+                    <unsigned char>PyBytes_AS_STRING(key)[0] != KEY_ESC:
+                return key
+        elif type(key) is StoredKey:
+            return key
+        return self.db_key(key, 0)
+
+    cdef bytes skey(self, object key):
+        return <bytes>self.ekey(as_key(key, "key"))
+
+    cdef object db_key(self, object key, int dbno):
+        """User key `key` of database dbno in its stored form (a StoredKey
+        when a prefix is added)."""
+        cdef Py_buffer kb
+        cdef const char *k
+        cdef Py_ssize_t klen
+        cdef int kview
+        cdef bytes out
+        cdef char *o
+        if type(key) is StoredKey:
+            return key
+        kview = get_bytes(key, &kb, &k, &klen, "key")
+        try:
+            if not self.keyspaces:
+                if dbno != 0:
+                    raise Error(f"{self.path} has one keyspace (it holds keys starting with byte "
+                                f"0xFF from before numbered databases): no database {dbno}")
+                return key
+            if dbno == 0 and (klen == 0 or <unsigned char>k[0] != KEY_ESC):
+                return key
+            out = PyBytes_FromStringAndSize(NULL, klen + 2)
+            o = PyBytes_AS_STRING(out)
+            o[0] = <char>KEY_ESC
+            o[1] = <char>dbno
+            memcpy(o + 2, k, <size_t>klen)
+            return StoredKey(out)
+        finally:
+            if kview:
+                PyBuffer_Release(&kb)
+
+    def _db_key(self, key, int dbno):
+        """Database views: dbno's key in its stored form."""
+        self._check_dbno(dbno)
+        return self.db_key(key, dbno)
+
+    def _check_dbno(self, int dbno):
+        if not 0 <= dbno < MAX_DATABASES:
+            raise ValueError(f"database number {dbno} out of range (0..{MAX_DATABASES - 1})")
+        if dbno and not self.keyspaces:
+            raise Error(f"{self.path} has one keyspace (it holds keys starting with byte 0xFF "
+                        f"from before numbered databases): no database {dbno}")
+
+    def _len_db(self, int dbno):
+        """Live keys of database dbno."""
+        cdef int64_t keys = 0, live = 0
+        self._check_dbno(dbno)
+        cdef int rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "len", self.pool_path)
+        with nogil:
+            rc = self.count_live(dbno, &keys, &live)
+        self.leave()
+        if rc != 0:
+            raise_status(rc, "len", self.tree_path)
+        return keys
+
+    def _keyspace(self):
+        """{database: (keys, keys with an expiry)} for every non-empty
+        database (the server's INFO keyspace)."""
+        cdef int64_t keys, live
+        cdef int64_t vol = 0
+        cdef int rc = 0, d
+        out = {}
+        rc = self.enter()
+        if rc != 0:
+            raise_status(rc, "stats", self.pool_path)
+        try:
+            for d in range(MAX_DATABASES if self.keyspaces else 1):
+                keys = live = 0
+                with nogil:
+                    rc = self.count_live(d, &keys, &live)
+                    if rc == 0 and keys:
+                        pthread_rwlock_rdlock(&self.index_lock)
+                        vol = self.count_volatile(self.now_ms(), d)
+                        pthread_rwlock_unlock(&self.index_lock)
+                if rc != 0:
+                    raise_status(rc, "stats", self.tree_path)
+                if keys:
+                    out[d] = (keys, vol)
+        finally:
+            self.leave()
+        return out
+
+    def database(self, int n):
+        """Database n (0..255) of this file as a mapping of its own: the
+        same API for its keys (get, put with ttl, delete, iteration, len,
+        batch, expiry), the keys of the others invisible to it.  The
+        server's SELECT n is the same keyspace.  The handle itself is
+        database 0."""
+        self._check_dbno(n)
+        from pastedb.databases import Database
+        return Database(self, n)
 
     def batch(self):
         """An all-or-nothing group of puts and deletes::
@@ -2399,10 +2642,12 @@ cdef class DB:
             rc = self.tree.commit(L)
             if rc == 0:
                 self.c_live = self.w_live
+                memcpy(self.c_dbn, self.w_dbn, sizeof(self.c_dbn))
         if rc != 0:
             if self.tree.in_txn:
                 self.tree.abort()
             self.w_live = self.c_live
+            memcpy(self.w_dbn, self.c_dbn, sizeof(self.c_dbn))
             self.eager_synced = 0
             self.seg_ready = 0                    # the counts include the aborted changes
             free(ents)
@@ -2884,9 +3129,9 @@ cdef class DB:
         cdef int64_t keys = 0, live = 0, expires = 0
         try:
             with nogil:
-                rc = self.count_live(&keys, &live)
+                rc = self.count_live(-1, &keys, &live)
                 pthread_rwlock_rdlock(&self.index_lock)
-                expires = self.count_volatile(self.now_ms())
+                expires = self.count_volatile(self.now_ms(), -1)
                 pthread_rwlock_unlock(&self.index_lock)
             if rc != 0:
                 raise_status(rc, "stats", self.tree_path)
@@ -2996,7 +3241,7 @@ cdef class DB:
         first; the bytes stay pinned (never reclaimed or reused) until the
         block ends and every slice of mv is gone; mv itself raises
         ValueError once the block has ended.  KeyError when key is absent."""
-        cdef bytes k = as_key(key, "key")
+        cdef bytes k = self.skey(key)
         cdef Ref ref
         cdef int rc, found = 0
         cdef ValueView v
@@ -3221,12 +3466,24 @@ cdef class DB:
         self.pool.pin(voff, vlen, delta)
 
     cdef int walk_keys(self, MergeIter it, const char *after, uint32_t alen, int after_set,
-                       int64_t budget, KeySink sink, void *ctx) noexcept nogil:
+                       int64_t budget, KeySink sink, void *ctx, int dbno) noexcept nogil:
         cdef int rc
+        cdef char bound[2]
         pthread_rwlock_rdlock(&self.index_lock)
         rc = it.renew()
         if rc == 0:
-            rc = it.seek(SEEK_GT if after_set else SEEK_FIRST, after, alen)
+            bound[0] = <char>KEY_ESC
+            if after_set:
+                rc = it.seek(SEEK_LT if it.reverse else SEEK_GT, after, alen)
+            elif dbno < 0 or not self.keyspaces or (dbno == 0 and not it.reverse) or \
+                    (dbno == 255 and it.reverse):
+                rc = it.seek(SEEK_FIRST, NULL, 0)
+            elif it.reverse:
+                bound[1] = <char>(dbno + 1)
+                rc = it.seek(SEEK_LT, bound, 2)
+            else:
+                bound[1] = <char>dbno
+                rc = it.seek(SEEK_GE, bound, 2)
         while rc == 0:
             if budget == 0:
                 rc = 1
@@ -3234,6 +3491,9 @@ cdef class DB:
             rc = it.step()
             if rc <= 0:
                 break
+            if dbno >= 0 and self.key_db(it.key, it.klen) != dbno:
+                rc = 0
+                break                             # past the database's range
             budget -= 1
             rc = sink(ctx, it.key, it.klen)
             if rc == 1:
@@ -3244,6 +3504,29 @@ cdef class DB:
         it.tc.close()
         pthread_rwlock_unlock(&self.index_lock)
         return rc
+
+
+cdef object key_too_long(const char *k, Py_ssize_t klen):
+    """The ValueError for a stored key over MAX_KEY_LEN bytes."""
+    if klen >= 2 and <unsigned char>k[0] == KEY_ESC:
+        return ValueError(f"key is {klen - 2} bytes; the limit is {MAX_KEY_LEN - 2} for a key "
+                          f"starting with byte 0xFF or of a database other than 0 (stored with "
+                          f"a 2-byte database prefix; {MAX_KEY_LEN} for others)")
+    return ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
+
+
+class StoredKey(bytes):
+    """A key in its stored form (format.pxd's keyspace: database prefix
+    included), as database views and backup pass them: never prefixed
+    again."""
+    __slots__ = ()
+
+
+cdef inline tuple db_bounds(int dbno):
+    """The stored key range [lo, hi) of database dbno (None: unbounded)."""
+    if dbno == 0:
+        return None, b"\xff\x01"
+    return bytes((KEY_ESC, dbno)), (bytes((KEY_ESC, dbno + 1)) if dbno < 255 else None)
 
 
 cdef bytes as_key(object o, str what):
@@ -3424,9 +3707,15 @@ cdef class Cursor:
     cdef bint exhausted
     cdef MergeIter it
     cdef object remaining            # items still allowed (None: no limit)
+    cdef int strip                    # keys returned: 0 as stored, 1 database 0's (a 0xFF 0x00
+                                      # prefix dropped), 2 database n's (the 2-byte prefix dropped)
+    cdef bint stored                  # keys returned as StoredKey (every database: backup)
 
-    def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse, limit=-1):
+    def __cinit__(self, DB db, int what, bytes start, bytes stop, bint reverse, limit=-1,
+                  int strip=0, bint stored=False):
         self.db = db
+        self.strip = strip
+        self.stored = stored
         self.remaining = None if limit < 0 else limit
         self.what = what
         self.start = start
@@ -3463,7 +3752,8 @@ cdef class Cursor:
         cdef int n = 0, rc, more = 0, i
         cdef FetchEntry ents[ITER_BATCH_MAX]
         cdef FetchEntry *e
-        cdef bytes k
+        cdef bytes sk
+        cdef object k
         cdef list out = []
         cdef list keys = []
         rc = db.enter()
@@ -3519,7 +3809,14 @@ cdef class Cursor:
                         prefetch_value(db, &ents[i].ref)
                 for i in range(n):
                     e = &ents[i]
-                    k = keys[i]
+                    sk = keys[i]
+                    k = sk
+                    if self.strip == 2 or (self.strip == 1 and PyBytes_GET_SIZE(k) >= 2 and
+                                           <unsigned char>PyBytes_AS_STRING(k)[0] == KEY_ESC):
+                        k = PyBytes_FromStringAndSize(PyBytes_AS_STRING(sk) + 2,
+                                                      PyBytes_GET_SIZE(sk) - 2)
+                    elif self.stored:
+                        k = StoredKey(sk)
                     if self.what == 0:
                         out.append(k)
                     else:
@@ -3535,7 +3832,7 @@ cdef class Cursor:
                             out.append((k, v, e.ref.expire_ms))
                         else:
                             out.append(v if self.what == 1 else (k, v))
-                    self.last = k
+                    self.last = sk
             finally:
                 pthread_rwlock_unlock(&db.index_lock)
         finally:
@@ -3587,13 +3884,14 @@ cdef class Batch:
         cdef int kview = 0, vview = 0, rc
         if self.done:
             raise Error("this batch was already applied or discarded")
+        key = self.db.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
             if value is not None:
                 vview = get_bytes(value, &vb, &v, &vlen, "value")
             try:
                 if klen > MAX_KEY_LEN:
-                    raise ValueError(f"key is {klen} bytes; the limit is {MAX_KEY_LEN}")
+                    raise key_too_long(k, klen)
                 if vlen > MAX_VALUE_LEN:
                     raise ValueError(f"value is {vlen} bytes; the limit is {MAX_VALUE_LEN}")
                 if self.n == self.cap:
@@ -3666,9 +3964,10 @@ cdef class Batch:
             if ks == NULL or kl == NULL or vs == NULL or vl == NULL:
                 raise MemoryError()
             for i in range(n):
-                b = <bytes>keys[i]
+                b = self.db.skey(keys[i])
+                keys[i] = b                       # kept alive (a stored form may be new)
                 if PyBytes_GET_SIZE(b) > MAX_KEY_LEN:
-                    raise ValueError(f"key is {PyBytes_GET_SIZE(b)} bytes; the limit is {MAX_KEY_LEN}")
+                    raise key_too_long(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
                 ks[i] = PyBytes_AS_STRING(b)
                 kl[i] = <uint32_t>PyBytes_GET_SIZE(b)
                 b = <bytes>values[i]

@@ -114,8 +114,13 @@ cdef enum:
     META_PAGES = 2                    # pages 0 and 1
     FREE_HDR = 40                     # header + u64 free_txn
     FREE_PER_PAGE = 1014              # (PAGE_SIZE - FREE_HDR) / 4
-    BTREE_VERSION = 2                 # 2: expire_ms in the leaf Ref
+    BTREE_VERSION = 3                 # 3: keys carry their database (the keyspace encoding below)
+    BTREE_VERSION_V2 = 2              # expire_ms in the leaf Ref, one keyspace; the engine
+                                      # moves it to 3 on a writer's open (engine.pyx _keyspace)
     BTREE_VERSION_V1 = 1              # opens read-only; the engine converts it (engine.pyx)
+    # keyspace (numbered databases)
+    KEY_ESC = 0xFF                    # first byte of every key stored under an explicit database
+    MAX_DATABASES = 256               # databases 0..255
 
 # Superblock slot verdicts (sb_check).
 cdef enum:
@@ -365,13 +370,33 @@ cdef void page_seal(char *p) noexcept nogil
 cdef int page_verify(const char *p, uint32_t pgno, uint64_t max_txn, int want,
                      uint32_t ref_size) noexcept nogil
 # 1 when the page is a valid meta page for `slot` (*out filled; out.version
-# BTREE_VERSION or BTREE_VERSION_V1), 0 when not, ST_VERSION when it
+# BTREE_VERSION, BTREE_VERSION_V2 or BTREE_VERSION_V1), 0 when not, ST_VERSION when it
 # verifies but was written by another format version.
 cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil
+# ---------------------------------------------------------------- keyspace
+# Numbered databases share one log, one pool and one tree.  From
+# BTREE_VERSION 3 on, the key stored for user key k of database n is
+#     k                      when n == 0 and k does not start with byte 0xFF,
+#     0xFF, n, k             otherwise (so 0xFF, 0x00, k for such a key of database 0).
+# Database 0 is then exactly the stored keys below 0xFF 0x01 and database n
+# (n >= 1) those in [0xFF n, 0xFF n+1) (255: from 0xFF 0xFF on), each in its
+# users' byte order; the common keys of database 0 are stored as given.  A
+# key starting with 0xFF, or of a database other than 0, is limited to
+# MAX_KEY_LEN - 2 bytes.  A version-2 tree holds one keyspace, its keys as
+# given (db_of_key's answer is meaningless for it).
+cdef inline int db_of_key(const char *k, uint32_t klen) noexcept nogil:
+    """The database a stored key (version 3) belongs to."""
+    if klen >= 2 and <unsigned char>k[0] == KEY_ESC:
+        return <unsigned char>k[1]
+    return 0
+cdef inline uint32_t key_prefix_len(const char *k, uint32_t klen) noexcept nogil:
+    """Bytes of the database prefix in front of a stored key's user key (0 or 2)."""
+    return 2 if klen >= 2 and <unsigned char>k[0] == KEY_ESC else 0
 # The leaf Ref size of a tree of this (valid) version.
 cdef inline uint32_t ref_size_of(uint32_t version) noexcept nogil:
     return REF_SIZE_V1 if version == BTREE_VERSION_V1 else REF_SIZE
-# Lay out meta page `slot` for m (magic, version and page size set here).
+# Lay out meta page `slot` for m (magic and page size set here; version
+# m.version, or BTREE_VERSION when 0).
 cdef void meta_build(char *p, uint32_t slot, MetaBody *m) noexcept nogil
 
 

@@ -303,7 +303,8 @@ cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil:
         return 0
     if h.type != PT_META or h.pgno != slot or memcmp(m.magic, TREE_MAGIC_C, 8) != 0:
         return 0
-    if (m.version != BTREE_VERSION and m.version != BTREE_VERSION_V1) or m.page_size != PAGE_SIZE:
+    if (m.version != BTREE_VERSION and m.version != BTREE_VERSION_V2
+            and m.version != BTREE_VERSION_V1) or m.page_size != PAGE_SIZE:
         return ST_VERSION
     if m.txn != h.txn or m.page_count < META_PAGES or m.page_count > META_MAX_PAGES:
         return 0
@@ -320,7 +321,8 @@ cdef int meta_read(const char *p, uint32_t slot, MetaBody *out) noexcept nogil:
 cdef void meta_build(char *p, uint32_t slot, MetaBody *m) noexcept nogil:
     cdef PageHeader *h = page_hdr(p)
     memcpy(m.magic, TREE_MAGIC_C, 8)
-    m.version = BTREE_VERSION
+    if m.version == 0:
+        m.version = BTREE_VERSION
     m.page_size = PAGE_SIZE
     memset(p, 0, PAGE_SIZE)
     memcpy(p + PAGE_HDR, m, sizeof(MetaBody))
@@ -339,7 +341,8 @@ _CONSTANTS = dict(
     SEG_SIZE=SEG_SIZE, MAP_ALIGN=MAP_ALIGN, REC_SIZE=REC_SIZE, CHUNK_SIZE=CHUNK_SIZE, CHUNK_SLOTS=CHUNK_SLOTS,
     REC_PUT=REC_PUT, REC_DEL=REC_DEL, REC_LINK=REC_LINK, F_BATCH=F_BATCH,
     MAX_KEY_LEN=MAX_KEY_LEN, MAX_VALUE_LEN=MAX_VALUE_LEN, PAGE_SIZE=PAGE_SIZE, PAGE_HDR=PAGE_HDR,
-    REF_SIZE=REF_SIZE, REF_SIZE_V1=REF_SIZE_V1, BTREE_VERSION_V1=BTREE_VERSION_V1, PT_META=PT_META, PT_LEAF=PT_LEAF, PT_BRANCH=PT_BRANCH, PT_FREE=PT_FREE,
+    REF_SIZE=REF_SIZE, REF_SIZE_V1=REF_SIZE_V1, BTREE_VERSION_V1=BTREE_VERSION_V1,
+    BTREE_VERSION_V2=BTREE_VERSION_V2, KEY_ESC=KEY_ESC, MAX_DATABASES=MAX_DATABASES, PT_META=PT_META, PT_LEAF=PT_LEAF, PT_BRANCH=PT_BRANCH, PT_FREE=PT_FREE,
     BTREE_VERSION=BTREE_VERSION,
     SB_VALID=SB_VALID, SB_EMPTY=SB_EMPTY, SB_SHORT=SB_SHORT, SB_BAD_MAGIC=SB_BAD_MAGIC,
     SB_BAD_CRC=SB_BAD_CRC, SB_BAD_VERSION=SB_BAD_VERSION, SB_BAD_BUF_SIZE=SB_BAD_BUF_SIZE,

@@ -72,6 +72,7 @@ cdef struct KeysJob:                  # a KEYS walk in progress, a slice per loo
     const LogRecord *recs             # inside EXEC: records staged before KEYS (they hide
     int nrecs                         # or add keys the index does not have yet)
     const char *base                  # the pool mapping (record offsets)
+    int keyspaces                     # the keys carry their database (user_key)
 
 
 cdef struct Arena:                   # a receive arena (zero-copy mode)
@@ -102,6 +103,7 @@ cdef struct Conn:
     uint64_t id                       # CLIENT ID
     int resp3                         # HELLO 3 was negotiated
     int authed                        # AUTH passed (or no password set)
+    int db                            # SELECTed database (format.pxd's keyspace)
     int closing                       # close once the output is flushed
     int in_multi                      # between MULTI and EXEC/DISCARD
     int multi_error                   # a queued command was rejected: EXEC aborts
@@ -158,6 +160,9 @@ cdef class Server:
     cdef ScanSlot *scan_slots         # SCAN cursors (SCAN_SLOTS, by cursor % SCAN_SLOTS)
     cdef uint64_t next_cursor         # the next SCAN cursor id
     cdef uint64_t rand_state          # RANDOMKEY's xorshift state
+    cdef int ndb                      # --databases: SELECT 0..ndb-1 (1: the keyspace is one)
+    cdef char *kbuf                   # the current command's keys in their stored form
+    cdef size_t kbuf_cap
     cdef int find_err                 # a lookup failed (damaged index) in this command
     cdef int listen_fd
     cdef int epoll_fd
@@ -303,6 +308,6 @@ cdef class Server:
     cdef void unwatch_all(self, Conn *c) noexcept nogil
     cdef int watched_expired(self, Conn *c) noexcept nogil
     cdef void apply_bulk_limit(self)
-    cdef int64_t staged_dbsize(self) noexcept nogil
+    cdef int64_t staged_dbsize(self, int dbno) noexcept nogil
     cdef void lift_unauth_limits(self, Conn *c) noexcept nogil
     cdef void keep_window(self, Conn *c, const char *end) noexcept nogil

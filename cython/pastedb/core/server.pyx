@@ -26,7 +26,7 @@ from pastedb.core.clib cimport (
 from pastedb.core.clib cimport read as c_read, write as c_write
 from pastedb.core.engine cimport DB, KeySink, MergeIter
 from pastedb.core.format cimport (
-    BUF_SIZE, MAX_KEY_LEN, MAX_VALUE_LEN, REC_DEL, REC_PUT, LogRecord,
+    BUF_SIZE, KEY_ESC, MAX_DATABASES, MAX_KEY_LEN, MAX_VALUE_LEN, db_of_key, key_prefix_len, REC_DEL, REC_PUT, LogRecord,
 )
 from pastedb.core.index cimport Ref
 from pastedb.core.pattern cimport glob_match
@@ -149,6 +149,7 @@ cdef class Server:
         free(<void *>self.args.ptr)
         free(self.args.len)
         free(self.recs)
+        free(self.kbuf)
         free(self.watch_buckets)
         if self.scan_slots != NULL:
             for fd in range(SCAN_SLOTS):
@@ -166,8 +167,16 @@ cdef class Server:
     def __init__(self, DB db, *, host="127.0.0.1", int port=6380, requirepass=None,
                  int maxclients=10000, bint sync=True, bint copy=False,
                  int window=65536, max_bulk_len=MAX_VALUE_LEN,
-                 max_query=1 << 30, str receive="auto", client_output_buffer_limit="0 0 0"):
+                 max_query=1 << 30, str receive="auto", client_output_buffer_limit="0 0 0",
+                 int databases=16):
         self.db = db
+        if not 1 <= databases <= MAX_DATABASES:
+            raise ValueError(f"databases must be 1..{MAX_DATABASES}, not {databases}")
+        if databases > 1 and not db.keyspaces:
+            log.warning("pastedb serve: %s has one keyspace (keys starting with byte 0xFF from "
+                        "before numbered databases): serving database 0 only", db.path)
+            databases = 1
+        self.ndb = databases
         self.base = db.mapping()
         self.scan_it = MergeIter(db, False)
         self.rev_it = MergeIter(db, True)
@@ -185,6 +194,10 @@ cdef class Server:
             raise MemoryError()
         self.next_cursor = 1
         self.rand_state = <uint64_t>time.time_ns() | 1
+        self.kbuf_cap = 4096
+        self.kbuf = <char *>malloc(self.kbuf_cap)
+        if self.kbuf == NULL:
+            raise MemoryError()
         self.sync_acks = sync
         self.copy_mode = copy
         self.window = max(4096, (window + BUF_SIZE - 1) // BUF_SIZE * BUF_SIZE)
@@ -1445,12 +1458,12 @@ cdef class Server:
             self.key_modified(k, klen)            # EXPIRE/PERSIST touch the key (WATCH)
         return rc
 
-    cdef int64_t staged_dbsize(self) noexcept nogil:
-        """The key count as the index will have it once the records staged
-        by this transaction are applied."""
+    cdef int64_t staged_dbsize(self, int dbno) noexcept nogil:
+        """Database dbno's key count as the index will have it once the
+        records staged by this transaction are applied."""
         cdef int64_t n = 0, live = 0
         cdef int i, j, later, rc
-        rc = self.db.count_live(&n, &live)
+        rc = self.db.count_live(dbno, &n, &live)
         if rc != 0:
             self.find_err = rc
         cdef LogRecord *r
@@ -1458,6 +1471,8 @@ cdef class Server:
         cdef char *base = self.base
         for i in range(self.nrecs):
             r = &self.recs[i]
+            if self.db.key_db(base + r.koff, r.klen) != dbno:
+                continue
             later = 0
             for j in range(i + 1, self.nrecs):
                 if self.recs[j].klen == r.klen and \
@@ -1475,7 +1490,8 @@ cdef class Server:
 
     cdef int key_ok(self, Conn *c, size_t klen) noexcept nogil:
         if klen > MAX_KEY_LEN:
-            out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes")
+            out_error(&c.out, b"ERR key too long: pastedb keys are at most 1024 bytes (1022 in "
+                              b"a database other than 0, or starting with byte 0xFF)")
             return 0
         return 1
 
@@ -1597,7 +1613,7 @@ cdef class Server:
             b"client-query-buffer-limit": str(self.max_query).encode(),
             b"client-output-buffer-limit": b"normal %d %d %d" % (
                 self.obuf_hard, self.obuf_soft, self.obuf_soft_ns // 1000000000),
-            b"databases": b"1", b"requirepass": b"", b"maxmemory": b"0",
+            b"databases": str(self.ndb).encode(), b"requirepass": b"", b"maxmemory": b"0",
             b"maxmemory-policy": b"noeviction",
             b"dir": os.fsencode(self.db.path),
         }
@@ -1687,10 +1703,9 @@ cdef class Server:
                 c.parser.max_bulk_len = self.max_bulk_len
 
     def keyspace_line(self, st):
-        """INFO keyspace: the line for database 0 (nothing when it is empty)."""
-        if not st["keys"]:
-            return ""
-        return "db0:keys=%d,expires=%d,avg_ttl=0\r\n" % (st["keys"], st["expires"])
+        """INFO keyspace: a line per non-empty database."""
+        return "".join("db%d:keys=%d,expires=%d,avg_ttl=0\r\n" % (n, keys, expires)
+                       for n, (keys, expires) in sorted(self.db._keyspace().items()))
 
     def command_stats(self):
         """INFO commandstats: calls and refused calls per command run so far."""
