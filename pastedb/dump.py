@@ -226,6 +226,7 @@ def _load_data(db: DB | Database, r: _Reader, stats: LoadStats, ours: bool, batc
                batch_bytes: int) -> None:
     lim = limits()
     max_key, max_value = lim["max_key_len"], lim["max_value_len"]
+    prefixed = isinstance(db, Database) and db.number != 0
     unhexlify = binascii.unhexlify
     crc32 = binascii.crc32
     crc = 0
@@ -292,9 +293,14 @@ def _load_data(db: DB | Database, r: _Reader, stats: LoadStats, ours: bool, batc
                     r.lineno = first + i
                     raise r.error("garbled input: not an even number of hex digits") from None
                 if key is None:
-                    if len(data) > max_key:
+                    # Stored with a 2-byte database prefix (core/format.pxd): a key of
+                    # a numbered database, or one starting with byte 0xFF.
+                    lim_key = max_key - 2 if prefixed or data[:1] == b"\xff" else max_key
+                    if len(data) > lim_key:
                         r.lineno = first + i
-                        raise r.error(f"key is {len(data)} bytes; the limit is {max_key}")
+                        raise r.error(f"key is {len(data)} bytes; the limit is {lim_key}"
+                                      + (" (a key of a numbered database or starting with "
+                                         "byte 0xFF)" if lim_key < max_key else ""))
                     key = data
                     continue
                 if len(data) > max_value:

@@ -4,6 +4,7 @@ server, one keyspace encoding in the files both read (core/format.pxd)."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import redis
@@ -87,6 +88,53 @@ def test_version_2_index_moves_to_3_on_open(db_path):
         assert t.version == fmt.BTREE_VERSION
     with pastedb.open(db_path) as db:
         assert len(db) == 50 and db.database(7)[b"x"] == b"y"
+
+
+def _stamp_v2(db_path):
+    path = os.path.join(db_path, "index")
+    with TreeFile(path, create=False, sync=True) as t:
+        applied = t.applied_lsn
+        t.begin()
+        t.set_version(fmt.BTREE_VERSION_V2)
+        t.commit(applied)
+
+
+@pytest.mark.parametrize("expired", [False, True])
+def test_version_2_index_with_0xff_keys_keeps_one_keyspace(db_path, expired):
+    """Stamped version 2, the stored key FF 03 'x' is what an older pastedb
+    wrote for the user key b"\xff\x03x" of its one keyspace: the open keeps
+    one keyspace (also when that key has expired but is still in the files),
+    and the key reads back as it was written."""
+    with pastedb.open(db_path) as db:
+        db._set_active_expire(False)
+        db[b"plain"] = b"p"
+        db.database(3).put(b"x", b"raw ff key", ttl=0.05 if expired else None)
+        if expired:
+            time.sleep(0.2)
+    _stamp_v2(db_path)
+    with pastedb.open(db_path) as db:
+        assert len(db) == (1 if expired else 2)
+        assert db.get(b"\xff\x03x") == (None if expired else b"raw ff key")
+        with pytest.raises(pastedb.Error, match="one keyspace"):
+            db.database(3)
+        db[b"\xffnew"] = b"stored as given"
+    with pastedb.open(db_path) as db, TreeFile(os.path.join(db_path, "index"), create=False,
+                                              sync=False) as t:
+        assert t.version == fmt.BTREE_VERSION_V2
+        assert db[b"\xffnew"] == b"stored as given"
+
+
+def test_reader_follows_the_move_to_version_3(db_path):
+    with pastedb.open(db_path) as db:
+        db[b"a"] = b"1"
+    _stamp_v2(db_path)
+    with pastedb.open(db_path, readonly=True) as ro:
+        with pytest.raises(pastedb.Error, match="one keyspace"):
+            ro.database(5)
+        with pastedb.open(db_path) as db:              # the writer moves the index to 3
+            db.database(5)[b"k"] = b"five"
+            db.checkpoint()
+            assert ro.database(5)[b"k"] == b"five" and list(ro) == [b"a"]
 
 
 def test_select_in_the_server(server):

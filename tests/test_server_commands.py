@@ -267,7 +267,9 @@ def test_copy(r, srv):
     assert r.copy("src", "d0", destination_db=0) is True
     conn = srv.raw()
     assert err(conn, "COPY", "src", "src") == "ERR source and destination objects are the same"
-    assert "DB index is out of range" in err(conn, "COPY", "src", "x", "DB", "1")
+    assert err(conn, "COPY", "src", "x", "DB", "16") == "ERR DB index is out of range"
+    assert r.copy("src", "src", destination_db=1) is True      # another database: allowed
+    assert r.copy("src", "src", destination_db=1) is False     # there now
     assert err(conn, "COPY", "src", "x", "DB", "z") == "ERR value is not an integer or out of range"
     assert err(conn, "COPY", "src", "x", "FOO") == "ERR syntax error"
 

@@ -17,7 +17,7 @@ from pastedb.core.clib cimport (
 from pastedb.core.format cimport (
     FREE_HDR, FREE_PER_PAGE, MAX_DEPTH, MAX_KEY_LEN, META_MAX_PAGES, META_PAGES, PAGE_CAP,
     PAGE_HDR, PAGE_SIZE, PT_BRANCH, PT_FREE, PT_LEAF, PT_META, PV_CRC, PV_EMPTY, PV_LAYOUT,
-    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, BTREE_VERSION_V1, BTREE_VERSION_V2, MetaBody, ref_size_of, PageHeader, crc32c_buf,
+    PV_LEVEL, PV_OK, PV_ORDER, PV_PGNO, PV_TXN, PV_TYPE, REF_SIZE, BTREE_VERSION, BTREE_VERSION_V1, BTREE_VERSION_V2, MetaBody, ref_size_of, PageHeader, crc32c_buf,
     key_cmp, ld16, ld32, meta_build, meta_read, page_hdr as hdr, page_seal, page_verify,
     slot_off,
 )
@@ -1063,6 +1063,8 @@ cdef class BTree:
             self.c_page_count = m.page_count
             self.c_free_head = m.free_head
             self.c_free_entries = m.free_entries
+            self.version = m.version              # the writer's keyspace step moves 2 to 3
+            self.ref_size = ref_size_of(m.version)
         pthread_mutex_unlock(&self.lock)
         return rc if rc != 0 else 1
 
@@ -1341,14 +1343,14 @@ cdef class BTree:
         self.reuse.n = self.pend_pg.n = self.pend_tx.n = self.freed.n = 0
         self.w_version = 0
         self.in_txn = 0
+        self.w_err = 0
+        self.wgen += 1
 
     cdef int set_version(self, uint32_t v) noexcept nogil:
-        if not self.in_txn or v == BTREE_VERSION_V1:
+        if not self.in_txn or (v != BTREE_VERSION and v != BTREE_VERSION_V2):
             return -EINVAL
         self.w_version = v
         return 0
-        self.w_err = 0
-        self.wgen += 1
 
     cdef uint64_t count(self) noexcept nogil:
         return self.w.entries if self.in_txn else self.c.entries

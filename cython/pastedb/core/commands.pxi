@@ -393,7 +393,7 @@ cdef void h_dbsize(Server srv, Conn *c) noexcept nogil:
 cdef void h_select(Server srv, Conn *c) noexcept nogil:
     """SELECT n: the connection's database (Redis's replies)."""
     cdef int64_t n
-    if not parse_i64(srv.args.ptr[1], srv.args.len[1], &n):
+    if not parse_i64(srv.args.ptr[1], srv.args.len[1], &n) or n < INT32_MIN or n > INT32_MAX:
         out_error(&c.out, b"ERR value is not an integer or out of range")
     elif n < 0 or n >= srv.ndb:
         out_error(&c.out, b"ERR DB index is out of range")
@@ -1300,7 +1300,7 @@ cdef int key_in_db(Server srv, const char *k, size_t klen, int dbno, char *out,
 cdef int parse_db(Server srv, Conn *c, const char *s, size_t n, int *dbno) noexcept nogil:
     """A database number argument: 1, or 0 with the error replied (Redis's words)."""
     cdef int64_t v
-    if not parse_i64(s, n, &v):
+    if not parse_i64(s, n, &v) or v < INT32_MIN or v > INT32_MAX:
         out_error(&c.out, b"ERR value is not an integer or out of range")
         return 0
     if v < 0 or v >= srv.ndb:
@@ -1372,9 +1372,18 @@ cdef void cmd_swapdb(Server srv, Conn *c) noexcept nogil:
     cdef char *base = srv.base
     cdef const LogRecord *r
     cdef Ref ref
-    if not parse_db(srv, c, a.ptr[1], a.len[1], &da) or \
-            not parse_db(srv, c, a.ptr[2], a.len[2], &db_):
+    cdef int64_t v1, v2
+    if not parse_i64(a.ptr[1], a.len[1], &v1) or v1 < INT32_MIN or v1 > INT32_MAX:
+        out_error(&c.out, b"ERR invalid first DB index")
         return
+    if not parse_i64(a.ptr[2], a.len[2], &v2) or v2 < INT32_MIN or v2 > INT32_MAX:
+        out_error(&c.out, b"ERR invalid second DB index")
+        return
+    if v1 < 0 or v1 >= srv.ndb or v2 < 0 or v2 >= srv.ndb:
+        out_error(&c.out, b"ERR DB index is out of range")
+        return
+    da = <int>v1
+    db_ = <int>v2
     if da == db_:
         out_simple(&c.out, b"OK")
         return
@@ -1386,6 +1395,7 @@ cdef void cmd_swapdb(Server srv, Conn *c) noexcept nogil:
                               &keys, da if side == 0 else db_)
         if rc < 0:
             break
+        rc = 0                                    # 1: more keys than the budget (counted below)
     # Keys this transaction staged that the index does not hold yet.
     for i in range(srv.nrecs):
         if rc < 0:

@@ -692,11 +692,29 @@ cdef class DB:
         any write of this handle -- and numbered databases are on.  A
         database that holds such keys stays at version 2: one keyspace, the
         keys as they are (database(n) refuses; dump and load moves it)."""
-        cdef int rc
+        cdef int rc, found = 0
+        cdef MergeIter it
+        cdef char ff = <char>KEY_ESC
         if self.tree.version != BTREE_VERSION_V2:
             self.keyspaces = 1
             return
-        for _ in Cursor(self, 0, b"\xff", None, False, 1):
+        # Any stored key from 0xFF on, expired ones included (they are in the
+        # tree and the log until the expirer deletes them).
+        it = MergeIter(self, False)
+        with nogil:
+            pthread_rwlock_rdlock(&self.index_lock)
+            rc = it.renew()
+            it.now = 0
+            if rc == 0:
+                rc = it.seek(SEEK_GE, &ff, 1)
+            if rc == 0:
+                rc = it.step()
+                found = rc > 0
+            it.tc.close()
+            pthread_rwlock_unlock(&self.index_lock)
+        if rc < 0:
+            raise_status(rc, "open", self.tree_path)
+        if found:
             log.warning("pastedb: %s holds keys starting with byte 0xFF from before numbered "
                         "databases; it keeps one keyspace (dump and load it to use them)",
                         self.path)
@@ -720,6 +738,7 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, "open", self.tree_path)
         self.keyspaces = 1
+        self._count_tree_dbs()                    # (no key of databases 1..: all in 0)
         log.info("pastedb: %s: index moved to format version %d (numbered databases)",
                  self.path, BTREE_VERSION)
 
@@ -1573,6 +1592,51 @@ cdef class DB:
         pthread_rwlock_unlock(&self.index_lock)
         return found
 
+    cdef int count_all_dbs(self, int64_t *keys, int64_t *vol) noexcept nogil:
+        """count_live and count_volatile of every database at once: keys[d]
+        and vol[d] for d in 0..MAX_DATABASES-1."""
+        cdef Node *node
+        cdef const Ref *ref
+        cdef Ref old, cur
+        cdef int rc = 0, in_tree, d
+        cdef DueWalk w
+        cdef ExpEntry *e
+        cdef uint64_t now = self.now_ms()
+        pthread_rwlock_rdlock(&self.index_lock)
+        memcpy(keys, self.cur_dbn, MAX_DATABASES * sizeof(int64_t))
+        memset(vol, 0, MAX_DATABASES * sizeof(int64_t))
+        node = self.index.first()
+        while node != NULL:
+            ref = self.index.node_ref(node)
+            d = self.key_db(self.pool.base + ref.koff, ref.klen)
+            in_tree = 0
+            if self.cur_snap.root != 0:
+                in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
+                                                 ref.klen, &old)
+                if in_tree < 0:
+                    rc = in_tree
+                    break
+            keys[d] += (ref.voff != TOMB) - in_tree
+            node = self.index.next(node)
+        node = self.exp_map.first()
+        while rc == 0 and node != NULL:
+            ref = self.exp_map.node_ref(node)
+            vol[self.key_db(self.pool.base + ref.koff, ref.klen)] += 1
+            node = self.exp_map.next(node)
+        if rc == 0 and self.exp_map.count:
+            pthread_mutex_lock(&self.exp_lock)
+            self.exp_heap.due_start(&w, now)
+            e = self.exp_heap.due_next(&w)
+            while e != NULL:
+                if self.exp_map.get(e.key, e.klen, &cur) and cur.lsn == e.lsn:
+                    d = self.key_db(e.key, e.klen)
+                    keys[d] -= 1                  # expired, not yet deleted: invisible
+                    vol[d] -= 1
+                e = self.exp_heap.due_next(&w)
+            pthread_mutex_unlock(&self.exp_lock)
+        pthread_rwlock_unlock(&self.index_lock)
+        return rc
+
     cdef int count_live(self, int dbno, int64_t *keys, int64_t *live) noexcept nogil:
         """dbno < 0: every database (and *live their bytes); else the keys
         of that database (*live 0)."""
@@ -1779,6 +1843,7 @@ cdef class DB:
         cdef int kview, rc, found = 0
         cdef Ref ref
         cdef bytes out = None
+        cdef object given = key
         key = self.ekey(key)
         kview = get_bytes(key, &kb, &k, &klen, "key")
         try:
@@ -1797,7 +1862,7 @@ cdef class DB:
             self.read_failed(found, "get", bytes(key))
         if not found:
             if raise_missing:
-                raise KeyError(key)
+                raise KeyError(given)
             return default
         return out
 
@@ -2387,8 +2452,14 @@ cdef class DB:
         return self.db_key(key, dbno)
 
     def _check_dbno(self, int dbno):
+        cdef int rc
         if not 0 <= dbno < MAX_DATABASES:
             raise ValueError(f"database number {dbno} out of range (0..{MAX_DATABASES - 1})")
+        if dbno and not self.keyspaces and self.readonly:
+            rc = self.enter()                     # a reader: the writer may have moved to 3
+            if rc != 0:
+                raise_status(rc, "database", self.pool_path)
+            self.leave()
         if dbno and not self.keyspaces:
             raise Error(f"{self.path} has one keyspace (it holds keys starting with byte 0xFF "
                         f"from before numbered databases): no database {dbno}")
@@ -2409,30 +2480,21 @@ cdef class DB:
 
     def _keyspace(self):
         """{database: (keys, keys with an expiry)} for every non-empty
-        database (the server's INFO keyspace)."""
-        cdef int64_t keys, live
-        cdef int64_t vol = 0
-        cdef int rc = 0, d
-        out = {}
-        rc = self.enter()
+        database (the server's INFO keyspace), counted in one pass (the
+        pending table, the expiry map) under one index read-lock hold."""
+        cdef int64_t keys[256]
+        cdef int64_t vol[256]
+        cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "stats", self.pool_path)
         try:
-            for d in range(MAX_DATABASES if self.keyspaces else 1):
-                keys = live = 0
-                with nogil:
-                    rc = self.count_live(d, &keys, &live)
-                    if rc == 0 and keys:
-                        pthread_rwlock_rdlock(&self.index_lock)
-                        vol = self.count_volatile(self.now_ms(), d)
-                        pthread_rwlock_unlock(&self.index_lock)
-                if rc != 0:
-                    raise_status(rc, "stats", self.tree_path)
-                if keys:
-                    out[d] = (keys, vol)
+            with nogil:
+                rc = self.count_all_dbs(keys, vol)
         finally:
             self.leave()
-        return out
+        if rc != 0:
+            raise_status(rc, "stats", self.tree_path)
+        return {d: (keys[d], vol[d]) for d in range(MAX_DATABASES) if keys[d] > 0}
 
     def database(self, int n):
         """Database n (0..255) of this file as a mapping of its own: the
