@@ -114,6 +114,34 @@ def test_setrange_errors(srv):
     assert conn.call("EXISTS", "k") == 0
 
 
+# ---------------------------------------------------------------- GETBIT / SETBIT / BITCOUNT
+def test_bits(r):
+    assert r.setbit("k", 7, 1) == 0
+    assert r.get("k") == b"\x01" and r.getbit("k", 7) == 1 and r.getbit("k", 6) == 0
+    assert r.getbit("k", 100) == 0 and r.getbit("missing", 3) == 0
+    assert r.setbit("k", 7, 0) == 1 and r.get("k") == b"\x00"
+    assert r.setbit("k", 20, 1) == 0 and r.get("k") == b"\x00\x00\x08"   # grown with zeros
+    r.set("e", "x", ex=100)
+    assert r.setbit("e", 0, 1) == 0
+    assert r.get("e") == b"\xf8" and 0 < r.ttl("e") <= 100                # the expiry kept
+    r.set("s", "foobar")                        # Redis's own BITCOUNT examples
+    assert r.bitcount("s") == 26 and r.bitcount("s", 0, 0) == 4 and r.bitcount("s", 1, 1) == 6
+    assert r.bitcount("s", 5, 30, "BIT") == 17 and r.bitcount("s", -2, -1) == 7
+    assert r.bitcount("missing") == 0 and r.bitcount("s", 4, 2) == 0
+
+
+def test_bit_errors(srv):
+    conn = srv.raw()
+    assert err(conn, "SETBIT", "k", "-1", "1") == "ERR bit offset is not an integer or out of range"
+    assert err(conn, "SETBIT", "k", str(4 << 30), "1") == \
+        "ERR bit offset is not an integer or out of range"
+    assert err(conn, "SETBIT", "k", "0", "2") == "ERR bit is not an integer or out of range"
+    assert err(conn, "GETBIT", "k", "x") == "ERR bit offset is not an integer or out of range"
+    assert err(conn, "BITCOUNT", "k", "0") == "ERR syntax error"
+    assert err(conn, "BITCOUNT", "k", "0", "1", "WORD") == "ERR syntax error"
+    assert conn.call("EXISTS", "k") == 0
+
+
 # ---------------------------------------------------------------- INCRBYFLOAT
 def test_incrbyfloat(r):
     assert float(r.incrbyfloat("f", 10.5)) == 10.5

@@ -8,6 +8,10 @@
 # looks the name up, checks arity, AUTH and MULTI from the flags, and calls
 # the handler; COMMAND reports the same table.
 
+cdef extern from *:
+    int __builtin_popcount(unsigned int x) nogil        # gcc/clang: BITCOUNT
+
+
 cdef enum CmdFlag:
     F_WRITE = 1
     F_READONLY = 2
@@ -959,6 +963,127 @@ cdef void cmd_setrange(Server srv, Conn *c) noexcept nogil:
         no_space(srv, c)
         return
     out_int(&c.out, <int64_t>(oldlen if oldlen > <size_t>off + a.len[3] else <size_t>off + a.len[3]))
+
+
+cdef int parse_bit_offset(Server srv, Conn *c, const char *s, size_t n,
+                          uint64_t *out) noexcept nogil:
+    """A bit offset (GETBIT, SETBIT): 1, or 0 with Redis's error replied."""
+    cdef int64_t v
+    if not parse_i64(s, n, &v) or v < 0 or <uint64_t>(v >> 3) >= srv.max_bulk_len:
+        out_error(&c.out, b"ERR bit offset is not an integer or out of range")
+        return 0
+    out[0] = <uint64_t>v
+    return 1
+
+
+cdef void cmd_getbit(Server srv, Conn *c) noexcept nogil:
+    """GETBIT key offset: the bit (bit 0 is the most significant of byte 0)."""
+    cdef Args *a = &srv.args
+    cdef const char *v = NULL
+    cdef size_t vlen = 0
+    cdef uint64_t off
+    if not parse_bit_offset(srv, c, a.ptr[2], a.len[2], &off):
+        return
+    if not srv.find(a.ptr[1], a.len[1], &v, &vlen) or (off >> 3) >= vlen:
+        out_int(&c.out, 0)
+        return
+    out_int(&c.out, (<uint8_t>v[off >> 3] >> (7 - (off & 7))) & 1)
+
+
+cdef void cmd_setbit(Server srv, Conn *c) noexcept nogil:
+    """SETBIT key offset 0|1: the bit's old value; the string grows with
+    zero bytes to reach it (one logged put, the expiry kept, as SETRANGE)."""
+    cdef Args *a = &srv.args
+    cdef const char *old = NULL
+    cdef size_t oldlen = 0
+    cdef uint64_t off, exp = 0
+    cdef int bit, was = 0
+    cdef uint8_t byte = 0
+    if not parse_bit_offset(srv, c, a.ptr[2], a.len[2], &off):
+        return
+    if a.len[3] != 1 or (a.ptr[3][0] != 48 and a.ptr[3][0] != 49):
+        out_error(&c.out, b"ERR bit is not an integer or out of range")
+        return
+    bit = a.ptr[3][0] - 48
+    if not srv.key_ok(c, a.len[1]):
+        return
+    if not srv.find_exp(a.ptr[1], a.len[1], &old, &oldlen, &exp):
+        if srv.find_err:
+            return
+        oldlen = 0
+    if (off >> 3) < oldlen:
+        byte = <uint8_t>old[off >> 3]
+        was = (byte >> (7 - (off & 7))) & 1
+    if bit:
+        byte = byte | <uint8_t>(1 << (7 - (off & 7)))
+    else:
+        byte = byte & <uint8_t>~(1 << (7 - (off & 7)))
+    if put_joined(srv, a.ptr[1], a.len[1], old, oldlen, <size_t>(off >> 3),
+                  <const char *>&byte, 1, exp) != 0:
+        no_space(srv, c)
+        return
+    out_int(&c.out, was)
+
+
+cdef void cmd_bitcount(Server srv, Conn *c) noexcept nogil:
+    """BITCOUNT key [start end [BYTE|BIT]]: set bits, over bytes (or bits)
+    start..end, negative counting from the end, as Redis 7.0."""
+    cdef Args *a = &srv.args
+    cdef const char *v = NULL
+    cdef size_t vlen = 0, i
+    cdef int64_t start = 0, end = -1, total, n = 0
+    cdef int isbit = 0
+    cdef uint8_t b, first_mask = 0xFF, last_mask = 0xFF
+    if a.argc == 3 or a.argc > 5:
+        out_error(&c.out, b"ERR syntax error")
+        return
+    if a.argc >= 4:
+        if not parse_i64(a.ptr[2], a.len[2], &start) or not parse_i64(a.ptr[3], a.len[3], &end):
+            out_error(&c.out, b"ERR value is not an integer or out of range")
+            return
+        if a.argc == 5:
+            if ieq(a.ptr[4], a.len[4], b"bit"):
+                isbit = 1
+            elif not ieq(a.ptr[4], a.len[4], b"byte"):
+                out_error(&c.out, b"ERR syntax error")
+                return
+    if not srv.find(a.ptr[1], a.len[1], &v, &vlen):
+        if not srv.find_err:
+            out_int(&c.out, 0)
+        return
+    total = <int64_t>vlen * 8 if isbit else <int64_t>vlen
+    if a.argc >= 4:
+        if start < 0 and end < 0 and start > end:
+            out_int(&c.out, 0)
+            return
+        if start < 0:
+            start = total + start
+        if end < 0:
+            end = total + end
+        if start < 0:
+            start = 0
+        if end < 0:
+            end = 0
+        if end >= total:
+            end = total - 1
+    else:
+        end = total - 1
+    if start > end or total == 0:
+        out_int(&c.out, 0)
+        return
+    if isbit:
+        first_mask = <uint8_t>(0xFF >> (start & 7))
+        last_mask = <uint8_t>(0xFF << (7 - (end & 7)))
+        start >>= 3
+        end >>= 3
+    for i in range(<size_t>start, <size_t>end + 1):
+        b = <uint8_t>v[i]
+        if <int64_t>i == start:
+            b &= first_mask
+        if <int64_t>i == end:
+            b &= last_mask
+        n += __builtin_popcount(b)
+    out_int(&c.out, n)
 
 
 cdef void cmd_getrange(Server srv, Conn *c) noexcept nogil:
@@ -2000,10 +2125,11 @@ cdef object py_debug(Server srv, Conn *c, list args):
         if secs > 0:
             time.sleep(secs)
         return ROK
-    if sub == b"reload" and len(args) == 2:
+    if (sub == b"reload" or sub == b"loadaof") and len(args) == 2:
         # Everything logged is moved into the tree file and committed
         # there; reads then come from the files (the server keeps its
-        # mapping: its receive windows live in it).
+        # mapping: its receive windows live in it).  The log and the index
+        # are pastedb's AOF: LOADAOF is the same step.
         with nogil:
             rc = srv.commit_staged()
             if rc == 0:
@@ -2026,7 +2152,7 @@ cdef object py_debug(Server srv, Conn *c, list args):
         srv.db._set_active_expire(args[2] != b"0")
         return ROK
     return RError(f"ERR DEBUG {sub.decode('latin-1').upper()} is not supported by pastedb "
-                  f"(SLEEP, RELOAD, OBJECT, PROTOCOL and SET-ACTIVE-EXPIRE are)")
+                  f"(SLEEP, RELOAD, LOADAOF, OBJECT, PROTOCOL and SET-ACTIVE-EXPIRE are)")
 
 
 def debug_protocol(bytes kind, int resp3):
@@ -2246,4 +2372,7 @@ defcmd(b"watch", -2, F_READONLY | F_NOMULTI, cmd_watch, 1, -1, 1)
 defcmd(b"unwatch", 1, F_READONLY, cmd_unwatch)
 defcmd(b"debug", -2, F_READONLY, h_debug)
 defcmd(b"move", 3, F_WRITE, cmd_move, 1, 1, 1)
+defcmd(b"getbit", 3, F_READONLY, cmd_getbit, 1, 1, 1)
+defcmd(b"setbit", 4, F_WRITE, cmd_setbit, 1, 1, 1)
+defcmd(b"bitcount", -2, F_READONLY, cmd_bitcount, 1, 1, 1)
 defcmd(b"swapdb", 3, F_WRITE, cmd_swapdb)
