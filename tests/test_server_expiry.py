@@ -217,7 +217,8 @@ def test_expiry_survives_kill_9(srv):
 
 # ------------------------------------------------------------------ Django
 
-def test_django_redis_cache(srv):
+@pytest.mark.parametrize("dbno", [0, 3])
+def test_django_redis_cache(srv, dbno):
     django = pytest.importorskip("django")
     from django.conf import settings
     if not settings.configured:
@@ -225,11 +226,13 @@ def test_django_redis_cache(srv):
         django.setup()
     from django.core.cache.backends.redis import RedisCache
 
-    cache = RedisCache(f"redis://127.0.0.1:{srv.port}/0", {"TIMEOUT": 300})
+    cache = RedisCache(f"redis://127.0.0.1:{srv.port}/{dbno}", {"TIMEOUT": 300})
+    other = srv.client(db=1 - min(dbno, 1))       # a database the cache does not use
+    other.set("bystander", "stays")
     try:
         cache.set("greeting", "hello", timeout=60)
         assert cache.get("greeting") == "hello"
-        r = srv.client()
+        r = srv.client(db=dbno)
         keys = r.keys("*")
         assert len(keys) == 1 and 59 <= r.ttl(keys[0]) <= 60
         assert cache.add("greeting", "other") is False
@@ -252,8 +255,8 @@ def test_django_redis_cache(srv):
         assert cache.get("missing", "default") == "default"
         cache.set("soon", "v", timeout=0.05)
         assert eventually(lambda: cache.get("soon") is None)
-        cache.clear()
-        assert r.dbsize() == 0
+        cache.clear()                                    # FLUSHDB: its database only
+        assert r.dbsize() == 0 and other.get("bystander") == b"stays"
     finally:
         cache.close()
 
