@@ -99,10 +99,11 @@ def seq_of(key: bytes, value: bytes | None) -> int | None:
 class Writer:
     """One connection's stream of SETs and what became of them."""
 
-    def __init__(self, tid: int, mode: str, keys: list[bytes]):
+    def __init__(self, tid: int, mode: str, keys: list[bytes], db: int = 0):
         self.tid = tid
         self.mode = mode                  # "plain" | "pipeline" | "txn"
         self.keys = keys
+        self.db = db                      # the database its connection SELECTs
         self.next_seq = 0                 # unique per thread across rounds
         self.state: dict[bytes, int | None] = {k: None for k in keys}  # verified
         self.stream: list[tuple[bytes, int, int]] = []   # (key, seq, unit) this round
@@ -126,6 +127,8 @@ class Writer:
     def run(self, conn, killed: threading.Event, rng: random.Random) -> None:
         unit = 0
         try:
+            if self.db:
+                assert conn.call(b"SELECT", b"%d" % self.db) == b"OK"
             while True:
                 payload = []
                 if self.mode == "txn":
@@ -242,16 +245,22 @@ class Observer:
 
 
 # ---------------------------------------------------------------- the rounds
-def read_all(srv, keys: list[bytes]) -> dict[bytes, bytes | None]:
+def read_all(srv, keys: list[bytes], dbs: dict[bytes, int] | None = None
+             ) -> dict[bytes, bytes | None]:
+    """Every key's value, each read in its database (dbs: key -> database, 0
+    when absent); a database holding a key nobody wrote there fails."""
     conn = srv.raw(timeout=60)
     try:
-        stored = set(conn.call(b"KEYS", b"*"))
-        stray = stored - set(keys)
-        assert not stray, f"keys nobody wrote: {sorted(stray)[:10]}"
         out = {}
-        for i in range(0, len(keys), 64):
-            chunk = keys[i:i + 64]
-            out.update(zip(chunk, conn.call(b"MGET", *chunk), strict=True))
+        for db in sorted({0} | set((dbs or {}).values())):
+            mine = [k for k in keys if (dbs or {}).get(k, 0) == db]
+            assert conn.call(b"SELECT", b"%d" % db) == b"OK"
+            stored = set(conn.call(b"KEYS", b"*"))
+            stray = stored - set(mine)
+            assert not stray, f"keys nobody wrote in database {db}: {sorted(stray)[:10]}"
+            for i in range(0, len(mine), 64):
+                chunk = mine[i:i + 64]
+                out.update(zip(chunk, conn.call(b"MGET", *chunk), strict=True))
         return out
     finally:
         conn.close()
@@ -301,7 +310,7 @@ def crash_round(srv, writers: list[Writer], observer: Observer | None,
             raise a.error
     srv.start()
     keys = [k for w in writers for k in w.keys]
-    recovered = read_all(srv, keys)
+    recovered = read_all(srv, keys, {k: w.db for w in writers for k in w.keys})
     acked = sum(w.acked for w in writers)
     for w in writers:
         w.verify(recovered)
@@ -361,3 +370,32 @@ def test_kill9_under_pipelines_and_transactions(server, request):
     for w in writers:                                    # every kind of load ran
         assert w.total_acked > 0, f"thread {w.tid} ({w.mode}) never had a SET acknowledged"
     check_embedded_view(srv, recovered)
+
+
+def test_kill9_across_numbered_databases(server, request):
+    """Writers SELECT databases 0, 1, 7 and 15 (plain SETs, pipelines and
+    MULTI/EXEC, keys starting with 0xFF among them): after each kill -9 every
+    acknowledged SET is back in its own database and no database holds a
+    key written in another; then pastedb.open() sees the same databases."""
+    srv = server()
+    rng = random.Random(0xDB5)
+    modes = ("plain", "pipeline", "txn", "plain")
+    writers = []
+    for t in range(THREADS):
+        db = (0, 1, 7, 15)[t % 4]
+        prefix = b"\xff" if t % 3 == 0 else b""
+        n = TXN_KEYS if modes[t % 4] == "txn" else KEYS_PER_THREAD
+        writers.append(Writer(t, modes[t % 4], [prefix + b"d%d:%d:k%d" % (db, t, j)
+                                               for j in range(n)], db=db))
+    acked = 0
+    for _ in range(max(3, crash_iterations(request) // 2)):
+        recovered, n = crash_round(srv, writers, None, rng)
+        acked += n
+    assert acked > 0, "no SET was ever acknowledged: the load never ran"
+    srv.stop()
+    with pastedb.open(srv.directory) as db:
+        for w in writers:
+            view = db if w.db == 0 else db.database(w.db)
+            for k in w.keys:
+                assert view.get(k) == recovered[k], (w.db, k)
+    srv.start()
