@@ -33,9 +33,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import pastedb
-from pastedb.core.engine import DB, Batch, Cursor
+from pastedb.core.engine import DB, Batch
+from pastedb.databases import Database
 
-__all__ = ["open", "AsyncDB", "AsyncBatch"]
+__all__ = ["open", "AsyncDB", "AsyncDatabase", "AsyncBatch"]
 
 
 class _Committer:
@@ -122,8 +123,14 @@ class AsyncDB:
     ``sync=False``: its own writes are durable only after a sync)."""
 
     def __init__(self, db: DB, committer: _Committer):
-        self.db = db
+        self.db: DB | Database = db
+        self._h = db                      # the handle (its slow calls, close)
         self._c = committer
+
+    def database(self, n: int) -> AsyncDatabase:
+        """Database n of the same files (the server's SELECT n), its calls
+        awaitable like these; its writes share this handle's commit groups."""
+        return AsyncDatabase(self, n)
 
     # -- writes: append now, await the commit group
     async def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> None:
@@ -199,21 +206,21 @@ class AsyncDB:
 
     # -- slow calls: on the committer thread
     async def checkpoint(self) -> None:
-        await self._c.submit(self.db.checkpoint)
+        await self._c.submit(self._h.checkpoint)
 
     async def compact(self) -> Any:
-        return await self._c.submit(self.db.compact)
+        return await self._c.submit(self._h.compact)
 
     def stats(self) -> dict[str, Any]:
-        return self.db.stats()
+        return self._h.stats()
 
     async def close(self) -> None:
         """Make everything durable and close (idempotent)."""
-        if self.db.closed:
+        if self._h.closed:
             return
         try:
             await self._c.durable()
-            await self._c.submit(self.db.close)
+            await self._c.submit(self._h.close)
         finally:
             self._c.stop()
 
@@ -224,14 +231,36 @@ class AsyncDB:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<pastedb.aio.AsyncDB {self.db.path!r}>"
+        return f"<pastedb.aio.AsyncDB {self._h.path!r}>"
+
+
+class AsyncDatabase(AsyncDB):
+    """Database n of an :class:`AsyncDB` (``adb.database(n)``): the same
+    awaitable calls on that database's keys (``.db`` is its
+    :class:`pastedb.Database`).  checkpoint, compact and stats are the
+    handle's; closing is the handle's too (``close()`` here only makes this
+    database's writes durable)."""
+
+    def __init__(self, adb: AsyncDB, n: int):
+        super().__init__(adb._h, adb._c)
+        self.db = adb._h.database(n)
+        self.number = n
+
+    def database(self, n: int) -> AsyncDatabase:
+        return AsyncDatabase(self, n)
+
+    async def close(self) -> None:
+        await self._c.durable()
+
+    def __repr__(self) -> str:
+        return f"<pastedb.aio.AsyncDatabase {self.number} of {self._h.path!r}>"
 
 
 class AsyncBatch:
     """An all-or-nothing group (``async with db.batch() as b``); ``put`` and
     ``delete`` stage at once, the block's exit appends and awaits durability."""
 
-    def __init__(self, adb: AsyncDB, batch: Batch):
+    def __init__(self, adb: AsyncDB, batch: Batch | Any):
         self._adb = adb
         self._b = batch
 
@@ -261,7 +290,7 @@ class AsyncBatch:
             self.discard()
 
 
-async def _aiter(cursor: Cursor) -> AsyncIterator[Any]:
+async def _aiter(cursor: Iterable[Any]) -> AsyncIterator[Any]:
     # The cursor fetches 256 entries per hold of the index lock; give the
     # loop a turn between fetches so a long scan never starves other tasks.
     n = 0

@@ -104,7 +104,7 @@ class Database(MutableMapping):
         if not self._db.delete(self._k(key)):
             raise KeyError(key)
 
-    def put_many(self, items: Mapping[Buffer, Buffer] | Iterable[tuple[Buffer, Buffer]], *,
+    def put_many(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]], *,
                  ttl: float | None = None) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
         self._db.put_many([(self._k(k), v) for k, v in pairs], ttl=ttl)

@@ -147,3 +147,24 @@ def test_expiry_calls(db_path):
         with pastedb.open(db_path) as again:
             assert 0 < again.ttl(b"k") <= 100 and 0 < again.ttl(b"a") <= 50
     run(main())
+
+
+def test_numbered_databases(db_path):
+    async def main():
+        async with pastedb.aio.open(db_path) as db:
+            d3 = db.database(3)
+            await asyncio.gather(*(d3.put(b"k%d" % i, b"three") for i in range(50)),
+                                 *(db.put(b"k%d" % i, b"zero") for i in range(50)))
+            assert await d3.get(b"k7") == b"three" and await db.get(b"k7") == b"zero"
+            assert await d3.len() == 50 and await db.len() == 50
+            async with d3.batch() as b:
+                b.put(b"\xffb", b"in batch", ttl=100)
+                b.delete(b"k0")
+            assert [k async for k in d3.keys(prefix=b"\xff")] == [b"\xffb"]
+            assert 0 < await d3.ttl(b"\xffb") <= 100
+            assert await d3.contains(b"k1") and not await d3.contains(b"k0")
+            await d3.close()                      # durable; the handle stays open
+            assert await db.get(b"k1") == b"zero"
+        with pastedb.open(db_path) as again:
+            assert len(again.database(3)) == 50 and again.database(3)[b"\xffb"] == b"in batch"
+    run(main())
