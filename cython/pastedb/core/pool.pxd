@@ -87,6 +87,7 @@ cdef class Pool:
     cdef int alloc_extent_ex(self, uint64_t nbytes, uint64_t *off, int use_reserve) noexcept nogil
     cdef int take_segments(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil
     cdef int full_disk_room(self, uint64_t need, int use_reserve) noexcept nogil
+    cdef int at_quota(self) noexcept nogil
     cdef int take_tail(self, uint64_t nseg, uint64_t *off, int use_reserve) noexcept nogil
     cdef void claim_run(self, uint64_t first, uint64_t nseg) noexcept nogil
     # Grow the extent that ends at *end (a segment boundary; moved to the new

@@ -345,8 +345,19 @@ cdef class Pool:
             rc = self.ensure(round_up(self.size, SEG_SIZE) + need + self.reserve)
             if rc != 0:
                 return -ENOSPC if rc == -ENOSPC or rc == -EDQUOT else rc
-            self.disk_full = 0                    # room again (deletes elsewhere on the disk)
+            if not self.at_quota():
+                self.disk_full = 0                # room again (deletes elsewhere on the disk)
         return 0
+
+    cdef int at_quota(self) noexcept nogil:
+        """The file's next growth step would pass max_size: the disk is full
+        for ordinary allocations whatever a growth up to the quota just did
+        (the grower's own test).  Clearing disk_full here let the foreground
+        take the mapped rest up to the quota, reserve included, while the
+        grower was still mapping it: compact() then found no room to move a
+        value (caller holds self.lock)."""
+        return self.max_size != 0 and \
+            round_up(self.size + grow_step(self.size), MAP_ALIGN) > self.max_size
 
     cdef int extend_extent(self, uint64_t *end_p, uint64_t nbytes, int use_reserve) noexcept nogil:
         cdef int rc
@@ -396,7 +407,7 @@ cdef class Pool:
             if grow_to < end:
                 grow_to = end
             rc = self.ensure(grow_to)
-            if rc == 0:
+            if rc == 0 and not self.at_quota():
                 self.disk_full = 0
             if (rc == -ENOSPC or rc == -EDQUOT) and end < grow_to:
                 # The disk is nearly full: take only what we need -- and an
