@@ -67,18 +67,23 @@ def test_databases_survive_checkpoint_and_reopen(db_path):
         assert len(ro.database(4)) == 99 and ro.database(2)[b"key1"] == b"db2-1"
 
 
-def test_version_2_index_moves_to_3_on_open(db_path):
-    """A database written before numbered databases (index format 2, no key
-    starting with 0xFF) gets format 3 at its writer's next open, its keys as
-    they were."""
-    with pastedb.open(db_path) as db:
-        db.put_many({b"a%d" % i: b"v" for i in range(50)})
+def _stamp_v2(db_path):
     path = os.path.join(db_path, "index")
     with TreeFile(path, create=False, sync=True) as t:
         applied = t.applied_lsn
         t.begin()
         t.set_version(fmt.BTREE_VERSION_V2)
         t.commit(applied)
+
+
+def test_version_2_index_moves_to_3_on_open(db_path):
+    """A database written before numbered databases (index format 2, no key
+    starting with 0xFF) gets format 3 at its writer's next open, its keys as
+    they were."""
+    with pastedb.open(db_path) as db:
+        db.put_many({b"a%d" % i: b"v" for i in range(50)})
+    _stamp_v2(db_path)
+    path = os.path.join(db_path, "index")
     with TreeFile(path, create=False, sync=False) as t:
         assert t.version == fmt.BTREE_VERSION_V2
     with pastedb.open(db_path) as db:
@@ -88,15 +93,6 @@ def test_version_2_index_moves_to_3_on_open(db_path):
         assert t.version == fmt.BTREE_VERSION
     with pastedb.open(db_path) as db:
         assert len(db) == 50 and db.database(7)[b"x"] == b"y"
-
-
-def _stamp_v2(db_path):
-    path = os.path.join(db_path, "index")
-    with TreeFile(path, create=False, sync=True) as t:
-        applied = t.applied_lsn
-        t.begin()
-        t.set_version(fmt.BTREE_VERSION_V2)
-        t.commit(applied)
 
 
 @pytest.mark.parametrize("expired", [False, True])

@@ -197,6 +197,7 @@ cdef class DB:
     cdef int count_live(self, int dbno, int64_t *keys, int64_t *live) noexcept nogil
     # count_live and count_volatile of every database in one pass (256 entries each).
     cdef int count_all_dbs(self, int64_t *keys, int64_t *vol) noexcept nogil
+    cdef int pending_effect(self, const Ref *ref, int64_t *dkeys, int64_t *dbytes) noexcept nogil
     # Move everything logged so far into the tree, commit it, advance the
     # log head.  0 or a negative status.
     cdef int checkpoint_index(self) noexcept nogil

@@ -1592,13 +1592,30 @@ cdef class DB:
         pthread_rwlock_unlock(&self.index_lock)
         return found
 
+    cdef int pending_effect(self, const Ref *ref, int64_t *dkeys, int64_t *dbytes) noexcept nogil:
+        """What one pending entry changes in the published tree's counts:
+        keys (-1, 0, +1) and key + value bytes; or a negative status (a
+        damaged tree page).  Index read lock held."""
+        cdef Ref old
+        cdef int in_tree = 0
+        if self.cur_snap.root != 0:
+            in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
+                                             ref.klen, &old)
+            if in_tree < 0:
+                return in_tree
+        dkeys[0] = (ref.voff != TOMB) - in_tree
+        dbytes[0] = (<int64_t>(ref.klen + ref.vlen) if ref.voff != TOMB else 0) - \
+            (<int64_t>(old.klen + old.vlen) if in_tree else 0)
+        return 0
+
     cdef int count_all_dbs(self, int64_t *keys, int64_t *vol) noexcept nogil:
         """count_live and count_volatile of every database at once: keys[d]
         and vol[d] for d in 0..MAX_DATABASES-1."""
         cdef Node *node
         cdef const Ref *ref
-        cdef Ref old, cur
-        cdef int rc = 0, in_tree, d
+        cdef Ref cur
+        cdef int rc = 0, d
+        cdef int64_t dk, db
         cdef DueWalk w
         cdef ExpEntry *e
         cdef uint64_t now = self.now_ms()
@@ -1608,15 +1625,10 @@ cdef class DB:
         node = self.index.first()
         while node != NULL:
             ref = self.index.node_ref(node)
-            d = self.key_db(self.pool.base + ref.koff, ref.klen)
-            in_tree = 0
-            if self.cur_snap.root != 0:
-                in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
-                                                 ref.klen, &old)
-                if in_tree < 0:
-                    rc = in_tree
-                    break
-            keys[d] += (ref.voff != TOMB) - in_tree
+            rc = self.pending_effect(ref, &dk, &db)
+            if rc < 0:
+                break
+            keys[self.key_db(self.pool.base + ref.koff, ref.klen)] += dk
             node = self.index.next(node)
         node = self.exp_map.first()
         while rc == 0 and node != NULL:
@@ -1642,31 +1654,21 @@ cdef class DB:
         of that database (*live 0)."""
         cdef Node *node
         cdef const Ref *ref
-        cdef Ref old
-        cdef int rc = 0, in_tree
-        cdef int64_t n, b, xk = 0, xb = 0
+        cdef int rc = 0
+        cdef int64_t n, b, xk = 0, xb = 0, dk, db
         pthread_rwlock_rdlock(&self.index_lock)
         n = <int64_t>self.cur_snap.entries if dbno < 0 else self.cur_dbn[dbno]
         b = self.cur_live if dbno < 0 else 0
         node = self.index.first()
         while node != NULL:
             ref = self.index.node_ref(node)
-            if dbno >= 0 and self.key_db(self.pool.base + ref.koff, ref.klen) != dbno:
-                node = self.index.next(node)
-                continue
-            in_tree = 0
-            if self.cur_snap.root != 0:
-                in_tree = self.tree.snapshot_get(&self.cur_snap, self.pool.base + ref.koff,
-                                                 ref.klen, &old)
-                if in_tree < 0:
-                    rc = in_tree
+            if dbno < 0 or self.key_db(self.pool.base + ref.koff, ref.klen) == dbno:
+                rc = self.pending_effect(ref, &dk, &db)
+                if rc < 0:
                     break
-            if in_tree:
-                n -= 1
-                b -= <int64_t>(old.klen + old.vlen)
-            if ref.voff != TOMB:
-                n += 1
-                b += <int64_t>(ref.klen + ref.vlen)
+                n += dk
+                if dbno < 0:
+                    b += db
             node = self.index.next(node)
         if rc == 0 and self.exp_map.count:
             self.count_expired(self.now_ms(), dbno, &xk, &xb)
