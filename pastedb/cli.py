@@ -376,15 +376,31 @@ def _human(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+_database_option = click.option(
+    "--database", "-n", "dbno", type=click.IntRange(0, 255), default=0, show_default=True,
+    help="The numbered database (SELECT n of pastedb serve, db.database(n)).")
+
+
+def _in_db(handle: Any, dbno: int) -> Any:
+    """The handle (database 0) or its numbered database dbno."""
+    if not dbno:
+        return handle
+    try:
+        return handle.database(dbno)
+    except pastedb.Error as e:
+        raise click.ClickException(str(e)) from e
+
+
 @main.command()
 @_dir_argument
 @click.argument("key")
 @_hex_option
 @click.option("--raw", is_flag=True, help="Write the value's bytes exactly, no newline.")
-def get(directory: str, key: str, as_hex: bool, raw: bool) -> None:
+@_database_option
+def get(directory: str, key: str, as_hex: bool, raw: bool, dbno: int) -> None:
     """Print the value of KEY (exit 1 when it is absent)."""
     with _open_for_reading(directory) as db:
-        value = db.get(_arg_bytes(key, as_hex, "KEY"))
+        value = _in_db(db, dbno).get(_arg_bytes(key, as_hex, "KEY"))
     if value is None:
         raise click.ClickException(f"no key {key!r}")
     if raw:
@@ -401,12 +417,13 @@ def get(directory: str, key: str, as_hex: bool, raw: bool) -> None:
 @click.argument("key")
 @click.argument("value")
 @_hex_option
-def set_(directory: str, key: str, value: str, as_hex: bool) -> None:
+@_database_option
+def set_(directory: str, key: str, value: str, as_hex: bool, dbno: int) -> None:
     """Set KEY to VALUE (durable when the command returns)."""
     k, v = _arg_bytes(key, as_hex, "KEY"), _arg_bytes(value, as_hex, "VALUE")
     with _open_for_writing(directory) as db:
         try:
-            db.put(k, v)
+            _in_db(db, dbno).put(k, v)
         except (ValueError, pastedb.Error) as e:
             raise click.ClickException(str(e)) from e
 
@@ -415,10 +432,11 @@ def set_(directory: str, key: str, value: str, as_hex: bool) -> None:
 @_dir_argument
 @click.argument("key")
 @_hex_option
-def del_(directory: str, key: str, as_hex: bool) -> None:
+@_database_option
+def del_(directory: str, key: str, as_hex: bool, dbno: int) -> None:
     """Delete KEY (exit 1 when it was absent)."""
     with _open_db(directory, create=False) as db:
-        existed = db.delete(_arg_bytes(key, as_hex, "KEY"))
+        existed = _in_db(db, dbno).delete(_arg_bytes(key, as_hex, "KEY"))
     if not existed:
         raise click.ClickException(f"no key {key!r}")
 
@@ -430,23 +448,20 @@ def del_(directory: str, key: str, as_hex: bool) -> None:
 @click.option("--limit", type=click.IntRange(0), default=None, help="At most this many keys.")
 @click.option("--values", is_flag=True, help="Print KEY<TAB>VALUE, not only the key.")
 @_hex_option
+@_database_option
 def scan(directory: str, prefix: str | None, start: str | None, stop: str | None,
-         reverse: bool, limit: int | None, values: bool, as_hex: bool) -> None:
+         reverse: bool, limit: int | None, values: bool, as_hex: bool, dbno: int) -> None:
     """Print the keys in order, one a line (non-printable bytes escaped as
     \\xNN; --hex for hex)."""
     import itertools
 
     sel = _keys_given(prefix, start, stop, as_hex)
     with _open_for_reading(directory) as db:
-        items = db.items(sel["start"], sel["stop"], prefix=sel["prefix"], reverse=reverse)
+        items = _in_db(db, dbno).items(sel["start"], sel["stop"], prefix=sel["prefix"],
+                                       reverse=reverse)
         for k, v in itertools.islice(items, limit):
             click.echo(f"{_show_bytes(k, as_hex)}\t{_show_bytes(v, as_hex)}" if values
                        else _show_bytes(k, as_hex))
-
-
-_database_option = click.option(
-    "--database", "-n", "dbno", type=click.IntRange(0, 255), default=0, show_default=True,
-    help="The numbered database (SELECT n of pastedb serve, db.database(n)).")
 
 
 @main.command()
@@ -463,10 +478,7 @@ def dump(directory: str, prefix: str | None, start: str | None, stop: str | None
 
     sel = _keys_given(prefix, start, stop, as_hex)
     with _open_for_reading(directory) as handle:
-        try:
-            db = handle.database(dbno) if dbno else handle
-        except pastedb.Error as e:
-            raise click.ClickException(str(e)) from e
+        db = _in_db(handle, dbno)
         whole = not any(sel.values())
         with _progress("dump", len(db) if whole else None) as update:
             try:
@@ -504,10 +516,7 @@ def load(directory: str, batch_records: int, dbno: int) -> None:
         size = 0
     try:
         with _open_for_writing(target) as handle, _progress("load", size or None) as update:
-            try:
-                db = handle.database(dbno) if dbno else handle
-            except pastedb.Error as e:
-                raise click.ClickException(str(e)) from e
+            db = _in_db(handle, dbno)
             st = load_db(db, sys.stdin.buffer, batch_records=batch_records, progress=update)
         if fresh:
             if os.path.isdir(directory):

@@ -276,6 +276,18 @@ def test_dump_and_load_one_numbered_database(tmp_path):
         assert len(db) == 0
         assert dict(db.database(7)) == {b"a": b"1", b"t": b"3", b"\xffb": b"2"}
         assert 0 < db.database(7).ttl(b"t") <= 1000
+    # The everyday commands take --database too.
+    subprocess.run([*cli, "set", "-n", "7", str(dst), "cli", "seven"], check=True)
+    got = subprocess.run([*cli, "get", "--database", "7", str(dst), "cli"], capture_output=True,
+                         check=True).stdout
+    assert got == b"seven\n"
+    assert subprocess.run([*cli, "get", str(dst), "cli"], capture_output=True).returncode == 1
+    listed = subprocess.run([*cli, "scan", "-n", "7", str(dst)], capture_output=True,
+                            check=True).stdout.split()
+    assert listed == [b"a", b"cli", b"t", b"\\xffb"]
+    subprocess.run([*cli, "del", "-n", "7", str(dst), "cli"], check=True)
+    with pastedb.open(dst) as db:
+        assert b"cli" not in db.database(7)
 
 
 _keys = st.lists(st.sampled_from([b"", b"\x00", b"\x01", b"a", b"\xff"]), max_size=3).map(b"".join)
