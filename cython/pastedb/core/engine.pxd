@@ -78,6 +78,7 @@ cdef class DB:
     # tree's write txn, its last commit and the published commit, kept like
     # the live bytes above (counted at open in the walk that loads expiries).
     cdef int keyspaces                # 1: the tree is version 3 (keys carry their database)
+    cdef int dbn_stale                # read-only: the counts below await _ro_counts
     cdef int64_t w_dbn[256]
     cdef int64_t c_dbn[256]
     cdef int64_t cur_dbn[256]

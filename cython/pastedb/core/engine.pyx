@@ -545,7 +545,7 @@ cdef class DB:
             self.c_live = <int64_t>sb.tree_live if applied == sb.tree_lsn else self._tree_bytes()
             self.w_live = self.c_live
             self.keyspaces = self.tree.version >= BTREE_VERSION
-            self._count_tree_dbs()
+            self.dbn_stale = 1                    # counted when asked (_ro_counts)
             self.publish_tree()
             limit = self._ro_limit()              # after the tree: covers its applied_lsn
             rc = self.pool.remap()                # what the records up to it name
@@ -624,7 +624,7 @@ cdef class DB:
                     self.c_live = self._ro_tree_live(applied)
                     self.w_live = self.c_live
                     self.keyspaces = self.tree.version >= BTREE_VERSION
-                    self._count_tree_dbs()
+                    self.dbn_stale = 1
                     self.publish_tree()
             self.readers.pin(<int64_t>self.cur_snap.txn, self._ro_view_lsn(self.ro_lsn))
         finally:
@@ -683,6 +683,22 @@ cdef class DB:
         self.c_dbn[0] = <int64_t>self.tree.c.entries - others
         memcpy(self.w_dbn, self.c_dbn, sizeof(self.c_dbn))
         memcpy(self.cur_dbn, self.c_dbn, sizeof(self.c_dbn))
+
+    def _ro_counts(self):
+        """A read-only handle counts its tree's keys per database only when
+        a count is asked for (len, a database's len, INFO), once per tree
+        commit it adopts: the walk is not part of every refresh (inside
+        enter())."""
+        if not (self.readonly and self.dbn_stale):
+            return
+        with nogil:
+            pthread_rwlock_wrlock(&self.index_lock)
+        try:
+            if self.dbn_stale:
+                self._count_tree_dbs()
+                self.dbn_stale = 0
+        finally:
+            pthread_rwlock_unlock(&self.index_lock)
 
     def _keyspace_step(self):
         """A writer's open of a version-2 index (one keyspace, its keys as
@@ -2346,6 +2362,11 @@ cdef class DB:
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "len", self.pool_path)
+        try:
+            self._ro_counts()
+        except BaseException:
+            self.leave()
+            raise
         with nogil:
             rc = self.count_live(0, &keys, &live)
         self.leave()
@@ -2473,6 +2494,11 @@ cdef class DB:
         cdef int rc = self.enter()
         if rc != 0:
             raise_status(rc, "len", self.pool_path)
+        try:
+            self._ro_counts()
+        except BaseException:
+            self.leave()
+            raise
         with nogil:
             rc = self.count_live(dbno, &keys, &live)
         self.leave()
@@ -2490,6 +2516,7 @@ cdef class DB:
         if rc != 0:
             raise_status(rc, "stats", self.pool_path)
         try:
+            self._ro_counts()
             with nogil:
                 rc = self.count_all_dbs(keys, vol)
         finally:
