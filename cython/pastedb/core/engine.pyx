@@ -2358,21 +2358,7 @@ cdef class DB:
         return r if r is NotImplemented else not r
 
     def __len__(self):
-        cdef int64_t keys = 0, live = 0
-        cdef int rc = self.enter()
-        if rc != 0:
-            raise_status(rc, "len", self.pool_path)
-        try:
-            self._ro_counts()
-        except BaseException:
-            self.leave()
-            raise
-        with nogil:
-            rc = self.count_live(0, &keys, &live)
-        self.leave()
-        if rc != 0:
-            raise_status(rc, "len", self.tree_path)
-        return keys
+        return self._len_db(0)                    # the handle is database 0
 
     def __iter__(self):
         return self._cursor(0, None, None, None, False)
