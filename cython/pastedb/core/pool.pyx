@@ -407,16 +407,20 @@ cdef class Pool:
             if grow_to < end:
                 grow_to = end
             rc = self.ensure(grow_to)
-            if rc == 0 and not self.at_quota():
-                self.disk_full = 0
-            if (rc == -ENOSPC or rc == -EDQUOT) and end < grow_to:
+            if rc == 0:
+                if not self.at_quota():
+                    self.disk_full = 0
+            elif (rc == -ENOSPC or rc == -EDQUOT) and end < grow_to:
                 # The disk is nearly full: take only what we need -- and an
                 # ordinary allocation leaves the reserve's worth on the disk.
                 rc = self.ensure(end if use_reserve else end + self.reserve)
-            if rc == 0 and end < grow_to:
-                # Only the tail of the disk was left: from now on ordinary
-                # allocations keep the reserve's headroom.
-                self.disk_full = 1
+                if rc == 0:
+                    # Only the tail of the disk was left: from now on
+                    # ordinary allocations keep the reserve's headroom.
+                    # (Only here: a whole growth step is no full disk, and
+                    # marking one so kept compact() relocating round after
+                    # round while the file grew twentyfold.)
+                    self.disk_full = 1
             if rc == -ENOSPC or rc == -EDQUOT:
                 self.disk_full = 1
                 if use_reserve:
