@@ -139,7 +139,7 @@ cdef class DB:
     cdef int ro_refresh(self) noexcept with gil
     # Writer: what readers of other processes hold -> the tree's page reuse
     # bound; returns their oldest log position (INT64_MAX: none).
-    cdef int64_t bound_readers(self) noexcept nogil
+    cdef int64_t bound_readers(self, int64_t *txn_out=*) noexcept nogil
     cdef void leave(self) noexcept nogil
 
     # Reserve n bytes in a data extent (8-byte aligned).  0 or -errno.

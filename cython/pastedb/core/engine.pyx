@@ -1054,12 +1054,19 @@ cdef class DB:
                       self.path, e)
             return ST_FAILED
 
-    cdef int64_t bound_readers(self) noexcept nogil:
+    cdef int64_t bound_readers(self, int64_t *txn_out=NULL) noexcept nogil:
+        """Bound the tree's page reuse by the oldest commit a reader holds;
+        returns the oldest log position one holds (txn_out: that commit;
+        INT64_MAX each when no reader lives)."""
         cdef int64_t min_txn, min_lsn
         if self.readers is None or self.readers.scan(&min_txn, &min_lsn) == 0:
             self.tree.bound_reuse(~(<uint64_t>0))
-            return 0x7FFFFFFFFFFFFFFF
-        self.tree.bound_reuse(<uint64_t>min_txn if min_txn > 0 else 0)
+            min_txn = 0x7FFFFFFFFFFFFFFF
+            min_lsn = 0x7FFFFFFFFFFFFFFF
+        else:
+            self.tree.bound_reuse(<uint64_t>min_txn if min_txn > 0 else 0)
+        if txn_out != NULL:
+            txn_out[0] = min_txn
         return min_lsn
 
     cdef void leave(self) noexcept nogil:
@@ -2877,11 +2884,14 @@ cdef class DB:
         # the scan misses reads that head).  A segment some reader's state
         # (at log position lsn) may still name is one that became free to
         # release at a checkpoint whose cut is beyond that lsn: it waits.
-        cdef int64_t rd_lsn = self.bound_readers()
+        # And at the published commit or a later one: a reader of an older
+        # commit holds the deletes this one applied, whose keys may be here.
+        cdef int64_t rd_txn
+        cdef int64_t rd_lsn = self.bound_readers(&rd_txn)
         self.log.lock_log()                       # no record is appended meanwhile
         pthread_mutex_lock(&self.data_lock)       # nor a byte staged
         self.pool.free_unreachable(self.data_seg(), self.log.chunk_off >> SEG_SHIFT, head_lsn,
-                                   dead_lsn, rd_lsn)
+                                   dead_lsn, self.cur_snap.txn, rd_lsn, rd_txn)
         pthread_mutex_unlock(&self.data_lock)
         self.log.unlock_log()
         # Cut the free end off once it is worth a growth step back: the

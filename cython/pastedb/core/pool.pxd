@@ -51,6 +51,7 @@ cdef class Pool:
     cdef int32_t *seg_pins            # staged bytes not yet appended (atomic)
     cdef uint8_t *seg_flags           # SEG_FREE / SEG_NOFREE (self.lock)
     cdef uint64_t *seg_dead           # 1 + the dead_lsn of the first free pass that found it free to release (0: not yet): the newest record that checkpoint applied; released once every reader is at or past it
+    cdef uint64_t *seg_dtxn           # the tree commit that free pass published: released once every reader's commit is at or past it too
     cdef uint64_t free_segs           # segments with SEG_FREE
     cdef uint64_t free_hint           # no free segment below this one
     cdef uint64_t chunk_seg           # segment being carved into log chunks (0: none)
@@ -119,12 +120,16 @@ cdef class Pool:
     # names (seg_live), no staged write pins and no record from the log head
     # (head_lsn) on names.  A segment found so is stamped with dead_lsn (the
     # newest record the checkpoint applied: what it stopped naming died by
-    # then) and released once every reader of another process is at or past
-    # that lsn (reader_lsn).  The caller holds
+    # then) and with the tree commit it published (dead_txn), and released
+    # once every reader is at or past both (reader_lsn, reader_txn): a reader
+    # of an older commit whose log position is past dead_lsn still holds, in
+    # its pending table, the deletes that commit applied -- and their keys
+    # are bytes of the segment.  The caller holds
     # whatever keeps records from being appended and bytes from being staged
     # meanwhile (the engine: its log lock and data lock).
     cdef void free_unreachable(self, uint64_t data_seg, uint64_t log_seg, uint64_t head_lsn,
-                               uint64_t dead_lsn, int64_t reader_lsn) noexcept nogil
+                               uint64_t dead_lsn, uint64_t dead_txn, int64_t reader_lsn,
+                               int64_t reader_txn) noexcept nogil
     # Segment bookkeeping (see above).
     cdef void mark_nofree(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void note_lsn(self, uint64_t off, uint64_t n, uint64_t lsn) noexcept nogil

@@ -51,6 +51,7 @@ cdef class Pool:
         free(self.seg_pins)
         free(self.seg_flags)
         free(self.seg_dead)
+        free(self.seg_dtxn)
         pthread_cond_destroy(&self.grow_cond)
         pthread_mutex_destroy(&self.grow_lock)
         pthread_mutex_destroy(&self.lock)
@@ -478,7 +479,8 @@ cdef class Pool:
         return s != data_seg and s != log_seg and s != self.chunk_seg
 
     cdef void free_unreachable(self, uint64_t data_seg, uint64_t log_seg, uint64_t head_lsn,
-                               uint64_t dead_lsn, int64_t reader_lsn) noexcept nogil:
+                               uint64_t dead_lsn, uint64_t dead_txn, int64_t reader_lsn,
+                               int64_t reader_txn) noexcept nogil:
         cdef uint64_t s, tail
         pthread_mutex_lock(&self.lock)
         tail = self.alloc_tail >> SEG_SHIFT
@@ -489,10 +491,15 @@ cdef class Pool:
                 continue
             # Nothing from the head on names it (seg_lsn < head_lsn) and the
             # records that replaced what it held are at most dead_lsn, so a
-            # reader whose state is at dead_lsn or later cannot reach it.
+            # reader whose state is at dead_lsn or later and whose tree is the
+            # commit that stopped naming it or a later one cannot reach it.
+            # (A reader of an older commit may be past dead_lsn and still
+            # hold a delete that commit applied: its key is in here.)
             if self.seg_dead[s] == 0:
                 self.seg_dead[s] = dead_lsn + 1
-            if <int64_t>(self.seg_dead[s] - 1) > reader_lsn:
+                self.seg_dtxn[s] = dead_txn
+            if <int64_t>(self.seg_dead[s] - 1) > reader_lsn or \
+                    <int64_t>self.seg_dtxn[s] > reader_txn:
                 continue
             self.seg_dead[s] = 0
             self.seg_flags[s] = <uint8_t>(self.seg_flags[s] | SEG_FREE)
@@ -527,8 +534,9 @@ cdef class Pool:
         self.seg_pins = <int32_t *>calloc(self.nsegs, sizeof(int32_t))
         self.seg_flags = <uint8_t *>calloc(self.nsegs, sizeof(uint8_t))
         self.seg_dead = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
+        self.seg_dtxn = <uint64_t *>calloc(self.nsegs, sizeof(uint64_t))
         if self.seg_live == NULL or self.seg_lsn == NULL or self.seg_pins == NULL or \
-                self.seg_flags == NULL or self.seg_dead == NULL:
+                self.seg_flags == NULL or self.seg_dead == NULL or self.seg_dtxn == NULL:
             raise MemoryError()
 
     cdef void pin(self, uint64_t off, uint64_t n, int delta) noexcept nogil:
