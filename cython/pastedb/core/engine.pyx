@@ -594,9 +594,14 @@ cdef class DB:
                     raise_status(rc, "read", self.tree_path)
                 if rc == 1:
                     applied = self.tree.applied_lsn()
-                    if <int64_t>applied > self.ro_lsn:
-                        # The log up to a commit's applied_lsn is durable
-                        # before the commit is written.
+                    # The commit may hold entries past its applied_lsn (a
+                    # checkpoint collects entries written after its cut) and
+                    # may be newer than the one `limit` was read with: follow
+                    # the log to the durable lsn as it is now, which covers
+                    # every record of the commit (the writer makes them
+                    # durable before writing it), so the state is one moment.
+                    limit = self._ro_limit()
+                    if <int64_t>applied > self.ro_lsn or <int64_t>limit > self.ro_lsn:
                         self._ro_follow(applied if applied > limit else limit)
                     # Pending entries the new commit holds leave the table
                     # (each is the newest record of its key up to ro_lsn, so
