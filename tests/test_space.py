@@ -132,8 +132,9 @@ def test_a_growing_file_is_no_full_disk_and_compact_ends(db_path):
     # did not keep up with) once marked the disk full on a disk with room:
     # compact() then went on round after round (it relocates while a full
     # disk gives it less than it needs), and with a snapshot holding the
-    # freed segments each round's moves grew the file again: 1.3 M
-    # relocations of 150,000 keys, a 90 MB file became 2.6 GB.
+    # freed segments each round's moves grew the file again: 8.5 M
+    # relocations of 150,000 keys in 71 rounds over 66 s, and a file of
+    # 130 MB became 2.6 GB.
     db = pastedb.open(db_path, sync=False)
     db._checkpoint_policy(every=10**9, interval=3600)
     dead = [b"key%06d" % i for i in range(20000)]
