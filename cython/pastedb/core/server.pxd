@@ -199,6 +199,7 @@ cdef class Server:
     cdef uint64_t flush_requested     # the loop asked the flusher to cover up to here
     cdef int flusher_busy             # a barrier is running (flusher or loop)
     cdef int last_group_conns         # waiting connections the last barrier covered
+    cdef int flusher_lingering        # the flusher waits for waiting_conns to reach last_group_conns (only then does the loop signal a change of it)
     cdef int64_t last_barrier_ns      # how long the last barrier took
     cdef Breakdown bd                 # INFO breakdown (see Breakdown)
     # per-command scratch

@@ -335,9 +335,11 @@ cdef class Server:
                 if deadline.tv_nsec >= 1000000000:
                     deadline.tv_sec += 1
                     deadline.tv_nsec -= 1000000000
+                self.flusher_lingering = 1
                 while self.waiting_conns < self.last_group_conns and not self.stopping:
                     if pthread_cond_timedwait(&self.flush_cond, &self.flush_lock, &deadline) != 0:
                         break
+                self.flusher_lingering = 0
                 self.bd.fl_linger_ns += now_ns() - tl
             target = self.appended_lsn
             group_conns = self.waiting_conns
@@ -483,7 +485,12 @@ cdef class Server:
         pthread_mutex_lock(&self.flush_lock)
         if waiting != self.waiting_conns:
             self.waiting_conns = waiting
-            pthread_cond_signal(&self.flush_cond)
+            if self.flusher_lingering:
+                # Only a lingering flusher waits for this; a signal at every
+                # change woke an idle flusher for nothing once a request at
+                # 1 client (a futex wake for the loop, a thread switch on a
+                # core the client needs).
+                pthread_cond_signal(&self.flush_cond)
         if self.appended_lsn > self.flushed_lsn and self.flush_requested <= self.flushed_lsn:
             if waiting <= 1 and not self.flusher_busy and self.sync_acks:
                 target = self.appended_lsn
