@@ -232,6 +232,17 @@ cdef class DB:
     # bytes to copy in, unstage to drop them), append a group, make it
     # durable, look a key up; the pool's mapping and arenas to receive into.
     cdef char *mapping(self) noexcept nogil
+    # Receiving into the pool, through its I/O layer (faults, the crash
+    # simulator): splice from a pipe to offset off; recv() from a socket
+    # into the mapping at dst; note bytes moved within the mapping at p (an
+    # ordinary file: durable with the next barrier).  As splice / recv.
+    cdef long receive_splice(self, int pipe_fd, uint64_t off, size_t n) noexcept nogil
+    cdef long receive_into(self, int sock, char *dst, size_t n) noexcept nogil
+    cdef void note_moved(self, const char *p, uint64_t n) noexcept nogil
+    # An ordinary file (writes go in by system call, not through the mapping).
+    cdef int ordinary_file(self) noexcept nogil
+    # Bytes of [off, off + n) that tree entries name (an arena worth moving out of).
+    cdef int64_t range_live(self, uint64_t off, uint64_t n) noexcept nogil
     cdef int alloc_arena(self, uint64_t nbytes, uint64_t minbytes, uint64_t *off,
                          uint64_t *got) noexcept nogil
     cdef void release_arena(self, uint64_t off, uint64_t nbytes) noexcept nogil

@@ -3450,6 +3450,23 @@ cdef class DB:
         """The pool's mapping: fixed for the life of the DB (pool.pxd)."""
         return self.pool.base
 
+    cdef long receive_splice(self, int pipe_fd, uint64_t off, size_t n) noexcept nogil:
+        return self.pool.file.splice_from(pipe_fd, off, n)
+
+    cdef long receive_into(self, int sock, char *dst, size_t n) noexcept nogil:
+        return self.pool.file.recv_into(sock, dst, <uint64_t>(dst - self.pool.base), n,
+                                        self.pool.write_syscall)
+
+    cdef void note_moved(self, const char *p, uint64_t n) noexcept nogil:
+        if self.pool.write_syscall:
+            self.pool.file.note_store(<uint64_t>(p - self.pool.base), p, n)
+
+    cdef int ordinary_file(self) noexcept nogil:
+        return self.pool.write_syscall
+
+    cdef int64_t range_live(self, uint64_t off, uint64_t n) noexcept nogil:
+        return self.pool.range_live(off, n)
+
     cdef int alloc_arena(self, uint64_t nbytes, uint64_t minbytes, uint64_t *off,
                          uint64_t *got) noexcept nogil:
         """A pool extent to receive requests into, of nbytes -- or, when the

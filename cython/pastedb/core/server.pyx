@@ -241,7 +241,7 @@ cdef class Server:
         # Zero-copy receive on an ordinary file goes through splice(); on
         # DAX (stores are the persistence path) and with persist=none it is
         # recv() straight into the mapping.
-        if not copy and (receive == "splice" or (receive == "auto" and db.pool.write_syscall)):
+        if not copy and (receive == "splice" or (receive == "auto" and db.ordinary_file())):
             if pipe2(self.splice_pipe, O_CLOEXEC) != 0:
                 raise OSError(errno, "pipe2")
             self.splice_max = fcntl(self.splice_pipe[1], F_SETPIPE_SZ, 1 << 20)
@@ -672,7 +672,7 @@ cdef class Server:
         into the mapping would -- but the pages are dirtied the way write()
         dirties them, which keeps the next fdatasync cheap (see Pool.write_at).
         The bytes are then read (never written) through the mapping."""
-        cdef uint64_t off = <uint64_t>(dst - self.db.pool.base)
+        cdef uint64_t off = <uint64_t>(dst - self.db.mapping())
         cdef ssize_t got, moved, n
         if space > self.splice_max:
             space = self.splice_max
@@ -682,8 +682,8 @@ cdef class Server:
             return got
         moved = 0
         while moved < got:
-            n = self.db.pool.file.splice_from(self.splice_pipe[0], off + <uint64_t>moved,
-                                              <size_t>(got - moved))
+            n = self.db.receive_splice(self.splice_pipe[0], off + <uint64_t>moved,
+                                       <size_t>(got - moved))
             if n <= 0:
                 if n == -EINTR:
                     continue
@@ -737,11 +737,10 @@ cdef class Server:
             tail = self.arena
         if pending:
             memmove(tail, c.win + c.parser.cmd_start, pending)
-            if self.db.pool.write_syscall:
-                # A store through the mapping of an ordinary file: durable
-                # with the next barrier (the I/O layer notes it; on pmem the
-                # staged key and value are flushed by persist_range).
-                self.db.pool.file.note_store(<uint64_t>(tail - self.db.pool.base), tail, pending)
+            # A store through the mapping of an ordinary file: durable with
+            # the next barrier (the I/O layer notes it; on pmem the staged
+            # key and value are flushed by persist_range).
+            self.db.note_moved(tail, pending)
         c.win = tail
         self.conn_arena(c, self.cur_arena)      # after the move: the old arena held the bytes
         c.win_off = self.arena_off + self.arena_tail
@@ -831,7 +830,7 @@ cdef class Server:
                     now - c.last_recv_ns < 1000000000:
                 continue                          # (a request still arriving moves by itself)
             a = &self.arenas[c.arena - 1]
-            if self.db.pool.range_live(a.off, a.size) * 2 > <int64_t>a.size:
+            if self.db.range_live(a.off, a.size) * 2 > <int64_t>a.size:
                 continue
             i = <int>(c.win_len - c.parser.cmd_start)
             if self.arena_room(c) == 0:
@@ -904,9 +903,7 @@ cdef class Server:
             else:
                 # Into the mapping: on an ordinary file these stores are made
                 # durable by the file's barrier (the I/O layer notes them).
-                got = self.db.pool.file.recv_into(
-                    fd, c.win + c.win_len, <uint64_t>(c.win + c.win_len - self.db.pool.base),
-                    space, self.db.pool.write_syscall)
+                got = self.db.receive_into(fd, c.win + c.win_len, space)
             self.bd.loop_recv_ns += now_ns() - t0
             if got == 0:
                 self.close_conn(c)
