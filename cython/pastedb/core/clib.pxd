@@ -248,6 +248,7 @@ cdef extern from "<sys/uio.h>" nogil:
     cdef struct iovec:
         void *iov_base
         size_t iov_len
+    ssize_t pwritev(int fd, const iovec *iov, int iovcnt, off_t offset)
 
 
 cdef extern from "<sys/socket.h>" nogil:

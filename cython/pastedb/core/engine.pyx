@@ -1140,9 +1140,7 @@ cdef class DB:
         if rc != 0:
             return rc
         dst = self.pool.base + off
-        rc = self.pool.write_at(off, k, klen)
-        if rc == 0:
-            rc = self.pool.write_at(off + klen, v, vlen)
+        rc = self.pool.write_at2(off, k, klen, v, vlen)
         if rc != 0:
             self.pool.pin(off, klen + vlen, -1)
             return rc

@@ -145,6 +145,10 @@ cdef class Pool:
     # Write bytes into the pool at `off`: stores through the mapping, or
     # pwrite() when write_syscall is set.  0 or -errno.
     cdef int write_at(self, uint64_t off, const void *p, size_t n) noexcept nogil
+    # write_at(off, p1, n1) then write_at(off + n1, p2, n2) (one system call
+    # where File.write2 can make it one).  0 or -errno.
+    cdef int write_at2(self, uint64_t off, const void *p1, size_t n1, const void *p2,
+                       size_t n2) noexcept nogil
     # Write n zeros at `off`, the same way.  0 or -errno.
     cdef int zero_at(self, uint64_t off, uint64_t n) noexcept nogil
     cdef void close_map(self) noexcept

@@ -642,6 +642,16 @@ cdef class Pool:
             memcpy(self.base + off, p, n)
         return rc
 
+    cdef int write_at2(self, uint64_t off, const void *p1, size_t n1, const void *p2,
+                       size_t n2) noexcept nogil:
+        cdef int rc
+        if self.write_syscall:
+            return self.file.write2(off, p1, n1, p2, n2)
+        rc = self.write_at(off, p1, n1)
+        if rc == 0:
+            rc = self.write_at(off + n1, p2, n2)
+        return rc
+
     cdef int zero_at(self, uint64_t off, uint64_t n) noexcept nogil:
         cdef int rc
         if self.write_syscall:

@@ -128,6 +128,11 @@ cdef class File:
     cdef int size(self, uint64_t *size) noexcept nogil
     # Write all n bytes at off (pwrite).  0 or -errno.
     cdef int write(self, uint64_t off, const void *p, size_t n) noexcept nogil
+    # write(off, p1, n1) then write(off + n1, p2, n2): one pwritev() when
+    # nothing watches the operations one by one (no simulation, no fault
+    # armed for writes), else exactly those two writes.  0 or -errno.
+    cdef int write2(self, uint64_t off, const void *p1, size_t n1, const void *p2,
+                    size_t n2) noexcept nogil
     # Write n zeros at off.  0 or -errno.
     cdef int write_zeros(self, uint64_t off, uint64_t n) noexcept nogil
     # Set the file's size (ftruncate; counted as a write).  0 or -errno.

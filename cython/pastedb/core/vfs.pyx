@@ -15,7 +15,7 @@ from pastedb.core.clib cimport (
     fstat, ftruncate, getpid, kill, mmap, msync as c_msync, open as c_open, pdb_sfence, pread,
     pthread_mutex_destroy, pthread_mutex_init, pthread_mutex_lock, pthread_mutex_unlock, pwrite,
     recv, SPLICE_F_MOVE, splice, stat, sync_file_range, SYNC_FILE_RANGE_WAIT_AFTER,
-    SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE,
+    SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE, iovec, pwritev,
 )
 from posix.types cimport off_t
 
@@ -452,6 +452,41 @@ cdef class File:
             n -= <size_t>w
         self.vfs.sim_record(self.slot, OP_WRITE, start, <const char *>p, want)
         return 0
+
+    cdef int write2(self, uint64_t off, const void *p1, size_t n1, const void *p2,
+                    size_t n2) noexcept nogil:
+        # A put's key and value in one system call (each pwrite of a small
+        # piece costs ~1.5 us of kernel write path on ext4).  Under the crash
+        # simulator or with a write fault armed the two writes are made one
+        # by one, so both see the same operations as before.
+        cdef iovec iov[2]
+        cdef long w
+        cdef int rc
+        if self.vfs.sim or n1 == 0 or n2 == 0 or self.vfs.faults[FAULT_WRITE].at or \
+                self.vfs.faults[FAULT_IO].at or self.vfs.faults[FAULT_KILL].at:
+            rc = self.write(off, p1, n1)
+            if rc == 0:
+                rc = self.write(off + n1, p2, n2)
+            return rc
+        iov[0].iov_base = <void *>p1
+        iov[0].iov_len = n1
+        iov[1].iov_base = <void *>p2
+        iov[1].iov_len = n2
+        w = pwritev(self.fd, iov, 2, <long>off)
+        if w == <long>(n1 + n2):
+            return 0
+        if w < 0:
+            if errno != EINTR:
+                return -errno
+            w = 0
+        # A short write: the rest piece by piece.
+        if <size_t>w < n1:
+            rc = self.write(off + <uint64_t>w, <const char *>p1 + w, n1 - <size_t>w)
+            if rc == 0:
+                rc = self.write(off + n1, p2, n2)
+            return rc
+        return self.write(off + <uint64_t>w, <const char *>p2 + (<size_t>w - n1),
+                          n2 - (<size_t>w - n1))
 
     cdef int write_zeros(self, uint64_t off, uint64_t n) noexcept nogil:
         cdef uint64_t start = off, total = n, k
